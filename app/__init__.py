@@ -1,0 +1,30 @@
+"""Embedding service: a Flask app factory over a torch + transformers engine."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from flask import Flask  # noqa: E402
+
+from .config import Settings  # noqa: E402
+
+
+def create_app(settings: Settings | None = None, engine=None) -> Flask:
+    """Build the WSGI app.
+
+    `engine` is anything with the Engine interface; when omitted the model
+    named by the settings is loaded here, which under gunicorn's preload
+    happens once, in the master.
+    """
+    from .api import init_api
+    from .runtime import configure_logging
+
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    if engine is None:
+        from .runtime import load_engine
+
+        engine = load_engine(settings)
+    app = Flask(__name__)
+    init_api(app, settings, engine)
+    return app

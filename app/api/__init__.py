@@ -1,0 +1,21 @@
+"""The HTTP layer: routes, request parsing, the error envelope. Never imports torch."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..config import Settings
+from . import embeddings, meta
+from .auth import init_auth
+from .context import ENGINE_KEY, SETTINGS_KEY
+from .errors import init_error_handlers
+
+
+def init_api(app: Flask, settings: Settings, engine) -> None:
+    app.extensions[SETTINGS_KEY] = settings
+    app.extensions[ENGINE_KEY] = engine
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    init_error_handlers(app, settings.max_content_length)
+    init_auth(app, settings.api_keys)
+    app.register_blueprint(embeddings.bp)
+    app.register_blueprint(meta.bp)

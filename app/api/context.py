@@ -1,0 +1,18 @@
+"""Where the views find what the factory bound to the app."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from ..config import Settings
+
+ENGINE_KEY = "embedding_engine"
+SETTINGS_KEY = "embedding_settings"
+
+
+def engine():
+    return current_app.extensions[ENGINE_KEY]
+
+
+def settings() -> Settings:
+    return current_app.extensions[SETTINGS_KEY]

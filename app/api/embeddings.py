@@ -1,0 +1,57 @@
+"""The embedding routes: OpenAI-compatible `/v1/embeddings` and native `/embed_text`."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from . import context
+from .encoding import encode_rows, json_response
+from .parsing import check_items, parse_json
+from .schemas import EmbedTextRequest, EmbedTextResponse, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
+from .spec import operation
+
+bp = Blueprint("embeddings", __name__)
+
+
+def _usage(tokens: int) -> dict:
+    return {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
+@bp.post("/v1/embeddings")
+@operation(summary="Create embeddings (OpenAI-compatible)", request=OpenAIEmbeddingRequest,
+           response=OpenAIEmbeddingResponse, auth=True, tags=("openai",), errors=(400, 401, 404, 413, 415))
+def create_embeddings():
+    req = parse_json(OpenAIEmbeddingRequest)
+    check_items(req.input, context.settings(), "input")
+    engine = context.engine()
+    model = engine.resolve(req.model)
+    if isinstance(req.input[0], str):
+        result = engine.embed_texts(model, req.input, dimensions=req.dimensions)
+    else:
+        result = engine.embed_token_ids(model, req.input, dimensions=req.dimensions)
+    rows = encode_rows(result.vectors, req.encoding_format)
+    return json_response({
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+        "model": model.name,
+        "usage": _usage(result.prompt_tokens),
+    })
+
+
+@bp.post("/embed_text")
+@operation(summary="Embed texts (native)", request=EmbedTextRequest, response=EmbedTextResponse, auth=True,
+           tags=("native",), errors=(400, 401, 404, 413, 415))
+def embed_text():
+    req = parse_json(EmbedTextRequest)
+    check_items(req.texts, context.settings(), "texts")
+    engine = context.engine()
+    model = engine.resolve(req.model)
+    result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
+                                prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
+                                field="texts")
+    return json_response({
+        "model": model.name,
+        "embeddings": encode_rows(result.vectors, req.encoding_format),
+        "dimension": int(result.vectors.shape[1]),
+        "usage": _usage(result.prompt_tokens),
+    })

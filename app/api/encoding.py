@@ -1,0 +1,27 @@
+"""Vectors -> response bytes without per-float Python objects.
+
+orjson serialises numpy rows directly; `base64` is the little-endian float32
+buffer the official OpenAI client decodes with `np.frombuffer(..., "float32")`.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import orjson
+from flask import Response
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def encode_rows(vectors: np.ndarray, encoding_format: str) -> list:
+    if encoding_format == "base64":
+        little_endian = vectors.astype("<f4", copy=False)
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in little_endian]
+    return list(vectors)
+
+
+def json_response(payload, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload, option=_JSON_OPTIONS), status=status, headers=headers,
+                    mimetype="application/json")

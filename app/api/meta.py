@@ -1,0 +1,48 @@
+"""Model listing, liveness, readiness and the OpenAPI document."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from .. import __version__
+from ..errors import NotReady
+from . import context
+from .encoding import json_response
+from .openapi import openapi_document
+from .schemas import HealthResponse, ModelList, OpenAPIDocument, ReadyResponse
+from .spec import operation
+
+bp = Blueprint("meta", __name__)
+
+
+@bp.get("/v1/models")
+@operation(summary="List the served models", response=ModelList, auth=True, tags=("openai",), errors=(401,))
+def list_models():
+    engine = context.engine()
+    cards = [{**card, "object": "model", "created": engine.created, "owned_by": "embedding-service"}
+             for card in engine.describe_models()]
+    return json_response({"object": "list", "data": cards})
+
+
+@bp.get("/health")
+@operation(summary="Liveness: the model is loaded; device, dtype and versions", response=HealthResponse,
+           tags=("operations",))
+def health():
+    return json_response({"status": "ok", "version": __version__, **context.engine().health()})
+
+
+@bp.get("/ready")
+@operation(summary="Readiness: 200 once this worker has loaded and warmed up its model, else 503",
+           response=ReadyResponse, tags=("operations",), errors=(503,))
+def ready():
+    if not context.engine().ready:
+        raise NotReady("this worker has not finished warming up", headers={"Retry-After": "1"})
+    return json_response({"status": "ready"})
+
+
+@bp.get("/openapi.json")
+@operation(summary="This OpenAPI 3.1 document", response=OpenAPIDocument, tags=("operations",))
+def openapi():
+    if "openapi_document" not in current_app.extensions:
+        current_app.extensions["openapi_document"] = openapi_document(current_app)
+    return json_response(current_app.extensions["openapi_document"])

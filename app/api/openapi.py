@@ -1,0 +1,67 @@
+"""/openapi.json, generated from the registered routes and the same pydantic models that validate them."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from pydantic.json_schema import models_json_schema
+
+from .. import __version__
+from .schemas import ErrorResponse
+from .spec import operation_of
+
+_STATUS_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 404: "Unknown model",
+                413: "Request body too large", 415: "Content-Type is not application/json",
+                500: "Inference or internal error", 503: "Not ready or overloaded"}
+
+
+def openapi_document(app: Flask) -> dict:
+    routes = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        op = operation_of(app.view_functions.get(rule.endpoint))
+        if op is not None:
+            routes.append((rule, sorted(rule.methods - {"HEAD", "OPTIONS"}), op))
+
+    wanted = {(ErrorResponse, "serialization")}
+    for _, _, op in routes:
+        wanted.add((op.response, "serialization"))
+        if op.request is not None:
+            wanted.add((op.request, "validation"))
+    refs, definitions = models_json_schema(
+        sorted(wanted, key=lambda item: (item[0].__name__, item[1])),
+        ref_template="#/components/schemas/{model}")
+
+    def json_content(schema: dict) -> dict:
+        return {"application/json": {"schema": schema}}
+
+    error = json_content(refs[(ErrorResponse, "serialization")])
+    paths: dict[str, dict] = {}
+    for rule, methods, op in routes:
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in methods:
+            responses = {"200": {"description": "OK", "content": json_content(refs[(op.response, "serialization")])}}
+            codes = set(op.errors) | {500} | ({401} if op.auth else set())
+            for code in sorted(codes):
+                responses[str(code)] = {"description": _STATUS_TEXT.get(code, "Error"), "content": error}
+            entry = {"operationId": rule.endpoint.replace(".", "_"), "summary": op.summary,
+                     "tags": list(op.tags), "responses": responses}
+            if op.request is not None:
+                entry["requestBody"] = {"required": True,
+                                        "content": json_content(refs[(op.request, "validation")])}
+            if op.auth:
+                entry["security"] = [{"bearerAuth": []}]
+            paths.setdefault(path, {})[method.lower()] = entry
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Embedding service", "version": __version__,
+                 "description": "Text embeddings over HTTP; errors use the OpenAI error envelope."},
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "Required on routes marked with it when the service runs with API_KEYS."}},
+        },
+    }

@@ -1,0 +1,197 @@
+"""Request and response models: they validate requests and generate /openapi.json.
+
+Validation runs in strict mode on the parsed JSON, so `"normalize": "yes"` or
+`"dimensions": "64"` is an error rather than a guess. Polymorphic inputs are
+normalised by hand in before-validators, which raise `InvalidRequest` naming
+the exact offending index (pydantic's union errors would list every branch).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import InvalidRequest
+
+EncodingFormat = Literal["float", "base64"]
+Dimensions = Annotated[int, Field(gt=0, description="Keep the first N components, then re-normalise.")]
+
+
+def _text_list(value, field: str) -> list[str]:
+    """A string or a non-empty list of non-empty strings -> list of strings."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{field} must be a string or a list of strings", param=field)
+    if not value:
+        raise InvalidRequest(f"{field} must not be empty", param=field)
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidRequest(f"{field}[{index}] must be a string, got {_json_type(item)}",
+                                 param=f"{field}[{index}]")
+        if not item:
+            raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
+    return value
+
+
+def _is_token(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _openai_input(value) -> Union[list[str], list[list[int]]]:
+    """OpenAI's four input shapes -> a list of texts or a list of token-id rows."""
+    field = "input"
+    if isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], str)):
+        return _text_list(value, field)
+    if not isinstance(value, list):
+        raise InvalidRequest(
+            "input must be a string, a list of strings, a list of token ids or a list of lists of token ids",
+            param=field)
+    if not value:
+        raise InvalidRequest("input must not be empty", param=field)
+    if _is_token(value[0]):
+        return [_token_row(value, field)]
+    rows = []
+    for index, row in enumerate(value):
+        if not isinstance(row, list):
+            raise InvalidRequest(f"input[{index}] must be a list of token ids like input[0], got {_json_type(row)}",
+                                 param=f"input[{index}]")
+        rows.append(_token_row(row, f"input[{index}]"))
+    return rows
+
+
+def _token_row(row: list, field: str) -> list[int]:
+    if not row:
+        raise InvalidRequest(f"{field} is an empty list of token ids", param=field)
+    for position, token in enumerate(row):
+        if not _is_token(token) or token < 0:
+            raise InvalidRequest(f"{field}[{position}] must be a non-negative integer token id, got {token!r}",
+                                 param=field)
+    return row
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------- requests
+class OpenAIEmbeddingRequest(BaseModel):
+    """OpenAI's `POST /v1/embeddings` body. Unknown fields are ignored, as clients add their own."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    input: Union[str, list[str], list[int], list[list[int]]] = Field(
+        description="Text, texts, one token-id list, or a list of token-id lists (this model's vocabulary).")
+    model: Optional[str] = Field(default=None, description="Served model id; defaults to the first model.")
+    encoding_format: EncodingFormat = "float"
+    dimensions: Optional[Dimensions] = None
+    user: Optional[str] = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _normalise_input(cls, value):
+        return _openai_input(value)
+
+
+class EmbedTextRequest(BaseModel):
+    """The native `POST /embed_text` body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    texts: Union[str, list[str]] = Field(description="One text or a list of texts.")
+    model: Optional[str] = None
+    normalize: bool = Field(default=True, description="L2-normalise each vector.")
+    truncate: bool = Field(
+        default=True, description="Cut inputs at the model's maximum length; false makes an over-long input a 400.")
+    prompt: Optional[str] = Field(default=None, description="A literal prefix for every text.")
+    prompt_name: Optional[str] = Field(
+        default=None, description="A prompt from the model's config_sentence_transformers.json, by name.")
+    dimensions: Optional[Dimensions] = None
+    encoding_format: EncodingFormat = "float"
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _normalise_texts(cls, value):
+        return _text_list(value, "texts")
+
+
+# -------------------------------------------------------------------- responses
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str] = Field(description="Floats, or base64 of little-endian float32.")
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: Usage
+
+
+class EmbedTextResponse(BaseModel):
+    model: str
+    embeddings: Union[list[list[float]], list[str]]
+    dimension: int
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    modality: str
+    dimension: int
+    max_input_tokens: int
+    pooling: list[str]
+    prompts: list[str]
+    default_prompt_name: Optional[str]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    version: str
+    models: list[str]
+    device: str
+    dtype: str
+    ready: bool
+    pid: int
+    torch_threads: Optional[int]
+    versions: dict[str, str]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: Optional[str]
+    code: Optional[str]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class OpenAPIDocument(BaseModel):
+    openapi: str
+    info: dict
+    paths: dict
+    components: dict

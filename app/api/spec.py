@@ -1,0 +1,33 @@
+"""Route metadata that both protects the route and documents it in /openapi.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    response: type[BaseModel]
+    request: Optional[type[BaseModel]] = None
+    auth: bool = False
+    tags: tuple[str, ...] = ()
+    errors: tuple[int, ...] = field(default=())
+
+
+def operation(**kwargs) -> Callable:
+    """Attach an Operation to a view function; route registration stays Flask's own."""
+    op = Operation(**kwargs)
+
+    def attach(view: Callable) -> Callable:
+        view.operation = op
+        return view
+
+    return attach
+
+
+def operation_of(view: Callable | None) -> Operation | None:
+    return getattr(view, "operation", None)

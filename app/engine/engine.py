@@ -1,0 +1,154 @@
+"""The engine: a registry of named models and their per-process lifecycle.
+
+`Engine.load` runs once in the gunicorn master (weights in, nothing run);
+`start_worker` runs once in each worker after fork (threads, device, warm-up).
+The web layer talks to it only through `resolve`, `embed_texts`,
+`embed_token_ids` and the describe methods, and gets numpy arrays back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import transformers
+
+from ..config import Settings
+from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
+from .device import dtype_name, resolve_device, resolve_dtype
+from .loader import load_text_model
+from .text_model import TextEmbedder, Tokenized, postprocess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # float32 [n, dim], caller's order
+    prompt_tokens: int
+
+
+class Engine:
+    def __init__(self, settings: Settings, models: dict[str, TextEmbedder], device: str, dtype: torch.dtype):
+        if not models:
+            raise ValueError("an engine needs at least one model")
+        self.settings = settings
+        self.models = models
+        self.device = device
+        self.dtype = dtype
+        self.created = int(time.time())
+        self._started_pid: int | None = None
+        self._start_lock = threading.Lock()
+        self._ready = False
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Engine":
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
+        # One intra-op thread while loading: a thread pool created in the master is
+        # inherited broken by forked workers (pytorch issue 49555).
+        torch.set_num_threads(1)
+        model = load_text_model(settings.resolved_model_path(), settings.served_model_name, dtype)
+        return cls(settings, {model.name: model}, device, dtype)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start_worker(self) -> None:
+        """Per-process start: thread count, device move, warm-up. Idempotent per pid."""
+        with self._start_lock:
+            if self._started_pid == os.getpid():
+                return
+            self._ready = False
+            threads = self.settings.resolved_cpu_threads()
+            torch.set_num_threads(threads)
+            if self.device != "cpu":
+                for model in self.models.values():
+                    model.to(self.device)
+            if self.settings.enable_warmup:
+                self.warmup()
+            self._started_pid = os.getpid()
+            self._ready = True
+            log.info("worker %d ready: device=%s dtype=%s torch_threads=%d",
+                     os.getpid(), self.device, dtype_name(self.dtype), threads)
+
+    def warmup(self) -> None:
+        for model in self.models.values():
+            short = model.tokenize_texts(["warm-up"])
+            longest = model.tokenize_ids([[model.pad_id + 1] * model.max_length])
+            model.forward(Tokenized(ids=short.ids + longest.ids), self.settings.max_batch_size)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._started_pid == os.getpid()
+
+    def _ensure_started(self) -> None:
+        # Servers other than gunicorn (the Flask test client, `flask run`) have no
+        # post-fork hook: the first request starts the process instead.
+        if self._started_pid != os.getpid():
+            self.start_worker()
+
+    # ------------------------------------------------------------------ lookups
+    def resolve(self, name: str | None) -> TextEmbedder:
+        if name is None or name == "":
+            return next(iter(self.models.values()))
+        model = self.models.get(name)
+        if model is None:
+            # "org/name" resolves to "name": clients often send the hub id.
+            model = self.models.get(name.rstrip("/").rsplit("/", 1)[-1])
+        if model is None:
+            served = ", ".join(self.models)
+            raise ModelNotFound(f"the model {name!r} is not served here; served models: {served}", param="model")
+        return model
+
+    def describe_models(self) -> list[dict]:
+        return [model.describe() for model in self.models.values()]
+
+    def health(self) -> dict:
+        return {
+            "models": list(self.models),
+            "device": self.device,
+            "dtype": dtype_name(self.dtype),
+            "ready": self.ready,
+            "pid": os.getpid(),
+            "torch_threads": torch.get_num_threads() if self.ready else None,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "numpy": np.__version__},
+        }
+
+    # --------------------------------------------------------------- embedding
+    def embed_texts(self, model: TextEmbedder, texts: list[str], *, normalize: bool = True, truncate: bool = True,
+                    prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
+                    field: str = "input") -> Embeddings:
+        self._check_dimensions(model, dimensions)
+        prefix = model.resolve_prompt(prompt, prompt_name)
+        tokenized = model.tokenize_texts(texts, truncate=truncate, prompt=prefix, field=field)
+        return self._run(model, tokenized, normalize, dimensions)
+
+    def embed_token_ids(self, model: TextEmbedder, rows: list[list[int]], *, normalize: bool = True,
+                        truncate: bool = True, dimensions: int | None = None, field: str = "input") -> Embeddings:
+        self._check_dimensions(model, dimensions)
+        tokenized = model.tokenize_ids(rows, truncate=truncate, field=field)
+        return self._run(model, tokenized, normalize, dimensions)
+
+    @staticmethod
+    def _check_dimensions(model: TextEmbedder, dimensions: int | None) -> None:
+        if dimensions is not None and dimensions > model.dimension:
+            raise InvalidRequest(
+                f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions",
+                param="dimensions")
+
+    def _run(self, model: TextEmbedder, tokenized: Tokenized, normalize: bool, dimensions: int | None) -> Embeddings:
+        self._ensure_started()
+        try:
+            vectors = model.forward(tokenized, self.settings.max_batch_size)
+        except ServiceError:
+            raise
+        except Exception as exc:  # an inference fault fails this request only
+            log.exception("inference failed for model %s", model.name)
+            raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
+        vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
+        return Embeddings(vectors=vectors, prompt_tokens=tokenized.token_count)

@@ -1,0 +1,112 @@
+"""What a model directory says about how to embed with it.
+
+Reads the sentence-transformers files when they exist (`modules.json`,
+`1_Pooling/config.json`, `sentence_bert_config.json`,
+`config_sentence_transformers.json`, `N_Dense/`) and falls back to sensible
+defaults for a plain Hugging Face directory: mean pooling, normalised output,
+the model's own maximum length.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .pooling import modes_from_config
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    path: Path
+    in_features: int
+    out_features: int
+    bias: bool
+    activation: str
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    root: Path
+    transformer_path: Path
+    pooling_modes: tuple[str, ...] = ("mean",)
+    include_prompt: bool = True
+    dense: tuple[DenseSpec, ...] = ()
+    normalize: bool = True
+    max_seq_length: int | None = None
+    do_lower_case: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    sentence_transformers: bool = False
+
+
+def _read_json(path: Path) -> dict | list | None:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _module_kind(type_name: str) -> str:
+    return type_name.rsplit(".", 1)[-1]
+
+
+def read_layout(root: str | Path) -> ModelLayout:
+    root = Path(root)
+    modules = _read_json(root / "modules.json")
+    st_config = _read_json(root / "config_sentence_transformers.json") or {}
+    prompts = dict(st_config.get("prompts") or {})
+    default_prompt_name = st_config.get("default_prompt_name") or None
+
+    if not isinstance(modules, list):
+        # A plain Hugging Face directory: mean pooling and normalisation are the
+        # conventions that embedding models without sentence-transformers files follow.
+        bert_config = _read_json(root / "sentence_bert_config.json") or {}
+        return ModelLayout(
+            root=root, transformer_path=root, max_seq_length=bert_config.get("max_seq_length"),
+            prompts=prompts, default_prompt_name=default_prompt_name,
+        )
+
+    transformer_path = root
+    pooling_modes: tuple[str, ...] = ("mean",)
+    include_prompt = True
+    dense: list[DenseSpec] = []
+    normalize = False
+    for module in sorted(modules, key=lambda m: m.get("idx", 0)):
+        kind = _module_kind(module.get("type", ""))
+        path = root / module.get("path", "")
+        if kind == "Transformer":
+            transformer_path = path if (path / "config.json").is_file() else root
+        elif kind == "Pooling":
+            config = _read_json(path / "config.json") or {}
+            pooling_modes = modes_from_config(config)
+            include_prompt = bool(config.get("include_prompt", True))
+        elif kind == "Dense":
+            config = _read_json(path / "config.json") or {}
+            dense.append(DenseSpec(
+                path=path,
+                in_features=int(config["in_features"]),
+                out_features=int(config["out_features"]),
+                bias=bool(config.get("bias", True)),
+                activation=str(config.get("activation_function", "torch.nn.modules.linear.Identity")),
+            ))
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise ValueError(f"{root}: unsupported sentence-transformers module {module.get('type')!r}")
+
+    bert_config = (_read_json(transformer_path / "sentence_bert_config.json")
+                   or _read_json(root / "sentence_bert_config.json") or {})
+    return ModelLayout(
+        root=root,
+        transformer_path=transformer_path,
+        pooling_modes=pooling_modes,
+        include_prompt=include_prompt,
+        dense=tuple(dense),
+        normalize=normalize,
+        max_seq_length=bert_config.get("max_seq_length"),
+        do_lower_case=bool(bert_config.get("do_lower_case", False)),
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        sentence_transformers=True,
+    )

@@ -1,0 +1,45 @@
+"""Fixture chain: settings -> engine (the real default model, loaded once) -> app -> client."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.config import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env({})
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    from app.engine import Engine
+
+    engine = Engine.load(settings)
+    engine.start_worker()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def model(engine):
+    return engine.resolve(None)
+
+
+@pytest.fixture
+def app(settings, engine):
+    return create_app(settings, engine)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def reference_model(settings):
+    """sentence-transformers on the same directory: the ground truth for vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(settings.resolved_model_path()), device="cpu")

@@ -1,0 +1,79 @@
+"""Start a real `gunicorn -c gunicorn.conf.py` on a free port and wait until every worker is ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornProcess:
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, log_path: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "WORKERS": str(workers), **(env or {})}
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> "GunicornProcess":
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        """Ready once /ready answered 200 from as many distinct worker pids as there are workers."""
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with requests.Session() as fresh:  # a new connection may land on another worker
+                    ready = fresh.get(self.url + "/ready", timeout=5)
+                    if ready.status_code == 200:
+                        seen.add(fresh.get(self.url + "/health", timeout=5).json()["pid"])
+                if len(seen) >= self.workers:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"gunicorn not ready after {timeout}s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")[-4000:]
+        return ""
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode if self.proc else 0
+
+    def __enter__(self) -> "GunicornProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

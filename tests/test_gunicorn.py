@@ -1,0 +1,134 @@
+"""A real `gunicorn -c gunicorn.conf.py` with preload and 2 workers, over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import requests
+
+from .gunicorn_process import ROOT, GunicornProcess
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["Gunicorn forks workers from a master.", "short", "Copy-on-write keeps one copy of the weights."]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
+    with GunicornProcess(workers=2, log_path=log) as proc:
+        yield proc
+
+
+def worker_pids(server) -> set[int]:
+    pids = set()
+    for _ in range(40):
+        with requests.Session() as fresh:
+            pids.add(fresh.get(server.url + "/health", timeout=10).json()["pid"])
+        if len(pids) == 2:
+            break
+    return pids
+
+
+def test_model_is_loaded_once_in_the_master(server):
+    loads = re.findall(r"\[(\d+)\] \[INFO\] app\.engine\.loader: loaded model", server.log_tail())
+    assert loads == [str(server.proc.pid)]
+    ready = set(re.findall(r"worker (\d+) ready", server.log_tail()))
+    assert len(ready) == 2 and str(server.proc.pid) not in ready
+
+
+def test_both_workers_answer(server):
+    assert len(worker_pids(server)) == 2
+
+
+def test_openai_client_float_and_base64(server, reference_model):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    reference = reference_model.encode(TEXTS)
+    # No encoding_format: the SDK asks for base64 and decodes it itself.
+    for encoding_format in (None, "float", "base64"):
+        kwargs = {"encoding_format": encoding_format} if encoding_format else {}
+        result = client.embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS, **kwargs)
+        if encoding_format == "base64":  # asked for explicitly, the SDK hands the string over as it is
+            vectors = np.stack([np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in result.data])
+        else:
+            vectors = np.array([d.embedding for d in result.data], dtype=np.float32)
+        assert vectors.shape == (3, 384)
+        assert (vectors * reference).sum(axis=1).min() >= 0.9999
+        assert result.usage.prompt_tokens > 0 and result.model == "all-MiniLM-L6-v2"
+
+
+def test_openai_client_sees_errors_as_api_errors(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as info:
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    assert info.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=[])
+    assert info.value.param == "input"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_native_route(server, reference_model):
+    out = subprocess.run(
+        ["curl", "-sS", "-X", "POST", server.url + "/embed_text", "-H", "Content-Type: application/json",
+         "-d", json.dumps({"texts": TEXTS})], capture_output=True, check=True, timeout=60).stdout
+    body = json.loads(out)
+    assert (np.array(body["embeddings"]) * reference_model.encode(TEXTS)).sum(axis=1).min() >= 0.9999
+
+
+def test_bad_input_leaves_the_workers_up(server):
+    before = worker_pids(server)
+    bad_bodies = [b"{oops", b"[]", b'{"texts": []}', b'{"texts": [""]}', b'{"texts": "x", "dimensions": -1}']
+    for body in bad_bodies * 4:
+        response = requests.post(server.url + "/embed_text", data=body,
+                                 headers={"Content-Type": "application/json"}, timeout=30)
+        assert response.status_code == 400 and "error" in response.json()
+    assert requests.post(server.url + "/embed_text", json={"texts": "fine"}, timeout=30).status_code == 200
+    assert worker_pids(server) == before
+
+
+def run_gunicorn_expecting_failure(env: dict[str, str]) -> str:
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    result = subprocess.run([gunicorn, "-c", "gunicorn.conf.py"], cwd=ROOT, env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    return output
+
+
+@pytest.mark.parametrize("env,variable", [
+    ({"DTYPE": "float8"}, "DTYPE"),
+    ({"WORKERS": "lots"}, "WORKERS"),
+    ({"MODEL_PATH": "/nonexistent/model"}, "MODEL_PATH"),
+])
+def test_invalid_setting_stops_start_up_with_one_line(env, variable):
+    output = run_gunicorn_expecting_failure(env)
+    lines = [line for line in output.splitlines() if line.startswith("config error:")]
+    assert len(lines) == 1 and variable in lines[0]
+
+
+def test_model_path_that_is_not_a_model_stops_start_up(tmp_path):
+    output = run_gunicorn_expecting_failure({"MODEL_PATH": str(tmp_path), "BIND": "127.0.0.1:0"})
+    assert re.search(r"^config error: MODEL_PATH: cannot load a model", output, re.M)
+
+
+def test_cuda_without_a_gpu_stops_start_up():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    output = run_gunicorn_expecting_failure({"DEVICE": "cuda", "BIND": "127.0.0.1:0"})
+    assert re.search(r"^config error: DEVICE: cuda was requested but no CUDA GPU", output, re.M)

@@ -9,11 +9,16 @@ workers; each worker sets its torch threads and warms up after fork.
 import sys
 
 from app.config import ConfigError, Settings
+from app.logs import gunicorn_logconfig
+from app.runtime import prepare_metrics_dir
 
 try:
     _settings = Settings.from_env()
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
+
+# Before anything imports prometheus_client: every worker writes its metrics here.
+_metrics_dir, _metrics_dir_is_ours = prepare_metrics_dir(_settings)
 
 # ------------------------------------------------------------------ server socket
 bind = _settings.bind
@@ -32,6 +37,10 @@ threads = _settings.threads
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
+# Recycle workers now and then so a slow leak cannot grow forever; with preload a
+# new worker is a fork of the master and needs no model load.
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 
 # ------------------------------------------------------------------ server mechanics
 # gunicorn >= 24 opens a control socket at one fixed path per user; several
@@ -41,6 +50,7 @@ control_socket_disable = True
 # ------------------------------------------------------------------ logging
 loglevel = _settings.log_level
 errorlog = "-"
+logconfig_dict = gunicorn_logconfig(_settings) or {}
 
 
 # ------------------------------------------------------------------ hooks
@@ -53,4 +63,17 @@ def when_ready(server):
 def post_worker_init(worker):
     from app.runtime import start_worker
 
-    start_worker(worker.wsgi)
+    start_worker(worker)
+
+
+def child_exit(server, worker):
+    from app.runtime import worker_exited
+
+    worker_exited(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_is_ours:
+        from app.runtime import remove_metrics_dir
+
+        remove_metrics_dir(_metrics_dir)

@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None, engine=None) -> Flask:
     happens once, in the master.
     """
     from .api import init_api
-    from .runtime import configure_logging
+    from .logs import configure_logging
 
     settings = settings or Settings.from_env()
     configure_logging(settings)

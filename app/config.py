@@ -17,6 +17,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 WORKER_CLASSES = ("sync", "gthread", "gevent")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "text", "json")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,8 @@ class Settings:
     timeout: int = 120
     graceful_timeout: int = 30
     keepalive: int = 5
+    max_requests: int = 10_000
+    max_requests_jitter: int = 1_000
     max_batch_size: int = 32
     max_batch_items: int = 2048
     max_input_chars: int = 100_000
@@ -59,6 +62,9 @@ class Settings:
     enable_warmup: bool = True
     preload: bool = True
     log_level: str = "info"
+    log_format: str = "auto"
+    log_requests: bool = True
+    metrics_dir: str = ""
     api_keys: tuple[str, ...] = field(default=(), repr=False)
 
     # ------------------------------------------------------------------ derived
@@ -114,6 +120,8 @@ class Settings:
             timeout=read.integer("TIMEOUT", 120, minimum=1),
             graceful_timeout=read.integer("GRACEFUL_TIMEOUT", 30, minimum=1),
             keepalive=read.integer("KEEPALIVE", 5, minimum=0),
+            max_requests=read.integer("MAX_REQUESTS", 10_000, minimum=0),
+            max_requests_jitter=read.integer("MAX_REQUESTS_JITTER", 1_000, minimum=0),
             max_batch_size=read.integer("MAX_BATCH_SIZE", 32, minimum=1),
             max_batch_items=read.integer("MAX_BATCH_ITEMS", 2048, minimum=1),
             max_input_chars=read.integer("MAX_INPUT_CHARS", 100_000, minimum=1),
@@ -121,6 +129,9 @@ class Settings:
             enable_warmup=read.boolean("ENABLE_WARMUP", True),
             preload=read.boolean("PRELOAD", True),
             log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),
+            log_format=read.choice("LOG_FORMAT", "auto", LOG_FORMATS),
+            log_requests=read.boolean("LOG_REQUESTS", True),
+            metrics_dir=read.text("PROMETHEUS_MULTIPROC_DIR", ""),
             api_keys=tuple(k.strip() for k in read.text("API_KEYS", "").split(",") if k.strip()),
         )
         if settings.model_path and not Path(settings.model_path).is_dir():

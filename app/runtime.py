@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
+import os
+import shutil
+import tempfile
 
 from .config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
-
-
-def configure_logging(settings: Settings) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
-
 
 def load_engine(settings: Settings):
     """Master (or single process): load weights in their final dtype; run nothing."""
@@ -37,6 +29,26 @@ def load_engine(settings: Settings):
         raise ConfigError("MODEL_PATH", f"cannot load a model from {str(path)!r}: {exc}") from exc
 
 
+def prepare_metrics_dir(settings: Settings) -> tuple[str, bool]:
+    """Point prometheus_client's multiprocess mode at an empty directory.
+
+    Must run before anything imports prometheus_client. Returns the directory
+    and whether it was created here (and so is ours to remove at exit).
+    """
+    created = not settings.metrics_dir
+    path = tempfile.mkdtemp(prefix="embedding-metrics-") if created else settings.metrics_dir
+    os.makedirs(path, exist_ok=True)
+    for entry in os.listdir(path):
+        if entry.endswith(".db"):  # a previous run's counters would otherwise be summed in
+            os.remove(os.path.join(path, entry))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path, created
+
+
+def remove_metrics_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def freeze_master_heap() -> None:
     """Move everything allocated so far out of the collector's reach before fork,
     so a collection in a worker never writes to (and un-shares) the model's pages."""
@@ -44,8 +56,37 @@ def freeze_master_heap() -> None:
     gc.freeze()
 
 
-def start_worker(wsgi_app) -> None:
+def start_worker(worker) -> None:
     """Worker, after fork: torch threads, device move, warm-up; then /ready turns 200."""
-    from .api.context import ENGINE_KEY
+    from .api.context import DRAINING_KEY, ENGINE_KEY
 
-    wsgi_app.extensions[ENGINE_KEY].start_worker()
+    app = worker.wsgi
+    engine = app.extensions[ENGINE_KEY]
+    if type(worker).__module__.endswith("ggevent"):
+        engine.offload = gevent_offload()
+    # /ready turns 503 as soon as gunicorn tells this worker to stop.
+    app.extensions[DRAINING_KEY] = lambda: not worker.alive
+    engine.start_worker()
+
+
+def worker_exited(pid: int) -> None:
+    from .metrics import mark_worker_dead
+
+    mark_worker_dead(pid)
+
+
+def gevent_offload():
+    """Run a callable in gevent's pool of real OS threads.
+
+    A forward pass in a greenlet would hold the event loop for its whole
+    duration; in the pool it releases the GIL in torch's kernels and the
+    worker keeps accepting and answering (health checks included).
+    """
+    from gevent import get_hub
+
+    pool = get_hub().threadpool
+
+    def offload(fn, *args):
+        return pool.apply(fn, args)
+
+    return offload

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +28,8 @@ class GunicornProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
-        self.env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "WORKERS": str(workers), **(env or {})}
+        self.env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "WORKERS": str(workers), "LOG_FORMAT": "json",
+                    **(env or {})}
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
@@ -56,6 +59,52 @@ class GunicornProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"gunicorn not ready after {timeout}s: {self.log_tail()}")
+
+    def log_records(self) -> list[dict]:
+        """The server's JSON log lines, parsed (LOG_FORMAT=json)."""
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass
+        return records
+
+    def model_loads(self) -> list[int]:
+        """Pids of the processes that loaded the model."""
+        return [r["pid"] for r in self.log_records()
+                if r.get("logger") == "app.engine.loader" and r["msg"].startswith("loaded model")]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample from /metrics (0 when absent)."""
+        text = requests.get(self.url + "/metrics", timeout=10).text
+        for line in text.splitlines():
+            match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+            if not match or match.group(1) != name:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(match.group(3))
+        return 0.0
+
+    def pinned_sessions(self, count: int, timeout: float = 30.0) -> dict[int, requests.Session]:
+        """Keep-alive sessions each held by a different worker, keyed by that worker's pid."""
+        sessions: dict[int, requests.Session] = {}
+        deadline = time.monotonic() + timeout
+        while len(sessions) < count and time.monotonic() < deadline:
+            session = requests.Session()
+            pid = session.get(self.url + "/health", timeout=10).json()["pid"]
+            if pid in sessions:
+                session.close()
+            else:
+                sessions[pid] = session
+        assert len(sessions) == count, f"only reached workers {sorted(sessions)}"
+        return sessions
+
+    def worker_pids(self, timeout: float = 30.0) -> set[int]:
+        """Pids of the live workers, as the master sees them."""
+        return set(self.pinned_sessions(self.workers, timeout))
 
     def log_tail(self) -> str:
         if self.log_path and self.log_path.exists():

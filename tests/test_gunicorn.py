@@ -28,25 +28,17 @@ def server(tmp_path_factory):
         yield proc
 
 
-def worker_pids(server) -> set[int]:
-    pids = set()
-    for _ in range(40):
-        with requests.Session() as fresh:
-            pids.add(fresh.get(server.url + "/health", timeout=10).json()["pid"])
-        if len(pids) == 2:
-            break
-    return pids
-
-
 def test_model_is_loaded_once_in_the_master(server):
-    loads = re.findall(r"\[(\d+)\] \[INFO\] app\.engine\.loader: loaded model", server.log_tail())
-    assert loads == [str(server.proc.pid)]
-    ready = set(re.findall(r"worker (\d+) ready", server.log_tail()))
-    assert len(ready) == 2 and str(server.proc.pid) not in ready
+    assert server.model_loads() == [server.proc.pid]
+    ready = {r["pid"] for r in server.log_records() if r["msg"].startswith("worker ") and "ready" in r["msg"]}
+    assert len(ready) == 2 and server.proc.pid not in ready
 
 
-def test_both_workers_answer(server):
-    assert len(worker_pids(server)) == 2
+def test_both_workers_answer_with_their_share_of_the_cores(server):
+    sessions = server.pinned_sessions(2)
+    for session in sessions.values():
+        health = session.get(server.url + "/health", timeout=10).json()
+        assert health["ready"] and health["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
 
 
 def test_openai_client_float_and_base64(server, reference_model):
@@ -89,14 +81,14 @@ def test_curl_native_route(server, reference_model):
 
 
 def test_bad_input_leaves_the_workers_up(server):
-    before = worker_pids(server)
+    before = server.worker_pids()
     bad_bodies = [b"{oops", b"[]", b'{"texts": []}', b'{"texts": [""]}', b'{"texts": "x", "dimensions": -1}']
     for body in bad_bodies * 4:
         response = requests.post(server.url + "/embed_text", data=body,
                                  headers={"Content-Type": "application/json"}, timeout=30)
         assert response.status_code == 400 and "error" in response.json()
     assert requests.post(server.url + "/embed_text", json={"texts": "fine"}, timeout=30).status_code == 200
-    assert worker_pids(server) == before
+    assert server.worker_pids() == before
 
 
 def run_gunicorn_expecting_failure(env: dict[str, str]) -> str:

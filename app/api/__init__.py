@@ -9,6 +9,7 @@ from . import embeddings, meta
 from .auth import init_auth
 from .context import ENGINE_KEY, SETTINGS_KEY
 from .errors import init_error_handlers
+from .observability import init_observability
 
 
 def init_api(app: Flask, settings: Settings, engine) -> None:
@@ -16,6 +17,7 @@ def init_api(app: Flask, settings: Settings, engine) -> None:
     app.extensions[ENGINE_KEY] = engine
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     init_error_handlers(app, settings.max_content_length)
+    init_observability(app, settings, engine)
     init_auth(app, settings.api_keys)
     app.register_blueprint(embeddings.bp)
     app.register_blueprint(meta.bp)

@@ -8,6 +8,8 @@ from ..config import Settings
 
 ENGINE_KEY = "embedding_engine"
 SETTINGS_KEY = "embedding_settings"
+# A callable, set in gunicorn workers: true once the worker has been told to stop.
+DRAINING_KEY = "embedding_draining"
 
 
 def engine():

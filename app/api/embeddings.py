@@ -6,6 +6,7 @@ from flask import Blueprint
 
 from . import context
 from .encoding import encode_rows, json_response
+from .observability import record_embedding
 from .parsing import check_items, parse_json
 from .schemas import EmbedTextRequest, EmbedTextResponse, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
 from .spec import operation
@@ -29,6 +30,7 @@ def create_embeddings():
         result = engine.embed_texts(model, req.input, dimensions=req.dimensions)
     else:
         result = engine.embed_token_ids(model, req.input, dimensions=req.dimensions)
+    record_embedding(result, len(req.input))
     rows = encode_rows(result.vectors, req.encoding_format)
     return json_response({
         "object": "list",
@@ -49,6 +51,7 @@ def embed_text():
     result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
                                 prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
                                 field="texts")
+    record_embedding(result, len(req.texts))
     return json_response({
         "model": model.name,
         "embeddings": encode_rows(result.vectors, req.encoding_format),

@@ -35,6 +35,9 @@ def health():
 @operation(summary="Readiness: 200 once this worker has loaded and warmed up its model, else 503",
            response=ReadyResponse, tags=("operations",), errors=(503,))
 def ready():
+    draining = current_app.extensions.get(context.DRAINING_KEY)
+    if draining is not None and draining():
+        raise NotReady("this worker is shutting down", headers={"Retry-After": "1"})
     if not context.engine().ready:
         raise NotReady("this worker has not finished warming up", headers={"Retry-After": "1"})
     return json_response({"status": "ready"})

@@ -32,15 +32,16 @@ def openapi_document(app: Flask) -> dict:
         sorted(wanted, key=lambda item: (item[0].__name__, item[1])),
         ref_template="#/components/schemas/{model}")
 
-    def json_content(schema: dict) -> dict:
-        return {"application/json": {"schema": schema}}
+    def json_content(schema: dict, media_type: str = "application/json") -> dict:
+        return {media_type: {"schema": schema}}
 
     error = json_content(refs[(ErrorResponse, "serialization")])
     paths: dict[str, dict] = {}
     for rule, methods, op in routes:
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in methods:
-            responses = {"200": {"description": "OK", "content": json_content(refs[(op.response, "serialization")])}}
+            ok = json_content(refs[(op.response, "serialization")], op.media_type)
+            responses = {"200": {"description": "OK", "content": ok}}
             codes = set(op.errors) | {500} | ({401} if op.auth else set())
             for code in sorted(codes):
                 responses[str(code)] = {"description": _STATUS_TEXT.get(code, "Error"), "content": error}

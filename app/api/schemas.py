@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
 
@@ -195,3 +195,12 @@ class OpenAPIDocument(BaseModel):
     info: dict
     paths: dict
     components: dict
+
+
+class MetricsText(RootModel[str]):
+    """Prometheus text exposition format."""
+
+
+class StatsResponse(BaseModel):
+    settings: dict
+    worker: dict

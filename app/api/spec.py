@@ -16,6 +16,7 @@ class Operation:
     auth: bool = False
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
+    media_type: str = "application/json"
 
 
 def operation(**kwargs) -> Callable:

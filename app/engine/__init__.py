@@ -15,6 +15,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from .engine import Embeddings, Engine  # noqa: E402
+from .engine import Embeddings, Engine, EngineObserver, Timings  # noqa: E402
 
-__all__ = ["Embeddings", "Engine"]
+__all__ = ["Embeddings", "Engine", "EngineObserver", "Timings"]

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,9 +29,33 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Timings:
+    """Seconds spent in each stage of one request, for metrics and response headers."""
+
+    tokenize: float = 0.0
+    queue: float = 0.0
+    inference: float = 0.0
+
+
+@dataclass(frozen=True)
 class Embeddings:
     vectors: np.ndarray  # float32 [n, dim], caller's order
     prompt_tokens: int
+    timings: Timings = Timings()
+
+
+class EngineObserver:
+    """Hooks for the batches the engine runs; the web layer's metrics implement them."""
+
+    def batch(self, size: int, tokens: int, seconds: float) -> None:
+        pass
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+
+def run_inline(fn: Callable, *args):
+    return fn(*args)
 
 
 class Engine:
@@ -45,6 +70,13 @@ class Engine:
         self._started_pid: int | None = None
         self._start_lock = threading.Lock()
         self._ready = False
+        self.observer = EngineObserver()
+        # How a forward pass is run: inline, or (under gevent) in a real OS thread so
+        # the worker's event loop keeps serving while the model computes.
+        self.offload: Callable = run_inline
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+        self.stats = BatchStats()
 
     @classmethod
     def load(cls, settings: Settings) -> "Engine":
@@ -125,14 +157,16 @@ class Engine:
                     field: str = "input") -> Embeddings:
         self._check_dimensions(model, dimensions)
         prefix = model.resolve_prompt(prompt, prompt_name)
+        started = time.perf_counter()
         tokenized = model.tokenize_texts(texts, truncate=truncate, prompt=prefix, field=field)
-        return self._run(model, tokenized, normalize, dimensions)
+        return self._run(model, tokenized, normalize, dimensions, time.perf_counter() - started)
 
     def embed_token_ids(self, model: TextEmbedder, rows: list[list[int]], *, normalize: bool = True,
                         truncate: bool = True, dimensions: int | None = None, field: str = "input") -> Embeddings:
         self._check_dimensions(model, dimensions)
+        started = time.perf_counter()
         tokenized = model.tokenize_ids(rows, truncate=truncate, field=field)
-        return self._run(model, tokenized, normalize, dimensions)
+        return self._run(model, tokenized, normalize, dimensions, time.perf_counter() - started)
 
     @staticmethod
     def _check_dimensions(model: TextEmbedder, dimensions: int | None) -> None:
@@ -141,14 +175,78 @@ class Engine:
                 f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions",
                 param="dimensions")
 
-    def _run(self, model: TextEmbedder, tokenized: Tokenized, normalize: bool, dimensions: int | None) -> Embeddings:
+    def _run(self, model: TextEmbedder, tokenized: Tokenized, normalize: bool, dimensions: int | None,
+             tokenize_seconds: float) -> Embeddings:
         self._ensure_started()
+        enqueued = time.perf_counter()
+        self._queue_changed(+1)
         try:
-            vectors = model.forward(tokenized, self.settings.max_batch_size)
+            vectors, started = self.offload(self._forward, model, tokenized)
         except ServiceError:
             raise
         except Exception as exc:  # an inference fault fails this request only
             log.exception("inference failed for model %s", model.name)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
+        finished = time.perf_counter()
         vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
-        return Embeddings(vectors=vectors, prompt_tokens=tokenized.token_count)
+        timings = Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
+        return Embeddings(vectors=vectors, prompt_tokens=tokenized.token_count, timings=timings)
+
+    def _forward(self, model: TextEmbedder, tokenized: Tokenized) -> tuple[np.ndarray, float]:
+        """Runs in the inference thread; returns the vectors and when the model became free."""
+        with model.lock:
+            started = time.perf_counter()
+            self._queue_changed(-1)
+            vectors = model.forward(tokenized, self.settings.max_batch_size, on_batch=self._on_batch)
+        return vectors, started
+
+    def _queue_changed(self, delta: int) -> None:
+        with self._waiting_lock:
+            self._waiting += delta
+            depth = self._waiting
+        self.observer.queue_depth(depth)
+
+    def _on_batch(self, size: int, tokens: int, seconds: float) -> None:
+        self.stats.add(size, tokens, seconds)
+        self.observer.batch(size, tokens, seconds)
+
+    def describe_runtime(self) -> dict:
+        """For /stats: this process's view of its models, queue and batches."""
+        info = {
+            "pid": os.getpid(),
+            "device": self.device,
+            "dtype": dtype_name(self.dtype),
+            "ready": self.ready,
+            "torch_threads": torch.get_num_threads(),
+            "queue_depth": self._waiting,
+            "batches": self.stats.as_dict(),
+            "models": [{**model.describe(), **model.size()} for model in self.models.values()],
+        }
+        if self.device == "cuda" and self.ready:
+            info["gpu_memory"] = {"allocated_bytes": torch.cuda.memory_allocated(),
+                                  "reserved_bytes": torch.cuda.memory_reserved(),
+                                  "max_allocated_bytes": torch.cuda.max_memory_allocated()}
+        return info
+
+
+class BatchStats:
+    """Running totals of the forward batches this process has run."""
+
+    def __init__(self):
+        self.batches = 0
+        self.items = 0
+        self.tokens = 0
+        self.seconds = 0.0
+        self.largest = 0
+
+    def add(self, size: int, tokens: int, seconds: float) -> None:
+        self.batches += 1
+        self.items += size
+        self.tokens += tokens
+        self.seconds += seconds
+        self.largest = max(self.largest, size)
+
+    def as_dict(self) -> dict:
+        return {"count": self.batches, "items": self.items, "tokens": self.tokens,
+                "mean_size": self.items / self.batches if self.batches else 0.0, "max_size": self.largest,
+                "inference_seconds": round(self.seconds, 6)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,7 +86,9 @@ class TextEmbedder:
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
         hidden = model.config.hidden_size
         self.dimension = dense[-1][0].out_features if dense else hidden * len(layout.pooling_modes)
-        self._lock = threading.Lock()
+        # One forward at a time per model and process: concurrent requests would
+        # otherwise oversubscribe the torch thread pool. The engine holds it.
+        self.lock = threading.Lock()
 
     # ---------------------------------------------------------------- lifecycle
     def to(self, device: str) -> None:
@@ -94,6 +97,13 @@ class TextEmbedder:
         for module in self.dense:
             module.to(device)
         self.device = device
+
+    def size(self) -> dict:
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        for module in self.dense:
+            tensors.extend(module.parameters())
+        return {"parameters": sum(t.numel() for t in self.model.parameters()),
+                "weight_bytes": sum(t.numel() * t.element_size() for t in tensors)}
 
     def describe(self) -> dict:
         return {
@@ -185,16 +195,20 @@ class TextEmbedder:
             "shorten it or send truncate=true", param=f"{field}[{index}]", code="input_too_long")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, tokenized: Tokenized, batch_size: int) -> np.ndarray:
+    def forward(self, tokenized: Tokenized, batch_size: int, on_batch=None) -> np.ndarray:
         """Pooled float32 vectors in the caller's order, one batch per `batch_size`
         inputs of similar length, each padded only to its own longest row."""
         rows = tokenized.ids
         out = np.empty((len(rows), self.dimension), dtype=np.float32)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
-                out[chunk] = self._forward_batch([rows[i] for i in chunk], tokenized.prompt_length)
+                batch = [rows[i] for i in chunk]
+                began = time.perf_counter()
+                out[chunk] = self._forward_batch(batch, tokenized.prompt_length)
+                if on_batch is not None:
+                    on_batch(len(batch), sum(len(row) for row in batch), time.perf_counter() - began)
         return out
 
     def _forward_batch(self, rows: list[list[int]], prompt_length: int) -> np.ndarray:

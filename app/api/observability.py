@@ -1,0 +1,95 @@
+"""Request ids, per-stage timing headers, Prometheus metrics, one log line per request, /metrics and /stats."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, g, request
+
+from .. import metrics
+from . import context
+from .encoding import json_response
+from .schemas import MetricsText, StatsResponse
+from .spec import operation
+
+access_log = logging.getLogger("app.access")
+bp = Blueprint("observability", __name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def record_embedding(result, items: int) -> None:
+    """Called by the embedding views with the engine's result."""
+    g.embedding = (result, items)
+    metrics.observe_embedding(items, result.prompt_tokens, result.timings)
+
+
+def init_observability(app: Flask, settings, engine) -> None:
+    engine.observer = metrics.MetricsObserver()
+    log_requests = settings.log_requests
+    compute_type = getattr(engine, "device", "cpu")
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        offered = request.headers.get("X-Request-ID", "")
+        g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        metrics.IN_FLIGHT.inc()
+        g.counted_in_flight = True
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        total = time.perf_counter() - g.get("started", time.perf_counter())
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers["X-Total-Time"] = _ms(total)
+        embedding = g.get("embedding")
+        fields = {}
+        if embedding is not None:
+            result, items = embedding
+            timings = result.timings
+            response.headers["X-Tokenization-Time"] = _ms(timings.tokenize)
+            response.headers["X-Queue-Time"] = _ms(timings.queue)
+            response.headers["X-Inference-Time"] = _ms(timings.inference)
+            response.headers["X-Compute-Tokens"] = str(result.prompt_tokens)
+            response.headers["X-Compute-Type"] = compute_type
+            fields = {"items": items, "tokens": result.prompt_tokens, "queue_ms": round(timings.queue * 1e3, 3),
+                      "inference_ms": round(timings.inference * 1e3, 3)}
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.observe_request(route, request.method, response.status_code, total)
+        if log_requests:
+            access_log.info("%s %s %d %.1fms", request.method, request.path, response.status_code, total * 1e3,
+                            extra={"request_id": g.get("request_id"), "method": request.method,
+                                   "path": request.path, "status": response.status_code,
+                                   "duration_ms": round(total * 1e3, 3), "remote_addr": request.remote_addr,
+                                   **fields})
+        return response
+
+    @app.teardown_request
+    def _leave(_exc):
+        if g.pop("counted_in_flight", False):
+            metrics.IN_FLIGHT.dec()
+
+    app.register_blueprint(bp)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+@bp.get("/metrics")
+@operation(summary="Prometheus metrics from all workers together", response=MetricsText,
+           media_type="text/plain", tags=("operations",))
+def prometheus_metrics():
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/stats")
+@operation(summary="Resolved configuration and this worker's device, model size, queue and batches",
+           response=StatsResponse, auth=True, tags=("operations",), errors=(401,))
+def stats():
+    return json_response({"settings": context.settings().public_dict(),
+                          "worker": context.engine().describe_runtime()})

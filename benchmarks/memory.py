@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""How much memory does each extra gunicorn worker cost, with and without preload?
+
+Starts the service (`gunicorn -c gunicorn.conf.py`) with 1 and with N workers,
+preload on and off, sends traffic to every worker, then reads PSS and private
+memory of the master and each worker from /proc/<pid>/smaps_rollup (Linux).
+
+    python benchmarks/memory.py                       # BERT-large-sized random model, 1 vs 4 workers
+    python benchmarks/memory.py --model-path DIR --workers 3
+
+PSS (proportional set size) charges each shared page to the processes sharing
+it, so the PSS summed over master + workers is the real footprint; the
+difference between N and 1 workers, divided by N - 1, is what one more worker
+costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+TEXTS = [
+    "Copy-on-write keeps one physical copy of every page until a process writes to it.",
+    "Short.",
+    "The gunicorn master loads the weights, then forks its workers; each worker inherits the "
+    "address space and only the pages it modifies are duplicated by the kernel.",
+] * 4
+
+
+def build_large_model(directory: Path, hidden: int, layers: int) -> Path:
+    """A BERT-large-shaped model with random weights and the default model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    sys.path.insert(0, str(ROOT))
+    from app.config import default_model_path
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                        intermediate_size=4 * hidden, max_position_embeddings=512)
+    BertModel(config).eval().save_pretrained(directory)
+    AutoTokenizer.from_pretrained(str(default_model_path())).save_pretrained(directory)
+    return directory
+
+
+def weight_bytes(directory: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in directory.glob("*.safetensors"):
+        with safe_open(str(file), "pt") as handle:
+            for key in handle.keys():
+                tensor = handle.get_slice(key)
+                count = 1
+                for dim in tensor.get_shape():
+                    count *= dim
+                total += count * {"F32": 4, "F16": 2, "BF16": 2}.get(tensor.get_dtype(), 4)
+    return total
+
+
+def smaps(pid: int) -> dict[str, int]:
+    values = {}
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) >= 3 and parts[-1] == "kB":
+                values[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return values
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return [int(p) for p in handle.read().split()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def measure(model_path: Path, workers: int, preload: bool, requests_per_worker: int, dtype: str) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MODEL_PATH": str(model_path), "WORKERS": str(workers), "BIND": f"127.0.0.1:{port}",
+           "PRELOAD": "true" if preload else "false", "WORKER_CLASS": "sync", "LOG_REQUESTS": "false",
+           "MAX_REQUESTS": "0", "DTYPE": dtype}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        served: set[int] = set()
+        # Ready once every worker has answered /ready, then traffic until each has served its share.
+        while len(served) < workers:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start (exit {proc.returncode})")
+            try:
+                if get_json(url + "/ready")["status"] == "ready":
+                    served.add(get_json(url + "/health")["pid"])
+            except OSError:
+                time.sleep(0.2)
+        for _ in range(requests_per_worker * workers):
+            post_json(url + "/embed_text", {"texts": TEXTS})
+        master = smaps(proc.pid)
+        worker_stats = [smaps(pid) for pid in children(proc.pid)]
+        private = [w.get("Private_Clean", 0) + w.get("Private_Dirty", 0) for w in worker_stats]
+        return {
+            "workers": workers,
+            "preload": preload,
+            "total_pss": master["Pss"] + sum(w["Pss"] for w in worker_stats),
+            "master_pss": master["Pss"],
+            "worker_pss": [w["Pss"] for w in worker_stats],
+            "worker_private": private,
+            "worker_rss": [w["Rss"] for w in worker_stats],
+        }
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", type=Path, help="model directory (default: build a random BERT-large)")
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--requests-per-worker", type=int, default=10)
+    parser.add_argument("--dtype", default="float32", help="DTYPE for the service (weights are stored in float32)")
+    parser.add_argument("--json", action="store_true", help="print the raw measurements as JSON")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="memory-bench-") as scratch:
+        model_path = args.model_path or build_large_model(Path(scratch) / "bert-large-random", args.hidden,
+                                                          args.layers)
+        size = weight_bytes(model_path)
+        rows = [measure(model_path, n, preload, args.requests_per_worker, args.dtype)
+                for preload in (True, False) for n in (1, args.workers)]
+
+    if args.json:
+        print(json.dumps({"model_weight_bytes": size, "runs": rows}, indent=2))
+        return
+    print(f"model: {model_path.name}, weights {size / MiB:.0f} MiB on disk, served as {args.dtype}; "
+          f"{args.requests_per_worker} requests "
+          f"per worker before measuring\n")
+    print("| preload | workers | total PSS MiB | master PSS MiB | mean worker PSS MiB | mean worker private MiB |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {'on' if row['preload'] else 'off'} | {row['workers']} | {row['total_pss'] / MiB:.0f} | "
+              f"{row['master_pss'] / MiB:.0f} | {sum(row['worker_pss']) / len(row['worker_pss']) / MiB:.0f} | "
+              f"{sum(row['worker_private']) / len(row['worker_private']) / MiB:.0f} |")
+    print()
+    for preload in (True, False):
+        one, many = [r for r in rows if r["preload"] == preload]
+        extra = (many["total_pss"] - one["total_pss"]) / (many["workers"] - one["workers"])
+        print(f"preload {'on ' if preload else 'off'}: each extra worker adds {extra / MiB:.0f} MiB "
+              f"= {extra / size:.2f} x the model's weight bytes on disk")
+
+
+if __name__ == "__main__":
+    main()

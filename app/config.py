@@ -55,7 +55,12 @@ class Settings:
     keepalive: int = 5
     max_requests: int = 10_000
     max_requests_jitter: int = 1_000
+    enable_batching: bool = True
     max_batch_size: int = 32
+    max_batch_tokens: int = 16384
+    max_wait_ms: float = 0.0
+    max_queue: int = 256
+    request_timeout: float = 30.0
     max_batch_items: int = 2048
     max_input_chars: int = 100_000
     max_content_length: int = 16 * 1024 * 1024
@@ -122,7 +127,12 @@ class Settings:
             keepalive=read.integer("KEEPALIVE", 5, minimum=0),
             max_requests=read.integer("MAX_REQUESTS", 10_000, minimum=0),
             max_requests_jitter=read.integer("MAX_REQUESTS_JITTER", 1_000, minimum=0),
+            enable_batching=read.boolean("ENABLE_BATCHING", True),
             max_batch_size=read.integer("MAX_BATCH_SIZE", 32, minimum=1),
+            max_batch_tokens=read.integer("MAX_BATCH_TOKENS", 16384, minimum=1),
+            max_wait_ms=read.decimal("MAX_WAIT_MS", 0.0, minimum=0.0),
+            max_queue=read.integer("MAX_QUEUE", 256, minimum=1),
+            request_timeout=read.decimal("REQUEST_TIMEOUT", 30.0, minimum=0.001),
             max_batch_items=read.integer("MAX_BATCH_ITEMS", 2048, minimum=1),
             max_input_chars=read.integer("MAX_INPUT_CHARS", 100_000, minimum=1),
             max_content_length=read.integer("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
@@ -163,13 +173,21 @@ class _Reader:
         return value
 
     def integer(self, name: str, default: int, minimum: int) -> int:
+        return self._number(name, default, minimum, int, "an integer")
+
+    def decimal(self, name: str, default: float, minimum: float) -> float:
+        return self._number(name, default, minimum, float, "a number")
+
+    def _number(self, name: str, default, minimum, parse, what: str):
         value = self._raw(name)
         if value is None:
             return default
         try:
-            number = int(value)
+            number = parse(value)
         except ValueError:
-            raise ConfigError(name, f"must be an integer; got {value!r}") from None
+            raise ConfigError(name, f"must be {what}; got {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(name, f"must be a finite number; got {value!r}")
         if number < minimum:
             raise ConfigError(name, f"must be >= {minimum}; got {number}")
         return number

@@ -73,6 +73,12 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class Overloaded(ServiceError):
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+
+
 class InferenceFailed(ServiceError):
     status = 500
     type = "server_error"

@@ -62,11 +62,13 @@ def start_worker(worker) -> None:
 
     app = worker.wsgi
     engine = app.extensions[ENGINE_KEY]
-    if type(worker).__module__.endswith("ggevent"):
+    worker_module = type(worker).__module__
+    if worker_module.endswith("ggevent"):
         engine.offload = gevent_offload()
     # /ready turns 503 as soon as gunicorn tells this worker to stop.
     app.extensions[DRAINING_KEY] = lambda: not worker.alive
-    engine.start_worker()
+    # A sync worker handles one request at a time: nothing to batch across.
+    engine.start_worker(batching=None if not worker_module.endswith(".sync") else False)
 
 
 def worker_exited(pid: int) -> None:

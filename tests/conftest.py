@@ -8,9 +8,14 @@ from app import create_app
 from app.config import Settings
 
 
+# Correctness is checked against sentence-transformers in float32; DTYPE=auto
+# (bfloat16 on CPUs with native bf16) has its own accuracy test.
+FLOAT32 = {"DTYPE": "float32"}
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings.from_env({})
+    return Settings.from_env(FLOAT32)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def load(path, **env) -> Engine:
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(path), **env}))
+    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
     engine.start_worker()
     return engine
 
@@ -189,3 +189,16 @@ def test_an_inference_fault_fails_only_that_call(engine, model, monkeypatch):
     monkeypatch.undo()
     assert engine.embed_texts(model, ["x"]).vectors.shape == (1, 384)
 
+
+
+def test_auto_dtype_is_fast_and_stays_correct(engine, model):
+    """DTYPE=auto (bfloat16 on CPUs with native bf16) keeps cosine >= 0.999 against float32."""
+    from app.engine.device import cpu_has_native_bf16
+
+    auto = Engine.load(Settings.from_env({}))
+    auto.start_worker()
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert auto.health()["dtype"] == expected
+    texts = TEXTS * 3 + ["the same vectors, give or take rounding"]
+    reference = engine.embed_texts(model, texts).vectors
+    assert cosines(auto.embed_texts(auto.resolve(None), texts).vectors, reference).min() >= 0.999

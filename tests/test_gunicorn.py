@@ -24,7 +24,7 @@ TEXTS = ["Gunicorn forks workers from a master.", "short", "Copy-on-write keeps 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("gunicorn") / "server.log"
-    with GunicornProcess(workers=2, log_path=log) as proc:
+    with GunicornProcess({"DTYPE": "float32"}, workers=2, log_path=log) as proc:
         yield proc
 
 

@@ -50,8 +50,17 @@ def test_device_and_dtype_choices():
         with pytest.raises(ConfigError, match="DEVICE"):
             resolve_device("cuda")
     assert resolve_dtype("auto", "cuda") == torch.float16
-    assert resolve_dtype("auto", "cpu") == torch.float32
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert resolve_dtype("float32", "cuda") == torch.float32
+
+
+def test_auto_dtype_follows_the_cpu(monkeypatch):
+    from app.engine import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert device.resolve_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert device.resolve_dtype("auto", "cpu") == torch.float32
 
 
 def test_threads_follow_the_settings(settings):

@@ -21,6 +21,7 @@ import transformers
 
 from ..config import Settings
 from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
+from .batcher import Batcher, BatchLimits
 from .device import dtype_name, resolve_device, resolve_dtype
 from .loader import load_text_model
 from .text_model import TextEmbedder, Tokenized, postprocess
@@ -77,6 +78,7 @@ class Engine:
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self.stats = BatchStats()
+        self.batchers: dict[str, Batcher] = {}
 
     @classmethod
     def load(cls, settings: Settings) -> "Engine":
@@ -89,8 +91,12 @@ class Engine:
         return cls(settings, {model.name: model}, device, dtype)
 
     # ---------------------------------------------------------------- lifecycle
-    def start_worker(self) -> None:
-        """Per-process start: thread count, device move, warm-up. Idempotent per pid."""
+    def start_worker(self, batching: bool | None = None) -> None:
+        """Per-process start: thread count, device move, warm-up, batcher. Idempotent per pid.
+
+        `batching=False` serves each request on its own thread (sync workers,
+        where requests never overlap and a hand-off would only add latency).
+        """
         with self._start_lock:
             if self._started_pid == os.getpid():
                 return
@@ -102,16 +108,31 @@ class Engine:
                     model.to(self.device)
             if self.settings.enable_warmup:
                 self.warmup()
+            batching = self.settings.enable_batching if batching is None else batching
+            self.batchers = {name: self._make_batcher(model) for name, model in self.models.items()} if batching else {}
             self._started_pid = os.getpid()
             self._ready = True
-            log.info("worker %d ready: device=%s dtype=%s torch_threads=%d",
-                     os.getpid(), self.device, dtype_name(self.dtype), threads)
+            log.info("worker %d ready: device=%s dtype=%s torch_threads=%d batching=%s",
+                     os.getpid(), self.device, dtype_name(self.dtype), threads, "on" if batching else "off")
+
+    def _make_batcher(self, model: TextEmbedder) -> Batcher:
+        s = self.settings
+        limits = BatchLimits(max_batch_size=s.max_batch_size, max_batch_tokens=s.max_batch_tokens,
+                             max_wait=s.max_wait_ms / 1000.0, max_queue=s.max_queue,
+                             request_timeout=s.request_timeout)
+        return Batcher(model, limits, offload=self.offload, on_batch=self._on_batch,
+                       on_queue=lambda depth: self.observer.queue_depth(self.queue_depth))
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting + sum(batcher.depth for batcher in self.batchers.values())
 
     def warmup(self) -> None:
         for model in self.models.values():
             short = model.tokenize_texts(["warm-up"])
             longest = model.tokenize_ids([[model.pad_id + 1] * model.max_length])
-            model.forward(Tokenized(ids=short.ids + longest.ids), self.settings.max_batch_size)
+            model.forward(Tokenized(ids=short.ids + longest.ids), self.settings.max_batch_size,
+                          self.settings.max_batch_tokens)
 
     @property
     def ready(self) -> bool:
@@ -179,15 +200,19 @@ class Engine:
              tokenize_seconds: float) -> Embeddings:
         self._ensure_started()
         enqueued = time.perf_counter()
-        self._queue_changed(+1)
+        batcher = self.batchers.get(model.name)
         try:
-            vectors, started = self.offload(self._forward, model, tokenized)
+            if batcher is not None:
+                vectors, started, finished = batcher.submit(tokenized)
+            else:
+                self._queue_changed(+1)
+                vectors, started = self.offload(self._forward, model, tokenized)
+                finished = time.perf_counter()
         except ServiceError:
             raise
         except Exception as exc:  # an inference fault fails this request only
             log.exception("inference failed for model %s", model.name)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
-        finished = time.perf_counter()
         vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
         timings = Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
         return Embeddings(vectors=vectors, prompt_tokens=tokenized.token_count, timings=timings)
@@ -197,14 +222,14 @@ class Engine:
         with model.lock:
             started = time.perf_counter()
             self._queue_changed(-1)
-            vectors = model.forward(tokenized, self.settings.max_batch_size, on_batch=self._on_batch)
+            vectors = model.forward(tokenized, self.settings.max_batch_size, self.settings.max_batch_tokens,
+                                    on_batch=self._on_batch)
         return vectors, started
 
     def _queue_changed(self, delta: int) -> None:
         with self._waiting_lock:
             self._waiting += delta
-            depth = self._waiting
-        self.observer.queue_depth(depth)
+        self.observer.queue_depth(self.queue_depth)
 
     def _on_batch(self, size: int, tokens: int, seconds: float) -> None:
         self.stats.add(size, tokens, seconds)
@@ -218,7 +243,8 @@ class Engine:
             "dtype": dtype_name(self.dtype),
             "ready": self.ready,
             "torch_threads": torch.get_num_threads(),
-            "queue_depth": self._waiting,
+            "queue_depth": self.queue_depth,
+            "batching": bool(self.batchers),
             "batches": self.stats.as_dict(),
             "models": [{**model.describe(), **model.size()} for model in self.models.values()],
         }

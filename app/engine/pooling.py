@@ -38,11 +38,16 @@ def modes_from_config(config: dict) -> tuple[str, ...]:
     return modes or ("mean",)
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...], prompt_length: int = 0) -> torch.Tensor:
-    """hidden [B, T, H], mask [B, T] (1 = real token) -> [B, H * len(modes)] in float32."""
+def pool(hidden: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...],
+         prompt_length: int | torch.Tensor | None = None) -> torch.Tensor:
+    """hidden [B, T, H], mask [B, T] (1 = real token) -> [B, H * len(modes)] in float32.
+
+    prompt_length (one int, or one per row) excludes that many leading real
+    tokens, for models whose pooling has `include_prompt: false`.
+    """
     hidden = hidden.float()
     full_mask = mask
-    if prompt_length:
+    if prompt_length is not None:
         mask = _exclude_prompt(mask, prompt_length)
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     outputs = []
@@ -71,7 +76,9 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...], promp
     return torch.cat(outputs, dim=-1)
 
 
-def _exclude_prompt(mask: torch.Tensor, prompt_length: int) -> torch.Tensor:
+def _exclude_prompt(mask: torch.Tensor, prompt_length: int | torch.Tensor) -> torch.Tensor:
     """Zero the first prompt_length real tokens of each row (pooling `include_prompt: false`)."""
+    if isinstance(prompt_length, torch.Tensor):
+        prompt_length = prompt_length.view(-1, 1)
     real_before = mask.cumsum(dim=1)
     return mask * (real_before > prompt_length).to(mask.dtype)

@@ -195,23 +195,28 @@ class TextEmbedder:
             "shorten it or send truncate=true", param=f"{field}[{index}]", code="input_too_long")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, tokenized: Tokenized, batch_size: int, on_batch=None) -> np.ndarray:
-        """Pooled float32 vectors in the caller's order, one batch per `batch_size`
-        inputs of similar length, each padded only to its own longest row."""
+    def forward(self, tokenized: Tokenized, batch_size: int, batch_tokens: int = 1 << 30,
+                on_batch=None) -> np.ndarray:
+        """Pooled float32 vectors in the caller's order. Inputs are sorted by length and cut
+        into batches of at most `batch_size` rows and `batch_tokens` padded tokens, each
+        padded only to its own longest row."""
         rows = tokenized.ids
         out = np.empty((len(rows), self.dimension), dtype=np.float32)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                batch = [rows[i] for i in chunk]
-                began = time.perf_counter()
-                out[chunk] = self._forward_batch(batch, tokenized.prompt_length)
-                if on_batch is not None:
-                    on_batch(len(batch), sum(len(row) for row in batch), time.perf_counter() - began)
+        for chunk in _chunks(order, [len(rows[i]) for i in order], batch_size, batch_tokens):
+            batch = [rows[i] for i in chunk]
+            began = time.perf_counter()
+            out[chunk] = self.forward_rows(batch, [tokenized.prompt_length] * len(batch))
+            if on_batch is not None:
+                on_batch(len(batch), sum(len(row) for row in batch), time.perf_counter() - began)
         return out
 
-    def _forward_batch(self, rows: list[list[int]], prompt_length: int) -> np.ndarray:
+    def forward_rows(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
+        """One forward pass over rows of any lengths: [len(rows), dimension] float32."""
+        with torch.inference_mode():
+            return self._forward_batch(rows, prompt_lengths)
+
+    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
         longest = max(len(row) for row in rows)
         input_ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), longest), dtype=np.int64)
@@ -224,10 +229,21 @@ class TextEmbedder:
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
         output = self.model(**inputs)
         hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-        vectors = pool(hidden, inputs["attention_mask"], self.layout.pooling_modes, prompt_length)
+        prompt = torch.tensor(prompt_lengths, device=self.device) if any(prompt_lengths) else None
+        vectors = pool(hidden, inputs["attention_mask"], self.layout.pooling_modes, prompt)
         for module in self.dense:
             vectors = module(vectors.to(self.dtype))
         return vectors.float().cpu().numpy()
+
+
+def _chunks(order: list[int], lengths: list[int], batch_size: int, batch_tokens: int):
+    """Cut length-sorted (longest first) indices into batches within both limits."""
+    start = 0
+    while start < len(order):
+        widest = lengths[start]  # the first row of a batch is its longest
+        size = max(1, min(batch_size, batch_tokens // max(widest, 1)))
+        yield order[start:start + size]
+        start += size
 
 
 def postprocess(vectors: np.ndarray, *, normalize: bool, dimensions: int | None) -> np.ndarray:

@@ -1,0 +1,213 @@
+"""Dynamic batching across concurrent requests, with the model gated so batches form deterministically."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from app import create_app
+from app.config import Settings
+from app.engine import Engine
+from app.engine.batcher import Batcher, BatchLimits
+from app.engine.engine import run_inline
+from app.errors import InferenceFailed, Overloaded
+
+from .conftest import FLOAT32
+from .tiny_models import tiny_sentence_transformer
+
+
+class GatedModel:
+    """Wraps a TextEmbedder: records each batch, and can hold the next forward pass until released."""
+
+    def __init__(self, model):
+        self.model = model
+        self.name = model.name
+        self.dimension = model.dimension
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_next = False
+
+    def hold(self):
+        self.gate.clear()
+        self.entered.clear()
+
+    def forward_rows(self, rows, prompt_lengths):
+        self.batches.append([len(r) for r in rows])
+        self.entered.set()
+        assert self.gate.wait(30)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("simulated out of memory")
+        return self.model.forward_rows(rows, prompt_lengths)
+
+
+def make_batcher(model, **limits) -> tuple[Batcher, GatedModel, list]:
+    gated = GatedModel(model)
+    depths = []
+    batcher = Batcher(gated, BatchLimits(**limits), offload=run_inline, on_batch=lambda *a: None,
+                      on_queue=depths.append)
+    return batcher, gated, depths
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def submit_async(pool, batcher, model, texts, **kwargs):
+    return pool.submit(batcher.submit, model.tokenize_texts(texts, **kwargs))
+
+
+def test_concurrent_requests_share_a_batch_and_get_their_own_vectors(model):
+    batcher, gated, _ = make_batcher(model, max_batch_size=32)
+    texts = [f"request number {i} says something {'long ' * i}" for i in range(12)]
+    expected = model.forward(model.tokenize_texts(texts), 32)
+    with ThreadPoolExecutor(12) as pool:
+        gated.hold()
+        first = submit_async(pool, batcher, model, texts[:1])
+        assert gated.entered.wait(10)  # the first request is in the model
+        rest = [submit_async(pool, batcher, model, [t]) for t in texts[1:]]
+        wait_for(lambda: batcher.depth == 11)
+        gated.gate.set()
+        results = [first.result(30)] + [f.result(30) for f in rest]
+    assert [len(b) for b in gated.batches] == [1, 11]  # the 11 waiting requests formed one batch
+    for i, (vectors, started, finished) in enumerate(results):
+        assert vectors.shape == (1, model.dimension) and started <= finished
+        assert np.allclose(vectors[0], expected[i], atol=1e-5)
+
+
+def test_a_large_request_is_split_and_small_ones_ride_along(model):
+    batcher, gated, _ = make_batcher(model, max_batch_size=8)
+    big = [f"bulk item {i} " * (1 + i % 5) for i in range(40)]
+    with ThreadPoolExecutor(2) as pool:
+        gated.hold()
+        large = submit_async(pool, batcher, model, big)
+        assert gated.entered.wait(10)
+        small = submit_async(pool, batcher, model, ["a quick question"])
+        wait_for(lambda: batcher.depth == 2)
+        gated.gate.set()
+        vectors, _, _ = large.result(30)
+        small.result(30)
+    assert all(len(b) <= 8 for b in gated.batches) and sum(map(len, gated.batches)) == 41
+    assert len(gated.batches) == 6  # 40 + 1 rows in batches of 8: the small one filled a gap
+    expected = model.forward(model.tokenize_texts(big), 8)
+    assert np.allclose(vectors, expected, atol=1e-5)
+
+
+def test_token_budget_limits_padded_batch_size(model):
+    batcher, gated, _ = make_batcher(model, max_batch_size=32, max_batch_tokens=100)
+    texts = ["word " * 40] * 6  # 42 tokens each
+    vectors, _, _ = batcher.submit(model.tokenize_texts(texts))
+    assert [len(b) for b in gated.batches] == [2, 2, 2]
+    assert vectors.shape == (6, model.dimension)
+
+
+def test_full_queue_refuses_at_once_with_retry_after(model):
+    batcher, gated, _ = make_batcher(model, max_queue=1)
+    with ThreadPoolExecutor(2) as pool:
+        gated.hold()
+        running = submit_async(pool, batcher, model, ["running"])
+        assert gated.entered.wait(10)
+        waiting = submit_async(pool, batcher, model, ["waiting"])
+        wait_for(lambda: batcher.depth == 1)
+        with pytest.raises(Overloaded) as info:
+            batcher.submit(model.tokenize_texts(["refused"]))
+        assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
+        gated.gate.set()
+        running.result(30)
+        waiting.result(30)
+
+
+def test_a_request_that_waited_too_long_is_dropped_before_inference(model):
+    batcher, gated, _ = make_batcher(model, request_timeout=0.01)
+    with ThreadPoolExecutor(2) as pool:
+        gated.hold()
+        running = submit_async(pool, batcher, model, ["running"])
+        assert gated.entered.wait(10)
+        late = submit_async(pool, batcher, model, ["late"])
+        wait_for(lambda: batcher.depth == 1)
+        time.sleep(0.05)  # the thing under test: time passing beyond REQUEST_TIMEOUT
+        gated.gate.set()
+        running.result(30)
+        with pytest.raises(Overloaded, match="REQUEST_TIMEOUT"):
+            late.result(30)
+    assert [len(b) for b in gated.batches] == [1]  # the late request never reached the model
+
+
+def test_a_failed_batch_fails_only_its_requests(model):
+    batcher, gated, _ = make_batcher(model)
+    gated.fail_next = True
+    with pytest.raises(InferenceFailed):
+        batcher.submit(model.tokenize_texts(["unlucky"]))
+    vectors, _, _ = batcher.submit(model.tokenize_texts(["fine"]))
+    assert vectors.shape == (1, model.dimension)
+
+
+def test_requests_with_different_prompt_lengths_share_a_batch(tmp_path):
+    directory = tiny_sentence_transformer(tmp_path / "st", prompts={"query": "query: "}, include_prompt=False)
+    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(directory), **FLOAT32}))
+    engine.start_worker(batching=False)
+    model = engine.resolve(None)
+    with_prompt = model.tokenize_texts(["alpha beta"], prompt="query: ")
+    without = model.tokenize_texts(["alpha beta"])
+    expected = [model.forward(with_prompt, 8)[0], model.forward(without, 8)[0]]
+    batcher, gated, _ = make_batcher(model)
+    with ThreadPoolExecutor(3) as pool:
+        gated.hold()
+        first = pool.submit(batcher.submit, without)
+        assert gated.entered.wait(10)
+        a = pool.submit(batcher.submit, with_prompt)
+        b = pool.submit(batcher.submit, without)
+        wait_for(lambda: batcher.depth == 2)
+        gated.gate.set()
+        first.result(30)
+        got = [a.result(30)[0][0], b.result(30)[0][0]]
+    assert [len(x) for x in gated.batches] == [1, 2]
+    assert np.allclose(got[0], expected[0], atol=1e-5) and np.allclose(got[1], expected[1], atol=1e-5)
+    assert not np.allclose(got[0], got[1], atol=1e-3)
+
+
+def test_engine_batches_concurrent_http_requests(settings):
+    """Through the app: threads of one worker share forward passes; every caller gets its own vectors."""
+    engine = Engine.load(settings)
+    engine.start_worker(batching=True)
+    client_app = create_app(settings, engine)
+    texts = [f"concurrent text {i} " + "padding " * (i % 7) for i in range(24)]
+    expected = engine.embed_texts(engine.resolve(None), texts).vectors
+
+    def call(i):
+        with client_app.test_client() as client:
+            return client.post("/embed_text", json={"texts": texts[i]}).get_json()["embeddings"][0]
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(call, range(len(texts))))
+    assert np.allclose(np.array(got), expected, atol=1e-5)
+    assert engine.describe_runtime()["batching"] is True
+
+
+def test_overload_is_a_503_in_the_envelope(settings):
+    engine = Engine.load(Settings.from_env({**FLOAT32, "MAX_QUEUE": "1"}))
+    engine.start_worker(batching=True)
+    model = engine.resolve(None)
+    gated = GatedModel(model)
+    engine.batchers[model.name].model = gated
+    client_app = create_app(settings, engine)
+    with ThreadPoolExecutor(2) as pool:
+        gated.hold()
+        running = pool.submit(client_app.test_client().post, "/embed_text", json={"texts": "one"})
+        assert gated.entered.wait(10)
+        waiting = pool.submit(client_app.test_client().post, "/embed_text", json={"texts": "two"})
+        wait_for(lambda: engine.queue_depth == 1)
+        refused = client_app.test_client().post("/embed_text", json={"texts": "three"})
+        gated.gate.set()
+        assert running.result(30).status_code == 200 and waiting.result(30).status_code == 200
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert refused.get_json()["error"]["code"] == "overloaded"

@@ -48,7 +48,7 @@ class Settings:
     cpu_threads: int = 0
     workers: int = 0
     threads: int = 4
-    worker_class: str = "gthread"
+    worker_class: str = "gevent"
     bind: str = "0.0.0.0:8080"
     timeout: int = 120
     graceful_timeout: int = 30
@@ -120,7 +120,7 @@ class Settings:
             cpu_threads=read.integer("CPU_THREADS", 0, minimum=0),
             workers=read.integer("WORKERS", 0, minimum=0),
             threads=read.integer("THREADS", 4, minimum=1),
-            worker_class=read.choice("WORKER_CLASS", "gthread", WORKER_CLASSES),
+            worker_class=read.choice("WORKER_CLASS", "gevent", WORKER_CLASSES),
             bind=_bind(env),
             timeout=read.integer("TIMEOUT", 120, minimum=1),
             graceful_timeout=read.integer("GRACEFUL_TIMEOUT", 30, minimum=1),

@@ -10,18 +10,18 @@ def test_defaults_serve_the_packaged_model():
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
     assert settings.bind == "0.0.0.0:8080"
     assert settings.device == "auto" and settings.dtype == "auto"
-    assert settings.max_batch_items == 2048
+    assert settings.max_batch_items == 2048 and settings.worker_class == "gevent"
 
 
 def test_environment_values_are_parsed(tmp_path):
     settings = Settings.from_env({
         "MODEL_PATH": str(tmp_path), "DEVICE": "CPU", "DTYPE": "bfloat16", "WORKERS": "3", "CPU_THREADS": "2",
-        "WORKER_CLASS": "gevent", "MAX_BATCH_SIZE": "8", "ENABLE_WARMUP": "false", "API_KEYS": "a, b,,",
+        "WORKER_CLASS": "gthread", "MAX_BATCH_SIZE": "8", "ENABLE_WARMUP": "false", "API_KEYS": "a, b,,",
         "LOG_LEVEL": "DEBUG", "PORT": "9000",
     })
     assert settings.served_model_name == tmp_path.name
     assert (settings.device, settings.dtype, settings.workers, settings.cpu_threads) == ("cpu", "bfloat16", 3, 2)
-    assert settings.worker_class == "gevent" and settings.max_batch_size == 8
+    assert settings.worker_class == "gthread" and settings.max_batch_size == 8
     assert settings.enable_warmup is False and settings.api_keys == ("a", "b")
     assert settings.log_level == "debug" and settings.bind == "0.0.0.0:9000"
 

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InferenceFailed, Overloaded, ServiceError
+from .planning import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,14 @@ class Batcher:
         return expired
 
     def _run(self, picks: list[tuple[_Job, int]]) -> None:
+        """Run the picked rows as the cheapest sequence of forward passes (planning.py)."""
+        picks.sort(key=lambda pick: len(pick[0].rows[pick[1]]), reverse=True)
+        lengths = [len(job.rows[index]) for job, index in picks]
+        for start, end in plan_batches(lengths, self.limits.max_batch_size, self.limits.max_batch_tokens,
+                                       self.model.overhead_tokens):
+            self._run_batch(picks[start:end])
+
+    def _run_batch(self, picks: list[tuple[_Job, int]]) -> None:
         began = time.perf_counter()
         for job, _ in picks:
             if job.started is None:

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import InvalidRequest
 from .layout import ModelLayout
+from .planning import OVERHEAD_TOKENS, plan_batches
 from .pooling import pool
 
 # Models whose position ids start after the padding index, so the last
@@ -91,6 +92,10 @@ class TextEmbedder:
         self.lock = threading.Lock()
 
     # ---------------------------------------------------------------- lifecycle
+    @property
+    def overhead_tokens(self) -> int:
+        return OVERHEAD_TOKENS.get(self.device, OVERHEAD_TOKENS["cpu"])
+
     def to(self, device: str) -> None:
         """Only ever called in a worker after fork, and only for a GPU."""
         self.model.to(device)
@@ -198,12 +203,14 @@ class TextEmbedder:
     def forward(self, tokenized: Tokenized, batch_size: int, batch_tokens: int = 1 << 30,
                 on_batch=None) -> np.ndarray:
         """Pooled float32 vectors in the caller's order. Inputs are sorted by length and cut
-        into batches of at most `batch_size` rows and `batch_tokens` padded tokens, each
-        padded only to its own longest row."""
+        into batches of at most `batch_size` rows and `batch_tokens` padded tokens (see
+        planning.py), each padded only to its own longest row."""
         rows = tokenized.ids
         out = np.empty((len(rows), self.dimension), dtype=np.float32)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-        for chunk in _chunks(order, [len(rows[i]) for i in order], batch_size, batch_tokens):
+        plan = plan_batches([len(rows[i]) for i in order], batch_size, batch_tokens, self.overhead_tokens)
+        for start, end in plan:
+            chunk = order[start:end]
             batch = [rows[i] for i in chunk]
             began = time.perf_counter()
             out[chunk] = self.forward_rows(batch, [tokenized.prompt_length] * len(batch))
@@ -234,16 +241,6 @@ class TextEmbedder:
         for module in self.dense:
             vectors = module(vectors.to(self.dtype))
         return vectors.float().cpu().numpy()
-
-
-def _chunks(order: list[int], lengths: list[int], batch_size: int, batch_tokens: int):
-    """Cut length-sorted (longest first) indices into batches within both limits."""
-    start = 0
-    while start < len(order):
-        widest = lengths[start]  # the first row of a batch is its longest
-        size = max(1, min(batch_size, batch_tokens // max(widest, 1)))
-        yield order[start:start + size]
-        start += size
 
 
 def postprocess(vectors: np.ndarray, *, normalize: bool, dimensions: int | None) -> np.ndarray:

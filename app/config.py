@@ -215,3 +215,22 @@ def _bind(env: Mapping[str, str]) -> str:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError("PORT", f"must be a port number; got {port!r}")
     return f"0.0.0.0:{port}"
+
+
+class _RecordingEnv(dict):
+    """An empty environment that remembers which variables were asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return default
+
+
+def setting_names() -> frozenset[str]:
+    """Every environment variable Settings reads: for the README table and deployment checks."""
+    environ = _RecordingEnv()
+    Settings.from_env(environ)
+    return frozenset(environ.asked)

@@ -24,8 +24,11 @@ def free_port() -> int:
 
 
 class GunicornProcess:
-    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, log_path: Path | None = None):
-        self.port = free_port()
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, log_path: Path | None = None,
+                 port: int | None = None, command: list[str] | None = None, cwd: Path | None = None):
+        self.port = port or free_port()
+        self.command = command
+        self.cwd = cwd or ROOT
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "WORKERS": str(workers), "LOG_FORMAT": "json",
@@ -35,8 +38,8 @@ class GunicornProcess:
 
     def start(self, timeout: float = 120.0) -> "GunicornProcess":
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT, env=self.env,
+        command = self.command or [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
+        self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_ready(timeout)
         return self
@@ -110,6 +113,11 @@ class GunicornProcess:
         if self.log_path and self.log_path.exists():
             return self.log_path.read_text(errors="replace")[-4000:]
         return ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole instance, master and workers, as a crash or OOM kill would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def stop(self) -> int:
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,294 @@
+"""Deployment: the Dockerfiles (checked statically: no Docker engine here), the image's
+install steps replayed in a fresh virtual environment, and real Nginx in front of two
+real instances under ab and wrk load while instances die and restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.config import Settings, setting_names
+
+from .gunicorn_process import ROOT, GunicornProcess, free_port
+
+DOCKERFILES = {"cpu": ROOT / "cpu/Dockerfile.prod", "gpu": ROOT / "gpu/Dockerfile.prod"}
+RUNTIME_ENV = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "VIRTUAL_ENV", "PATH", "DEBIAN_FRONTEND",
+               "PYTORCH_NVML_BASED_CUDA_CHECK"}
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined, current = [], ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        current += " " + stripped.rstrip("\\").strip()
+        if not stripped.endswith("\\"):
+            joined.append(current.strip())
+            current = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in joined]
+
+
+def env_of(steps) -> dict[str, str]:
+    env = {}
+    for kind, args in steps:
+        if kind == "ENV":
+            for item in shlex.split(args):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+# ---------------------------------------------------------------- static checks
+@pytest.mark.parametrize("flavour", ["cpu", "gpu"])
+def test_dockerfile_copies_only_what_exists_and_matches_the_service(flavour):
+    steps = instructions(DOCKERFILES[flavour])
+    assert sum(kind == "FROM" for kind, _ in steps) >= 2  # multi-stage
+    for kind, args in steps:
+        if kind == "COPY" and "--from=" not in args:
+            *sources, _ = shlex.split(args)
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY source {source} is missing"
+    env = env_of(steps)
+    unknown = set(env) - setting_names() - RUNTIME_ENV
+    assert not unknown, f"ENV names no setting: {unknown}"
+    settings = Settings.from_env({k: v for k, v in env.items() if k in setting_names()})
+    port = settings.bind.rsplit(":", 1)[1]
+    exposed = [args for kind, args in steps if kind == "EXPOSE"]
+    assert exposed == [port]
+    (healthcheck,) = [args for kind, args in steps if kind == "HEALTHCHECK"]
+    assert f"127.0.0.1:{port}/health" in healthcheck
+    (entrypoint,) = [args for kind, args in steps if kind == "ENTRYPOINT"]
+    script = shlex.split(entrypoint.strip("[]").replace(",", " "))[0]
+    copies = [shlex.split(args) for kind, args in steps if kind == "COPY"]
+    assert ["deploy/docker-entrypoint.sh", script] in copies
+    assert "exec gunicorn -c gunicorn.conf.py" in (ROOT / "deploy/docker-entrypoint.sh").read_text()
+    assert ["gunicorn.conf.py", "./"] in copies
+    users = [args for kind, args in steps if kind == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert settings.worker_class == "gevent" and settings.enable_batching
+
+
+def test_cpu_image_uses_cpu_wheels_and_the_cpu_profile():
+    steps = instructions(DOCKERFILES["cpu"])
+    text = " ".join(args for _, args in steps)
+    assert "download.pytorch.org/whl/cpu" in text
+    settings = Settings.from_env({k: v for k, v in env_of(steps).items() if k in setting_names()})
+    assert settings.device == "cpu" and settings.workers == 0 and settings.cpu_threads == 0
+
+
+def test_gpu_image_matches_cuda_and_torch_builds():
+    steps = instructions(DOCKERFILES["gpu"])
+    args = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for k, a in steps if k == "ARG"), re.M))
+    cuda = re.search(r"nvidia/cuda:(\d+)\.(\d+)", args["CUDA_IMAGE"])
+    assert cuda and args["TORCH_INDEX"].endswith(f"/cu{cuda.group(1)}{cuda.group(2)}")
+    assert args["TORCH_VERSION"] == dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(
+        a for k, a in instructions(DOCKERFILES["cpu"]) if k == "ARG"), re.M))["TORCH_VERSION"]
+    settings = Settings.from_env({k: v for k, v in env_of(steps).items() if k in setting_names()})
+    assert settings.device == "cuda" and settings.resolved_workers() <= 2 and settings.max_batch_size >= 64
+
+
+def test_every_setting_is_in_the_readme_table():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in setting_names() if f"| `{name}` |" not in readme]
+    assert not missing
+
+
+def test_nginx_config_limits_fit_the_service():
+    config = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    body_limit = int(re.search(r"client_max_body_size (\d+)m;", config).group(1)) * 1024 * 1024
+    assert body_limit == Settings.from_env({}).max_content_length
+    read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", config).group(1))
+    assert read_timeout > Settings.from_env({}).timeout
+    assert "least_conn;" in config and "non_idempotent" in config and "keepalive " in config
+    assert re.search(r"location = /metrics \{\s*return 404;", config)
+
+
+# ---------------------------------------------------- the image's install, replayed
+@pytest.mark.slow
+def test_image_install_steps_in_a_fresh_virtualenv(tmp_path):
+    """What the CPU image does, minus Docker: wheel -> fresh venv -> torch + wheel -> entrypoint."""
+    torch_version = re.search(r"ARG TORCH_VERSION=(\S+)", DOCKERFILES["cpu"].read_text()).group(1)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), "."],
+                   cwd=ROOT, check=True, timeout=300)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + [f"torch=={torch_version}"], check=True, timeout=900)
+    subprocess.run(pip + [str(next(wheels.glob("*.whl")))], check=True, timeout=900)
+    home = tmp_path / "srv"
+    home.mkdir()
+    shutil.copy(ROOT / "gunicorn.conf.py", home)  # the image has the config, not the source tree
+    env = {"APP_HOME": str(home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "WORKER_CLASS": "gevent"}
+    server = GunicornProcess(env, workers=1, log_path=tmp_path / "log", cwd=home,
+                             command=["sh", str(ROOT / "deploy/docker-entrypoint.sh")])
+    with server:
+        body = requests.post(server.url + "/v1/embeddings", json={"input": ["from the wheel"]}, timeout=60).json()
+        assert len(body["data"][0]["embedding"]) == 384
+        # The entrypoint exec'd gunicorn from the fresh environment, not from this one.
+        cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert any(part.decode().startswith(str(venv)) for part in cmdline)
+        assert requests.get(server.url + "/health", timeout=10).json()["status"] == "ok"
+
+
+# ------------------------------------------------------------ nginx in front, for real
+NGINX = shutil.which("nginx")
+needs_tools = pytest.mark.skipif(not (NGINX and shutil.which("ab") and shutil.which("wrk")),
+                                 reason="nginx, ab and wrk come from Debian (.ci/run installs them)")
+
+
+def render_nginx(directory: Path, ports: list[int], listen: int) -> Path:
+    config = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    config = config.replace("server instance1:8080", f"server 127.0.0.1:{ports[0]}")
+    config = config.replace("server instance2:8080", f"server 127.0.0.1:{ports[1]}")
+    config = config.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    config = config.replace("pid /tmp/nginx-embedding.pid;", f"pid {directory}/nginx.pid;")
+    temp = "".join(f"    {kind}_temp_path {directory}/{kind};\n"
+                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    config = config.replace("http {\n", "http {\n" + temp, 1)
+    path = directory / "nginx.conf"
+    path.write_text(config)
+    return path
+
+
+class Cluster:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.ports = [free_port(), free_port()]
+        self.instances = [self._instance(i) for i in range(2)]
+        self.listen = free_port()
+        self.url = f"http://127.0.0.1:{self.listen}"
+        self.nginx = None
+
+    def _instance(self, index: int) -> GunicornProcess:
+        return GunicornProcess({"LOG_REQUESTS": "false"}, workers=1, port=self.ports[index],
+                               log_path=self.directory / f"instance{index}-{time.monotonic_ns()}.log")
+
+    def start(self):
+        for instance in self.instances:
+            instance.start()
+        config = render_nginx(self.directory, self.ports, self.listen)
+        self.nginx = subprocess.Popen([NGINX, "-p", str(self.directory), "-c", str(config), "-g", "daemon off;"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(self.url + "/nginx-health", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+
+    def restart(self, index: int) -> None:
+        self.instances[index] = self._instance(index)
+        self.instances[index].start()
+
+    def served(self, index: int) -> float:
+        return self.instances[index].metric("embedding_requests_total", route="/embed_text", method="POST",
+                                            status="200")
+
+    def stop(self):
+        if self.nginx:
+            self.nginx.send_signal(signal.SIGQUIT)
+            self.nginx.wait(timeout=30)
+        for instance in self.instances:
+            instance.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = Cluster(tmp_path).start()
+    yield cluster
+    cluster.stop()
+
+
+def wait_until(predicate, timeout: float, message: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {message}"
+        time.sleep(0.05)
+
+
+def wrk(url: str, seconds: int, connections: int = 8) -> subprocess.Popen:
+    return subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+                             "-s", str(ROOT / "bench/wrk_embed.lua"), url], stdout=subprocess.PIPE, text=True)
+
+
+def ab(url: str, requests_: int, concurrency: int = 4) -> subprocess.Popen:
+    return subprocess.Popen(["ab", "-k", "-n", str(requests_), "-c", str(concurrency), "-s", "60",
+                             "-p", str(ROOT / "bench/embed_text.json"), "-T", "application/json",
+                             url + "/embed_text"], stdout=subprocess.PIPE, text=True)
+
+
+def ab_result(proc: subprocess.Popen) -> tuple[int, int]:
+    out, _ = proc.communicate(timeout=300)
+    complete = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    return complete, failed + (int(non_2xx.group(1)) if non_2xx else 0)
+
+
+@pytest.mark.slow
+@needs_tools
+def test_nginx_spreads_load_and_hides_metrics(cluster):
+    complete, failed = ab_result(ab(cluster.url, 200))
+    assert complete == 200 and failed == 0
+    assert cluster.served(0) > 0 and cluster.served(1) > 0  # least_conn used both
+    assert requests.get(cluster.url + "/metrics", timeout=5).status_code == 404
+    response = requests.post(cluster.url + "/embed_text", json={"texts": "id"}, headers={"X-Request-ID": "via-nginx"},
+                             timeout=30)
+    assert response.headers["X-Request-ID"] == "via-nginx"
+    generated = requests.post(cluster.url + "/embed_text", json={"texts": "id"}, timeout=30).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)  # nginx's $request_id, passed through
+    too_big = requests.post(cluster.url + "/embed_text", data=b"x" * (17 * 1024 * 1024),
+                            headers={"Content-Type": "application/json"}, timeout=60)
+    assert too_big.status_code == 413
+
+
+@pytest.mark.slow
+@needs_tools
+def test_sigkill_of_an_instance_under_load_loses_nothing_and_it_comes_back(cluster):
+    load = wrk(cluster.url, seconds=10)
+    wait_until(lambda: cluster.served(1) >= 20, 30, "the second instance serves part of the load")
+    cluster.instances[1].kill()
+    out, _ = load.communicate(timeout=120)
+    print(out)  # the README quotes this run's figures
+    assert "non-2xx: 0, socket errors: 0" in out, out
+    total = int(re.search(r"requests: (\d+)", out).group(1))
+    assert total > 50
+    cluster.restart(1)
+
+    def back_in_rotation():
+        requests.post(cluster.url + "/embed_text", json={"texts": "are you back?"}, timeout=30).raise_for_status()
+        return cluster.served(1) > 0
+
+    wait_until(back_in_rotation, 60, "nginx sends traffic to the restarted instance")
+
+
+@pytest.mark.slow
+@needs_tools
+def test_rolling_restart_loses_nothing(cluster):
+    load = ab(cluster.url, 100_000, concurrency=4)
+    for index in (0, 1):
+        wait_until(lambda: cluster.served(1 - index) >= 10, 30, "the other instance carries load")
+        cluster.instances[index].stop()  # SIGTERM: drain, then exit
+        cluster.restart(index)
+        wait_until(lambda: cluster.served(index) > 0, 60, f"instance {index} is back in rotation")
+    load.send_signal(signal.SIGINT)  # ab prints its summary on SIGINT
+    complete, failed = ab_result(load)
+    print(f"rolling restart under ab: {complete} requests, {failed} failed")
+    assert complete > 50 and failed == 0

@@ -69,6 +69,16 @@ def submit_async(pool, batcher, model, texts, **kwargs):
     return pool.submit(batcher.submit, model.tokenize_texts(texts, **kwargs))
 
 
+def one_running_one_waiting(pool, batcher, gated, model):
+    """Hold the model on one request while a second waits in the queue."""
+    gated.hold()
+    running = submit_async(pool, batcher, model, ["running"])
+    assert gated.entered.wait(10)
+    waiting = submit_async(pool, batcher, model, ["waiting"])
+    wait_for(lambda: batcher.depth == 1)
+    return running, waiting
+
+
 def test_concurrent_requests_share_a_batch_and_get_their_own_vectors(model):
     batcher, gated, _ = make_batcher(model, max_batch_size=32)
     texts = [f"request number {i} says something {'long ' * i}" for i in range(12)]
@@ -116,11 +126,7 @@ def test_token_budget_limits_padded_batch_size(model):
 def test_full_queue_refuses_at_once_with_retry_after(model):
     batcher, gated, _ = make_batcher(model, max_queue=1)
     with ThreadPoolExecutor(2) as pool:
-        gated.hold()
-        running = submit_async(pool, batcher, model, ["running"])
-        assert gated.entered.wait(10)
-        waiting = submit_async(pool, batcher, model, ["waiting"])
-        wait_for(lambda: batcher.depth == 1)
+        running, waiting = one_running_one_waiting(pool, batcher, gated, model)
         with pytest.raises(Overloaded) as info:
             batcher.submit(model.tokenize_texts(["refused"]))
         assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
@@ -132,11 +138,7 @@ def test_full_queue_refuses_at_once_with_retry_after(model):
 def test_a_request_that_waited_too_long_is_dropped_before_inference(model):
     batcher, gated, _ = make_batcher(model, request_timeout=0.01)
     with ThreadPoolExecutor(2) as pool:
-        gated.hold()
-        running = submit_async(pool, batcher, model, ["running"])
-        assert gated.entered.wait(10)
-        late = submit_async(pool, batcher, model, ["late"])
-        wait_for(lambda: batcher.depth == 1)
+        running, late = one_running_one_waiting(pool, batcher, gated, model)
         time.sleep(0.05)  # the thing under test: time passing beyond REQUEST_TIMEOUT
         gated.gate.set()
         running.result(30)

@@ -15,6 +15,7 @@ from .config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
+
 def load_engine(settings: Settings):
     """Master (or single process): load weights in their final dtype; run nothing."""
     from .engine import Engine
@@ -68,7 +69,7 @@ def start_worker(worker) -> None:
     # /ready turns 503 as soon as gunicorn tells this worker to stop.
     app.extensions[DRAINING_KEY] = lambda: not worker.alive
     # A sync worker handles one request at a time: nothing to batch across.
-    engine.start_worker(batching=None if not worker_module.endswith(".sync") else False)
+    engine.start_worker(batching=False if worker_module.endswith(".sync") else None)
 
 
 def worker_exited(pid: int) -> None:

@@ -137,6 +137,8 @@ def test_dense_prompts_and_default_prompt(tmp_path):
     model = engine.resolve(None)
     reference = SentenceTransformer(str(directory), device="cpu")
     assert model.dimension == 16
+    dense_parameters = 32 * 16 + 16  # the Dense head's weight and bias count as the model's too
+    assert model.size()["parameters"] == sum(p.numel() for p in model.model.parameters()) + dense_parameters
     default = engine.embed_texts(model, TEXTS).vectors
     assert cosines(default, reference.encode(TEXTS)).min() >= 0.9999
     doc = engine.embed_texts(model, TEXTS, prompt_name="doc").vectors

@@ -104,10 +104,12 @@ class TextEmbedder:
         self.device = device
 
     def size(self) -> dict:
-        tensors = [*self.model.parameters(), *self.model.buffers()]
+        """Parameters (transformer and Dense heads) and the bytes they and the buffers take."""
+        parameters = [*self.model.parameters()]
         for module in self.dense:
-            tensors.extend(module.parameters())
-        return {"parameters": sum(t.numel() for t in self.model.parameters()),
+            parameters.extend(module.parameters())
+        tensors = parameters + [*self.model.buffers()]
+        return {"parameters": sum(t.numel() for t in parameters),
                 "weight_bytes": sum(t.numel() * t.element_size() for t in tensors)}
 
     def describe(self) -> dict:

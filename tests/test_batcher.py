@@ -27,6 +27,7 @@ class GatedModel:
         self.model = model
         self.name = model.name
         self.dimension = model.dimension
+        self.lock = threading.Lock()
         # A huge fixed cost per pass makes the planner merge as much as the limits allow,
         # so these tests see the batcher's merging alone (planning has its own tests).
         self.overhead_tokens = 10**9
@@ -203,7 +204,7 @@ def test_overload_is_a_503_in_the_envelope(settings):
     engine.start_worker(batching=True)
     model = engine.resolve(None)
     gated = GatedModel(model)
-    engine.batchers[model.name].model = gated
+    engine.batchers[(model.name, "text")].model = gated
     client_app = create_app(settings, engine)
     with ThreadPoolExecutor(2) as pool:
         gated.hold()

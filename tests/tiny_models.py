@@ -40,3 +40,60 @@ def tiny_sentence_transformer(directory: Path, *, pooling="mean", dense: int | N
                                 device="cpu")
     model.save(str(directory))
     return directory
+
+
+def _image_processor(name: str, **kwargs):
+    """The PIL-backed processor where transformers 5 has one (no torchvision needed), else the classic one."""
+    import transformers
+
+    cls = getattr(transformers, f"{name}Pil", None) or getattr(transformers, name)
+    return cls(**kwargs)
+
+
+def _text_config(tokenizer, max_positions: int) -> dict:
+    return dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+
+
+_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+
+
+def tiny_vision_model(directory: Path, kind: str = "clip", seed: int = 0) -> Path:
+    """A 2-layer dual encoder (clip, siglip or siglip2) with random weights and its processor.
+
+    The text side uses the default model's WordPiece tokenizer (no tokenizer files of
+    the real families can be fetched here); its [SEP] is the end-of-text token CLIP pools.
+    """
+    import transformers
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    # As the real checkpoints ship them: the tokenizer's limit is the text tower's context.
+    tokenizer.model_max_length = 77 if kind == "clip" else 16
+    if kind == "clip":
+        config = transformers.CLIPConfig(text_config=_text_config(tokenizer, 77),
+                                         vision_config=dict(_VISION, image_size=32, patch_size=8), projection_dim=24)
+        model = transformers.CLIPModel(config)
+        images = _image_processor("CLIPImageProcessor", size={"shortest_edge": 32},
+                                  crop_size={"height": 32, "width": 32})
+        processor = transformers.CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+    elif kind == "siglip":
+        config = transformers.SiglipConfig(text_config=_text_config(tokenizer, 16),
+                                           vision_config=dict(_VISION, image_size=32, patch_size=8))
+        model = transformers.SiglipModel(config)
+        images = _image_processor("SiglipImageProcessor", size={"height": 32, "width": 32})
+        processor = transformers.SiglipProcessor(image_processor=images, tokenizer=tokenizer)
+    elif kind == "siglip2":
+        # Siglip2Processor's call-time defaults (16-pixel patches, at most 256) win over its
+        # image processor's settings, so the tiny vision tower takes exactly those.
+        config = transformers.Siglip2Config(text_config=_text_config(tokenizer, 16),
+                                            vision_config=dict(_VISION, patch_size=16, num_patches=256))
+        model = transformers.Siglip2Model(config)
+        images = _image_processor("Siglip2ImageProcessor", patch_size=16, max_num_patches=256)
+        processor = transformers.Siglip2Processor(image_processor=images, tokenizer=tokenizer)
+    else:
+        raise ValueError(kind)
+    model.eval().save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

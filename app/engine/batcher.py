@@ -1,6 +1,7 @@
 """Dynamic batching across the concurrent requests of one worker.
 
-Request threads (or greenlets) put their tokenised inputs in a bounded queue
+Request threads (or greenlets) put their prepared inputs (token ids or
+preprocessed images, see rows.py) in a bounded queue
 and wait; one inference loop takes rows from the queue, oldest request
 first, into batches of at most `max_batch_size` rows and `max_batch_tokens`
 padded tokens, runs them, and hands each request exactly its own vectors
@@ -44,7 +45,7 @@ class BatchLimits:
 
 @dataclass(eq=False)
 class _Job:
-    rows: list[list[int]]
+    rows: list  # token-id lists or image rows; len(row) is the cost (rows.py)
     prompt_length: int
     out: np.ndarray
     order: list[int]
@@ -75,10 +76,10 @@ class Batcher:
         return len(self._jobs)
 
     # ------------------------------------------------------------ request side
-    def submit(self, tokenized) -> tuple[np.ndarray, float, float]:
+    def submit(self, prepared) -> tuple[np.ndarray, float, float]:
         """Block until this request's rows are computed: (vectors, started, finished)."""
-        rows = tokenized.ids
-        job = _Job(rows=rows, prompt_length=tokenized.prompt_length,
+        rows = prepared.rows
+        job = _Job(rows=rows, prompt_length=prepared.prompt_length,
                    out=np.empty((len(rows), self.model.dimension), dtype=np.float32),
                    order=sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True),
                    enqueued=time.perf_counter(), done=threading.Event(), remaining=len(rows))
@@ -174,7 +175,7 @@ class Batcher:
         rows = [job.rows[index] for job, index in picks]
         prompt_lengths = [job.prompt_length for job, _ in picks]
         try:
-            vectors = self.offload(self.model.forward_rows, rows, prompt_lengths)
+            vectors = self.offload(self._forward, rows, prompt_lengths)
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear about it
             log.exception("batch of %d rows failed", len(rows))
             error = exc if isinstance(exc, ServiceError) else InferenceFailed(
@@ -183,6 +184,11 @@ class Batcher:
             return
         self.on_batch(len(rows), sum(len(r) for r in rows), time.perf_counter() - began)
         self._finish(picks, vectors, None)
+
+    def _forward(self, rows: list, prompt_lengths: list[int]) -> np.ndarray:
+        # A model with a text and an image batcher must still run one pass at a time.
+        with self.model.lock:
+            return self.model.forward_rows(rows, prompt_lengths)
 
     @staticmethod
     def _finish(picks, vectors, error) -> None:

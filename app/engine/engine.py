@@ -3,7 +3,8 @@
 `Engine.load` runs once in the gunicorn master (weights in, nothing run);
 `start_worker` runs once in each worker after fork (threads, device, warm-up).
 The web layer talks to it only through `resolve`, `embed_texts`,
-`embed_token_ids` and the describe methods, and gets numpy arrays back.
+`embed_token_ids`, `embed_images` and the describe methods, and gets numpy
+arrays back.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from typing import Callable
 import numpy as np
 import torch
 import transformers
+from PIL import Image
 
 from ..config import Settings
 from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
+from ..images import ImageLimits, decode_image
 from .batcher import Batcher, BatchLimits
 from .device import dtype_name, resolve_device, resolve_dtype
-from .loader import load_text_model
-from .text_model import TextEmbedder, Tokenized, postprocess
+from .loader import load_model
+from .rows import Prepared, forward_planned
+from .text_model import TextEmbedder, postprocess
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 class Timings:
     """Seconds spent in each stage of one request, for metrics and response headers."""
 
-    tokenize: float = 0.0
+    tokenize: float = 0.0  # tokenisation, or image decoding and preprocessing
     queue: float = 0.0
     inference: float = 0.0
 
@@ -78,7 +82,7 @@ class Engine:
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self.stats = BatchStats()
-        self.batchers: dict[str, Batcher] = {}
+        self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, modality)
 
     @classmethod
     def load(cls, settings: Settings) -> "Engine":
@@ -87,7 +91,7 @@ class Engine:
         # One intra-op thread while loading: a thread pool created in the master is
         # inherited broken by forked workers (pytorch issue 49555).
         torch.set_num_threads(1)
-        model = load_text_model(settings.resolved_model_path(), settings.served_model_name, dtype)
+        model = load_model(settings.resolved_model_path(), settings.served_model_name, dtype)
         return cls(settings, {model.name: model}, device, dtype)
 
     # ---------------------------------------------------------------- lifecycle
@@ -109,18 +113,22 @@ class Engine:
             if self.settings.enable_warmup:
                 self.warmup()
             batching = self.settings.enable_batching if batching is None else batching
-            self.batchers = {name: self._make_batcher(model) for name, model in self.models.items()} if batching else {}
+            self.batchers = {}
+            if batching:
+                for name, model in self.models.items():
+                    for modality in model.modalities:
+                        self.batchers[(name, modality)] = self._make_batcher(model.tower(modality))
             self._started_pid = os.getpid()
             self._ready = True
             log.info("worker %d ready: device=%s dtype=%s torch_threads=%d batching=%s",
                      os.getpid(), self.device, dtype_name(self.dtype), threads, "on" if batching else "off")
 
-    def _make_batcher(self, model: TextEmbedder) -> Batcher:
+    def _make_batcher(self, tower) -> Batcher:
         s = self.settings
         limits = BatchLimits(max_batch_size=s.max_batch_size, max_batch_tokens=s.max_batch_tokens,
                              max_wait=s.max_wait_ms / 1000.0, max_queue=s.max_queue,
                              request_timeout=s.request_timeout)
-        return Batcher(model, limits, offload=self.offload, on_batch=self._on_batch,
+        return Batcher(tower, limits, offload=self.offload, on_batch=self._on_batch,
                        on_queue=lambda depth: self.observer.queue_depth(self.queue_depth))
 
     @property
@@ -131,8 +139,11 @@ class Engine:
         for model in self.models.values():
             short = model.tokenize_texts(["warm-up"])
             longest = model.tokenize_ids([[model.pad_id + 1] * model.max_length])
-            model.forward(Tokenized(ids=short.ids + longest.ids), self.settings.max_batch_size,
+            model.forward(Prepared(rows=short.rows + longest.rows), self.settings.max_batch_size,
                           self.settings.max_batch_tokens)
+            if "image" in model.modalities:
+                row = model.preprocess_image(Image.new("RGB", (64, 48), (127, 127, 127)), "warm-up")
+                model.tower("image").forward_rows([row], [0])
 
     @property
     def ready(self) -> bool:
@@ -157,6 +168,16 @@ class Engine:
             raise ModelNotFound(f"the model {name!r} is not served here; served models: {served}", param="model")
         return model
 
+    @staticmethod
+    def tower(model: TextEmbedder, modality: str, field: str):
+        """The part of `model` that embeds `modality`, or a 400 that says the model has none."""
+        tower = model.tower(modality)
+        if tower is None:
+            part = "vision tower" if modality == "image" else f"{modality} encoder"
+            raise InvalidRequest(f"the model {model.name!r} has no {part}: it embeds "
+                                 f"{' and '.join(model.modalities)} only", param=field, code="unsupported_modality")
+        return tower
+
     def describe_models(self) -> list[dict]:
         return [model.describe() for model in self.models.values()]
 
@@ -180,14 +201,34 @@ class Engine:
         prefix = model.resolve_prompt(prompt, prompt_name)
         started = time.perf_counter()
         tokenized = model.tokenize_texts(texts, truncate=truncate, prompt=prefix, field=field)
-        return self._run(model, tokenized, normalize, dimensions, time.perf_counter() - started)
+        return self._run(model, "text", tokenized, normalize, dimensions, time.perf_counter() - started)
 
     def embed_token_ids(self, model: TextEmbedder, rows: list[list[int]], *, normalize: bool = True,
                         truncate: bool = True, dimensions: int | None = None, field: str = "input") -> Embeddings:
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
         tokenized = model.tokenize_ids(rows, truncate=truncate, field=field)
-        return self._run(model, tokenized, normalize, dimensions, time.perf_counter() - started)
+        return self._run(model, "text", tokenized, normalize, dimensions, time.perf_counter() - started)
+
+    def embed_images(self, model: TextEmbedder, images: list[bytes], limits: ImageLimits, *,
+                     normalize: bool = True, dimensions: int | None = None, field: str = "images") -> Embeddings:
+        """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
+        tower = self.tower(model, "image", field)
+        self._check_dimensions(model, dimensions)
+        started = time.perf_counter()
+        # Decoding and resizing are CPU work: off the event loop under gevent, and
+        # in parallel with other requests' preprocessing and the model (PIL and
+        # numpy release the GIL in their kernels).
+        prepared = self.offload(self._prepare_images, model, images, limits, field)
+        return self._run(tower, "image", prepared, normalize, dimensions, time.perf_counter() - started)
+
+    @staticmethod
+    def _prepare_images(model, images: list[bytes], limits: ImageLimits, field: str) -> Prepared:
+        rows = []
+        for index, data in enumerate(images):
+            param = f"{field}[{index}]"
+            rows.append(model.preprocess_image(decode_image(data, limits, param), param))
+        return Prepared(rows=rows)
 
     @staticmethod
     def _check_dimensions(model: TextEmbedder, dimensions: int | None) -> None:
@@ -196,34 +237,34 @@ class Engine:
                 f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions",
                 param="dimensions")
 
-    def _run(self, model: TextEmbedder, tokenized: Tokenized, normalize: bool, dimensions: int | None,
+    def _run(self, tower, modality: str, prepared: Prepared, normalize: bool, dimensions: int | None,
              tokenize_seconds: float) -> Embeddings:
         self._ensure_started()
         enqueued = time.perf_counter()
-        batcher = self.batchers.get(model.name)
+        batcher = self.batchers.get((tower.name, modality))
         try:
             if batcher is not None:
-                vectors, started, finished = batcher.submit(tokenized)
+                vectors, started, finished = batcher.submit(prepared)
             else:
                 self._queue_changed(+1)
-                vectors, started = self.offload(self._forward, model, tokenized)
+                vectors, started = self.offload(self._forward, tower, prepared)
                 finished = time.perf_counter()
         except ServiceError:
             raise
         except Exception as exc:  # an inference fault fails this request only
-            log.exception("inference failed for model %s", model.name)
+            log.exception("inference failed for model %s (%s)", tower.name, modality)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
         vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
         timings = Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
-        return Embeddings(vectors=vectors, prompt_tokens=tokenized.token_count, timings=timings)
+        return Embeddings(vectors=vectors, prompt_tokens=prepared.token_count, timings=timings)
 
-    def _forward(self, model: TextEmbedder, tokenized: Tokenized) -> tuple[np.ndarray, float]:
+    def _forward(self, tower, prepared: Prepared) -> tuple[np.ndarray, float]:
         """Runs in the inference thread; returns the vectors and when the model became free."""
-        with model.lock:
+        with tower.lock:
             started = time.perf_counter()
             self._queue_changed(-1)
-            vectors = model.forward(tokenized, self.settings.max_batch_size, self.settings.max_batch_tokens,
-                                    on_batch=self._on_batch)
+            vectors = forward_planned(tower, prepared, self.settings.max_batch_size,
+                                      self.settings.max_batch_tokens, on_batch=self._on_batch)
         return vectors, started
 
     def _queue_changed(self, delta: int) -> None:

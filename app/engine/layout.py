@@ -51,6 +51,32 @@ def _module_kind(type_name: str) -> str:
     return type_name.rsplit(".", 1)[-1]
 
 
+def dual_encoder_dir(root: str | Path) -> Path | None:
+    """Where a CLIP-style text+image model lives under `root`, or None for a text model.
+
+    A Hugging Face directory whose config has both a text and a vision config, or a
+    sentence-transformers directory whose first module is a CLIPModel.
+    """
+    root = Path(root)
+    candidates = [root]
+    modules = _read_json(root / "modules.json")
+    if isinstance(modules, list):
+        candidates = [root / m.get("path", "") for m in modules if _module_kind(m.get("type", "")) == "CLIPModel"]
+    for candidate in candidates:
+        config = _read_json(candidate / "config.json")
+        if isinstance(config, dict) and "text_config" in config and "vision_config" in config:
+            return candidate
+    return None
+
+
+def dual_encoder_layout(root: str | Path, model_dir: Path) -> ModelLayout:
+    """Text+image models pool inside the model; only the prompts come from the directory."""
+    st_config = _read_json(Path(root) / "config_sentence_transformers.json") or {}
+    return ModelLayout(root=Path(root), transformer_path=model_dir, pooling_modes=(),
+                       prompts=dict(st_config.get("prompts") or {}),
+                       default_prompt_name=st_config.get("default_prompt_name") or None)
+
+
 def read_layout(root: str | Path) -> ModelLayout:
     root = Path(root)
     modules = _read_json(root / "modules.json")

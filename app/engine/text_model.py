@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import inspect
 import threading
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import InvalidRequest
 from .layout import ModelLayout
-from .planning import OVERHEAD_TOKENS, plan_batches
+from .planning import OVERHEAD_TOKENS
 from .pooling import pool
+from .rows import Prepared, forward_planned
 
 # Models whose position ids start after the padding index, so the last
 # `padding_idx + 1` positions of max_position_embeddings are unusable.
 _OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer",
                            "data2vec-text", "ernie_m", "luke"}
-
-
-@dataclass(frozen=True)
-class Tokenized:
-    ids: list[list[int]]
-    prompt_length: int = 0
-
-    @property
-    def token_count(self) -> int:
-        return sum(len(row) for row in self.ids)
 
 
 def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
@@ -69,27 +58,37 @@ def max_sequence_length(layout: ModelLayout, tokenizer, config) -> int:
 
 class TextEmbedder:
     modality = "text"
+    modalities: tuple[str, ...] = ("text",)
 
     def __init__(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout,
                  dense: list[torch.nn.Module], dtype: torch.dtype):
-        self.name = name
-        self.tokenizer = tokenizer
-        self.model = model
-        self.layout = layout
+        self._init_text(name, tokenizer, model, layout, dtype, text_config=model.config,
+                        vocab_size=model.get_input_embeddings().num_embeddings)
         self.dense = dense
-        self.dtype = dtype
-        self.device = "cpu"
-        self.max_length = max_sequence_length(layout, tokenizer, model.config)
-        self.prefix, self.suffix = special_token_frame(tokenizer)
-        self.vocab_size = model.get_input_embeddings().num_embeddings
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         accepted = inspect.signature(model.forward).parameters
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
         hidden = model.config.hidden_size
         self.dimension = dense[-1][0].out_features if dense else hidden * len(layout.pooling_modes)
+
+    def _init_text(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout, dtype: torch.dtype,
+                   *, text_config, vocab_size: int) -> None:
+        self.name = name
+        self.tokenizer = tokenizer
+        self.model = model
+        self.layout = layout
+        self.dtype = dtype
+        self.device = "cpu"
+        self.max_length = max_sequence_length(layout, tokenizer, text_config)
+        self.prefix, self.suffix = special_token_frame(tokenizer)
+        self.vocab_size = vocab_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # One forward at a time per model and process: concurrent requests would
-        # otherwise oversubscribe the torch thread pool. The engine holds it.
+        # otherwise oversubscribe the torch thread pool. The engine and batchers hold it.
         self.lock = threading.Lock()
+
+    def tower(self, modality: str):
+        """What embeds inputs of `modality` (this object for text), or None."""
+        return self if modality == "text" else None
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -141,7 +140,7 @@ class TextEmbedder:
         return ""
 
     def tokenize_texts(self, texts: list[str], *, truncate: bool = True, prompt: str = "",
-                       field: str = "input") -> Tokenized:
+                       field: str = "input") -> Prepared:
         if prompt:
             texts = [prompt + text for text in texts]
         if self.layout.do_lower_case:
@@ -156,9 +155,9 @@ class TextEmbedder:
         if prompt and not self.layout.include_prompt:
             # As sentence-transformers: the prompt's tokens less its closing special token.
             prompt_length = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"]) - 1
-        return Tokenized(ids=encoded, prompt_length=prompt_length)
+        return Prepared(rows=encoded, prompt_length=prompt_length)
 
-    def tokenize_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Tokenized:
+    def tokenize_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
         """Token ids sent by the client, in this model's vocabulary.
 
         Rows that already carry the model's special tokens pass as they are;
@@ -182,7 +181,7 @@ class TextEmbedder:
                     raise self._too_long(index, len(body) + frame, field)
                 body = body[:self.max_length - frame]
             framed.append(self.prefix + list(body) + self.suffix)
-        return Tokenized(ids=framed)
+        return Prepared(rows=framed)
 
     def _has_frame(self, row: list[int]) -> bool:
         if not self.prefix and not self.suffix:
@@ -202,38 +201,29 @@ class TextEmbedder:
             "shorten it or send truncate=true", param=f"{field}[{index}]", code="input_too_long")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, tokenized: Tokenized, batch_size: int, batch_tokens: int = 1 << 30,
+    def forward(self, prepared: Prepared, batch_size: int, batch_tokens: int = 1 << 30,
                 on_batch=None) -> np.ndarray:
-        """Pooled float32 vectors in the caller's order. Inputs are sorted by length and cut
-        into batches of at most `batch_size` rows and `batch_tokens` padded tokens (see
-        planning.py), each padded only to its own longest row."""
-        rows = tokenized.ids
-        out = np.empty((len(rows), self.dimension), dtype=np.float32)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-        plan = plan_batches([len(rows[i]) for i in order], batch_size, batch_tokens, self.overhead_tokens)
-        for start, end in plan:
-            chunk = order[start:end]
-            batch = [rows[i] for i in chunk]
-            began = time.perf_counter()
-            out[chunk] = self.forward_rows(batch, [tokenized.prompt_length] * len(batch))
-            if on_batch is not None:
-                on_batch(len(batch), sum(len(row) for row in batch), time.perf_counter() - began)
-        return out
+        """Pooled float32 vectors in the caller's order (see rows.forward_planned)."""
+        return forward_planned(self, prepared, batch_size, batch_tokens, on_batch)
 
     def forward_rows(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
         """One forward pass over rows of any lengths: [len(rows), dimension] float32."""
         with torch.inference_mode():
             return self._forward_batch(rows, prompt_lengths)
 
-    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
-        longest = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), longest), dtype=np.int64)
+    def _padded(self, rows: list[list[int]], width: int | None = None) -> dict[str, torch.Tensor]:
+        """input_ids and attention_mask on the model's device, right-padded to `width` or the longest row."""
+        width = width or max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
             input_ids[i, :len(row)] = row
             mask[i, :len(row)] = 1
-        inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device),
-                  "attention_mask": torch.from_numpy(mask).to(self.device)}
+        return {"input_ids": torch.from_numpy(input_ids).to(self.device),
+                "attention_mask": torch.from_numpy(mask).to(self.device)}
+
+    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
+        inputs = self._padded(rows)
         if self._token_type_ids:
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
         output = self.model(**inputs)

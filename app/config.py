@@ -6,6 +6,7 @@ settings the app factory gets, before any model is loaded.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 WORKER_CLASSES = ("sync", "gthread", "gevent")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "text", "json")
+IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")
+DEFAULT_IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
 
 
 class ConfigError(ValueError):
@@ -70,6 +73,14 @@ class Settings:
     log_format: str = "auto"
     log_requests: bool = True
     metrics_dir: str = ""
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_images_per_request: int = 64
+    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS
+    image_url_fetch: bool = False
+    allowed_image_hosts: tuple[str, ...] = ()
+    allowed_image_networks: tuple[str, ...] = ()
+    image_fetch_timeout: float = 10.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
 
     # ------------------------------------------------------------------ derived
@@ -142,7 +153,15 @@ class Settings:
             log_format=read.choice("LOG_FORMAT", "auto", LOG_FORMATS),
             log_requests=read.boolean("LOG_REQUESTS", True),
             metrics_dir=read.text("PROMETHEUS_MULTIPROC_DIR", ""),
-            api_keys=tuple(k.strip() for k in read.text("API_KEYS", "").split(",") if k.strip()),
+            max_image_bytes=read.integer("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1),
+            max_image_pixels=read.integer("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
+            max_images_per_request=read.integer("MAX_IMAGES_PER_REQUEST", 64, minimum=1),
+            image_formats=read.choices("IMAGE_FORMATS", DEFAULT_IMAGE_FORMATS, IMAGE_FORMATS),
+            image_url_fetch=read.boolean("IMAGE_URL_FETCH", False),
+            allowed_image_hosts=tuple(h.lower().rstrip(".") for h in read.items("ALLOWED_IMAGE_HOSTS")),
+            allowed_image_networks=_networks(read.items("ALLOWED_IMAGE_NETWORKS")),
+            image_fetch_timeout=read.decimal("IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.001),
+            api_keys=tuple(read.items("API_KEYS")),
         )
         if settings.model_path and not Path(settings.model_path).is_dir():
             raise ConfigError("MODEL_PATH", f"{settings.model_path!r} is not a directory")
@@ -192,6 +211,19 @@ class _Reader:
             raise ConfigError(name, f"must be >= {minimum}; got {number}")
         return number
 
+    def items(self, name: str) -> list[str]:
+        """A comma-separated list; blanks dropped."""
+        return [item.strip() for item in self.text(name, "").split(",") if item.strip()]
+
+    def choices(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+        items = [item.upper() for item in self.items(name)]
+        if not items:
+            return default
+        unknown = [item for item in items if item not in allowed]
+        if unknown:
+            raise ConfigError(name, f"unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+        return tuple(dict.fromkeys(items))
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self._raw(name)
         if value is None:
@@ -202,6 +234,16 @@ class _Reader:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ConfigError(name, f"must be true or false; got {value!r}")
+
+
+def _networks(items: list[str]) -> tuple[str, ...]:
+    networks = []
+    for item in items:
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError("ALLOWED_IMAGE_NETWORKS", f"{item!r} is not an address or CIDR network") from None
+    return tuple(networks)
 
 
 def _bind(env: Mapping[str, str]) -> str:

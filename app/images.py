@@ -39,6 +39,11 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     formats: frozenset[str] = DEFAULT_FORMATS
 
+    @classmethod
+    def from_settings(cls, settings) -> "ImageLimits":
+        return cls(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                   formats=frozenset(settings.image_formats))
+
 
 @dataclass(frozen=True)
 class ImageSource:
@@ -80,20 +85,23 @@ def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
         raise _too_large(param, limits)
     if not data:
         raise InvalidRequest(f"{param} is empty", param=param)
+    allowed = ", ".join(sorted(limits.formats))
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        # Only the allowed formats' parsers see the bytes (PIL would otherwise try
+        # every plugin it has, EPS through Ghostscript among them). Header only.
+        image = Image.open(io.BytesIO(data), formats=sorted(limits.formats))
     except Image.DecompressionBombError as exc:  # PIL's own guard, far above ours
         raise InvalidRequest(f"{param} claims too many pixels: {exc}", param=param,
                              code="image_too_large") from None
     except UnidentifiedImageError:
-        raise InvalidRequest(f"{param} is not an image in a known format", param=param,
+        detected = _detect_format(data)
+        if detected:
+            raise InvalidRequest(f"{param} is {detected}; allowed formats: {allowed}", param=param,
+                                 code="unsupported_image_format") from None
+        raise InvalidRequest(f"{param} is not an image in a known format (allowed: {allowed})", param=param,
                              code="invalid_image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequest(f"{param} could not be read: {exc}", param=param, code="invalid_image") from None
-    if image.format not in limits.formats:
-        allowed = ", ".join(sorted(limits.formats))
-        raise InvalidRequest(f"{param} is {image.format}; allowed formats: {allowed}", param=param,
-                             code="unsupported_image_format")
     width, height = image.size
     if width * height > limits.max_pixels:
         raise InvalidRequest(f"{param} is {width}x{height} = {width * height} pixels, over the limit of "
@@ -107,6 +115,23 @@ def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidRequest(f"{param} is a corrupt or truncated {image.format}: {exc}", param=param,
                              code="invalid_image") from None
+
+
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"),
+               (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"\x00\x00\x00\x0cjP  ", "JPEG2000"))
+
+
+def _detect_format(data: bytes) -> str | None:
+    """Name a refused format from its magic bytes, for the error message only (nothing is parsed)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypheix", b"ftypmif1"):
+        return "AVIF/HEIF"
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -29,7 +29,9 @@ INFERENCE_SECONDS = Histogram("embedding_inference_duration_seconds", "Model tim
 BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass.", buckets=SIZES)
 BATCH_TOKENS = Histogram("embedding_batch_tokens", "Real (unpadded) tokens per forward pass.", buckets=TOKENS)
 REQUEST_ITEMS = Histogram("embedding_request_items", "Inputs per request.", buckets=SIZES)
-INPUT_TOKENS = Counter("embedding_input_tokens_total", "Tokens embedded, special tokens included.")
+INPUT_TOKENS = Counter("embedding_input_tokens_total",
+                       "Tokens embedded, special tokens included (image patches for images).")
+INPUTS = Counter("embedding_inputs_total", "Inputs embedded, by modality.", ["modality"])
 IN_FLIGHT = Gauge("embedding_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
 QUEUE_DEPTH = Gauge("embedding_queue_depth", "Requests waiting for the model now.", multiprocess_mode="livesum")
 
@@ -45,7 +47,8 @@ class MetricsObserver:
         QUEUE_DEPTH.set(depth)
 
 
-def observe_embedding(items: int, tokens: int, timings) -> None:
+def observe_embedding(items: int, tokens: int, timings, modality: str = "text") -> None:
+    INPUTS.labels(modality).inc(items)
     REQUEST_ITEMS.observe(items)
     INPUT_TOKENS.inc(tokens)
     TOKENIZE_SECONDS.observe(timings.tokenize)

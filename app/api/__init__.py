@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import Settings
-from . import embeddings, meta
+from . import embeddings, images, meta, similarity
+from .image_inputs import make_fetcher
 from .auth import init_auth
-from .context import ENGINE_KEY, SETTINGS_KEY
+from .context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
 from .errors import init_error_handlers
 from .observability import init_observability
 
@@ -15,9 +16,12 @@ from .observability import init_observability
 def init_api(app: Flask, settings: Settings, engine) -> None:
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[ENGINE_KEY] = engine
+    app.extensions[FETCHER_KEY] = make_fetcher(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     init_error_handlers(app, settings.max_content_length)
     init_observability(app, settings, engine)
     init_auth(app, settings.api_keys)
     app.register_blueprint(embeddings.bp)
+    app.register_blueprint(images.bp)
+    app.register_blueprint(similarity.bp)
     app.register_blueprint(meta.bp)

@@ -1,10 +1,14 @@
-"""The embedding routes: OpenAI-compatible `/v1/embeddings` and native `/embed_text`."""
+"""The embedding routes: OpenAI-compatible `/v1/embeddings` (texts, token ids, or images with
+Infinity's `"modality": "image"`) and native `/embed_text`."""
 
 from __future__ import annotations
 
 from flask import Blueprint
 
+from ..errors import InvalidRequest
+from ..images import ImageLimits
 from . import context
+from .image_inputs import gather
 from .encoding import encode_rows, json_response
 from .observability import record_embedding
 from .parsing import check_items, parse_json
@@ -14,7 +18,7 @@ from .spec import operation
 bp = Blueprint("embeddings", __name__)
 
 
-def _usage(tokens: int) -> dict:
+def usage(tokens: int) -> dict:
     return {"prompt_tokens": tokens, "total_tokens": tokens}
 
 
@@ -23,20 +27,29 @@ def _usage(tokens: int) -> dict:
            response=OpenAIEmbeddingResponse, auth=True, tags=("openai",), errors=(400, 401, 404, 413, 415))
 def create_embeddings():
     req = parse_json(OpenAIEmbeddingRequest)
-    check_items(req.input, context.settings(), "input")
     engine = context.engine()
     model = engine.resolve(req.model)
-    if isinstance(req.input[0], str):
-        result = engine.embed_texts(model, req.input, dimensions=req.dimensions)
+    if req.modality == "image":
+        if not isinstance(req.input[0], str):
+            raise InvalidRequest("with modality 'image', input must be image URLs, data: URIs or base64 strings",
+                                 param="input")
+        engine.tower(model, "image", "input")  # a text-only model says so before anything is fetched
+        images = gather(req.input, "input")
+        result = engine.embed_images(model, images, ImageLimits.from_settings(context.settings()),
+                                     dimensions=req.dimensions, field="input")
     else:
-        result = engine.embed_token_ids(model, req.input, dimensions=req.dimensions)
-    record_embedding(result, len(req.input))
+        check_items(req.input, context.settings(), "input")
+        if isinstance(req.input[0], str):
+            result = engine.embed_texts(model, req.input, dimensions=req.dimensions)
+        else:
+            result = engine.embed_token_ids(model, req.input, dimensions=req.dimensions)
+    record_embedding(result, len(req.input), req.modality)
     rows = encode_rows(result.vectors, req.encoding_format)
     return json_response({
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
         "model": model.name,
-        "usage": _usage(result.prompt_tokens),
+        "usage": usage(result.prompt_tokens),
     })
 
 
@@ -56,5 +69,5 @@ def embed_text():
         "model": model.name,
         "embeddings": encode_rows(result.vectors, req.encoding_format),
         "dimension": int(result.vectors.shape[1]),
-        "usage": _usage(result.prompt_tokens),
+        "usage": usage(result.prompt_tokens),
     })

@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, g, request
 
@@ -21,10 +22,25 @@ bp = Blueprint("observability", __name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def record_embedding(result, items: int) -> None:
-    """Called by the embedding views with the engine's result."""
-    g.embedding = (result, items)
-    metrics.observe_embedding(items, result.prompt_tokens, result.timings)
+@dataclass(frozen=True)
+class _Recorded:
+    """What a request embedded, summed over its engine calls (/similarity makes two)."""
+
+    items: int = 0
+    prompt_tokens: int = 0
+    tokenize: float = 0.0
+    queue: float = 0.0
+    inference: float = 0.0
+
+
+def record_embedding(result, items: int, modality: str = "text") -> None:
+    """Called by the embedding views with each of the engine's results."""
+    before = g.get("embedding") or _Recorded()
+    timings = result.timings
+    g.embedding = _Recorded(before.items + items, before.prompt_tokens + result.prompt_tokens,
+                            before.tokenize + timings.tokenize, before.queue + timings.queue,
+                            before.inference + timings.inference)
+    metrics.observe_embedding(items, result.prompt_tokens, timings, modality)
 
 
 def init_observability(app: Flask, settings, engine) -> None:
@@ -48,15 +64,14 @@ def init_observability(app: Flask, settings, engine) -> None:
         embedding = g.get("embedding")
         fields = {}
         if embedding is not None:
-            result, items = embedding
-            timings = result.timings
-            response.headers["X-Tokenization-Time"] = _ms(timings.tokenize)
-            response.headers["X-Queue-Time"] = _ms(timings.queue)
-            response.headers["X-Inference-Time"] = _ms(timings.inference)
-            response.headers["X-Compute-Tokens"] = str(result.prompt_tokens)
+            response.headers["X-Tokenization-Time"] = _ms(embedding.tokenize)
+            response.headers["X-Queue-Time"] = _ms(embedding.queue)
+            response.headers["X-Inference-Time"] = _ms(embedding.inference)
+            response.headers["X-Compute-Tokens"] = str(embedding.prompt_tokens)
             response.headers["X-Compute-Type"] = compute_type
-            fields = {"items": items, "tokens": result.prompt_tokens, "queue_ms": round(timings.queue * 1e3, 3),
-                      "inference_ms": round(timings.inference * 1e3, 3)}
+            fields = {"items": embedding.items, "tokens": embedding.prompt_tokens,
+                      "queue_ms": round(embedding.queue * 1e3, 3),
+                      "inference_ms": round(embedding.inference * 1e3, 3)}
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.observe_request(route, request.method, response.status_code, total)
         if log_requests:

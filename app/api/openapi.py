@@ -12,7 +12,7 @@ from .schemas import ErrorResponse
 from .spec import operation_of
 
 _STATUS_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 404: "Unknown model",
-                413: "Request body too large", 415: "Content-Type is not application/json",
+                413: "Request body too large", 415: "Unsupported Content-Type",
                 500: "Inference or internal error", 503: "Not ready or overloaded"}
 
 
@@ -28,6 +28,8 @@ def openapi_document(app: Flask) -> dict:
         wanted.add((op.response, "serialization"))
         if op.request is not None:
             wanted.add((op.request, "validation"))
+        if op.multipart is not None:
+            wanted.add((op.multipart, "validation"))
     refs, definitions = models_json_schema(
         sorted(wanted, key=lambda item: (item[0].__name__, item[1])),
         ref_template="#/components/schemas/{model}")
@@ -50,6 +52,12 @@ def openapi_document(app: Flask) -> dict:
             if op.request is not None:
                 entry["requestBody"] = {"required": True,
                                         "content": json_content(refs[(op.request, "validation")])}
+            if op.multipart is not None:
+                files = {"type": "object", "properties": {"image": {
+                    "type": "array", "items": {"type": "string", "format": "binary"},
+                    "description": "One or more image files, under any part name."}}}
+                entry["requestBody"]["content"]["multipart/form-data"] = {
+                    "schema": {"allOf": [refs[(op.multipart, "validation")], files]}}
             if op.auth:
                 entry["security"] = [{"bearerAuth": []}]
             paths.setdefault(path, {})[method.lower()] = entry
@@ -57,7 +65,7 @@ def openapi_document(app: Flask) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Embedding service", "version": __version__,
-                 "description": "Text embeddings over HTTP; errors use the OpenAI error envelope."},
+                 "description": "Text and image embeddings over HTTP; errors use the OpenAI error envelope."},
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),

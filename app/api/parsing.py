@@ -14,12 +14,12 @@ from ..errors import InvalidRequest, UnsupportedMediaType
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def parse_json(model_cls: type[Model]) -> Model:
+def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Model:
     mimetype = request.mimetype
     # No Content-Type at all is taken as JSON (some clients omit it); anything else must say JSON.
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {request.content_type!r}", param="Content-Type")
+            f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type")
     raw = request.get_data(cache=False)
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
@@ -29,8 +29,12 @@ def parse_json(model_cls: type[Model]) -> Model:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    return validate(model_cls, body)
+
+
+def validate(model_cls: type[Model], data: dict) -> Model:
     try:
-        return model_cls.model_validate(body)
+        return model_cls.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc) from None
 

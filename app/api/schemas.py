@@ -35,6 +35,24 @@ def _text_list(value, field: str) -> list[str]:
     return value
 
 
+def _image_list(value, field: str) -> list[str]:
+    """One image string or a non-empty list of them; what each string holds is checked later."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{field} must be a string or a list of strings (base64, data: URIs or URLs)",
+                             param=field)
+    if not value:
+        raise InvalidRequest(f"{field} must not be empty", param=field)
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidRequest(f"{field}[{index}] must be a string (base64, a data: URI or a URL), "
+                                 f"got {_json_type(item)}", param=f"{field}[{index}]")
+        if not item.strip():
+            raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
+    return value
+
+
 def _is_token(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -90,6 +108,8 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: EncodingFormat = "float"
     dimensions: Optional[Dimensions] = None
     user: Optional[str] = None
+    modality: Literal["text", "image"] = Field(
+        default="text", description="Infinity's extension: 'image' makes `input` images (URLs, data URIs, base64).")
 
     @field_validator("input", mode="before")
     @classmethod
@@ -119,6 +139,49 @@ class EmbedTextRequest(BaseModel):
         return _text_list(value, "texts")
 
 
+class ImageOptions(BaseModel):
+    """What `/embed_image` takes besides the images (also its multipart form fields)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: Optional[str] = None
+    normalize: bool = Field(default=True, description="L2-normalise each vector.")
+    dimensions: Optional[Dimensions] = None
+    encoding_format: EncodingFormat = "float"
+
+
+class EmbedImageRequest(ImageOptions):
+    """The JSON `POST /embed_image` body (or multipart/form-data with image files and these fields)."""
+
+    images: Union[str, list[str]] = Field(
+        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on.")
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _normalise_images(cls, value):
+        return _image_list(value, "images")
+
+
+class SimilarityRequest(BaseModel):
+    """`POST /similarity`: texts x images, or texts x texts (images x images) when only one kind is given."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    texts: Optional[Union[str, list[str]]] = None
+    images: Optional[Union[str, list[str]]] = None
+    model: Optional[str] = None
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _normalise_texts(cls, value):
+        return None if value is None else _text_list(value, "texts")
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _normalise_images(cls, value):
+        return None if value is None else _image_list(value, "images")
+
+
 # -------------------------------------------------------------------- responses
 class Usage(BaseModel):
     prompt_tokens: int
@@ -145,12 +208,20 @@ class EmbedTextResponse(BaseModel):
     usage: Usage
 
 
+class SimilarityResponse(BaseModel):
+    model: str
+    similarity_matrix: list[list[float]] = Field(description="Cosine similarities, rows x columns.")
+    shape: list[int] = Field(description="[rows, columns]: [texts, images], or [n, n] for one kind.")
+    usage: Usage
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
     modality: str
+    modalities: list[str]
     dimension: int
     max_input_tokens: int
     pooling: list[str]

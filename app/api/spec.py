@@ -13,6 +13,8 @@ class Operation:
     summary: str
     response: type[BaseModel]
     request: Optional[type[BaseModel]] = None
+    # The form fields of a multipart/form-data alternative, which also carries files.
+    multipart: Optional[type[BaseModel]] = None
     auth: bool = False
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())

@@ -115,6 +115,7 @@ class TextEmbedder:
         return {
             "id": self.name,
             "modality": self.modality,
+            "modalities": list(self.modalities),
             "dimension": self.dimension,
             "max_input_tokens": self.max_length,
             "pooling": list(self.layout.pooling_modes),

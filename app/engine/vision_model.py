@@ -71,7 +71,6 @@ class VisionTextEmbedder(TextEmbedder):
 
     def describe(self) -> dict:
         info = super().describe()
-        info["modalities"] = list(self.modalities)
         info["pooling"] = ["model"]
         return info
 

@@ -1,0 +1,43 @@
+"""`POST /embed_image`: images as JSON strings or multipart file uploads -> vectors."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ..images import ImageLimits
+from . import context
+from .embeddings import usage
+from .encoding import encode_rows, json_response
+from .image_inputs import form_request, gather, is_multipart, uploads
+from .parsing import parse_json
+from .observability import record_embedding
+from .schemas import EmbedImageRequest, EmbedTextResponse, ImageOptions
+from .spec import operation
+
+bp = Blueprint("images", __name__)
+
+
+@bp.post("/embed_image")
+@operation(summary="Embed images (JSON strings or multipart files)", request=EmbedImageRequest,
+           multipart=ImageOptions, response=EmbedTextResponse, auth=True, tags=("native",),
+           errors=(400, 401, 404, 413, 415))
+def embed_image():
+    engine = context.engine()
+    multipart = is_multipart()
+    if multipart:
+        options = form_request(ImageOptions)
+    else:
+        options = parse_json(EmbedImageRequest, accepted="application/json or multipart/form-data")
+    model = engine.resolve(options.model)
+    # A text-only model refuses before any file is read or URL fetched.
+    engine.tower(model, "image", "images")
+    images = uploads("images") if multipart else gather(options.images, "images")
+    result = engine.embed_images(model, images, ImageLimits.from_settings(context.settings()),
+                                 normalize=options.normalize, dimensions=options.dimensions)
+    record_embedding(result, len(images), "image")
+    return json_response({
+        "model": model.name,
+        "embeddings": encode_rows(result.vectors, options.encoding_format),
+        "dimension": int(result.vectors.shape[1]),
+        "usage": usage(result.prompt_tokens),
+    })

@@ -80,12 +80,13 @@ def host_allowed(host: str, allowed_hosts: tuple[str, ...]) -> bool:
 class ImageFetcher:
     def __init__(self, *, allowed_hosts: tuple[str, ...] = (), allowed_networks: tuple[str, ...] = (),
                  timeout: float = 10.0, max_bytes: int = 10 * 1024 * 1024, max_redirects: int = MAX_REDIRECTS,
-                 resolve: Callable = socket.getaddrinfo):
+                 resolve: Callable | None = None):
         self.allowed_hosts = allowed_hosts
         self.policy = AddressPolicy(allowed_networks)
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
+        # Looked up per call by default: under gevent the module is patched after this object exists.
         self.resolve = resolve
 
     def fetch(self, url: str, param: str) -> bytes:
@@ -161,7 +162,7 @@ class ImageFetcher:
     def _connect(self, address, timeout=None, source_address=None):
         host, port = address
         try:
-            infos = self.resolve(host, port, type=socket.SOCK_STREAM)
+            infos = (self.resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise _Refused(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
         for *_, sockaddr in infos:

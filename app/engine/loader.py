@@ -42,7 +42,7 @@ def load_vision_text_model(path: str | Path, model_dir: Path, name: str, dtype: 
                          "get_image_features: only dual encoders (CLIP, SigLIP, ...) can serve embeddings")
     model.eval().requires_grad_(False)
     embedder = VisionTextEmbedder(name, tokenizer, image_processor, model, dual_encoder_layout(path, model_dir), dtype)
-    log.info("loaded text+image model %s (%s) from %s: dim=%d max_tokens=%d dtype=%s", name,
+    log.info("loaded model %s (text+image, %s) from %s: dim=%d max_tokens=%d dtype=%s", name,
              model.config.model_type, path, embedder.dimension, embedder.max_length, dtype)
     return embedder
 

@@ -125,7 +125,10 @@ def test_gunicorn_logs_follow_the_format():
 
 
 def test_metrics_dir_is_wiped_on_start(tmp_path, monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # setenv first, so monkeypatch restores the variable's absence after prepare_metrics_dir sets it;
+    # left set, it would switch the in-process /metrics of later tests to multiprocess mode.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     (tmp_path / "counter_123.db").write_bytes(b"stale")
     (tmp_path / "keep.txt").write_text("not ours")
     path, created = prepare_metrics_dir(Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}))

@@ -243,3 +243,14 @@ def test_openapi_document_covers_every_route_and_is_valid(client, app):
     schema = document["components"]["schemas"][request["$ref"].rsplit("/", 1)[-1]]
     assert {"texts", "normalize", "truncate", "prompt_name", "dimensions", "encoding_format"} <= set(schema["properties"])
     assert document["paths"]["/v1/embeddings"]["post"]["security"] == [{"bearerAuth": []}]
+
+
+def test_the_web_layer_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, app.api, app.api.similarity, app.api.images, app.api.embeddings\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    from .gunicorn_process import ROOT
+
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

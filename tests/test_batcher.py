@@ -41,14 +41,14 @@ class GatedModel:
         self.gate.clear()
         self.entered.clear()
 
-    def forward_rows(self, rows, prompt_lengths):
+    def forward_rows(self, rows, prompt_lengths, outputs=frozenset({"dense"})):
         self.batches.append([len(r) for r in rows])
         self.entered.set()
         assert self.gate.wait(30)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("simulated out of memory")
-        return self.model.forward_rows(rows, prompt_lengths)
+        return self.model.forward_rows(rows, prompt_lengths, outputs)
 
 
 def make_batcher(model, **limits) -> tuple[Batcher, GatedModel, list]:

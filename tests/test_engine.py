@@ -51,9 +51,9 @@ def test_small_batches_pad_each_to_its_own_longest(engine, model, monkeypatch):
     widths = []
     original = model._forward_batch
 
-    def spy(rows, prompt_length):
+    def spy(rows, *args):
         widths.append([len(r) for r in rows])
-        return original(rows, prompt_length)
+        return original(rows, *args)
 
     monkeypatch.setattr(model, "_forward_batch", spy)
     texts = ["word " * n for n in (50, 1, 40, 2, 30, 3)]

@@ -97,3 +97,42 @@ def tiny_vision_model(directory: Path, kind: str = "clip", seed: int = 0) -> Pat
     model.eval().save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+M3_WORDS = ("the cat sat on mat dog ran in park a an and of to is was for with hybrid search dense sparse "
+            "lexical vector token query passage retrieval model embedding colbert late interaction score").split()
+
+
+def xlmr_style_tokenizer():
+    """A word-level fast tokenizer with XLM-R's special tokens and ids (<s>=0, <pad>=1, </s>=2, <unk>=3),
+    standing in for XLM-R's SentencePiece model, which cannot be fetched here."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(specials + list(dict.fromkeys(M3_WORDS)) + ["<mask>"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", cls_token="<s>",
+                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+                                   model_max_length=64)
+
+
+def tiny_bge_m3(directory: Path, *, sparse: bool = True, colbert: bool = True, seed: int = 0) -> Path:
+    """A 2-layer XLM-RoBERTa in BGE-M3's layout: the encoder, plus sparse_linear.pt and colbert_linear.pt."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    torch.manual_seed(seed)
+    tokenizer = xlmr_style_tokenizer()
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0,
+                              eos_token_id=2, type_vocab_size=1)
+    XLMRobertaModel(config, add_pooling_layer=False).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    if sparse:
+        torch.save(torch.nn.Linear(32, 1).state_dict(), directory / "sparse_linear.pt")
+    if colbert:
+        torch.save(torch.nn.Linear(32, 32).state_dict(), directory / "colbert_linear.pt")
+    return directory

@@ -9,10 +9,11 @@ from ..errors import InvalidRequest
 from ..images import ImageLimits
 from . import context
 from .image_inputs import gather
-from .encoding import encode_rows, json_response
+from .encoding import encode_matrices, encode_rows, encode_sparse, json_response
 from .observability import record_embedding
 from .parsing import check_items, parse_json
-from .schemas import EmbedTextRequest, EmbedTextResponse, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
+from .schemas import (EmbedSparseRequest, EmbedSparseResponse, EmbedTextRequest, EmbedTextResponse,
+                      OpenAIEmbeddingRequest, OpenAIEmbeddingResponse)
 from .spec import operation
 
 bp = Blueprint("embeddings", __name__)
@@ -58,16 +59,39 @@ def create_embeddings():
            tags=("native",), errors=(400, 401, 404, 413, 415))
 def embed_text():
     req = parse_json(EmbedTextRequest)
+    outputs = req.requested_outputs()
     check_items(req.texts, context.settings(), "texts")
     engine = context.engine()
     model = engine.resolve(req.model)
+    engine.check_outputs(model, outputs, "output_types" if req.output_types else "output_type")
     result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
                                 prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
-                                field="texts")
+                                field="texts", outputs=frozenset(outputs))
     record_embedding(result, len(req.texts))
-    return json_response({
-        "model": model.name,
-        "embeddings": encode_rows(result.vectors, req.encoding_format),
-        "dimension": int(result.vectors.shape[1]),
-        "usage": usage(result.prompt_tokens),
-    })
+    body = {"model": model.name}
+    if "dense" in outputs:
+        body["embeddings"] = encode_rows(result.vectors, req.encoding_format)
+        body["dimension"] = int(result.vectors.shape[1])
+    if "sparse" in outputs:
+        body["sparse"] = encode_sparse(result.sparse, model.token_strings if req.return_tokens else None)
+    if "colbert" in outputs:
+        body["colbert"] = encode_matrices(result.colbert, req.encoding_format)
+        body["colbert_dimension"] = int(result.colbert[0].shape[1])
+    body["usage"] = usage(result.prompt_tokens)
+    return json_response(body)
+
+
+@bp.post("/embed_sparse")
+@operation(summary="Sparse lexical weights (text-embeddings-inference's shape)", request=EmbedSparseRequest,
+           response=EmbedSparseResponse, auth=True, tags=("tei",), errors=(400, 401, 404, 413, 415))
+def embed_sparse():
+    req = parse_json(EmbedSparseRequest)
+    check_items(req.inputs, context.settings(), "inputs")
+    engine = context.engine()
+    model = engine.resolve(req.model)
+    engine.check_outputs(model, ["sparse"], "inputs")
+    result = engine.embed_texts(model, req.inputs, truncate=req.truncate, prompt_name=req.prompt_name,
+                                field="inputs", outputs=frozenset({"sparse"}))
+    record_embedding(result, len(req.inputs))
+    return json_response([[{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]
+                          for ids, values in result.sparse])

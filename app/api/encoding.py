@@ -22,6 +22,24 @@ def encode_rows(vectors: np.ndarray, encoding_format: str) -> list:
     return list(vectors)
 
 
+def encode_matrices(matrices: list[np.ndarray], encoding_format: str) -> list:
+    """Per input, a matrix (ColBERT's token vectors): nested floats, or one base64 string of its rows."""
+    if encoding_format == "base64":
+        return [base64.b64encode(np.ascontiguousarray(m, dtype="<f4").tobytes()).decode("ascii")
+                for m in matrices]
+    return list(matrices)
+
+
+def encode_sparse(sparse: list, token_strings=None) -> list[dict]:
+    out = []
+    for ids, values in sparse:
+        entry = {"indices": ids, "values": values}
+        if token_strings is not None:
+            entry["tokens"] = token_strings(ids)
+        out.append(entry)
+    return out
+
+
 def json_response(payload, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload, option=_JSON_OPTIONS), status=status, headers=headers,
                     mimetype="application/json")

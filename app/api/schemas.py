@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from ..errors import InvalidRequest
 
 EncodingFormat = Literal["float", "base64"]
+OutputType = Literal["dense", "sparse", "colbert"]
 Dimensions = Annotated[int, Field(gt=0, description="Keep the first N components, then re-normalise.")]
 
 
@@ -132,11 +133,39 @@ class EmbedTextRequest(BaseModel):
         default=None, description="A prompt from the model's config_sentence_transformers.json, by name.")
     dimensions: Optional[Dimensions] = None
     encoding_format: EncodingFormat = "float"
+    output_type: Optional[OutputType] = Field(
+        default=None, description="One output: dense (default), sparse or colbert (BGE-M3-style models).")
+    output_types: Optional[list[OutputType]] = Field(
+        default=None, min_length=1, description="Several outputs, computed in one forward pass.")
+    return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
 
     @field_validator("texts", mode="before")
     @classmethod
     def _normalise_texts(cls, value):
         return _text_list(value, "texts")
+
+    def requested_outputs(self) -> list[str]:
+        if self.output_type is not None and self.output_types is not None:
+            raise InvalidRequest("give output_type or output_types, not both", param="output_types")
+        if self.output_types is not None:
+            return list(dict.fromkeys(self.output_types))
+        return [self.output_type or "dense"]
+
+
+class EmbedSparseRequest(BaseModel):
+    """text-embeddings-inference's `POST /embed_sparse` body; fields it has that do not apply are ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    inputs: Union[str, list[str]] = Field(description="One text or a list of texts.")
+    truncate: bool = True
+    prompt_name: Optional[str] = None
+    model: Optional[str] = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _normalise_inputs(cls, value):
+        return _text_list(value, "inputs")
 
 
 class ImageOptions(BaseModel):
@@ -169,12 +198,25 @@ class SimilarityRequest(BaseModel):
 
     texts: Optional[Union[str, list[str]]] = None
     images: Optional[Union[str, list[str]]] = None
+    documents: Optional[Union[str, list[str]]] = Field(
+        default=None, description="Texts for the columns: texts x documents (queries x passages).")
     model: Optional[str] = None
+    output_types: Optional[list[OutputType]] = Field(
+        default=None, min_length=1,
+        description="Scores to compute for texts: dense cosine (default), sparse lexical matching, colbert MaxSim; "
+                    "several add a weighted `hybrid`.")
+    weights: Optional[dict[OutputType, Annotated[float, Field(ge=0)]]] = Field(
+        default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4.")
 
     @field_validator("texts", mode="before")
     @classmethod
     def _normalise_texts(cls, value):
         return None if value is None else _text_list(value, "texts")
+
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _normalise_documents(cls, value):
+        return None if value is None else _text_list(value, "documents")
 
     @field_validator("images", mode="before")
     @classmethod
@@ -201,17 +243,40 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: Usage
 
 
+class SparseVector(BaseModel):
+    indices: list[int] = Field(description="Token ids, ascending.")
+    values: list[float]
+    tokens: Optional[list[str]] = Field(default=None, description="With return_tokens.")
+
+
 class EmbedTextResponse(BaseModel):
     model: str
-    embeddings: Union[list[list[float]], list[str]]
-    dimension: int
+    embeddings: Optional[Union[list[list[float]], list[str]]] = Field(
+        default=None, description="Dense vectors (when asked for; the default).")
+    dimension: Optional[int] = None
+    sparse: Optional[list[SparseVector]] = None
+    colbert: Optional[Union[list[list[list[float]]], list[str]]] = Field(
+        default=None, description="Per input, a vector per token after the first; with base64, one string per "
+                                  "input of its [tokens x colbert_dimension] little-endian float32 matrix.")
+    colbert_dimension: Optional[int] = None
     usage: Usage
+
+
+class SparseValue(BaseModel):
+    index: int
+    value: float
+
+
+class EmbedSparseResponse(RootModel[list[list[SparseValue]]]):
+    """text-embeddings-inference's shape: per input, its non-zero weights."""
 
 
 class SimilarityResponse(BaseModel):
     model: str
     similarity_matrix: list[list[float]] = Field(description="Cosine similarities, rows x columns.")
     shape: list[int] = Field(description="[rows, columns]: [texts, images], or [n, n] for one kind.")
+    scores: Optional[dict[str, list[list[float]]]] = Field(
+        default=None, description="With output_types: a matrix per output type, and `hybrid` for several.")
     usage: Usage
 
 
@@ -222,6 +287,7 @@ class ModelCard(BaseModel):
     owned_by: str
     modality: str
     modalities: list[str]
+    outputs: list[str] = Field(description="dense, plus sparse and colbert for BGE-M3-style models.")
     dimension: int
     max_input_tokens: int
     pooling: list[str]

@@ -1,11 +1,19 @@
-"""`POST /similarity`: a cosine similarity matrix, texts x images (or one kind against itself)."""
+"""`POST /similarity`: score matrices between texts and images, texts and documents, or one kind and itself.
+
+Dense scores are cosines. For BGE-M3-style models, `output_types` adds the
+lexical matching score of sparse weights and ColBERT's late-interaction
+(MaxSim) score, and a weighted `hybrid` of the requested ones, as BGE-M3's
+`compute_score` combines them.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 from flask import Blueprint
 
 from ..errors import InvalidRequest
 from ..images import ImageLimits
+from ..scores import lexical_score, maxsim_score
 from . import context
 from .embeddings import usage
 from .encoding import json_response
@@ -17,36 +25,72 @@ from .spec import operation
 
 bp = Blueprint("similarity", __name__)
 
+# BGE-M3's defaults for combining its three scores.
+DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+
 
 @bp.post("/similarity")
-@operation(summary="Cosine similarity of texts x images, or of texts (images) among themselves",
+@operation(summary="Similarity of texts x images, texts x documents, or texts (images) among themselves",
            request=SimilarityRequest, response=SimilarityResponse, auth=True, tags=("native",),
            errors=(400, 401, 404, 413, 415))
 def similarity():
     req = parse_json(SimilarityRequest)
     if not req.texts and not req.images:
         raise InvalidRequest("send texts, images, or both", param="texts")
+    if req.images and req.documents:
+        raise InvalidRequest("give images or documents as the columns, not both", param="documents")
+    outputs = list(dict.fromkeys(req.output_types or ["dense"]))
+    if req.images and outputs != ["dense"]:
+        raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
     settings = context.settings()
     engine = context.engine()
     model = engine.resolve(req.model)
     if req.images:
         engine.tower(model, "image", "images")
+    engine.check_outputs(model, outputs)
+    wanted = frozenset(outputs)
+
+    def embed_texts(texts: list[str], field: str):
+        check_items(texts, settings, field)
+        result = engine.embed_texts(model, texts, field=field, outputs=wanted)
+        record_embedding(result, len(texts), "text")
+        return result
+
     sides = []
     if req.texts:
-        check_items(req.texts, settings, "texts")
-        result = engine.embed_texts(model, req.texts, field="texts")
-        record_embedding(result, len(req.texts), "text")
-        sides.append(result)
+        sides.append(embed_texts(req.texts, "texts"))
+    if req.documents:
+        sides.append(embed_texts(req.documents, "documents"))
     if req.images:
         images = gather(req.images, "images")
         result = engine.embed_images(model, images, ImageLimits.from_settings(settings))
         record_embedding(result, len(images), "image")
         sides.append(result)
-    rows, columns = sides[0].vectors, sides[-1].vectors  # both normalised: the product is the cosine
-    matrix = rows @ columns.T
-    return json_response({
+    rows, columns = sides[0], sides[-1]
+    scores = {output: _score(output, rows, columns) for output in outputs}
+    if len(outputs) > 1:
+        weights = {**DEFAULT_WEIGHTS, **(req.weights or {})}
+        total = sum(weights[o] for o in outputs)
+        if total <= 0:
+            raise InvalidRequest("the weights of the requested output types sum to 0", param="weights")
+        scores["hybrid"] = sum(weights[o] * scores[o] for o in outputs) / total
+    matrix = scores["hybrid"] if len(outputs) > 1 else scores[outputs[0]]
+    body = {
         "model": model.name,
         "similarity_matrix": matrix,
         "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
         "usage": usage(sum(side.prompt_tokens for side in sides)),
-    })
+    }
+    if req.output_types:
+        body["scores"] = scores
+    return json_response(body)
+
+
+def _score(output: str, rows, columns) -> np.ndarray:
+    if output == "dense":  # both sides normalised: the product is the cosine
+        return rows.vectors @ columns.vectors.T
+    if output == "sparse":
+        pairs = [[lexical_score(a, b) for b in columns.sparse] for a in rows.sparse]
+    else:
+        pairs = [[maxsim_score(q, d) for d in columns.colbert] for q in rows.colbert]
+    return np.array(pairs, dtype=np.float32).reshape(len(rows.vectors), len(columns.vectors))

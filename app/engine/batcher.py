@@ -29,7 +29,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InferenceFailed, Overloaded, ServiceError
+from .m3 import DENSE
 from .planning import plan_batches
+from .rows import new_results, store
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class BatchLimits:
 class _Job:
     rows: list  # token-id lists or image rows; len(row) is the cost (rows.py)
     prompt_length: int
-    out: np.ndarray
+    outputs: frozenset[str]
+    out: np.ndarray | list
     order: list[int]
     enqueued: float
     done: threading.Event
@@ -76,11 +79,12 @@ class Batcher:
         return len(self._jobs)
 
     # ------------------------------------------------------------ request side
-    def submit(self, prepared) -> tuple[np.ndarray, float, float]:
-        """Block until this request's rows are computed: (vectors, started, finished)."""
+    def submit(self, prepared) -> tuple[np.ndarray | list, float, float]:
+        """Block until this request's rows are computed: (results, started, finished)."""
         rows = prepared.rows
-        job = _Job(rows=rows, prompt_length=prepared.prompt_length,
-                   out=np.empty((len(rows), self.model.dimension), dtype=np.float32),
+        outputs = prepared.outputs
+        job = _Job(rows=rows, prompt_length=prepared.prompt_length, outputs=outputs,
+                   out=new_results(len(rows), self.model.dimension, outputs),
                    order=sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True),
                    enqueued=time.perf_counter(), done=threading.Event(), remaining=len(rows))
         with self._cv:
@@ -174,8 +178,10 @@ class Batcher:
                 job.started = began
         rows = [job.rows[index] for job, index in picks]
         prompt_lengths = [job.prompt_length for job, _ in picks]
+        # One pass runs every head any of its rows' requests asked for.
+        outputs = frozenset().union(*(job.outputs for job, _ in picks))
         try:
-            vectors = self.offload(self._forward, rows, prompt_lengths)
+            vectors = self.offload(self._forward, rows, prompt_lengths, outputs)
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear about it
             log.exception("batch of %d rows failed", len(rows))
             error = exc if isinstance(exc, ServiceError) else InferenceFailed(
@@ -185,17 +191,17 @@ class Batcher:
         self.on_batch(len(rows), sum(len(r) for r in rows), time.perf_counter() - began)
         self._finish(picks, vectors, None)
 
-    def _forward(self, rows: list, prompt_lengths: list[int]) -> np.ndarray:
+    def _forward(self, rows: list, prompt_lengths: list[int], outputs: frozenset[str]):
         # A model with a text and an image batcher must still run one pass at a time.
         with self.model.lock:
-            return self.model.forward_rows(rows, prompt_lengths)
+            return self.model.forward_rows(rows, prompt_lengths, outputs)
 
     @staticmethod
     def _finish(picks, vectors, error) -> None:
         finished = time.perf_counter()
         for position, (job, index) in enumerate(picks):
             if error is None:
-                job.out[index] = vectors[position]
+                store(job.out, index, vectors[position])
             else:
                 job.error = job.error or error
             job.remaining -= 1

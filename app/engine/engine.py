@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..images import ImageLimits, decode_image
 from .batcher import Batcher, BatchLimits
 from .device import dtype_name, resolve_device, resolve_dtype
 from .loader import load_model
+from .m3 import DENSE, HEAD_FILES, RowOutput
 from .rows import Prepared, forward_planned
 from .text_model import TextEmbedder, postprocess
 
@@ -47,6 +49,8 @@ class Embeddings:
     vectors: np.ndarray  # float32 [n, dim], caller's order
     prompt_tokens: int
     timings: Timings = Timings()
+    sparse: list[tuple[np.ndarray, np.ndarray]] | None = None  # per input: (token ids, weights)
+    colbert: list[np.ndarray] | None = None  # per input: [tokens - 1, dim]
 
 
 class EngineObserver:
@@ -196,12 +200,24 @@ class Engine:
     # --------------------------------------------------------------- embedding
     def embed_texts(self, model: TextEmbedder, texts: list[str], *, normalize: bool = True, truncate: bool = True,
                     prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
-                    field: str = "input") -> Embeddings:
+                    field: str = "input", outputs: frozenset[str] = DENSE) -> Embeddings:
+        """Dense vectors, plus BGE-M3-style sparse weights and ColBERT vectors when `outputs` asks for them."""
         self._check_dimensions(model, dimensions)
+        self.check_outputs(model, outputs)
         prefix = model.resolve_prompt(prompt, prompt_name)
         started = time.perf_counter()
         tokenized = model.tokenize_texts(texts, truncate=truncate, prompt=prefix, field=field)
+        tokenized = dataclasses.replace(tokenized, outputs=frozenset(outputs) | DENSE)
         return self._run(model, "text", tokenized, normalize, dimensions, time.perf_counter() - started)
+
+    @staticmethod
+    def check_outputs(model: TextEmbedder, outputs, param: str = "output_types") -> None:
+        missing = [output for output in outputs if output not in model.outputs]
+        if missing:
+            output = missing[0]
+            raise InvalidRequest(
+                f"the model {model.name!r} has no {output} head ({HEAD_FILES.get(output, output)} is not in its "
+                f"directory); it computes {', '.join(sorted(model.outputs))}", param=param, code="unsupported_output")
 
     def embed_token_ids(self, model: TextEmbedder, rows: list[list[int]], *, normalize: bool = True,
                         truncate: bool = True, dimensions: int | None = None, field: str = "input") -> Embeddings:
@@ -254,9 +270,18 @@ class Engine:
         except Exception as exc:  # an inference fault fails this request only
             log.exception("inference failed for model %s (%s)", tower.name, modality)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
-        vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
         timings = Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
-        return Embeddings(vectors=vectors, prompt_tokens=prepared.token_count, timings=timings)
+        sparse = colbert = None
+        if isinstance(vectors, list):  # RowOutputs: heads ran too
+            rows: list[RowOutput] = vectors
+            vectors = np.stack([row.dense for row in rows])
+            if "sparse" in prepared.outputs:
+                sparse = [row.sparse for row in rows]
+            if "colbert" in prepared.outputs:
+                colbert = [postprocess(row.colbert, normalize=normalize, dimensions=None) for row in rows]
+        vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
+        return Embeddings(vectors=vectors, prompt_tokens=prepared.token_count, timings=timings, sparse=sparse,
+                          colbert=colbert)
 
     def _forward(self, tower, prepared: Prepared) -> tuple[np.ndarray, float]:
         """Runs in the inference thread; returns the vectors and when the model became free."""

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .m3 import HEAD_FILES
 from .pooling import modes_from_config
 
 
@@ -38,6 +39,8 @@ class ModelLayout:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     sentence_transformers: bool = False
+    # BGE-M3-style heads next to the encoder: output type ("sparse", "colbert") -> file.
+    heads: dict[str, Path] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> dict | list | None:
@@ -86,11 +89,14 @@ def read_layout(root: str | Path) -> ModelLayout:
 
     if not isinstance(modules, list):
         # A plain Hugging Face directory: mean pooling and normalisation are the
-        # conventions that embedding models without sentence-transformers files follow.
+        # conventions that embedding models without sentence-transformers files follow;
+        # BGE-M3's layout (its heads beside the encoder) means its dense vector, the CLS.
         bert_config = _read_json(root / "sentence_bert_config.json") or {}
+        heads = find_heads(root)
         return ModelLayout(
             root=root, transformer_path=root, max_seq_length=bert_config.get("max_seq_length"),
-            prompts=prompts, default_prompt_name=default_prompt_name,
+            prompts=prompts, default_prompt_name=default_prompt_name, heads=heads,
+            pooling_modes=("cls",) if heads else ("mean",),
         )
 
     transformer_path = root
@@ -135,4 +141,14 @@ def read_layout(root: str | Path) -> ModelLayout:
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         sentence_transformers=True,
+        heads=find_heads(root, transformer_path),
     )
+
+
+def find_heads(*directories: Path) -> dict[str, Path]:
+    heads = {}
+    for output, filename in HEAD_FILES.items():
+        found = next((d / filename for d in directories if (d / filename).is_file()), None)
+        if found is not None:
+            heads[output] = found
+    return heads

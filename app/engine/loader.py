@@ -18,6 +18,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoToken
 from transformers.utils import logging as hf_logging
 
 from .dense import load_dense
+from .m3 import load_head
 from .layout import dual_encoder_dir, dual_encoder_layout, read_layout
 from .text_model import TextEmbedder
 from .vision_model import VisionTextEmbedder, is_dual_encoder
@@ -68,7 +69,9 @@ def load_text_model(path: str | Path, name: str, dtype: torch.dtype) -> TextEmbe
         model = model.get_encoder()
     model.eval().requires_grad_(False)
     dense = [load_dense(spec, dtype) for spec in layout.dense]
-    embedder = TextEmbedder(name, tokenizer, model, layout, dense, dtype)
-    log.info("loaded model %s from %s: dim=%d max_tokens=%d pooling=%s dtype=%s",
-             name, path, embedder.dimension, embedder.max_length, ",".join(layout.pooling_modes), dtype)
+    heads = {output: load_head(file, model.config.hidden_size, dtype) for output, file in layout.heads.items()}
+    embedder = TextEmbedder(name, tokenizer, model, layout, dense, dtype, heads=heads)
+    log.info("loaded model %s from %s: dim=%d max_tokens=%d pooling=%s outputs=%s dtype=%s",
+             name, path, embedder.dimension, embedder.max_length, ",".join(layout.pooling_modes),
+             ",".join(sorted(embedder.outputs)), dtype)
     return embedder

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .m3 import DENSE, RowOutput
 from .planning import plan_batches
 
 
@@ -21,6 +22,7 @@ from .planning import plan_batches
 class Prepared:
     rows: list
     prompt_length: int = 0
+    outputs: frozenset[str] = DENSE  # what the request wants computed (m3.py)
 
     @property
     def token_count(self) -> int:
@@ -51,17 +53,34 @@ def forward_planned(tower, prepared: Prepared, batch_size: int, batch_tokens: in
     and `batch_tokens` padded tokens, each padded only to its own longest row.
     """
     rows = prepared.rows
-    out = np.empty((len(rows), tower.dimension), dtype=np.float32)
+    out = new_results(len(rows), tower.dimension, prepared.outputs)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
     plan = plan_batches([len(rows[i]) for i in order], batch_size, batch_tokens, tower.overhead_tokens)
     for start, end in plan:
         chunk = order[start:end]
         batch = [rows[i] for i in chunk]
         began = time.perf_counter()
-        out[chunk] = tower.forward_rows(batch, [prepared.prompt_length] * len(batch))
+        results = tower.forward_rows(batch, [prepared.prompt_length] * len(batch), prepared.outputs)
+        for position, index in enumerate(chunk):
+            store(out, index, results[position])
         if on_batch is not None:
             on_batch(len(batch), sum(len(row) for row in batch), time.perf_counter() - began)
     return out
+
+
+def new_results(count: int, dimension: int, outputs: frozenset[str]):
+    """Where a request's results go: a float32 matrix of dense vectors, or a RowOutput per row."""
+    if outputs == DENSE:
+        return np.empty((count, dimension), dtype=np.float32)
+    return [None] * count
+
+
+def store(out, index: int, result) -> None:
+    """One row's result; a pass that also ran heads for other requests still gives dense-only ones a vector."""
+    if isinstance(out, np.ndarray):
+        out[index] = result.dense if isinstance(result, RowOutput) else result
+    else:
+        out[index] = result if isinstance(result, RowOutput) else RowOutput(dense=np.asarray(result))
 
 
 def stack_rows(rows: Sequence[ImageRow]) -> list[tuple[list[int], dict[str, np.ndarray]]]:

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InvalidRequest
 from .layout import ModelLayout
+from .m3 import DENSE, OUTPUT_TYPES, excluded_ids, head_outputs
 from .planning import OVERHEAD_TOKENS
 from .pooling import pool
 from .rows import Prepared, forward_planned
@@ -61,10 +62,13 @@ class TextEmbedder:
     modalities: tuple[str, ...] = ("text",)
 
     def __init__(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout,
-                 dense: list[torch.nn.Module], dtype: torch.dtype):
+                 dense: list[torch.nn.Module], dtype: torch.dtype, heads: dict[str, torch.nn.Module] | None = None):
         self._init_text(name, tokenizer, model, layout, dtype, text_config=model.config,
                         vocab_size=model.get_input_embeddings().num_embeddings)
         self.dense = dense
+        self.heads = dict(heads or {})
+        self.outputs = frozenset({"dense", *self.heads})
+        self.excluded_ids = excluded_ids(tokenizer) if self.heads else frozenset()
         accepted = inspect.signature(model.forward).parameters
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
         hidden = model.config.hidden_size
@@ -82,6 +86,8 @@ class TextEmbedder:
         self.prefix, self.suffix = special_token_frame(tokenizer)
         self.vocab_size = vocab_size
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.heads: dict[str, torch.nn.Module] = {}
+        self.outputs = DENSE
         # One forward at a time per model and process: concurrent requests would
         # otherwise oversubscribe the torch thread pool. The engine and batchers hold it.
         self.lock = threading.Lock()
@@ -98,14 +104,14 @@ class TextEmbedder:
     def to(self, device: str) -> None:
         """Only ever called in a worker after fork, and only for a GPU."""
         self.model.to(device)
-        for module in self.dense:
+        for module in [*self.dense, *self.heads.values()]:
             module.to(device)
         self.device = device
 
     def size(self) -> dict:
         """Parameters (transformer and Dense heads) and the bytes they and the buffers take."""
         parameters = [*self.model.parameters()]
-        for module in self.dense:
+        for module in [*self.dense, *self.heads.values()]:
             parameters.extend(module.parameters())
         tensors = parameters + [*self.model.buffers()]
         return {"parameters": sum(t.numel() for t in parameters),
@@ -116,6 +122,7 @@ class TextEmbedder:
             "id": self.name,
             "modality": self.modality,
             "modalities": list(self.modalities),
+            "outputs": [output for output in OUTPUT_TYPES if output in self.outputs],
             "dimension": self.dimension,
             "max_input_tokens": self.max_length,
             "pooling": list(self.layout.pooling_modes),
@@ -207,10 +214,11 @@ class TextEmbedder:
         """Pooled float32 vectors in the caller's order (see rows.forward_planned)."""
         return forward_planned(self, prepared, batch_size, batch_tokens, on_batch)
 
-    def forward_rows(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
-        """One forward pass over rows of any lengths: [len(rows), dimension] float32."""
+    def forward_rows(self, rows: list[list[int]], prompt_lengths: list[int], outputs: frozenset[str] = DENSE):
+        """One forward pass over rows of any lengths: [len(rows), dimension] float32 for dense
+        vectors alone, else a RowOutput per row with the requested heads' results too."""
         with torch.inference_mode():
-            return self._forward_batch(rows, prompt_lengths)
+            return self._forward_batch(rows, prompt_lengths, outputs)
 
     def _padded(self, rows: list[list[int]], width: int | None = None) -> dict[str, torch.Tensor]:
         """input_ids and attention_mask on the model's device, right-padded to `width` or the longest row."""
@@ -223,7 +231,7 @@ class TextEmbedder:
         return {"input_ids": torch.from_numpy(input_ids).to(self.device),
                 "attention_mask": torch.from_numpy(mask).to(self.device)}
 
-    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
+    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int], outputs: frozenset[str] = DENSE):
         inputs = self._padded(rows)
         if self._token_type_ids:
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
@@ -233,7 +241,14 @@ class TextEmbedder:
         vectors = pool(hidden, inputs["attention_mask"], self.layout.pooling_modes, prompt)
         for module in self.dense:
             vectors = module(vectors.to(self.dtype))
-        return vectors.float().cpu().numpy()
+        dense = vectors.float().cpu().numpy()
+        if outputs == DENSE:
+            return dense
+        return head_outputs(hidden, rows, dense, outputs, self.heads.get("sparse"), self.heads.get("colbert"),
+                            self.excluded_ids)
+
+    def token_strings(self, ids) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
 
 
 def postprocess(vectors: np.ndarray, *, normalize: bool, dimensions: int | None) -> np.ndarray:

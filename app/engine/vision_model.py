@@ -75,7 +75,7 @@ class VisionTextEmbedder(TextEmbedder):
         return info
 
     # --------------------------------------------------------------------- text
-    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int]) -> np.ndarray:
+    def _forward_batch(self, rows: list[list[int]], prompt_lengths: list[int], outputs=None) -> np.ndarray:
         inputs = self._padded(rows, self.max_length if self.fixed_length else None)
         if not self._attention_mask:
             del inputs["attention_mask"]
@@ -136,5 +136,5 @@ class ImageTower:
     def overhead_tokens(self) -> int:
         return OVERHEAD_TOKENS.get(self.owner.device, OVERHEAD_TOKENS["cpu"])
 
-    def forward_rows(self, rows: list[ImageRow], prompt_lengths: list[int]) -> np.ndarray:
+    def forward_rows(self, rows: list[ImageRow], prompt_lengths: list[int], outputs=None) -> np.ndarray:
         return self.owner.forward_image_rows(rows)

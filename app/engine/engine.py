@@ -9,9 +9,9 @@ arrays back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass

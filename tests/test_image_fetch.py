@@ -20,6 +20,7 @@ from .test_vision import encode, picture, tiny_vision_model
 
 PNG = encode(picture(40, 30, 7))
 RELEASE = threading.Event()  # holds the /slow handler until a test is done with it
+TOGETHER = threading.Barrier(2, timeout=3)  # /together answers only once two fetches are in flight at once
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -27,6 +28,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         if self.path == "/cat.png":
+            self._send(200, PNG, {"Content-Type": "image/png"})
+        elif self.path.startswith("/together"):
+            try:
+                TOGETHER.wait()
+            except threading.BrokenBarrierError:
+                TOGETHER.reset()
+                self._send(503, b"fetched one at a time", {})
+                return
             self._send(200, PNG, {"Content-Type": "image/png"})
         elif self.path == "/redirect":
             self._send(302, b"", {"Location": self.redirect_to})
@@ -208,6 +217,13 @@ def test_routes_fetch_from_an_allowed_network(clip_dir, local):
     np.testing.assert_allclose(urls[1], urls[0], atol=1e-6)
     openai = client.post("/v1/embeddings", json={"input": f"{first_url}/cat.png", "modality": "image"})
     np.testing.assert_allclose(openai.get_json()["data"][0]["embedding"], urls[0], atol=1e-6)
+
+
+def test_a_requests_urls_are_fetched_concurrently(clip_dir, local):
+    first_url, _ = local
+    client = route_client(clip_dir, ALLOWED_IMAGE_NETWORKS="127.0.0.1")
+    response = client.post("/embed_image", json={"images": [f"{first_url}/together?a", f"{first_url}/together?b"]})
+    assert response.status_code == 200, response.get_json()
 
 
 def test_routes_apply_the_byte_cap_to_fetched_images(clip_dir, local):

@@ -6,6 +6,8 @@ the same list of bytes; decoding happens in the engine, off the event loop.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from flask import request
 
 from ..config import Settings
@@ -14,6 +16,9 @@ from ..image_fetch import ImageFetcher
 from ..images import ImageLimits, parse_source
 from . import context
 from .parsing import validate
+
+
+_PARALLEL_FETCHES = 8
 
 
 def make_fetcher(settings: Settings) -> ImageFetcher | None:
@@ -36,7 +41,8 @@ def gather(values: list[str], field: str) -> list[bytes]:
     check_image_count(len(values), settings, field)
     limits = ImageLimits.from_settings(settings)
     fetcher = context.image_fetcher()
-    images = []
+    images: list = []
+    urls: dict[int, str] = {}
     for index, value in enumerate(values):
         param = f"{field}[{index}]"
         source = parse_source(value, limits, param)
@@ -45,9 +51,18 @@ def gather(values: list[str], field: str) -> list[bytes]:
                 raise InvalidRequest(f"{param} is a URL, and this server does not fetch image URLs "
                                      "(IMAGE_URL_FETCH is off); send the image as base64 or a data: URI",
                                      param=param, code="image_url_fetch_disabled")
-            images.append(fetcher.fetch(source.url, param))
-        else:
-            images.append(source.data)
+            urls[index] = source.url
+        images.append(source.data)
+    if len(urls) == 1:
+        index, url = next(iter(urls.items()))
+        images[index] = fetcher.fetch(url, f"{field}[{index}]")
+    elif urls:
+        # Several URLs are fetched at once (greenlets under gevent, threads otherwise);
+        # map keeps the order, so the first failing index is the one reported.
+        with ThreadPoolExecutor(max_workers=min(_PARALLEL_FETCHES, len(urls))) as pool:
+            fetched = pool.map(lambda item: fetcher.fetch(item[1], f"{field}[{item[0]}]"), urls.items())
+            for index, data in zip(urls, fetched):
+                images[index] = data
     return images
 
 

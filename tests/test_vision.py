@@ -350,6 +350,12 @@ def test_gunicorn_workers_serve_images_to_the_openai_client_curl_style_uploads_a
                                    timeout=60)
             assert upload.status_code == 200
             assert cosines(np.array(upload.json()["embeddings"], dtype=np.float32), vectors[:1]).min() >= 0.99999
+            corrupt = base64.b64encode(PNG[:70]).decode()
+            for session in server.pinned_sessions(2).values():  # each worker decodes in its thread pool
+                broken = session.post(server.url + "/embed_image", json={"images": [data_uri, corrupt]}, timeout=60)
+                assert broken.status_code == 400 and broken.json()["error"]["param"] == "images[1]"
+                assert session.post(server.url + "/embed_image", json={"images": [data_uri]},
+                                    timeout=60).status_code == 200
             refused = requests.post(server.url + "/embed_image",
                                     json={"images": [f"{image_url.replace('127.0.0.1', '127.0.0.2')}/cat.png"]},
                                     timeout=60)

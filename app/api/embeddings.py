@@ -1,5 +1,6 @@
 """The embedding routes: OpenAI-compatible `/v1/embeddings` (texts, token ids, or images with
-Infinity's `"modality": "image"`) and native `/embed_text`."""
+Infinity's `"modality": "image"`), native `/embed_text` (dense, sparse and ColBERT outputs), and
+text-embeddings-inference's `/embed_sparse`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A text embedding model: tokenizer + transformer + pooling (+ Dense) behind one small interface.
+"""A text embedding model: tokenizer + transformer + pooling (+ Dense, + BGE-M3's sparse and
+ColBERT heads) behind one small interface.
 
 Three stages, as Infinity splits them: `tokenize_*` (CPU, no model),
 `forward` (the model, under a lock so concurrent requests in one worker never

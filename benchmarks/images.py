@@ -22,38 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from serving import ROOT, free_port, gunicorn_command, running, service_env
 SCENARIOS = [("1 image, c=8", 1, 8), ("8 images, c=4", 8, 4)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
 # ---------------------------------------------------------------------- inputs
@@ -138,32 +114,16 @@ def bare_model(model_path: str, image_dir: Path, dtype_name: str, threads: int, 
 # ---------------------------------------------------------------- 2. over HTTP
 def service(config: str, model_path: str, image_dir: Path, args) -> dict:
     port = free_port()
-    env = {**os.environ, "MODEL_PATH": model_path, "BIND": f"127.0.0.1:{port}", "LOG_REQUESTS": "false",
-           "MAX_REQUESTS": "0", "DTYPE": args.dtype}
-    env.update(dict(item.split("=", 1) for item in shlex.split(config)))
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = tempfile.NamedTemporaryFile(prefix="bench-images-", suffix=".log", delete=False)
-    proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     rows = {}
-    try:
-        wait_http(url + "/ready", proc, args.start_timeout)
-        print(f"  service [{config or 'defaults'}]: ready, measuring", file=sys.stderr, flush=True)
+    with running(f"service [{config or 'defaults'}]", gunicorn_command(),
+                 service_env(model_path, port, config, DTYPE=args.dtype), url + "/ready", args.start_timeout):
         for name, batch, concurrency in SCENARIOS:
             command = [sys.executable, str(ROOT / "benchmark.py"), "--url", url, "--mode", "image",
                        "--corpus", str(image_dir), "--batch", str(batch), "--concurrency", str(concurrency),
                        "--duration", str(args.seconds), "--warmup", str(args.warmup), "--json", "--quiet"]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             rows[name] = json.loads(out)["results"][0]
-    except Exception as exc:  # a failed configuration is reported, the others still run
-        print(f"  service [{config}]: failed ({exc}); server log {log.name}", file=sys.stderr, flush=True)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     return rows
 
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from serving import ROOT, free_port, gunicorn_command
+
 MiB = 1024 * 1024
 
 TEXTS = [
@@ -85,12 +85,6 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in handle.read().split()]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
@@ -109,8 +103,7 @@ def measure(model_path: Path, workers: int, preload: bool, requests_per_worker: 
     env = {**os.environ, "MODEL_PATH": str(model_path), "WORKERS": str(workers), "BIND": f"127.0.0.1:{port}",
            "PRELOAD": "true" if preload else "false", "WORKER_CLASS": "sync", "LOG_REQUESTS": "false",
            "MAX_REQUESTS": "0", "DTYPE": dtype}
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=ROOT, env=env,
+    proc = subprocess.Popen(gunicorn_command(), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 600

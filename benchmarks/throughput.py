@@ -24,17 +24,14 @@ import argparse
 import json
 import os
 import shlex
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from serving import ROOT, free_port, gunicorn_command, running, service_env
 CORPUS_FILES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0",
                 "/usr/share/common-licenses/MPL-2.0"]
 SCENARIOS = [  # (name, items per request, concurrency)
@@ -55,26 +52,6 @@ def build_corpus(files: list[str], limit: int) -> list[str]:
     if not paragraphs:
         raise SystemExit(f"no corpus: none of {files} exists; pass --corpus-file")
     return paragraphs[:limit]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
 # ------------------------------------------------------------------ 1. the bare model
@@ -129,33 +106,16 @@ def drive(url: str, endpoint: str, corpus: Path, seconds: float, warmup: float, 
 
 def serve_and_drive(name: str, command: list[str], env: dict, ready_path: str, endpoint: str, port: int,
                     corpus: Path, args, model: str | None = None) -> dict:
-    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + ready_path, proc, args.start_timeout)
-        print(f"  {name}: ready, measuring", file=sys.stderr, flush=True)
+    with running(name, command, env, url + ready_path, args.start_timeout):
         return drive(url, endpoint, corpus, args.seconds, args.warmup, model)
-    except Exception as exc:
-        print(f"  {name}: failed ({exc}); server log {log.name}", file=sys.stderr, flush=True)
-        return {}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return {}
 
 
 def service(config: str, model_path: str, corpus: Path, args) -> dict:
     port = free_port()
-    env = {**os.environ, "MODEL_PATH": model_path, "BIND": f"127.0.0.1:{port}", "LOG_REQUESTS": "false",
-           "MAX_REQUESTS": "0"}
-    env.update(dict(item.split("=", 1) for item in shlex.split(config)))
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    return serve_and_drive(f"service [{config or 'defaults'}]", [str(gunicorn), "-c", "gunicorn.conf.py"], env,
-                           "/ready", "native", port, corpus, args)
+    return serve_and_drive(f"service [{config or 'defaults'}]", gunicorn_command(),
+                           service_env(model_path, port, config), "/ready", "native", port, corpus, args)
 
 
 def infinity(venv: str, extra: str, model_path: str, corpus: Path, args) -> dict:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from flask import Blueprint
 
 from ..errors import InvalidRequest
-from ..images import ImageLimits
 from . import context
-from .image_inputs import gather
+from .image_inputs import embed, gather
 from .encoding import encode_matrices, encode_rows, encode_sparse, json_response
 from .observability import record_embedding
 from .parsing import check_items, parse_json
@@ -36,16 +35,14 @@ def create_embeddings():
             raise InvalidRequest("with modality 'image', input must be image URLs, data: URIs or base64 strings",
                                  param="input")
         engine.tower(model, "image", "input")  # a text-only model says so before anything is fetched
-        images = gather(req.input, "input")
-        result = engine.embed_images(model, images, ImageLimits.from_settings(context.settings()),
-                                     dimensions=req.dimensions, field="input")
+        result = embed(model, gather(req.input, "input"), "input", dimensions=req.dimensions)
     else:
         check_items(req.input, context.settings(), "input")
         if isinstance(req.input[0], str):
             result = engine.embed_texts(model, req.input, dimensions=req.dimensions)
         else:
             result = engine.embed_token_ids(model, req.input, dimensions=req.dimensions)
-    record_embedding(result, len(req.input), req.modality)
+        record_embedding(result, len(req.input))
     rows = encode_rows(result.vectors, req.encoding_format)
     return json_response({
         "object": "list",

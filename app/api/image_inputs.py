@@ -15,6 +15,7 @@ from ..errors import InvalidRequest, PayloadTooLarge
 from ..image_fetch import ImageFetcher
 from ..images import ImageLimits, parse_source
 from . import context
+from .observability import record_embedding
 from .parsing import validate
 
 
@@ -64,6 +65,14 @@ def gather(values: list[str], field: str) -> list[bytes]:
             for index, data in zip(urls, fetched):
                 images[index] = data
     return images
+
+
+def embed(model, images: list[bytes], field: str = "images", **options):
+    """Encoded images -> the engine's result, under this app's image limits, recorded for metrics and headers."""
+    result = context.engine().embed_images(model, images, ImageLimits.from_settings(context.settings()),
+                                           field=field, **options)
+    record_embedding(result, len(images), "image")
+    return result
 
 
 def is_multipart() -> bool:

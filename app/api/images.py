@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..images import ImageLimits
 from . import context
 from .embeddings import usage
 from .encoding import encode_rows, json_response
-from .image_inputs import form_request, gather, is_multipart, uploads
+from .image_inputs import embed, form_request, gather, is_multipart, uploads
 from .parsing import parse_json
-from .observability import record_embedding
 from .schemas import EmbedImageRequest, EmbedTextResponse, ImageOptions
 from .spec import operation
 
@@ -32,9 +30,7 @@ def embed_image():
     # A text-only model refuses before any file is read or URL fetched.
     engine.tower(model, "image", "images")
     images = uploads("images") if multipart else gather(options.images, "images")
-    result = engine.embed_images(model, images, ImageLimits.from_settings(context.settings()),
-                                 normalize=options.normalize, dimensions=options.dimensions)
-    record_embedding(result, len(images), "image")
+    result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions)
     return json_response({
         "model": model.name,
         "embeddings": encode_rows(result.vectors, options.encoding_format),

@@ -12,12 +12,11 @@ import numpy as np
 from flask import Blueprint
 
 from ..errors import InvalidRequest
-from ..images import ImageLimits
 from ..scores import lexical_score, maxsim_score
 from . import context
 from .embeddings import usage
 from .encoding import json_response
-from .image_inputs import gather
+from .image_inputs import embed, gather
 from .observability import record_embedding
 from .parsing import check_items, parse_json
 from .schemas import SimilarityRequest, SimilarityResponse
@@ -62,10 +61,7 @@ def similarity():
     if req.documents:
         sides.append(embed_texts(req.documents, "documents"))
     if req.images:
-        images = gather(req.images, "images")
-        result = engine.embed_images(model, images, ImageLimits.from_settings(settings))
-        record_embedding(result, len(images), "image")
-        sides.append(result)
+        sides.append(embed(model, gather(req.images, "images")))
     rows, columns = sides[0], sides[-1]
     scores = {output: _score(output, rows, columns) for output in outputs}
     if len(outputs) > 1:

@@ -29,7 +29,6 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InferenceFailed, Overloaded, ServiceError
-from .m3 import DENSE
 from .planning import plan_batches
 from .rows import new_results, store
 

@@ -1,0 +1,76 @@
+"""What the benchmark scripts share: a free port, and a server run from start to ready to stopped.
+
+Standard library only; the scripts import it from their own directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def gunicorn_command() -> list[str]:
+    return [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
+
+
+def service_env(model_path: str, port: int, config: str, **settings: str) -> dict:
+    """This project's environment for one run: the model, the port, quiet logs, then `config`'s overrides."""
+    env = {**os.environ, "MODEL_PATH": model_path, "BIND": f"127.0.0.1:{port}", "LOG_REQUESTS": "false",
+           "MAX_REQUESTS": "0", **settings}
+    env.update(dict(item.split("=", 1) for item in shlex.split(config)))
+    return env
+
+
+@contextlib.contextmanager
+def running(name: str, command: list[str], env: dict, ready_url: str, timeout: float):
+    """Start a server in its own process group, wait for `ready_url`, stop it after the block.
+
+    A failure to start or to measure is reported with the server's log and
+    swallowed, so one failed configuration does not end a whole run.
+    """
+    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_http(ready_url, proc, timeout)
+        print(f"  {name}: ready, measuring", file=sys.stderr, flush=True)
+        yield proc
+    except Exception as exc:  # noqa: BLE001 - reported, and the run goes on
+        print(f"  {name}: failed ({exc}); server log {log.name}", file=sys.stderr, flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -12,8 +12,8 @@ from .config import Settings  # noqa: E402
 def create_app(settings: Settings | None = None, engine=None) -> Flask:
     """Build the WSGI app.
 
-    `engine` is anything with the Engine interface; when omitted the model
-    named by the settings is loaded here, which under gunicorn's preload
+    `engine` is anything with the Engine interface; when omitted the models
+    named by the settings are loaded here, which under gunicorn's preload
     happens once, in the master.
     """
     from .api import init_api
@@ -22,9 +22,10 @@ def create_app(settings: Settings | None = None, engine=None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings)
     if engine is None:
+        from .metrics import MetricsObserver
         from .runtime import load_engine
 
-        engine = load_engine(settings)
+        engine = load_engine(settings, observer=MetricsObserver())
     app = Flask(__name__)
     init_api(app, settings, engine)
     return app

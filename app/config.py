@@ -46,6 +46,7 @@ def default_model_path() -> Path:
 class Settings:
     model_path: str = ""
     model_name: str = ""
+    models: tuple[tuple[str, str], ...] = ()  # (name, path) per MODELS entry
     device: str = "auto"
     dtype: str = "auto"
     cpu_threads: int = 0
@@ -95,6 +96,12 @@ class Settings:
     def resolved_model_path(self) -> Path:
         return Path(self.model_path) if self.model_path else default_model_path()
 
+    def model_specs(self) -> list[tuple[str, str]]:
+        """(name, path) of every served model, the default one first."""
+        if self.models:
+            return list(self.models)
+        return [(self.served_model_name, str(self.resolved_model_path()))]
+
     def resolved_workers(self, cpu_count: int | None = None) -> int:
         """WORKERS=0: one worker per core on CPU, one in all on a GPU."""
         if self.workers > 0:
@@ -115,7 +122,8 @@ class Settings:
         data = asdict(self)
         data["api_keys"] = ["***"] * len(self.api_keys)
         data["model_name"] = self.served_model_name
-        data["model_path"] = str(self.resolved_model_path())
+        data["model_path"] = str(self.resolved_model_path()) if not self.models else ""
+        data["models"] = [{"name": name, "path": path} for name, path in self.model_specs()]
         return data
 
     # ------------------------------------------------------------ construction
@@ -126,6 +134,7 @@ class Settings:
         settings = cls(
             model_path=read.text("MODEL_PATH", ""),
             model_name=read.text("MODEL_NAME", ""),
+            models=_models(read.text("MODELS", "")),
             device=read.choice("DEVICE", "auto", DEVICES),
             dtype=read.choice("DTYPE", "auto", DTYPES),
             cpu_threads=read.integer("CPU_THREADS", 0, minimum=0),
@@ -163,6 +172,10 @@ class Settings:
             image_fetch_timeout=read.decimal("IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.001),
             api_keys=tuple(read.items("API_KEYS")),
         )
+        if settings.models and (settings.model_path or settings.model_name):
+            both = "MODEL_PATH" if settings.model_path else "MODEL_NAME"
+            raise ConfigError("MODELS", f"MODELS and {both} are both set; give every model in MODELS as name=path "
+                                        f"and unset {both}")
         if settings.model_path and not Path(settings.model_path).is_dir():
             raise ConfigError("MODEL_PATH", f"{settings.model_path!r} is not a directory")
         return settings
@@ -244,6 +257,29 @@ def _networks(items: list[str]) -> tuple[str, ...]:
         except ValueError:
             raise ConfigError("ALLOWED_IMAGE_NETWORKS", f"{item!r} is not an address or CIDR network") from None
     return tuple(networks)
+
+
+def _models(value: str) -> tuple[tuple[str, str], ...]:
+    """MODELS: comma-separated `name=path` entries; a bare path is served under its directory's name."""
+    models: list[tuple[str, str]] = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        name, separator, path = entry.partition("=")
+        name, path = (name.strip(), path.strip()) if separator else ("", entry)
+        if separator and not name:
+            raise ConfigError("MODELS", f"entry {entry!r} has an empty name; write name=path")
+        if not path:
+            raise ConfigError("MODELS", f"entry {entry!r} has no path; write name=path")
+        if not Path(path).is_dir():
+            raise ConfigError("MODELS", f"entry {entry!r}: {path!r} is not a directory")
+        name = name or Path(path).resolve().name
+        if any(ch.isspace() for ch in name):
+            raise ConfigError("MODELS", f"entry {entry!r}: a model name cannot contain spaces")
+        if any(name == known for known, _ in models):
+            raise ConfigError("MODELS", f"entry {entry!r}: the name {name!r} is given twice")
+        models.append((name, path))
+    return tuple(models)
 
 
 def _bind(env: Mapping[str, str]) -> str:

@@ -21,39 +21,43 @@ TOKENS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 REQUESTS = Counter("embedding_requests_total", "HTTP requests answered.", ["route", "method", "status"])
 REQUEST_SECONDS = Histogram("embedding_request_duration_seconds", "Whole request time, parse to response.",
                             ["route"], buckets=LATENCY)
+# Everything about model work carries the served model's name: one instance serves several.
 TOKENIZE_SECONDS = Histogram("embedding_tokenize_duration_seconds", "Tokenisation / preprocessing per request.",
-                             buckets=LATENCY)
+                             ["model"], buckets=LATENCY)
 QUEUE_SECONDS = Histogram("embedding_queue_duration_seconds", "Time a request waited for the model.",
-                          buckets=LATENCY)
-INFERENCE_SECONDS = Histogram("embedding_inference_duration_seconds", "Model time per request.", buckets=LATENCY)
-BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass.", buckets=SIZES)
-BATCH_TOKENS = Histogram("embedding_batch_tokens", "Real (unpadded) tokens per forward pass.", buckets=TOKENS)
-REQUEST_ITEMS = Histogram("embedding_request_items", "Inputs per request.", buckets=SIZES)
+                          ["model"], buckets=LATENCY)
+INFERENCE_SECONDS = Histogram("embedding_inference_duration_seconds", "Model time per request.", ["model"],
+                              buckets=LATENCY)
+BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass.", ["model"], buckets=SIZES)
+BATCH_TOKENS = Histogram("embedding_batch_tokens", "Real (unpadded) tokens per forward pass.", ["model"],
+                         buckets=TOKENS)
+REQUEST_ITEMS = Histogram("embedding_request_items", "Inputs per request.", ["model"], buckets=SIZES)
 INPUT_TOKENS = Counter("embedding_input_tokens_total",
-                       "Tokens embedded, special tokens included (image patches for images).")
-INPUTS = Counter("embedding_inputs_total", "Inputs embedded, by modality.", ["modality"])
+                       "Tokens embedded, special tokens included (image patches for images).", ["model"])
+INPUTS = Counter("embedding_inputs_total", "Inputs embedded, by modality and model.", ["modality", "model"])
 IN_FLIGHT = Gauge("embedding_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
-QUEUE_DEPTH = Gauge("embedding_queue_depth", "Requests waiting for the model now.", multiprocess_mode="livesum")
+QUEUE_DEPTH = Gauge("embedding_queue_depth", "Requests waiting for the model now.", ["model"],
+                    multiprocess_mode="livesum")
 
 
 class MetricsObserver:
     """Receives the engine's batch and queue events (duck-typed: no torch import here)."""
 
-    def batch(self, size: int, tokens: int, seconds: float) -> None:
-        BATCH_SIZE.observe(size)
-        BATCH_TOKENS.observe(tokens)
+    def batch(self, model: str, size: int, tokens: int, seconds: float) -> None:
+        BATCH_SIZE.labels(model).observe(size)
+        BATCH_TOKENS.labels(model).observe(tokens)
 
-    def queue_depth(self, depth: int) -> None:
-        QUEUE_DEPTH.set(depth)
+    def queue_depth(self, model: str, depth: int) -> None:
+        QUEUE_DEPTH.labels(model).set(depth)
 
 
-def observe_embedding(items: int, tokens: int, timings, modality: str = "text") -> None:
-    INPUTS.labels(modality).inc(items)
-    REQUEST_ITEMS.observe(items)
-    INPUT_TOKENS.inc(tokens)
-    TOKENIZE_SECONDS.observe(timings.tokenize)
-    QUEUE_SECONDS.observe(timings.queue)
-    INFERENCE_SECONDS.observe(timings.inference)
+def observe_embedding(model: str, items: int, tokens: int, timings, modality: str = "text") -> None:
+    INPUTS.labels(modality, model).inc(items)
+    REQUEST_ITEMS.labels(model).observe(items)
+    INPUT_TOKENS.labels(model).inc(tokens)
+    TOKENIZE_SECONDS.labels(model).observe(timings.tokenize)
+    QUEUE_SECONDS.labels(model).observe(timings.queue)
+    INFERENCE_SECONDS.labels(model).observe(timings.inference)
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:

@@ -16,18 +16,18 @@ from .config import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 
-def load_engine(settings: Settings):
-    """Master (or single process): load weights in their final dtype; run nothing."""
-    from .engine import Engine
+def load_engine(settings: Settings, observer=None):
+    """Master (or single process): load every model's weights in their final dtype; run nothing."""
+    from .engine import Engine, EngineConfig, ModelLoadError
 
     log.info("settings: %s", settings.public_dict())
     try:
-        return Engine.load(settings)
-    except ConfigError:
-        raise
-    except (OSError, ValueError) as exc:
-        path = settings.resolved_model_path()
-        raise ConfigError("MODEL_PATH", f"cannot load a model from {str(path)!r}: {exc}") from exc
+        return Engine.load(EngineConfig.from_settings(settings), observer)
+    except ModelLoadError as exc:
+        if settings.models:
+            raise ConfigError("MODELS", f"entry {exc}") from exc
+        raise ConfigError("MODEL_PATH", f"cannot load a model from {str(exc.spec.path)!r}: "
+                                        f"{exc.__cause__}") from exc
 
 
 def prepare_metrics_dir(settings: Settings) -> tuple[str, bool]:
@@ -64,12 +64,11 @@ def start_worker(worker) -> None:
     app = worker.wsgi
     engine = app.extensions[ENGINE_KEY]
     worker_module = type(worker).__module__
-    if worker_module.endswith("ggevent"):
-        engine.offload = gevent_offload()
     # /ready turns 503 as soon as gunicorn tells this worker to stop.
     app.extensions[DRAINING_KEY] = lambda: not worker.alive
     # A sync worker handles one request at a time: nothing to batch across.
-    engine.start_worker(batching=False if worker_module.endswith(".sync") else None)
+    engine.start_worker(batching=False if worker_module.endswith(".sync") else None,
+                        offload=gevent_offload() if worker_module.endswith("ggevent") else None)
 
 
 def worker_exited(pid: int) -> None:

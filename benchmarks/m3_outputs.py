@@ -92,11 +92,11 @@ def main() -> None:
 
     from app import create_app
     from app.config import Settings
-    from app.engine import Engine
+    from app.engine import Engine, EngineConfig
 
     path = args.model_path or str(random_m3(Path(tempfile.mkdtemp(prefix="bench-m3-")) / "m3-random"))
     settings = Settings.from_env({"MODEL_PATH": path, "DTYPE": args.dtype, "LOG_REQUESTS": "false"})
-    engine = Engine.load(settings)
+    engine = Engine.load(EngineConfig.from_settings(settings))
     engine.start_worker()
     model = engine.resolve(None)
     client = create_app(settings, engine).test_client()

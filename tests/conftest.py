@@ -6,6 +6,7 @@ import pytest
 
 from app import create_app
 from app.config import Settings
+from .engines import engine_for
 
 
 # Correctness is checked against sentence-transformers in float32; DTYPE=auto
@@ -20,9 +21,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(settings):
-    from app.engine import Engine
-
-    engine = Engine.load(settings)
+    engine = engine_for(settings)
     engine.start_worker()
     return engine
 

@@ -8,6 +8,7 @@ import pytest
 from app import create_app
 from app.api.schemas import EmbedTextResponse, ErrorResponse, HealthResponse, ModelList, OpenAIEmbeddingResponse
 from app.config import Settings
+from .engines import engine_for
 
 
 def assert_error(response, status: int, code: str | None = None, param: str | None = None) -> dict:
@@ -191,7 +192,7 @@ def test_inference_fault_is_a_500_in_the_envelope(client, model, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("simulated out of memory")
 
-    monkeypatch.setattr(model, "_forward_batch", broken)
+    monkeypatch.setattr(model, "forward", broken)
     assert_error(client.post("/embed_text", json={"texts": "x"}), 500, code="inference_failed")
     monkeypatch.undo()
     assert client.post("/embed_text", json={"texts": "x"}).status_code == 200
@@ -220,9 +221,7 @@ def test_models_health_ready(client, engine):
 
 
 def test_ready_is_503_until_the_worker_has_started(settings):
-    from app.engine import Engine
-
-    cold = Engine.load(settings)  # loaded as in the master: not started in this process
+    cold = engine_for(settings)  # loaded as in the master: not started in this process
     client = create_app(settings, cold).test_client()
     assert_error(client.get("/ready"), 503, code="not_ready")
     assert client.get("/health").status_code == 200

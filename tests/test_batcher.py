@@ -11,22 +11,22 @@ import pytest
 
 from app import create_app
 from app.config import Settings
-from app.engine import Engine
+from app.engine import Lane
 from app.engine.batcher import Batcher, BatchLimits
 from app.engine.engine import run_inline
 from app.errors import InferenceFailed, Overloaded
 
 from .conftest import FLOAT32
 from .tiny_models import tiny_sentence_transformer
+from .engines import engine_for, vectors_of
 
 
 class GatedModel:
-    """Wraps a TextEmbedder: records each batch, and can hold the next forward pass until released."""
+    """Wraps a model's text lane: records each batch, and can hold the next forward pass until released."""
 
     def __init__(self, model):
-        self.model = model
+        self.lane = Lane(model, "text")
         self.name = model.name
-        self.dimension = model.dimension
         self.lock = threading.Lock()
         # A huge fixed cost per pass makes the planner merge as much as the limits allow,
         # so these tests see the batcher's merging alone (planning has its own tests).
@@ -41,14 +41,14 @@ class GatedModel:
         self.gate.clear()
         self.entered.clear()
 
-    def forward_rows(self, rows, prompt_lengths, outputs=frozenset({"dense"})):
+    def forward_rows(self, rows, outputs=frozenset({"dense"})):
         self.batches.append([len(r) for r in rows])
         self.entered.set()
         assert self.gate.wait(30)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("simulated out of memory")
-        return self.model.forward_rows(rows, prompt_lengths, outputs)
+        return self.lane.forward_rows(rows, outputs)
 
 
 def make_batcher(model, **limits) -> tuple[Batcher, GatedModel, list]:
@@ -67,7 +67,7 @@ def wait_for(predicate, timeout=30.0):
 
 
 def submit_async(pool, batcher, model, texts, **kwargs):
-    return pool.submit(batcher.submit, model.tokenize_texts(texts, **kwargs))
+    return pool.submit(batcher.submit, model.prepare_texts(texts, **kwargs))
 
 
 def one_running_one_waiting(pool, batcher, gated, model):
@@ -83,7 +83,7 @@ def one_running_one_waiting(pool, batcher, gated, model):
 def test_concurrent_requests_share_a_batch_and_get_their_own_vectors(model):
     batcher, gated, _ = make_batcher(model, max_batch_size=32)
     texts = [f"request number {i} says something {'long ' * i}" for i in range(12)]
-    expected = model.forward(model.tokenize_texts(texts), 32)
+    expected = vectors_of(model, model.prepare_texts(texts), 32)
     with ThreadPoolExecutor(12) as pool:
         gated.hold()
         first = submit_async(pool, batcher, model, texts[:1])
@@ -93,7 +93,8 @@ def test_concurrent_requests_share_a_batch_and_get_their_own_vectors(model):
         gated.gate.set()
         results = [first.result(30)] + [f.result(30) for f in rest]
     assert [len(b) for b in gated.batches] == [1, 11]  # the 11 waiting requests formed one batch
-    for i, (vectors, started, finished) in enumerate(results):
+    for i, (results_, started, finished) in enumerate(results):
+        vectors = results_.dense
         assert vectors.shape == (1, model.dimension) and started <= finished
         assert np.allclose(vectors[0], expected[i], atol=1e-5)
 
@@ -108,18 +109,18 @@ def test_a_large_request_is_split_and_small_ones_ride_along(model):
         small = submit_async(pool, batcher, model, ["a quick question"])
         wait_for(lambda: batcher.depth == 2)
         gated.gate.set()
-        vectors, _, _ = large.result(30)
+        vectors = large.result(30)[0].dense
         small.result(30)
     assert all(len(b) <= 8 for b in gated.batches) and sum(map(len, gated.batches)) == 41
     assert len(gated.batches) == 6  # 40 + 1 rows in batches of 8: the small one filled a gap
-    expected = model.forward(model.tokenize_texts(big), 8)
+    expected = vectors_of(model, model.prepare_texts(big), 8)
     assert np.allclose(vectors, expected, atol=1e-5)
 
 
 def test_token_budget_limits_padded_batch_size(model):
     batcher, gated, _ = make_batcher(model, max_batch_size=32, max_batch_tokens=100)
     texts = ["word " * 40] * 6  # 42 tokens each
-    vectors, _, _ = batcher.submit(model.tokenize_texts(texts))
+    vectors = batcher.submit(model.prepare_texts(texts))[0].dense
     assert [len(b) for b in gated.batches] == [2, 2, 2]
     assert vectors.shape == (6, model.dimension)
 
@@ -129,7 +130,7 @@ def test_full_queue_refuses_at_once_with_retry_after(model):
     with ThreadPoolExecutor(2) as pool:
         running, waiting = one_running_one_waiting(pool, batcher, gated, model)
         with pytest.raises(Overloaded) as info:
-            batcher.submit(model.tokenize_texts(["refused"]))
+            batcher.submit(model.prepare_texts(["refused"]))
         assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
         gated.gate.set()
         running.result(30)
@@ -152,19 +153,19 @@ def test_a_failed_batch_fails_only_its_requests(model):
     batcher, gated, _ = make_batcher(model)
     gated.fail_next = True
     with pytest.raises(InferenceFailed):
-        batcher.submit(model.tokenize_texts(["unlucky"]))
-    vectors, _, _ = batcher.submit(model.tokenize_texts(["fine"]))
+        batcher.submit(model.prepare_texts(["unlucky"]))
+    vectors = batcher.submit(model.prepare_texts(["fine"]))[0].dense
     assert vectors.shape == (1, model.dimension)
 
 
 def test_requests_with_different_prompt_lengths_share_a_batch(tmp_path):
     directory = tiny_sentence_transformer(tmp_path / "st", prompts={"query": "query: "}, include_prompt=False)
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(directory), **FLOAT32}))
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(directory), **FLOAT32}))
     engine.start_worker(batching=False)
     model = engine.resolve(None)
-    with_prompt = model.tokenize_texts(["alpha beta"], prompt="query: ")
-    without = model.tokenize_texts(["alpha beta"])
-    expected = [model.forward(with_prompt, 8)[0], model.forward(without, 8)[0]]
+    with_prompt = model.prepare_texts(["alpha beta"], prompt="query: ")
+    without = model.prepare_texts(["alpha beta"])
+    expected = [vectors_of(model, with_prompt, 8)[0], vectors_of(model, without, 8)[0]]
     batcher, gated, _ = make_batcher(model)
     with ThreadPoolExecutor(3) as pool:
         gated.hold()
@@ -175,7 +176,7 @@ def test_requests_with_different_prompt_lengths_share_a_batch(tmp_path):
         wait_for(lambda: batcher.depth == 2)
         gated.gate.set()
         first.result(30)
-        got = [a.result(30)[0][0], b.result(30)[0][0]]
+        got = [a.result(30)[0].dense[0], b.result(30)[0].dense[0]]
     assert [len(x) for x in gated.batches] == [1, 2]
     assert np.allclose(got[0], expected[0], atol=1e-5) and np.allclose(got[1], expected[1], atol=1e-5)
     assert not np.allclose(got[0], got[1], atol=1e-3)
@@ -183,7 +184,7 @@ def test_requests_with_different_prompt_lengths_share_a_batch(tmp_path):
 
 def test_engine_batches_concurrent_http_requests(settings):
     """Through the app: threads of one worker share forward passes; every caller gets its own vectors."""
-    engine = Engine.load(settings)
+    engine = engine_for(settings)
     engine.start_worker(batching=True)
     client_app = create_app(settings, engine)
     texts = [f"concurrent text {i} " + "padding " * (i % 7) for i in range(24)]
@@ -200,7 +201,7 @@ def test_engine_batches_concurrent_http_requests(settings):
 
 
 def test_overload_is_a_503_in_the_envelope(settings):
-    engine = Engine.load(Settings.from_env({**FLOAT32, "MAX_QUEUE": "1"}))
+    engine = engine_for(Settings.from_env({**FLOAT32, "MAX_QUEUE": "1"}))
     engine.start_worker(batching=True)
     model = engine.resolve(None)
     gated = GatedModel(model)

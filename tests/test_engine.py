@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from app.config import Settings
-from app.engine import Engine
 from app.errors import InvalidRequest, ModelNotFound
 
 from .tiny_models import tiny_bert, tiny_sentence_transformer
+from .engines import engine_for, vectors_of
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -25,8 +25,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def load(path, **env) -> Engine:
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
+def load(path, **env):
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
     engine.start_worker()
     return engine
 
@@ -49,15 +49,15 @@ def test_batching_and_order_do_not_change_vectors(engine, model):
 
 def test_small_batches_pad_each_to_its_own_longest(engine, model, monkeypatch):
     widths = []
-    original = model._forward_batch
+    original = model.forward
 
-    def spy(rows, *args):
+    def spy(kind, rows, *args):
         widths.append([len(r) for r in rows])
-        return original(rows, *args)
+        return original(kind, rows, *args)
 
-    monkeypatch.setattr(model, "_forward_batch", spy)
+    monkeypatch.setattr(model, "forward", spy)
     texts = ["word " * n for n in (50, 1, 40, 2, 30, 3)]
-    model.forward(model.tokenize_texts(texts), batch_size=2)
+    vectors_of(model, model.prepare_texts(texts), batch_size=2)
     assert [sorted(w, reverse=True) for w in widths] == widths  # length-sorted
     assert max(widths[-1]) < 10  # the short batch is not padded to the long ones
 
@@ -158,7 +158,7 @@ def test_max_seq_length_comes_from_the_model_files(tmp_path):
     directory = tiny_sentence_transformer(tmp_path / "st", max_seq_length=24)
     model = load(directory).resolve(None)
     assert model.max_length == 24
-    assert model.tokenize_texts(["word " * 100]).token_count == 24
+    assert model.prepare_texts(["word " * 100]).token_count == 24
 
 
 def test_plain_huggingface_directory_uses_mean_pooling(tmp_path):
@@ -185,7 +185,7 @@ def test_an_inference_fault_fails_only_that_call(engine, model, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(model, "_forward_batch", broken)
+    monkeypatch.setattr(model, "forward", broken)
     with pytest.raises(InferenceFailed):
         engine.embed_texts(model, ["x"])
     monkeypatch.undo()
@@ -197,7 +197,7 @@ def test_auto_dtype_is_fast_and_stays_correct(engine, model):
     """DTYPE=auto (bfloat16 on CPUs with native bf16) keeps cosine >= 0.999 against float32."""
     from app.engine.device import cpu_has_native_bf16
 
-    auto = Engine.load(Settings.from_env({}))
+    auto = engine_for(Settings.from_env({}))
     auto.start_worker()
     expected = "bfloat16" if cpu_has_native_bf16() else "float32"
     assert auto.health()["dtype"] == expected

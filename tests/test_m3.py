@@ -15,6 +15,7 @@ from app import create_app
 from app.config import Settings
 
 from .tiny_models import tiny_bge_m3
+from .engines import engine_for
 
 TEXTS = ["the cat sat on the mat", "dense sparse hybrid search with an unknownword",
          "the the the cat", "a", "query passage retrieval model embedding colbert late interaction score " * 3]
@@ -28,9 +29,7 @@ def m3_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def m3_engine(m3_dir):
-    from app.engine import Engine
-
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}))
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}))
     engine.start_worker()
     return engine
 
@@ -76,7 +75,7 @@ def assert_matches_reference(dense, sparse, colbert, reference):
 
 def test_all_three_outputs_match_bgem3flagmodel(m3_engine, reference):
     model = m3_engine.resolve(None)
-    assert model.outputs == ALL and model.layout.pooling_modes == ("cls",)
+    assert frozenset(model.describe()["outputs"]) == ALL and model.layout.pooling_modes == ("cls",)
     result = m3_engine.embed_texts(model, TEXTS, outputs=ALL)
     assert_matches_reference(result.vectors, result.sparse, result.colbert, reference)
     # Special tokens are never weighted; repeated words keep their largest weight.
@@ -86,9 +85,7 @@ def test_all_three_outputs_match_bgem3flagmodel(m3_engine, reference):
 
 
 def test_sync_workers_compute_the_same_outputs(m3_dir, reference):
-    from app.engine import Engine
-
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}))
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}))
     engine.start_worker(batching=False)
     result = engine.embed_texts(engine.resolve(None), TEXTS, outputs=ALL)
     assert_matches_reference(result.vectors, result.sparse, result.colbert, reference)
@@ -96,8 +93,6 @@ def test_sync_workers_compute_the_same_outputs(m3_dir, reference):
 
 def test_sentence_transformers_layout_with_heads_in_the_root(m3_dir, tmp_path, reference):
     """The hub's BGE-M3 ships sentence-transformers files too (CLS pooling, Normalize) beside its heads."""
-    from app.engine import Engine
-
     root = tmp_path / "bge-m3-st"
     shutil.copytree(m3_dir, root)
     (root / "1_Pooling").mkdir()
@@ -107,7 +102,7 @@ def test_sentence_transformers_layout_with_heads_in_the_root(m3_dir, tmp_path, r
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(root), "DTYPE": "float32"}))
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(root), "DTYPE": "float32"}))
     result = engine.embed_texts(engine.resolve(None), TEXTS, outputs=ALL)
     assert_matches_reference(result.vectors, result.sparse, result.colbert, reference)
 

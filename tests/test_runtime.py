@@ -10,18 +10,19 @@ import torch
 from app import create_app
 from app.api.context import DRAINING_KEY
 from app.config import Settings
-from app.engine import Engine
 from app.engine.device import resolve_device, resolve_dtype
 from app.logs import JsonFormatter, gunicorn_logconfig
 from app.runtime import prepare_metrics_dir
+from .engines import engine_for
 
 
 def test_loading_never_initialises_cuda_or_runs_the_model(settings, monkeypatch):
     calls = []
-    from app.engine.text_model import TextEmbedder
+    from app.engine.families import FAMILIES
 
-    monkeypatch.setattr(TextEmbedder, "_forward_batch", lambda self, *a: calls.append(a))
-    engine = Engine.load(settings)
+    for family in FAMILIES:
+        monkeypatch.setattr(family, "forward", lambda self, *a: calls.append(a))
+    engine = engine_for(settings)
     assert calls == [] and not engine.ready
     assert not torch.cuda.is_initialized()
     assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
@@ -30,7 +31,7 @@ def test_loading_never_initialises_cuda_or_runs_the_model(settings, monkeypatch)
 
 def test_gpu_workers_move_their_copy_after_fork_and_only_then(settings, monkeypatch):
     """The CUDA path without a GPU: the engine is told its device is cuda, the move is recorded."""
-    engine = Engine.load(Settings.from_env({"ENABLE_WARMUP": "false"}))
+    engine = engine_for(Settings.from_env({"ENABLE_WARMUP": "false"}))
     moved = []
     model = engine.resolve(None)
     monkeypatch.setattr(model, "to", lambda device: moved.append(device))
@@ -64,7 +65,7 @@ def test_auto_dtype_follows_the_cpu(monkeypatch):
 
 
 def test_threads_follow_the_settings(settings):
-    engine = Engine.load(Settings.from_env({"CPU_THREADS": "1", "ENABLE_WARMUP": "false"}))
+    engine = engine_for(Settings.from_env({"CPU_THREADS": "1", "ENABLE_WARMUP": "false"}))
     engine.start_worker()
     assert torch.get_num_threads() == 1
     torch.set_num_threads(settings.resolved_cpu_threads())

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.images import ImageLimits
 
 from .tiny_models import tiny_vision_model
+from .engines import engine_for
 
 KINDS = ("clip", "siglip", "siglip2")
 TEXTS = ["a photo of a cat", "hello", "a much longer caption about a dog running on the beach at sunset"]
@@ -52,11 +53,9 @@ def model_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engines(model_dirs):
-    from app.engine import Engine
-
     engines = {}
     for kind, path in model_dirs.items():
-        engine = Engine.load(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32"}))
+        engine = engine_for(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32"}))
         engine.start_worker()
         engines[kind] = engine
     return engines
@@ -129,9 +128,7 @@ def test_text_and_images_share_one_space_and_dimension(engines):
 
 
 def test_sync_workers_without_batching_embed_images_the_same(model_dirs, engines):
-    from app.engine import Engine
-
-    engine = Engine.load(Settings.from_env({"MODEL_PATH": str(model_dirs["siglip2"]), "DTYPE": "float32"}))
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(model_dirs["siglip2"]), "DTYPE": "float32"}))
     engine.start_worker(batching=False)
     model = engine.resolve(None)
     images = [encode(p) for p in PICTURES]
@@ -306,7 +303,7 @@ def test_image_inputs_are_counted_by_modality(clip):
     def count() -> float:
         text = clip.get("/metrics").get_data(as_text=True)
         for line in text.splitlines():
-            if line.startswith('embedding_inputs_total{modality="image"}'):
+            if line.startswith('embedding_inputs_total{modality="image",'):
                 return float(line.split()[-1])
         return 0.0
 

@@ -136,3 +136,72 @@ def tiny_bge_m3(directory: Path, *, sparse: bool = True, colbert: bool = True, s
     if colbert:
         torch.save(torch.nn.Linear(32, 32).state_dict(), directory / "colbert_linear.pt")
     return directory
+
+
+DECODER_CORPUS = [
+    "Instruct: Given a web search query, retrieve relevant passages that answer the query",
+    "Query: what is the capital of France? Paris is the capital and largest city of France.",
+    "The quick brown fox jumps over the lazy dog. Embeddings turn text into vectors.",
+    "Large language models pool the hidden state of the last token into a sentence embedding.",
+    "A decoder attends only to earlier positions; padding on the right never reaches the last real token.",
+] * 20
+
+QWEN3_QUERY_PROMPT = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+
+
+def qwen_style_tokenizer():
+    """A byte-level BPE trained here, with Qwen's special tokens, closing every input with <|endoftext|>
+    as Qwen3-Embedding's tokenizer does, and padding on the left as it ships."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(DECODER_CORPUS, trainer)
+    eos = backend.token_to_id("<|endoftext|>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A <|endoftext|>", pair="$A <|endoftext|> $B <|endoftext|>", special_tokens=[("<|endoftext|>", eos)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=specials[1:], padding_side="left",
+                                   model_max_length=131072)
+
+
+def tiny_qwen3(directory: Path, seed: int = 0, max_positions: int = 4096) -> Path:
+    """A 2-layer Qwen3ForCausalLM with the built tokenizer, as a plain Hugging Face directory
+    (gte-Qwen-style: a causal LM's config and weights, no sentence-transformers files)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = qwen_style_tokenizer()
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                         max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True, architectures=["Qwen3ForCausalLM"])
+    model = Qwen3ForCausalLM(config).eval()
+    # Random weights are too small to tell positions apart; scale them so the test can fail.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(4.0)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def tiny_qwen3_embedding(directory: Path, *, max_seq_length: int = 48, seed: int = 0) -> Path:
+    """A tiny Qwen3 in Qwen3-Embedding's sentence-transformers layout: last-token pooling, Normalize,
+    the query instruction as a named prompt."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    base = tiny_qwen3(directory.parent / f"{directory.name}-base", seed=seed)
+    transformer = Transformer(str(base), max_seq_length=max_seq_length)
+    modules = [transformer, Pooling(32, pooling_mode="lasttoken"), Normalize()]
+    model = SentenceTransformer(modules=modules, prompts={"query": QWEN3_QUERY_PROMPT, "document": ""},
+                                device="cpu")
+    model.save(str(directory))
+    return directory

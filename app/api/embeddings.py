@@ -34,7 +34,7 @@ def create_embeddings():
         if not isinstance(req.input[0], str):
             raise InvalidRequest("with modality 'image', input must be image URLs, data: URIs or base64 strings",
                                  param="input")
-        engine.tower(model, "image", "input")  # a text-only model says so before anything is fetched
+        engine.require(model, "image", "input")  # a text-only model says so before anything is fetched
         result = embed(model, gather(req.input, "input"), "input", dimensions=req.dimensions)
     else:
         check_items(req.input, context.settings(), "input")

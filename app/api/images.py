@@ -28,7 +28,7 @@ def embed_image():
         options = parse_json(EmbedImageRequest, accepted="application/json or multipart/form-data")
     model = engine.resolve(options.model)
     # A text-only model refuses before any file is read or URL fetched.
-    engine.tower(model, "image", "images")
+    engine.require(model, "image", "images")
     images = uploads("images") if multipart else gather(options.images, "images")
     result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions)
     return json_response({

@@ -40,11 +40,10 @@ def record_embedding(result, items: int, modality: str = "text") -> None:
     g.embedding = _Recorded(before.items + items, before.prompt_tokens + result.prompt_tokens,
                             before.tokenize + timings.tokenize, before.queue + timings.queue,
                             before.inference + timings.inference)
-    metrics.observe_embedding(items, result.prompt_tokens, timings, modality)
+    metrics.observe_embedding(result.model, items, result.prompt_tokens, timings, modality)
 
 
 def init_observability(app: Flask, settings, engine) -> None:
-    engine.observer = metrics.MetricsObserver()
     log_requests = settings.log_requests
     compute_type = getattr(engine, "device", "cpu")
 

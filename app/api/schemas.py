@@ -285,6 +285,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    family: str = Field(description="How the model is run: sentence-transformers, bge-m3, decoder, dual-encoder.")
+    capabilities: list[str] = Field(
+        description="What the model does: embed:text, embed:image, sparse, colbert.")
     modality: str
     modalities: list[str]
     outputs: list[str] = Field(description="dense, plus sparse and colbert for BGE-M3-style models.")

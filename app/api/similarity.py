@@ -45,7 +45,7 @@ def similarity():
     engine = context.engine()
     model = engine.resolve(req.model)
     if req.images:
-        engine.tower(model, "image", "images")
+        engine.require(model, "image", "images")
     engine.check_outputs(model, outputs)
     wanted = frozenset(outputs)
 

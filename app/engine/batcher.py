@@ -1,8 +1,7 @@
 """Dynamic batching across the concurrent requests of one worker.
 
-Request threads (or greenlets) put their prepared inputs (token ids or
-preprocessed images, see rows.py) in a bounded queue
-and wait; one inference loop takes rows from the queue, oldest request
+Request threads (or greenlets) put their prepared rows (token ids,
+preprocessed images: any kind, see rows.py) in a bounded queue and wait; one inference loop takes rows from the queue, oldest request
 first, into batches of at most `max_batch_size` rows and `max_batch_tokens`
 padded tokens, runs them, and hands each request exactly its own vectors
 back. A large request is split over several batches, and the rows of small
@@ -26,16 +25,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from ..errors import InferenceFailed, Overloaded, ServiceError
 from .planning import plan_batches
-from .rows import new_results, store
+from .outputs import BatchOutput, Results
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchLimits:
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
@@ -46,10 +43,9 @@ class BatchLimits:
 
 @dataclass(eq=False)
 class _Job:
-    rows: list  # token-id lists or image rows; len(row) is the cost (rows.py)
-    prompt_length: int
+    rows: list  # len(row) is the cost (rows.py)
     outputs: frozenset[str]
-    out: np.ndarray | list
+    out: Results
     order: list[int]
     enqueued: float
     done: threading.Event
@@ -61,6 +57,8 @@ class _Job:
 
 
 class Batcher:
+    """Batches one kind of row for one model; `model` is the Lane that runs them."""
+
     def __init__(self, model, limits: BatchLimits, offload: Callable, on_batch: Callable, on_queue: Callable):
         self.model = model
         self.limits = limits
@@ -78,12 +76,11 @@ class Batcher:
         return len(self._jobs)
 
     # ------------------------------------------------------------ request side
-    def submit(self, prepared) -> tuple[np.ndarray | list, float, float]:
+    def submit(self, prepared) -> tuple[Results, float, float]:
         """Block until this request's rows are computed: (results, started, finished)."""
         rows = prepared.rows
         outputs = prepared.outputs
-        job = _Job(rows=rows, prompt_length=prepared.prompt_length, outputs=outputs,
-                   out=new_results(len(rows), self.model.dimension, outputs),
+        job = _Job(rows=rows, outputs=outputs, out=Results(len(rows), outputs),
                    order=sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True),
                    enqueued=time.perf_counter(), done=threading.Event(), remaining=len(rows))
         with self._cv:
@@ -176,11 +173,10 @@ class Batcher:
             if job.started is None:
                 job.started = began
         rows = [job.rows[index] for job, index in picks]
-        prompt_lengths = [job.prompt_length for job, _ in picks]
         # One pass runs every head any of its rows' requests asked for.
         outputs = frozenset().union(*(job.outputs for job, _ in picks))
         try:
-            vectors = self.offload(self._forward, rows, prompt_lengths, outputs)
+            output = self.offload(self._forward, rows, outputs)
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear about it
             log.exception("batch of %d rows failed", len(rows))
             error = exc if isinstance(exc, ServiceError) else InferenceFailed(
@@ -188,19 +184,19 @@ class Batcher:
             self._finish(picks, None, error)
             return
         self.on_batch(len(rows), sum(len(r) for r in rows), time.perf_counter() - began)
-        self._finish(picks, vectors, None)
+        self._finish(picks, output, None)
 
-    def _forward(self, rows: list, prompt_lengths: list[int], outputs: frozenset[str]):
-        # A model with a text and an image batcher must still run one pass at a time.
+    def _forward(self, rows: list, outputs: frozenset[str]) -> BatchOutput:
+        # A model with batchers for several kinds of row must still run one pass at a time.
         with self.model.lock:
-            return self.model.forward_rows(rows, prompt_lengths, outputs)
+            return self.model.forward_rows(rows, outputs)
 
     @staticmethod
-    def _finish(picks, vectors, error) -> None:
+    def _finish(picks, output: BatchOutput | None, error) -> None:
         finished = time.perf_counter()
         for position, (job, index) in enumerate(picks):
             if error is None:
-                store(job.out, index, vectors[position])
+                job.out.put(index, output, position)
             else:
                 job.error = job.error or error
             job.remaining -= 1

@@ -1,15 +1,16 @@
-"""The engine: a registry of named models and their per-process lifecycle.
+"""The engine: a registry of named models of any family, and their per-process lifecycle.
 
 `Engine.load` runs once in the gunicorn master (weights in, nothing run);
-`start_worker` runs once in each worker after fork (threads, device, warm-up).
-The web layer talks to it only through `resolve`, `embed_texts`,
-`embed_token_ids`, `embed_images` and the describe methods, and gets numpy
-arrays back.
+`start_worker` runs once in each worker after fork (threads, device, warm-up,
+one batcher per model and kind of row). The web layer talks to it only
+through `resolve`, the `require` / `check_outputs` checks, the `embed_*`
+methods and the describe methods, and gets numpy arrays back. Which family a
+model is never matters here: requests are checked against its capabilities
+and its rows go through its `forward`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -20,17 +21,17 @@ from typing import Callable
 import numpy as np
 import torch
 import transformers
-from PIL import Image
 
-from ..config import Settings
 from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
 from ..images import ImageLimits, decode_image
-from .batcher import Batcher, BatchLimits
+from .batcher import Batcher
 from .device import dtype_name, resolve_device, resolve_dtype
+from .engine_config import EngineConfig, ModelSpec
+from .families import ModelFamily
 from .loader import load_model
-from .m3 import DENSE, HEAD_FILES, RowOutput
+from .outputs import DENSE, HEAD_FILES, MODALITY_CAPABILITY, Results
+from .postprocess import postprocess
 from .rows import Prepared, forward_planned
-from .text_model import TextEmbedder, postprocess
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,25 @@ class Embeddings:
     timings: Timings = Timings()
     sparse: list[tuple[np.ndarray, np.ndarray]] | None = None  # per input: (token ids, weights)
     colbert: list[np.ndarray] | None = None  # per input: [tokens - 1, dim]
+    model: str = ""
 
 
 class EngineObserver:
-    """Hooks for the batches the engine runs; the web layer's metrics implement them."""
+    """Hooks for the batches the engine runs; the service's metrics implement them."""
 
-    def batch(self, size: int, tokens: int, seconds: float) -> None:
+    def batch(self, model: str, size: int, tokens: int, seconds: float) -> None:
         pass
 
-    def queue_depth(self, depth: int) -> None:
+    def queue_depth(self, model: str, depth: int) -> None:
         pass
+
+
+class ModelLoadError(ValueError):
+    """One entry of the model list could not be loaded; says which."""
+
+    def __init__(self, spec: ModelSpec, reason: str):
+        super().__init__(f"{spec.name}={spec.path}: {reason}")
+        self.spec = spec
 
 
 def run_inline(fn: Callable, *args):
@@ -68,86 +78,86 @@ def run_inline(fn: Callable, *args):
 
 
 class Engine:
-    def __init__(self, settings: Settings, models: dict[str, TextEmbedder], device: str, dtype: torch.dtype):
+    def __init__(self, config: EngineConfig, models: dict[str, ModelFamily], device: str, dtype: torch.dtype,
+                 observer: EngineObserver | None = None):
         if not models:
             raise ValueError("an engine needs at least one model")
-        self.settings = settings
+        self.config = config
         self.models = models
         self.device = device
         self.dtype = dtype
+        self.observer = observer or EngineObserver()
         self.created = int(time.time())
         self._started_pid: int | None = None
         self._start_lock = threading.Lock()
         self._ready = False
-        self.observer = EngineObserver()
         # How a forward pass is run: inline, or (under gevent) in a real OS thread so
         # the worker's event loop keeps serving while the model computes.
         self.offload: Callable = run_inline
-        self._waiting = 0
+        self._waiting: dict[str, int] = {name: 0 for name in models}
         self._waiting_lock = threading.Lock()
         self.stats = BatchStats()
-        self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, modality)
+        self.model_stats = {name: BatchStats() for name in models}
+        self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
 
     @classmethod
-    def load(cls, settings: Settings) -> "Engine":
-        device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
+    def load(cls, config: EngineConfig, observer: EngineObserver | None = None) -> "Engine":
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device)
         # One intra-op thread while loading: a thread pool created in the master is
         # inherited broken by forked workers (pytorch issue 49555).
         torch.set_num_threads(1)
-        model = load_model(settings.resolved_model_path(), settings.served_model_name, dtype)
-        return cls(settings, {model.name: model}, device, dtype)
+        models: dict[str, ModelFamily] = {}
+        for spec in config.models:
+            try:
+                models[spec.name] = load_model(spec.path, spec.name, dtype)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(spec, f"cannot load it: {exc}") from exc
+        return cls(config, models, device, dtype, observer)
 
     # ---------------------------------------------------------------- lifecycle
-    def start_worker(self, batching: bool | None = None) -> None:
-        """Per-process start: thread count, device move, warm-up, batcher. Idempotent per pid.
+    def start_worker(self, batching: bool | None = None, offload: Callable | None = None) -> None:
+        """Per-process start: thread count, device move, warm-up of every model, batchers. Idempotent per pid.
 
         `batching=False` serves each request on its own thread (sync workers,
         where requests never overlap and a hand-off would only add latency).
+        `offload` runs forward passes (gevent's pool of OS threads, in gevent workers).
         """
         with self._start_lock:
             if self._started_pid == os.getpid():
                 return
             self._ready = False
-            threads = self.settings.resolved_cpu_threads()
-            torch.set_num_threads(threads)
+            if offload is not None:
+                self.offload = offload
+            torch.set_num_threads(self.config.cpu_threads)
             if self.device != "cpu":
                 for model in self.models.values():
                     model.to(self.device)
-            if self.settings.enable_warmup:
+            if self.config.warmup:
                 self.warmup()
-            batching = self.settings.enable_batching if batching is None else batching
+            batching = self.config.batching if batching is None else batching
             self.batchers = {}
             if batching:
                 for name, model in self.models.items():
-                    for modality in model.modalities:
-                        self.batchers[(name, modality)] = self._make_batcher(model.tower(modality))
+                    for kind in model.kinds:
+                        self.batchers[(name, kind)] = self._make_batcher(model, kind)
             self._started_pid = os.getpid()
             self._ready = True
-            log.info("worker %d ready: device=%s dtype=%s torch_threads=%d batching=%s",
-                     os.getpid(), self.device, dtype_name(self.dtype), threads, "on" if batching else "off")
+            log.info("worker %d ready: models=%s device=%s dtype=%s torch_threads=%d batching=%s", os.getpid(),
+                     ",".join(self.models), self.device, dtype_name(self.dtype), self.config.cpu_threads,
+                     "on" if batching else "off")
 
-    def _make_batcher(self, tower) -> Batcher:
-        s = self.settings
-        limits = BatchLimits(max_batch_size=s.max_batch_size, max_batch_tokens=s.max_batch_tokens,
-                             max_wait=s.max_wait_ms / 1000.0, max_queue=s.max_queue,
-                             request_timeout=s.request_timeout)
-        return Batcher(tower, limits, offload=self.offload, on_batch=self._on_batch,
-                       on_queue=lambda depth: self.observer.queue_depth(self.queue_depth))
-
-    @property
-    def queue_depth(self) -> int:
-        return self._waiting + sum(batcher.depth for batcher in self.batchers.values())
+    def _make_batcher(self, model: ModelFamily, kind: str) -> Batcher:
+        name = model.name
+        return Batcher(model.lane(kind), self.config.limits, offload=self.offload, on_batch=self._batch_hook(name),
+                       on_queue=lambda depth: self._report_queue(name))
 
     def warmup(self) -> None:
+        """Every model, every kind of row it takes: /ready turns 200 only after all of them ran."""
+        limits = self.config.limits
         for model in self.models.values():
-            short = model.tokenize_texts(["warm-up"])
-            longest = model.tokenize_ids([[model.pad_id + 1] * model.max_length])
-            model.forward(Prepared(rows=short.rows + longest.rows), self.settings.max_batch_size,
-                          self.settings.max_batch_tokens)
-            if "image" in model.modalities:
-                row = model.preprocess_image(Image.new("RGB", (64, 48), (127, 127, 127)), "warm-up")
-                model.tower("image").forward_rows([row], [0])
+            for kind, prepared in model.warmup_inputs():
+                forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens)
 
     @property
     def ready(self) -> bool:
@@ -160,7 +170,8 @@ class Engine:
             self.start_worker()
 
     # ------------------------------------------------------------------ lookups
-    def resolve(self, name: str | None) -> TextEmbedder:
+    def resolve(self, name: str | None) -> ModelFamily:
+        """The model a request names; none named means the first served model."""
         if name is None or name == "":
             return next(iter(self.models.values()))
         model = self.models.get(name)
@@ -173,14 +184,26 @@ class Engine:
         return model
 
     @staticmethod
-    def tower(model: TextEmbedder, modality: str, field: str):
-        """The part of `model` that embeds `modality`, or a 400 that says the model has none."""
-        tower = model.tower(modality)
-        if tower is None:
-            part = "vision tower" if modality == "image" else f"{modality} encoder"
-            raise InvalidRequest(f"the model {model.name!r} has no {part}: it embeds "
-                                 f"{' and '.join(model.modalities)} only", param=field, code="unsupported_modality")
-        return tower
+    def require(model: ModelFamily, modality: str, field: str) -> None:
+        """A 400 that says what the model does, unless it embeds `modality`."""
+        if MODALITY_CAPABILITY[modality] in model.capabilities:
+            return
+        embeds = [m for m, capability in MODALITY_CAPABILITY.items() if capability in model.capabilities]
+        part = "vision tower" if modality == "image" else f"{modality} encoder"
+        does = (f"it embeds {' and '.join(embeds)} only" if embeds
+                else f"it does {', '.join(sorted(model.capabilities))} only")
+        raise InvalidRequest(f"the model {model.name!r} has no {part}: {does}", param=field,
+                             code="unsupported_modality")
+
+    @staticmethod
+    def check_outputs(model: ModelFamily, outputs, param: str = "output_types") -> None:
+        missing = [output for output in outputs if output != "dense" and output not in model.capabilities]
+        if missing:
+            output = missing[0]
+            computes = ["dense", *sorted(c for c in model.capabilities if c in HEAD_FILES)]
+            raise InvalidRequest(
+                f"the model {model.name!r} has no {output} head ({HEAD_FILES.get(output, output)} is not in its "
+                f"directory); it computes {', '.join(computes)}", param=param, code="unsupported_output")
 
     def describe_models(self) -> list[dict]:
         return [model.describe() for model in self.models.values()]
@@ -198,111 +221,120 @@ class Engine:
         }
 
     # --------------------------------------------------------------- embedding
-    def embed_texts(self, model: TextEmbedder, texts: list[str], *, normalize: bool = True, truncate: bool = True,
+    def embed_texts(self, model: ModelFamily, texts: list[str], *, normalize: bool = True, truncate: bool = True,
                     prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
                     field: str = "input", outputs: frozenset[str] = DENSE) -> Embeddings:
-        """Dense vectors, plus BGE-M3-style sparse weights and ColBERT vectors when `outputs` asks for them."""
+        """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them."""
+        self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         self.check_outputs(model, outputs)
-        prefix = model.resolve_prompt(prompt, prompt_name)
         started = time.perf_counter()
-        tokenized = model.tokenize_texts(texts, truncate=truncate, prompt=prefix, field=field)
-        tokenized = dataclasses.replace(tokenized, outputs=frozenset(outputs) | DENSE)
-        return self._run(model, "text", tokenized, normalize, dimensions, time.perf_counter() - started)
+        prepared = model.prepare_texts(texts, truncate=truncate, prompt=prompt, prompt_name=prompt_name,
+                                       field=field, outputs=frozenset(outputs) | DENSE)
+        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started)
 
-    @staticmethod
-    def check_outputs(model: TextEmbedder, outputs, param: str = "output_types") -> None:
-        missing = [output for output in outputs if output not in model.outputs]
-        if missing:
-            output = missing[0]
-            raise InvalidRequest(
-                f"the model {model.name!r} has no {output} head ({HEAD_FILES.get(output, output)} is not in its "
-                f"directory); it computes {', '.join(sorted(model.outputs))}", param=param, code="unsupported_output")
-
-    def embed_token_ids(self, model: TextEmbedder, rows: list[list[int]], *, normalize: bool = True,
+    def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], *, normalize: bool = True,
                         truncate: bool = True, dimensions: int | None = None, field: str = "input") -> Embeddings:
+        self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
-        tokenized = model.tokenize_ids(rows, truncate=truncate, field=field)
-        return self._run(model, "text", tokenized, normalize, dimensions, time.perf_counter() - started)
+        prepared = model.prepare_token_ids(rows, truncate=truncate, field=field)
+        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started)
 
-    def embed_images(self, model: TextEmbedder, images: list[bytes], limits: ImageLimits, *,
+    def embed_images(self, model: ModelFamily, images: list[bytes], limits: ImageLimits, *,
                      normalize: bool = True, dimensions: int | None = None, field: str = "images") -> Embeddings:
         """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
-        tower = self.tower(model, "image", field)
+        self.require(model, "image", field)
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
         # Decoding and resizing are CPU work: off the event loop under gevent, and
         # in parallel with other requests' preprocessing and the model (PIL and
         # numpy release the GIL in their kernels).
         prepared = self.offload(self._prepare_images, model, images, limits, field)
-        return self._run(tower, "image", prepared, normalize, dimensions, time.perf_counter() - started)
+        return self._run(model, "image", prepared, normalize, dimensions, time.perf_counter() - started)
 
     @staticmethod
-    def _prepare_images(model, images: list[bytes], limits: ImageLimits, field: str) -> Prepared:
+    def _prepare_images(model: ModelFamily, images: list[bytes], limits: ImageLimits, field: str) -> Prepared:
         rows = []
         for index, data in enumerate(images):
             param = f"{field}[{index}]"
-            rows.append(model.preprocess_image(decode_image(data, limits, param), param))
+            rows.append(model.prepare_image(decode_image(data, limits, param), param))
         return Prepared(rows=rows)
 
     @staticmethod
-    def _check_dimensions(model: TextEmbedder, dimensions: int | None) -> None:
+    def _check_dimensions(model: ModelFamily, dimensions: int | None) -> None:
         if dimensions is not None and dimensions > model.dimension:
             raise InvalidRequest(
                 f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions",
                 param="dimensions")
 
-    def _run(self, tower, modality: str, prepared: Prepared, normalize: bool, dimensions: int | None,
+    def _run(self, model: ModelFamily, kind: str, prepared: Prepared, normalize: bool, dimensions: int | None,
              tokenize_seconds: float) -> Embeddings:
         self._ensure_started()
         enqueued = time.perf_counter()
-        batcher = self.batchers.get((tower.name, modality))
+        batcher = self.batchers.get((model.name, kind))
         try:
             if batcher is not None:
-                vectors, started, finished = batcher.submit(prepared)
+                results, started, finished = batcher.submit(prepared)
             else:
-                self._queue_changed(+1)
-                vectors, started = self.offload(self._forward, tower, prepared)
+                self._queue_changed(model.name, +1)
+                results, started = self.offload(self._forward, model, kind, prepared)
                 finished = time.perf_counter()
         except ServiceError:
             raise
         except Exception as exc:  # an inference fault fails this request only
-            log.exception("inference failed for model %s (%s)", tower.name, modality)
+            log.exception("inference failed for model %s (%s)", model.name, kind)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
         timings = Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
-        sparse = colbert = None
-        if isinstance(vectors, list):  # RowOutputs: heads ran too
-            rows: list[RowOutput] = vectors
-            vectors = np.stack([row.dense for row in rows])
-            if "sparse" in prepared.outputs:
-                sparse = [row.sparse for row in rows]
-            if "colbert" in prepared.outputs:
-                colbert = [postprocess(row.colbert, normalize=normalize, dimensions=None) for row in rows]
-        vectors = postprocess(vectors, normalize=normalize, dimensions=dimensions)
-        return Embeddings(vectors=vectors, prompt_tokens=prepared.token_count, timings=timings, sparse=sparse,
-                          colbert=colbert)
+        return self._embeddings(model.name, results, prepared, normalize, dimensions, timings)
 
-    def _forward(self, tower, prepared: Prepared) -> tuple[np.ndarray, float]:
-        """Runs in the inference thread; returns the vectors and when the model became free."""
-        with tower.lock:
+    @staticmethod
+    def _embeddings(name: str, results: Results, prepared: Prepared, normalize: bool, dimensions: int | None,
+                    timings: Timings) -> Embeddings:
+        colbert = None
+        if results.multivector is not None:
+            colbert = [postprocess(matrix, normalize=normalize, dimensions=None) for matrix in results.multivector]
+        return Embeddings(vectors=postprocess(results.dense, normalize=normalize, dimensions=dimensions),
+                          prompt_tokens=prepared.token_count, timings=timings, sparse=results.sparse,
+                          colbert=colbert, model=name)
+
+    def _forward(self, model: ModelFamily, kind: str, prepared: Prepared) -> tuple[Results, float]:
+        """Runs in the inference thread; returns the results and when the model became free."""
+        with model.lock:
             started = time.perf_counter()
-            self._queue_changed(-1)
-            vectors = forward_planned(tower, prepared, self.settings.max_batch_size,
-                                      self.settings.max_batch_tokens, on_batch=self._on_batch)
-        return vectors, started
+            self._queue_changed(model.name, -1)
+            limits = self.config.limits
+            results = forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens,
+                                      on_batch=self._batch_hook(model.name))
+        return results, started
 
-    def _queue_changed(self, delta: int) -> None:
+    # ------------------------------------------------------------ accounting
+    @property
+    def queue_depth(self) -> int:
+        return sum(self.model_queue_depth(name) for name in self.models)
+
+    def model_queue_depth(self, name: str) -> int:
+        batched = sum(batcher.depth for (model, _), batcher in self.batchers.items() if model == name)
+        return self._waiting[name] + batched
+
+    def _queue_changed(self, name: str, delta: int) -> None:
         with self._waiting_lock:
-            self._waiting += delta
-        self.observer.queue_depth(self.queue_depth)
+            self._waiting[name] += delta
+        self._report_queue(name)
 
-    def _on_batch(self, size: int, tokens: int, seconds: float) -> None:
-        self.stats.add(size, tokens, seconds)
-        self.observer.batch(size, tokens, seconds)
+    def _report_queue(self, name: str) -> None:
+        self.observer.queue_depth(name, self.model_queue_depth(name))
+
+    def _batch_hook(self, name: str) -> Callable[[int, int, float], None]:
+        def on_batch(size: int, tokens: int, seconds: float) -> None:
+            self.stats.add(size, tokens, seconds)
+            self.model_stats[name].add(size, tokens, seconds)
+            self.observer.batch(name, size, tokens, seconds)
+
+        return on_batch
 
     def describe_runtime(self) -> dict:
-        """For /stats: this process's view of its models, queue and batches."""
+        """For /stats: this process's view of its models, queues and batches."""
         info = {
             "pid": os.getpid(),
             "device": self.device,
@@ -312,7 +344,8 @@ class Engine:
             "queue_depth": self.queue_depth,
             "batching": bool(self.batchers),
             "batches": self.stats.as_dict(),
-            "models": [{**model.describe(), **model.size()} for model in self.models.values()],
+            "models": [{**model.describe(), **model.size(), "queue_depth": self.model_queue_depth(name),
+                        "batches": self.model_stats[name].as_dict()} for name, model in self.models.items()],
         }
         if self.device == "cuda" and self.ready:
             info["gpu_memory"] = {"allocated_bytes": torch.cuda.memory_allocated(),

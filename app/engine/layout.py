@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .m3 import HEAD_FILES
 from .pooling import modes_from_config
 
 
@@ -39,8 +38,6 @@ class ModelLayout:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     sentence_transformers: bool = False
-    # BGE-M3-style heads next to the encoder: output type ("sparse", "colbert") -> file.
-    heads: dict[str, Path] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> dict | list | None:
@@ -80,7 +77,8 @@ def dual_encoder_layout(root: str | Path, model_dir: Path) -> ModelLayout:
                        default_prompt_name=st_config.get("default_prompt_name") or None)
 
 
-def read_layout(root: str | Path) -> ModelLayout:
+def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) -> ModelLayout:
+    """`default_pooling` is the family's convention for a directory without sentence-transformers files."""
     root = Path(root)
     modules = _read_json(root / "modules.json")
     st_config = _read_json(root / "config_sentence_transformers.json") or {}
@@ -88,15 +86,11 @@ def read_layout(root: str | Path) -> ModelLayout:
     default_prompt_name = st_config.get("default_prompt_name") or None
 
     if not isinstance(modules, list):
-        # A plain Hugging Face directory: mean pooling and normalisation are the
-        # conventions that embedding models without sentence-transformers files follow;
-        # BGE-M3's layout (its heads beside the encoder) means its dense vector, the CLS.
+        # A plain Hugging Face directory: the family's pooling convention, normalised.
         bert_config = _read_json(root / "sentence_bert_config.json") or {}
-        heads = find_heads(root)
         return ModelLayout(
             root=root, transformer_path=root, max_seq_length=bert_config.get("max_seq_length"),
-            prompts=prompts, default_prompt_name=default_prompt_name, heads=heads,
-            pooling_modes=("cls",) if heads else ("mean",),
+            prompts=prompts, default_prompt_name=default_prompt_name, pooling_modes=default_pooling,
         )
 
     transformer_path = root
@@ -141,14 +135,24 @@ def read_layout(root: str | Path) -> ModelLayout:
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         sentence_transformers=True,
-        heads=find_heads(root, transformer_path),
     )
 
 
-def find_heads(*directories: Path) -> dict[str, Path]:
-    heads = {}
-    for output, filename in HEAD_FILES.items():
-        found = next((d / filename for d in directories if (d / filename).is_file()), None)
-        if found is not None:
-            heads[output] = found
-    return heads
+def transformer_dir(root: str | Path) -> Path:
+    """Where the transformer's config.json is: the sentence-transformers Transformer module's
+    directory, or the root of a plain Hugging Face directory."""
+    root = Path(root)
+    modules = _read_json(root / "modules.json")
+    if isinstance(modules, list):
+        for module in modules:
+            if _module_kind(module.get("type", "")) == "Transformer":
+                path = root / module.get("path", "")
+                if (path / "config.json").is_file():
+                    return path
+    return root
+
+
+def model_config(root: str | Path) -> dict:
+    """The transformer's config.json as a dict ({} when there is none)."""
+    config = _read_json(transformer_dir(root) / "config.json")
+    return config if isinstance(config, dict) else {}

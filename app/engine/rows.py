@@ -1,9 +1,10 @@
 """What the batcher and planner move around: a request's inputs as rows with a cost.
 
-A row's cost in tokens is `len(row)`: a list of token ids for text, the
-number of patches a vision tower attends over for an image. The planner
-(planning.py) cuts length-sorted rows into forward passes by that cost, so
-text and images are batched by the same rules.
+A row's cost in tokens is `len(row)`: the token ids of a text, the patches a
+vision tower attends over for an image. The planner (planning.py) cuts
+length-sorted rows into forward passes by that cost, so every kind of row is
+batched by the same rules. Per-row data a family needs (a prompt's length,
+an image's arrays) travels inside the row.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .m3 import DENSE, RowOutput
+from .outputs import DENSE, Results
 from .planning import plan_batches
 
 
-@dataclass(frozen=True)
-class Prepared:
-    rows: list
-    prompt_length: int = 0
-    outputs: frozenset[str] = DENSE  # what the request wants computed (m3.py)
+@dataclass(frozen=True, eq=False)
+class TextRow:
+    """One tokenised text: its ids (special tokens included) and how many leading ones are prompt
+    tokens that pooling leaves out (sentence-transformers' `include_prompt: false`)."""
 
-    @property
-    def token_count(self) -> int:
-        return sum(len(row) for row in self.rows)
+    ids: list[int]
+    prompt_length: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,42 +47,39 @@ class ImageRow:
         return tuple(sorted((name, array.shape[1:]) for name, array in self.arrays.items()))
 
 
-def forward_planned(tower, prepared: Prepared, batch_size: int, batch_tokens: int = 1 << 30,
-                    on_batch: Callable | None = None) -> np.ndarray:
-    """A whole request through `tower.forward_rows`, in the caller's order.
+@dataclass(frozen=True)
+class Prepared:
+    """A request's rows, and the outputs it wants computed for them."""
+
+    rows: list
+    outputs: frozenset[str] = DENSE
+
+    @property
+    def token_count(self) -> int:
+        return sum(len(row) for row in self.rows)
+
+
+def forward_planned(lane, prepared: Prepared, batch_size: int, batch_tokens: int = 1 << 30,
+                    on_batch: Callable | None = None) -> Results:
+    """A whole request through `lane.forward_rows`, without a batcher; results in the caller's order.
 
     Rows are sorted by cost and cut into passes of at most `batch_size` rows
     and `batch_tokens` padded tokens, each padded only to its own longest row.
     """
     rows = prepared.rows
-    out = new_results(len(rows), tower.dimension, prepared.outputs)
+    out = Results(len(rows), prepared.outputs)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-    plan = plan_batches([len(rows[i]) for i in order], batch_size, batch_tokens, tower.overhead_tokens)
+    plan = plan_batches([len(rows[i]) for i in order], batch_size, batch_tokens, lane.overhead_tokens)
     for start, end in plan:
         chunk = order[start:end]
         batch = [rows[i] for i in chunk]
         began = time.perf_counter()
-        results = tower.forward_rows(batch, [prepared.prompt_length] * len(batch), prepared.outputs)
+        output = lane.forward_rows(batch, prepared.outputs)
         for position, index in enumerate(chunk):
-            store(out, index, results[position])
+            out.put(index, output, position)
         if on_batch is not None:
             on_batch(len(batch), sum(len(row) for row in batch), time.perf_counter() - began)
     return out
-
-
-def new_results(count: int, dimension: int, outputs: frozenset[str]):
-    """Where a request's results go: a float32 matrix of dense vectors, or a RowOutput per row."""
-    if outputs == DENSE:
-        return np.empty((count, dimension), dtype=np.float32)
-    return [None] * count
-
-
-def store(out, index: int, result) -> None:
-    """One row's result; a pass that also ran heads for other requests still gives dense-only ones a vector."""
-    if isinstance(out, np.ndarray):
-        out[index] = result.dense if isinstance(result, RowOutput) else result
-    else:
-        out[index] = result if isinstance(result, RowOutput) else RowOutput(dense=np.asarray(result))
 
 
 def stack_rows(rows: Sequence[ImageRow]) -> list[tuple[list[int], dict[str, np.ndarray]]]:

@@ -1,0 +1,39 @@
+"""What the engine needs to know, and nothing else: built once from the service's Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .batcher import BatchLimits
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    models: tuple[ModelSpec, ...]
+    device: str = "auto"  # auto, cpu or cuda
+    dtype: str = "auto"  # auto, float32, float16 or bfloat16
+    cpu_threads: int = 1  # torch threads per worker, already resolved
+    batching: bool = True
+    warmup: bool = True
+    limits: BatchLimits = field(default_factory=BatchLimits)
+
+    @classmethod
+    def from_settings(cls, settings) -> "EngineConfig":
+        return cls(
+            models=tuple(ModelSpec(name, Path(path)) for name, path in settings.model_specs()),
+            device=settings.device,
+            dtype=settings.dtype,
+            cpu_threads=settings.resolved_cpu_threads(),
+            batching=settings.enable_batching,
+            warmup=settings.enable_warmup,
+            limits=BatchLimits(max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,
+                               max_wait=settings.max_wait_ms / 1000.0, max_queue=settings.max_queue,
+                               request_timeout=settings.request_timeout),
+        )

@@ -1,0 +1,23 @@
+"""The model families this service serves, in the order they are asked to recognise a directory.
+
+Adding a family is a module here and one line in FAMILIES; the most specific
+recognisers come first, and the sentence-transformers family takes whatever
+is left.
+"""
+
+from __future__ import annotations
+
+from .base import Lane, ModelFamily
+from .bge_m3 import BGEM3Model
+from .decoder_embedder import DecoderEmbedder
+from .dual_encoder import DualEncoderModel
+from .sentence_transformer import SentenceTransformerModel
+
+FAMILIES: tuple[type[ModelFamily], ...] = (
+    DualEncoderModel,
+    BGEM3Model,
+    DecoderEmbedder,
+    SentenceTransformerModel,
+)
+
+__all__ = ["FAMILIES", "Lane", "ModelFamily"]

@@ -1,0 +1,136 @@
+"""The interface every model family implements, and what the engine builds on it.
+
+A family is one module: it recognises a model directory (`detect`, reading
+files only), loads it in the gunicorn master in its final dtype (`load`,
+nothing run), turns a request's inputs into rows on the CPU (`prepare_*`,
+raising the caller's 400s), runs one forward pass over a batch of rows of one
+kind (`forward`, returning one `BatchOutput`), and describes itself. The
+engine sees only this interface.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from ...errors import InvalidRequest
+from ..outputs import DENSE, BatchOutput
+from ..planning import OVERHEAD_TOKENS
+from ..rows import ImageRow, Prepared
+
+
+class ModelFamily:
+    family: ClassVar[str] = ""
+    capabilities: frozenset[str] = frozenset()
+    # Kinds of rows the model takes; the engine runs one batcher per (model, kind).
+    kinds: tuple[str, ...] = ("text",)
+
+    name: str
+    dtype: torch.dtype
+    dimension: int
+    max_length: int
+
+    def __init__(self, name: str, dtype: torch.dtype):
+        self.name = name
+        self.dtype = dtype
+        self.device = "cpu"
+        # One forward at a time per model and process, whatever the kind of row:
+        # concurrent passes would oversubscribe the torch thread pool.
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------ recognition
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "ModelFamily":
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ preparation
+    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
+                      prompt_name: str | None = None, field: str = "input",
+                      outputs: frozenset[str] = DENSE) -> Prepared:
+        raise InvalidRequest(f"the model {self.name!r} does not take texts", param=field)
+
+    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
+        raise InvalidRequest(f"the model {self.name!r} does not take token ids", param=field)
+
+    def prepare_image(self, image, param: str) -> ImageRow:
+        raise InvalidRequest(f"the model {self.name!r} does not take images", param=param)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, kind: str, rows: list, outputs: frozenset[str]) -> BatchOutput:
+        raise NotImplementedError
+
+    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        """(kind, rows) worth running once per worker before it reports ready: the shortest and
+        longest inputs, so the allocator and kernels have seen both extremes."""
+        return []
+
+    # -------------------------------------------------------------- lifecycle
+    def modules(self) -> list[torch.nn.Module]:
+        """Every torch module holding weights: moved to the device together, counted in size()."""
+        raise NotImplementedError
+
+    @property
+    def overhead_tokens(self) -> int:
+        return OVERHEAD_TOKENS.get(self.device, OVERHEAD_TOKENS["cpu"])
+
+    def to(self, device: str) -> None:
+        """Only ever called in a worker after fork, and only for a GPU."""
+        for module in self.modules():
+            module.to(device)
+        self.device = device
+
+    def size(self) -> dict:
+        """Parameters and the bytes they and the buffers take (shared tensors counted once)."""
+        parameters, buffers, seen = [], [], set()
+        for module in self.modules():
+            for tensor in module.parameters():
+                if id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    parameters.append(tensor)
+            for tensor in module.buffers():
+                if id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    buffers.append(tensor)
+        return {"parameters": sum(t.numel() for t in parameters),
+                "weight_bytes": sum(t.numel() * t.element_size() for t in parameters + buffers)}
+
+    def summary(self) -> str:
+        """One line for the start-up log."""
+        return f"dim={self.dimension} max_tokens={self.max_length} dtype={self.dtype}"
+
+    def describe(self) -> dict:
+        return {"id": self.name, "family": self.family, "capabilities": sorted(self.capabilities)}
+
+    def lane(self, kind: str) -> "Lane":
+        return Lane(self, kind)
+
+
+class Lane:
+    """One kind of row through one model: what a batcher or the planner drives."""
+
+    def __init__(self, model: ModelFamily, kind: str):
+        self.model = model
+        self.kind = kind
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def lock(self):
+        return self.model.lock
+
+    @property
+    def overhead_tokens(self) -> int:
+        return self.model.overhead_tokens
+
+    def forward_rows(self, rows: list, outputs: frozenset[str] = DENSE) -> BatchOutput:
+        with torch.inference_mode():
+            return self.model.forward(self.kind, rows, outputs)

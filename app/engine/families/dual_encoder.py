@@ -1,0 +1,187 @@
+"""Dual-encoder vision-language models (CLIP, SigLIP, SigLIP 2, ...): texts and images in one space.
+
+Texts go through the model's tokenizer and `get_text_features`, images
+through its own processor and `get_image_features`, so both are exactly what
+the model's authors compute. Recognised by a config with both a text and a
+vision config, or a sentence-transformers directory whose first module is a
+CLIPModel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer
+
+from ...errors import InvalidRequest
+from ..layout import dual_encoder_dir, dual_encoder_layout
+from ..outputs import DENSE, EMBED_IMAGE, EMBED_TEXT, BatchOutput
+from ..rows import ImageRow, Prepared, TextRow, stack_rows
+from ..text_inputs import TextInputs
+from .base import ModelFamily
+
+# Text towers that pool the last position and were trained on text padded to the
+# full context, so the pooled position is a pad token: pad to it here too, as the
+# model cards tell users to (padding="max_length").
+_FIXED_LENGTH_TEXT = {"siglip", "siglip2"}
+
+
+def is_dual_encoder(model: torch.nn.Module) -> bool:
+    return callable(getattr(model, "get_text_features", None)) and callable(
+        getattr(model, "get_image_features", None))
+
+
+def _features(output) -> torch.Tensor:
+    """transformers 5 returns a ModelOutput whose pooler_output is projected; 4.x a tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    return pooled if pooled is not None else output[0]
+
+
+def _embedding_dimension(model: torch.nn.Module) -> int:
+    projection = getattr(model, "text_projection", None)
+    if isinstance(projection, torch.nn.Linear):
+        return projection.out_features
+    head = getattr(getattr(model, "text_model", None), "head", None)
+    if isinstance(head, torch.nn.Linear):
+        return head.out_features
+    config = model.config
+    return int(getattr(config, "projection_dim", None) or config.text_config.hidden_size)
+
+
+def _image_processor(model_dir: Path):
+    """The model's processor where it has one: its call-time defaults (SigLIP 2's patch
+    budget, for one) are part of how the model expects images; else the image processor."""
+    try:
+        processor = AutoProcessor.from_pretrained(str(model_dir))
+    except (OSError, ValueError, TypeError):
+        processor = None
+    if processor is not None and hasattr(processor, "image_processor"):
+        return processor
+    return AutoImageProcessor.from_pretrained(str(model_dir))
+
+
+class DualEncoderModel(ModelFamily):
+    family = "dual-encoder"
+    capabilities = frozenset({EMBED_TEXT, EMBED_IMAGE})
+    kinds = ("text", "image")
+
+    def __init__(self, name: str, tokenizer, image_processor, model: torch.nn.Module, layout, dtype: torch.dtype):
+        super().__init__(name, dtype)
+        self.model = model
+        self.layout = layout
+        text_config = model.config.text_config
+        self.text = TextInputs(name, tokenizer, layout, text_config, int(text_config.vocab_size))
+        self.max_length = self.text.max_length
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.dimension = _embedding_dimension(model)
+        self.fixed_length = getattr(model.config, "model_type", "") in _FIXED_LENGTH_TEXT
+        self._attention_mask = "attention_mask" in getattr(tokenizer, "model_input_names", ["attention_mask"])
+        self.patch_size = int(getattr(model.config.vision_config, "patch_size", 16) or 16)
+
+    # ------------------------------------------------------------ recognition
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return dual_encoder_dir(path) is not None
+
+    @classmethod
+    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "DualEncoderModel":
+        model_dir = dual_encoder_dir(path)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        image_processor = _image_processor(model_dir)
+        model = AutoModel.from_pretrained(str(model_dir), dtype=dtype)
+        if not is_dual_encoder(model):
+            raise ValueError(f"{type(model).__name__} has a vision config but no get_text_features / "
+                             "get_image_features: only dual encoders (CLIP, SigLIP, ...) can serve embeddings")
+        model.eval().requires_grad_(False)
+        return cls(name, tokenizer, image_processor, model, dual_encoder_layout(path, model_dir), dtype)
+
+    def summary(self) -> str:
+        return (f"text+image, {self.model.config.model_type}: dim={self.dimension} max_tokens={self.max_length} "
+                f"dtype={self.dtype}")
+
+    # ------------------------------------------------------------ preparation
+    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
+                      prompt_name: str | None = None, field: str = "input",
+                      outputs: frozenset[str] = DENSE) -> Prepared:
+        prefix = self.text.resolve_prompt(prompt, prompt_name)
+        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs)
+
+    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
+        return self.text.token_ids(rows, truncate=truncate, field=field)
+
+    def prepare_image(self, image: Image.Image, param: str) -> ImageRow:
+        """The model's own resize / crop / normalise (runs outside the model lock)."""
+        try:
+            features = self.image_processor(images=[image], return_tensors="np")
+        except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
+            raise InvalidRequest(f"{param} could not be preprocessed for this model: {exc}", param=param,
+                                 code="invalid_image") from None
+        arrays = {name: np.asarray(value) for name, value in features.items()}
+        return ImageRow(arrays=arrays, tokens=self._image_tokens(arrays["pixel_values"]))
+
+    def _image_tokens(self, pixel_values: np.ndarray) -> int:
+        if pixel_values.ndim == 4:  # [1, channels, height, width]
+            return max(1, (pixel_values.shape[2] // self.patch_size) * (pixel_values.shape[3] // self.patch_size))
+        return int(pixel_values.shape[1])  # [1, patches, patch_dim]: already patchified (SigLIP 2)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, kind: str, rows: list, outputs: frozenset[str]) -> BatchOutput:
+        if kind == "image":
+            return BatchOutput(dense=self._image_vectors(rows))
+        return BatchOutput(dense=self._text_vectors(rows))
+
+    def _text_vectors(self, rows: list[TextRow]) -> np.ndarray:
+        width = self.max_length if self.fixed_length else max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.text.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            input_ids[i, :len(row)] = row.ids
+            mask[i, :len(row)] = 1
+        inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device)}
+        if self._attention_mask:
+            inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
+        return _features(self.model.get_text_features(**inputs)).float().cpu().numpy()
+
+    def _image_vectors(self, rows: list[ImageRow]) -> np.ndarray:
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        for positions, arrays in stack_rows(rows):
+            inputs = {name: self._tensor(array) for name, array in arrays.items()}
+            out[positions] = _features(self.model.get_image_features(**inputs)).float().cpu().numpy()
+        return out
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if tensor.is_floating_point():
+            tensor = tensor.to(self.dtype)
+        return tensor.to(self.device)
+
+    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        image = self.prepare_image(Image.new("RGB", (64, 48), (127, 127, 127)), "warm-up")
+        return [("text", Prepared(rows=self.text.tokenize(["warm-up"]).rows + [self.text.longest_row()])),
+                ("image", Prepared(rows=[image]))]
+
+    def token_strings(self, ids) -> list[str]:
+        return self.text.token_strings(ids)
+
+    # -------------------------------------------------------------- lifecycle
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "modality": "text+image",
+            "modalities": ["text", "image"],
+            "outputs": ["dense"],
+            "dimension": self.dimension,
+            "max_input_tokens": self.max_length,
+            "pooling": ["model"],
+            "prompts": sorted(self.layout.prompts),
+            "default_prompt_name": self.layout.default_prompt_name,
+        }

@@ -1,0 +1,63 @@
+"""What a model can do and what a forward pass gives back.
+
+Capabilities are plain strings so the web layer can read them from
+`describe()` without importing the engine. A request is checked against them
+once, before anything is tokenised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EMBED_TEXT = "embed:text"
+EMBED_IMAGE = "embed:image"
+SPARSE = "sparse"
+COLBERT = "colbert"
+RERANK = "rerank"
+EMBED_INTERLEAVED = "embed:interleaved"
+
+# Per-input outputs a request may ask for, in the order responses list them.
+OUTPUT_TYPES = ("dense", "sparse", "colbert")
+DENSE = frozenset({"dense"})
+
+# Where an optional head comes from, for the 400 that says a model lacks it.
+HEAD_FILES = {"sparse": "sparse_linear.pt", "colbert": "colbert_linear.pt"}
+
+# The modality a kind of row embeds -> the capability it needs.
+MODALITY_CAPABILITY = {"text": EMBED_TEXT, "image": EMBED_IMAGE}
+
+
+@dataclass(frozen=True, eq=False)
+class BatchOutput:
+    """Everything one forward pass computed, row-aligned with the rows it was given."""
+
+    dense: np.ndarray | None = None  # float32 [n, dim], before normalisation
+    scores: np.ndarray | None = None  # float32 [n]: one score per row (rerankers)
+    sparse: list | None = None  # per row: (token ids ascending, weights)
+    multivector: list | None = None  # per row: float32 [tokens, dim], before normalisation
+
+
+class Results:
+    """One request's results, filled row by row from whichever passes computed them."""
+
+    def __init__(self, count: int, outputs: frozenset[str]):
+        self.count = count
+        self.dense: np.ndarray | None = None
+        self.scores = np.empty(count, dtype=np.float32) if RERANK in outputs else None
+        self.sparse = [None] * count if SPARSE in outputs else None
+        self.multivector = [None] * count if COLBERT in outputs else None
+
+    def put(self, index: int, batch: BatchOutput, position: int) -> None:
+        # A pass that also ran heads for other requests gives this one only what it asked for.
+        if batch.dense is not None:
+            if self.dense is None:
+                self.dense = np.empty((self.count, batch.dense.shape[1]), dtype=np.float32)
+            self.dense[index] = batch.dense[position]
+        if self.scores is not None:
+            self.scores[index] = batch.scores[position]
+        if self.sparse is not None:
+            self.sparse[index] = batch.sparse[position]
+        if self.multivector is not None:
+            self.multivector[index] = batch.multivector[position]

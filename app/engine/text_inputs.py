@@ -1,0 +1,145 @@
+"""Texts and client-sent token ids -> TextRows, with a model's prompts, limits and special tokens.
+
+Every family that reads text (encoders, decoder embedders, the text side of
+dual encoders) tokenises through one `TextInputs`, so prompts, truncation and
+the 400s for bad inputs behave the same whatever the model.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidRequest
+from .layout import ModelLayout
+from .rows import Prepared, TextRow
+
+# Models whose position ids start after the padding index, so the last
+# `padding_idx + 1` positions of max_position_embeddings are unusable.
+_OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer",
+                           "data2vec-text", "ernie_m", "luke"}
+
+# Warm-up runs a row this long at most: decoder embedders accept 32k-token inputs,
+# and one such pass would cost a CPU worker seconds and gigabytes before it serves.
+WARMUP_TOKENS = 1024
+
+
+def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single sequence ([CLS] … [SEP], <s> … </s>, …).
+
+    Found by encoding one word with and without special tokens, which works for
+    every tokenizer family without relying on version-specific helpers.
+    """
+    probe = "hello"
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return list(full[:start]), list(full[start + len(bare):])
+    return [], []
+
+
+def max_sequence_length(layout: ModelLayout, tokenizer, config) -> int:
+    """The smallest of sentence-transformers' max_seq_length, the tokenizer's limit and the positions."""
+    limits = []
+    if layout.max_seq_length:
+        limits.append(int(layout.max_seq_length))
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer_limit and tokenizer_limit < 1_000_000:
+        limits.append(int(tokenizer_limit))
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
+            positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+        limits.append(int(positions))
+    return min(limits) if limits else 512
+
+
+class TextInputs:
+    def __init__(self, name: str, tokenizer, layout: ModelLayout, config, vocab_size: int):
+        self.name = name
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self.max_length = max_sequence_length(layout, tokenizer, config)
+        self.prefix, self.suffix = special_token_frame(tokenizer)
+        self.vocab_size = vocab_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # ------------------------------------------------------------------ prompts
+    def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
+        if prompt is not None and prompt_name is not None:
+            raise InvalidRequest("give either prompt or prompt_name, not both", param="prompt_name")
+        if prompt is not None:
+            return prompt
+        prompts = self.layout.prompts
+        if prompt_name is not None:
+            if prompt_name not in prompts:
+                known = ", ".join(sorted(prompts)) or "none"
+                raise InvalidRequest(
+                    f"unknown prompt_name {prompt_name!r} for model {self.name!r}; known prompts: {known}",
+                    param="prompt_name", code="unknown_prompt")
+            return prompts[prompt_name]
+        if self.layout.default_prompt_name:
+            return prompts.get(self.layout.default_prompt_name, "")
+        return ""
+
+    # -------------------------------------------------------------------- texts
+    def tokenize(self, texts: list[str], *, truncate: bool = True, prompt: str = "", field: str = "input",
+                 outputs: frozenset[str] | None = None) -> Prepared:
+        if prompt:
+            texts = [prompt + text for text in texts]
+        if self.layout.do_lower_case:
+            texts = [text.lower() for text in texts]
+        encoded = self.tokenizer(
+            texts, add_special_tokens=True, truncation=truncate, max_length=self.max_length if truncate else None,
+            padding=False, return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]
+        if not truncate:
+            for index, row in enumerate(encoded):
+                if len(row) > self.max_length:
+                    raise self._too_long(index, len(row), field)
+        prompt_length = 0
+        if prompt and not self.layout.include_prompt:
+            # As sentence-transformers: the prompt's tokens less its closing special token.
+            prompt_length = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"]) - 1
+        rows = [TextRow(ids, prompt_length) for ids in encoded]
+        return Prepared(rows=rows) if outputs is None else Prepared(rows=rows, outputs=outputs)
+
+    def token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
+        """Token ids sent by the client, in this model's vocabulary.
+
+        Rows that already carry the model's special tokens pass as they are;
+        bare rows get them added, so both `tokenizer.encode(text)` and
+        `encode(text, add_special_tokens=False)` give the text's embedding.
+        """
+        framed = []
+        frame = len(self.prefix) + len(self.suffix)
+        for index, row in enumerate(rows):
+            bad = next((t for t in row if not 0 <= t < self.vocab_size), None)
+            if bad is not None:
+                raise InvalidRequest(
+                    f"{field}[{index}] has token id {bad}, outside this model's vocabulary of {self.vocab_size}",
+                    param=f"{field}[{index}]")
+            body = row[len(self.prefix):len(row) - len(self.suffix)] if self._has_frame(row) else row
+            if len(body) + frame > self.max_length:
+                if not truncate:
+                    raise self._too_long(index, len(body) + frame, field)
+                body = body[:self.max_length - frame]
+            framed.append(TextRow(self.prefix + list(body) + self.suffix))
+        return Prepared(rows=framed)
+
+    def longest_row(self) -> TextRow:
+        """A row of the maximum length (at most WARMUP_TOKENS), for warm-up."""
+        return TextRow([self.pad_id + 1] * min(self.max_length, WARMUP_TOKENS))
+
+    def token_strings(self, ids) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+
+    def _has_frame(self, row: list[int]) -> bool:
+        if not self.prefix and not self.suffix:
+            return False
+        return (len(row) >= len(self.prefix) + len(self.suffix)
+                and row[:len(self.prefix)] == self.prefix
+                and (not self.suffix or row[-len(self.suffix):] == self.suffix))
+
+    def _too_long(self, index: int, length: int, field: str) -> InvalidRequest:
+        return InvalidRequest(
+            f"{field}[{index}] is {length} tokens long, over this model's maximum of {self.max_length}; "
+            "shorten it or send truncate=true", param=f"{field}[{index}]", code="input_too_long")

@@ -1,0 +1,18 @@
+"""Engines for tests, built as the app factory builds them: from Settings, with the metrics observer."""
+
+from __future__ import annotations
+
+from app.config import Settings
+from app.engine import Engine, EngineConfig, Lane
+from app.engine.rows import Prepared, forward_planned
+from app.metrics import MetricsObserver
+
+
+def engine_for(settings: Settings) -> Engine:
+    """Loaded as in the gunicorn master: not started in this process."""
+    return Engine.load(EngineConfig.from_settings(settings), observer=MetricsObserver())
+
+
+def vectors_of(model, prepared: Prepared, batch_size: int = 32):
+    """A prepared request straight through the model (no batcher): its raw dense vectors."""
+    return forward_planned(Lane(model, "text"), prepared, batch_size).dense

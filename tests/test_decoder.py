@@ -11,6 +11,7 @@ from app import create_app
 from app.config import Settings
 
 from .engines import engine_for
+from .test_engine import cosines
 from .tiny_models import QWEN3_QUERY_PROMPT, tiny_qwen3, tiny_qwen3_embedding
 
 TEXTS = [
@@ -20,12 +21,6 @@ TEXTS = [
     "A decoder attends only to earlier positions.",
     "x",
 ]
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,10 @@ import pytest
 import requests
 from PIL import Image
 
-from app.config import default_model_path
 
 from .gunicorn_process import GunicornProcess
 from .test_gunicorn import run_gunicorn_expecting_failure
-from .tiny_models import tiny_qwen3_embedding, tiny_vision_model
+from .tiny_models import models_setting, three_models
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +24,13 @@ TEXTS = ["several models, one master", "x", "the weights of all three are shared
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("served")
-    return {"minilm": default_model_path(), "qwen3": tiny_qwen3_embedding(root / "qwen3-embedding"),
-            "clip": tiny_vision_model(root / "clip-tiny", "clip")}
+    return three_models(tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture(scope="module")
 def server(model_dirs, tmp_path_factory):
     log = tmp_path_factory.mktemp("gunicorn-models") / "server.log"
-    env = {"MODELS": ",".join(f"{name}={path}" for name, path in model_dirs.items()), "DTYPE": "float32"}
+    env = {"MODELS": models_setting(model_dirs), "DTYPE": "float32"}
     with GunicornProcess(env, workers=2, log_path=log) as proc:
         yield proc
 

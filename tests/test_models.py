@@ -11,23 +11,21 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from app.config import ConfigError, Settings, default_model_path
+from app.config import ConfigError, Settings
 from app.runtime import load_engine
 
 from .engines import engine_for
-from .tiny_models import tiny_qwen3_embedding, tiny_vision_model
+from .tiny_models import models_setting, three_models
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    return {"minilm": default_model_path(), "qwen3": tiny_qwen3_embedding(root / "qwen3-embedding"),
-            "clip": tiny_vision_model(root / "clip-tiny", "clip")}
+    return three_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
 def models_env(model_dirs):
-    return {"MODELS": ",".join(f"{name}={path}" for name, path in model_dirs.items()), "DTYPE": "float32"}
+    return {"MODELS": models_setting(model_dirs), "DTYPE": "float32"}
 
 
 @pytest.fixture(scope="module")

@@ -205,3 +205,13 @@ def tiny_qwen3_embedding(directory: Path, *, max_seq_length: int = 48, seed: int
                                 device="cpu")
     model.save(str(directory))
     return directory
+
+
+def three_models(root: Path) -> dict[str, Path]:
+    """The default model, a tiny decoder-LLM embedder and a tiny CLIP: one instance's MODELS, by name."""
+    return {"minilm": default_model_path(), "qwen3": tiny_qwen3_embedding(root / "qwen3-embedding"),
+            "clip": tiny_vision_model(root / "clip-tiny", "clip")}
+
+
+def models_setting(dirs: dict[str, Path]) -> str:
+    return ",".join(f"{name}={path}" for name, path in dirs.items())

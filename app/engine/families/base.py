@@ -20,6 +20,7 @@ from ...errors import InvalidRequest
 from ..outputs import DENSE, BatchOutput
 from ..planning import OVERHEAD_TOKENS
 from ..rows import ImageRow, Prepared
+from ..text_inputs import TextInputs
 
 
 class ModelFamily:
@@ -110,6 +111,24 @@ class ModelFamily:
 
     def lane(self, kind: str) -> "Lane":
         return Lane(self, kind)
+
+
+class TextFamily(ModelFamily):
+    """A family that reads text through a `TextInputs` (prompts, tokenisation, limits) in `self.text`."""
+
+    text: TextInputs
+
+    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
+                      prompt_name: str | None = None, field: str = "input",
+                      outputs: frozenset[str] = DENSE) -> Prepared:
+        prefix = self.text.resolve_prompt(prompt, prompt_name)
+        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs)
+
+    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
+        return self.text.token_ids(rows, truncate=truncate, field=field)
+
+    def token_strings(self, ids) -> list[str]:
+        return self.text.token_strings(ids)
 
 
 class Lane:

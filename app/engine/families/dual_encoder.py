@@ -18,10 +18,10 @@ from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoToken
 
 from ...errors import InvalidRequest
 from ..layout import dual_encoder_dir, dual_encoder_layout
-from ..outputs import DENSE, EMBED_IMAGE, EMBED_TEXT, BatchOutput
+from ..outputs import EMBED_IMAGE, EMBED_TEXT, BatchOutput
 from ..rows import ImageRow, Prepared, TextRow, stack_rows
 from ..text_inputs import TextInputs
-from .base import ModelFamily
+from .base import TextFamily
 
 # Text towers that pool the last position and were trained on text padded to the
 # full context, so the pooled position is a pad token: pad to it here too, as the
@@ -65,7 +65,7 @@ def _image_processor(model_dir: Path):
     return AutoImageProcessor.from_pretrained(str(model_dir))
 
 
-class DualEncoderModel(ModelFamily):
+class DualEncoderModel(TextFamily):
     family = "dual-encoder"
     capabilities = frozenset({EMBED_TEXT, EMBED_IMAGE})
     kinds = ("text", "image")
@@ -106,15 +106,6 @@ class DualEncoderModel(ModelFamily):
                 f"dtype={self.dtype}")
 
     # ------------------------------------------------------------ preparation
-    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input",
-                      outputs: frozenset[str] = DENSE) -> Prepared:
-        prefix = self.text.resolve_prompt(prompt, prompt_name)
-        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs)
-
-    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
-        return self.text.token_ids(rows, truncate=truncate, field=field)
-
     def prepare_image(self, image: Image.Image, param: str) -> ImageRow:
         """The model's own resize / crop / normalise (runs outside the model lock)."""
         try:
@@ -165,9 +156,6 @@ class DualEncoderModel(ModelFamily):
         image = self.prepare_image(Image.new("RGB", (64, 48), (127, 127, 127)), "warm-up")
         return [("text", Prepared(rows=self.text.tokenize(["warm-up"]).rows + [self.text.longest_row()])),
                 ("image", Prepared(rows=[image]))]
-
-    def token_strings(self, ids) -> list[str]:
-        return self.text.token_strings(ids)
 
     # -------------------------------------------------------------- lifecycle
     def modules(self) -> list[torch.nn.Module]:

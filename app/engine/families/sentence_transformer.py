@@ -17,14 +17,14 @@ from transformers import AutoModel, AutoTokenizer
 
 from ..dense import load_dense
 from ..layout import ModelLayout, read_layout
-from ..outputs import DENSE, EMBED_TEXT, BatchOutput
+from ..outputs import EMBED_TEXT, BatchOutput
 from ..pooling import pool
 from ..rows import Prepared, TextRow
 from ..text_inputs import TextInputs
-from .base import ModelFamily
+from .base import TextFamily
 
 
-class SentenceTransformerModel(ModelFamily):
+class SentenceTransformerModel(TextFamily):
     family = "sentence-transformers"
     capabilities = frozenset({EMBED_TEXT})
     kinds = ("text",)
@@ -64,19 +64,6 @@ class SentenceTransformerModel(ModelFamily):
     def assemble(cls, path: Path, name: str, tokenizer, model, layout: ModelLayout, dense: list, dtype):
         """The loaded parts -> the model object; families that add parts (heads) override this."""
         return cls(name, tokenizer, model, layout, dense, dtype)
-
-    # ------------------------------------------------------------ preparation
-    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input",
-                      outputs: frozenset[str] = DENSE) -> Prepared:
-        prefix = self.text.resolve_prompt(prompt, prompt_name)
-        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs)
-
-    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
-        return self.text.token_ids(rows, truncate=truncate, field=field)
-
-    def token_strings(self, ids) -> list[str]:
-        return self.text.token_strings(ids)
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[TextRow], outputs: frozenset[str]) -> BatchOutput:

@@ -7,6 +7,7 @@ memory of the master and each worker from /proc/<pid>/smaps_rollup (Linux).
 
     python benchmarks/memory.py                       # BERT-large-sized random model, 1 vs 4 workers
     python benchmarks/memory.py --model-path DIR --workers 3
+    python benchmarks/memory.py --three-models        # MODELS: the default model + BERT-large + a tiny CLIP
 
 PSS (proportional set size) charges each shared page to the processes sharing
 it, so the PSS summed over master + workers is the real footprint; the
@@ -30,6 +31,9 @@ from pathlib import Path
 from serving import ROOT, free_port, gunicorn_command
 
 MiB = 1024 * 1024
+PRELOAD = {"both": (True, False), "on": (True,), "off": (False,)}
+# A 24 x 24 grey PNG, for models that embed images.
+IMAGE = "iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAAIklEQVR4nGNsaGhgoAZgooopowaNGjRq0KhBowaNGkQRAADsrgGw98EGIwAAAABJRU5ErkJggg=="
 
 TEXTS = [
     "Copy-on-write keeps one physical copy of every page until a process writes to it.",
@@ -55,11 +59,34 @@ def build_large_model(directory: Path, hidden: int, layers: int) -> Path:
     return directory
 
 
+def build_three_models(scratch: Path, hidden: int, layers: int) -> str:
+    """MODELS for the default model, a BERT-large-sized random model and a tiny CLIP, in that order."""
+    sys.path.insert(0, str(ROOT))
+    from app.config import default_model_path
+    from tests.tiny_models import tiny_vision_model
+
+    large = build_large_model(scratch / "bert-large-random", hidden, layers)
+    clip = tiny_vision_model(scratch / "clip-tiny", "clip")
+    return f"minilm={default_model_path()},large={large},clip={clip}"
+
+
+def model_names(env: dict[str, str]) -> list[str]:
+    if "MODELS" in env:
+        return [entry.split("=", 1)[0] for entry in env["MODELS"].split(",")]
+    return [Path(env["MODEL_PATH"]).name]
+
+
+def model_dirs(env: dict[str, str]) -> list[Path]:
+    if "MODELS" in env:
+        return [Path(entry.split("=", 1)[1]) for entry in env["MODELS"].split(",")]
+    return [Path(env["MODEL_PATH"])]
+
+
 def weight_bytes(directory: Path) -> int:
     from safetensors import safe_open
 
     total = 0
-    for file in directory.glob("*.safetensors"):
+    for file in directory.rglob("*.safetensors"):
         with safe_open(str(file), "pt") as handle:
             for key in handle.keys():
                 tensor = handle.get_slice(key)
@@ -97,10 +124,18 @@ def post_json(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def measure(model_path: Path, workers: int, preload: bool, requests_per_worker: int, dtype: str) -> dict:
+def traffic(url: str) -> None:
+    """One round of requests: texts to every text model, an image to every image model."""
+    for card in get_json(url + "/v1/models")["data"]:
+        post_json(url + "/embed_text", {"texts": TEXTS, "model": card["id"]})
+        if "embed:image" in card.get("capabilities", []):
+            post_json(url + "/embed_image", {"images": [IMAGE], "model": card["id"]})
+
+
+def measure(models: dict[str, str], workers: int, preload: bool, requests_per_worker: int, dtype: str) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MODEL_PATH": str(model_path), "WORKERS": str(workers), "BIND": f"127.0.0.1:{port}",
+    env = {**os.environ, **models, "WORKERS": str(workers), "BIND": f"127.0.0.1:{port}",
            "PRELOAD": "true" if preload else "false", "WORKER_CLASS": "sync", "LOG_REQUESTS": "false",
            "MAX_REQUESTS": "0", "DTYPE": dtype}
     proc = subprocess.Popen(gunicorn_command(), cwd=ROOT, env=env,
@@ -118,7 +153,7 @@ def measure(model_path: Path, workers: int, preload: bool, requests_per_worker: 
             except OSError:
                 time.sleep(0.2)
         for _ in range(requests_per_worker * workers):
-            post_json(url + "/embed_text", {"texts": TEXTS})
+            traffic(url)
         master = smaps(proc.pid)
         worker_stats = [smaps(pid) for pid in children(proc.pid)]
         private = [w.get("Private_Clean", 0) + w.get("Private_Dirty", 0) for w in worker_stats]
@@ -139,25 +174,32 @@ def measure(model_path: Path, workers: int, preload: bool, requests_per_worker: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", type=Path, help="model directory (default: build a random BERT-large)")
+    parser.add_argument("--three-models", action="store_true",
+                        help="serve the default model, the BERT-large-sized one and a tiny CLIP together (MODELS)")
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--requests-per-worker", type=int, default=10)
     parser.add_argument("--dtype", default="float32", help="DTYPE for the service (weights are stored in float32)")
+    parser.add_argument("--preload", choices=sorted(PRELOAD), default="both", help="which preload settings to run")
     parser.add_argument("--json", action="store_true", help="print the raw measurements as JSON")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as scratch:
-        model_path = args.model_path or build_large_model(Path(scratch) / "bert-large-random", args.hidden,
-                                                          args.layers)
-        size = weight_bytes(model_path)
-        rows = [measure(model_path, n, preload, args.requests_per_worker, args.dtype)
-                for preload in (True, False) for n in (1, args.workers)]
+        if args.three_models:
+            models = {"MODELS": build_three_models(Path(scratch), args.hidden, args.layers)}
+        else:
+            models = {"MODEL_PATH": str(args.model_path or build_large_model(Path(scratch) / "bert-large-random",
+                                                                             args.hidden, args.layers))}
+        size = sum(weight_bytes(path) for path in model_dirs(models))
+        label = ", ".join(model_names(models))
+        rows = [measure(models, n, preload, args.requests_per_worker, args.dtype)
+                for preload in PRELOAD[args.preload] for n in (1, args.workers)]
 
     if args.json:
         print(json.dumps({"model_weight_bytes": size, "runs": rows}, indent=2))
         return
-    print(f"model: {model_path.name}, weights {size / MiB:.0f} MiB on disk, served as {args.dtype}; "
+    print(f"models: {label}, weights {size / MiB:.0f} MiB on disk in all, served as {args.dtype}; "
           f"{args.requests_per_worker} requests "
           f"per worker before measuring\n")
     print("| preload | workers | total PSS MiB | master PSS MiB | mean worker PSS MiB | mean worker private MiB |")
@@ -167,7 +209,7 @@ def main() -> None:
               f"{row['master_pss'] / MiB:.0f} | {sum(row['worker_pss']) / len(row['worker_pss']) / MiB:.0f} | "
               f"{sum(row['worker_private']) / len(row['worker_private']) / MiB:.0f} |")
     print()
-    for preload in (True, False):
+    for preload in PRELOAD[args.preload]:
         one, many = [r for r in rows if r["preload"] == preload]
         extra = (many["total_pss"] - one["total_pss"]) / (many["workers"] - one["workers"])
         print(f"preload {'on ' if preload else 'off'}: each extra worker adds {extra / MiB:.0f} MiB "

@@ -28,6 +28,7 @@ from .batcher import Batcher
 from .device import dtype_name, resolve_device, resolve_dtype
 from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
+from .heap import trim_heap
 from .loader import load_model
 from .outputs import DENSE, HEAD_FILES, MODALITY_CAPABILITY, Results
 from .postprocess import postprocess
@@ -158,6 +159,7 @@ class Engine:
         for model in self.models.values():
             for kind, prepared in model.warmup_inputs():
                 forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens)
+        trim_heap()  # what the longest rows needed is freed, and should not stay with this worker
 
     @property
     def ready(self) -> bool:

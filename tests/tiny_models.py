@@ -215,3 +215,85 @@ def three_models(root: Path) -> dict[str, Path]:
 
 def models_setting(dirs: dict[str, Path]) -> str:
     return ",".join(f"{name}={path}" for name, path in dirs.items())
+
+
+def _sharpen(model: torch.nn.Module, factor: float = 3.0) -> None:
+    """Scale random weights up so scores differ by more than rounding: a test that mixes up
+    pairs, token types or positions then fails."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(factor)
+
+
+def tiny_cross_encoder(directory: Path, kind: str = "bert", *, sentence_transformers: bool = True,
+                       seed: int = 0) -> Path:
+    """A one-label sequence-classification model (BERT with the default model's WordPiece tokenizer, or
+    XLM-RoBERTa with the XLM-R-style one), saved as sentence-transformers' CrossEncoder saves it, or as a
+    plain Hugging Face directory."""
+    from transformers import BertConfig, BertForSequenceClassification, XLMRobertaConfig
+    from transformers import XLMRobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    if kind == "bert":
+        tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=4, intermediate_size=64, max_position_embeddings=64, num_labels=1)
+        model = BertForSequenceClassification(config)
+    elif kind == "xlmr":
+        tokenizer = xlmr_style_tokenizer()
+        config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=66,
+                                  pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1, num_labels=1)
+        model = XLMRobertaForSequenceClassification(config)
+    else:
+        raise ValueError(kind)
+    _sharpen(model.eval())
+    plain = directory if not sentence_transformers else directory.parent / f"{directory.name}-hf"
+    model.save_pretrained(plain)
+    tokenizer.save_pretrained(plain)
+    if sentence_transformers:
+        from sentence_transformers import CrossEncoder
+
+        CrossEncoder(str(plain), device="cpu").save(str(directory))
+    return directory
+
+
+RERANKER_CORPUS = DECODER_CORPUS + [
+    "<Instruct>: Given a web search query, retrieve relevant passages that answer the query",
+    "<Query>: what is the capital of France?\n<Document>: Paris is the capital of France.",
+    "Judge whether the Document meets the requirements based on the Query and the Instruct provided.",
+    'Note that the answer can only be "yes" or "no".',
+    "yes\nno\nyes\nno\nyes\nno",
+] * 10
+
+
+def tiny_qwen3_reranker(directory: Path, seed: int = 0, template: dict | None = None) -> Path:
+    """A 2-layer Qwen3ForCausalLM in Qwen3-Reranker's layout: a byte-level BPE trained here with Qwen's chat
+    tokens and single "yes" / "no" tokens, adding no special tokens of its own (as Qwen3's tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(RERANKER_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=specials[1:], padding_side="left",
+                                        model_max_length=131072)
+    assert len(tokenizer("yes", add_special_tokens=False)["input_ids"]) == 1
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=4096,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    model = Qwen3ForCausalLM(config).eval()
+    _sharpen(model)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    if template is not None:
+        import json
+
+        (directory / "reranker.json").write_text(json.dumps(template))
+    return directory

@@ -9,7 +9,7 @@ from flask import Blueprint
 from ..errors import InvalidRequest
 from . import context
 from .image_inputs import embed, gather
-from .encoding import encode_matrices, encode_rows, encode_sparse, json_response
+from .encoding import encode_matrices, encode_rows, encode_sparse, json_response, usage
 from .observability import record_embedding
 from .parsing import check_items, parse_json
 from .schemas import (EmbedSparseRequest, EmbedSparseResponse, EmbedTextRequest, EmbedTextResponse,
@@ -19,17 +19,13 @@ from .spec import operation
 bp = Blueprint("embeddings", __name__)
 
 
-def usage(tokens: int) -> dict:
-    return {"prompt_tokens": tokens, "total_tokens": tokens}
-
-
 @bp.post("/v1/embeddings")
 @operation(summary="Create embeddings (OpenAI-compatible)", request=OpenAIEmbeddingRequest,
            response=OpenAIEmbeddingResponse, auth=True, tags=("openai",), errors=(400, 401, 404, 413, 415))
 def create_embeddings():
     req = parse_json(OpenAIEmbeddingRequest)
     engine = context.engine()
-    model = engine.resolve(req.model)
+    model = engine.resolve(req.model, "embed:image" if req.modality == "image" else "embed:text")
     if req.modality == "image":
         if not isinstance(req.input[0], str):
             raise InvalidRequest("with modality 'image', input must be image URLs, data: URIs or base64 strings",
@@ -60,7 +56,7 @@ def embed_text():
     outputs = req.requested_outputs()
     check_items(req.texts, context.settings(), "texts")
     engine = context.engine()
-    model = engine.resolve(req.model)
+    model = engine.resolve(req.model, "embed:text")
     engine.check_outputs(model, outputs, "output_types" if req.output_types else "output_type")
     result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
                                 prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
@@ -86,7 +82,7 @@ def embed_sparse():
     req = parse_json(EmbedSparseRequest)
     check_items(req.inputs, context.settings(), "inputs")
     engine = context.engine()
-    model = engine.resolve(req.model)
+    model = engine.resolve(req.model, "sparse")
     engine.check_outputs(model, ["sparse"], "inputs")
     result = engine.embed_texts(model, req.inputs, truncate=req.truncate, prompt_name=req.prompt_name,
                                 field="inputs", outputs=frozenset({"sparse"}))

@@ -40,6 +40,11 @@ def encode_sparse(sparse: list, token_strings=None) -> list[dict]:
     return out
 
 
+def usage(tokens: int) -> dict:
+    """OpenAI's usage block: every token here is a prompt token."""
+    return {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
 def json_response(payload, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload, option=_JSON_OPTIONS), status=status, headers=headers,
                     mimetype="application/json")

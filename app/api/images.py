@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from . import context
-from .embeddings import usage
-from .encoding import encode_rows, json_response
+from .encoding import encode_rows, json_response, usage
 from .image_inputs import embed, form_request, gather, is_multipart, uploads
 from .parsing import parse_json
 from .schemas import EmbedImageRequest, EmbedTextResponse, ImageOptions
@@ -26,7 +25,7 @@ def embed_image():
         options = form_request(ImageOptions)
     else:
         options = parse_json(EmbedImageRequest, accepted="application/json or multipart/form-data")
-    model = engine.resolve(options.model)
+    model = engine.resolve(options.model, "embed:image")
     # A text-only model refuses before any file is read or URL fetched.
     engine.require(model, "image", "images")
     images = uploads("images") if multipart else gather(options.images, "images")

@@ -285,9 +285,10 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    family: str = Field(description="How the model is run: sentence-transformers, bge-m3, decoder, dual-encoder.")
+    family: str = Field(description="How the model is run: sentence-transformers, bge-m3, decoder, dual-encoder, "
+                                    "cross-encoder, llm-reranker.")
     capabilities: list[str] = Field(
-        description="What the model does: embed:text, embed:image, sparse, colbert.")
+        description="What the model does: embed:text, embed:image, sparse, colbert, rerank.")
     modality: str
     modalities: list[str]
     outputs: list[str] = Field(description="dense, plus sparse and colbert for BGE-M3-style models.")
@@ -296,6 +297,10 @@ class ModelCard(BaseModel):
     pooling: list[str]
     prompts: list[str]
     default_prompt_name: Optional[str]
+    activation: Optional[str] = Field(default=None, description="Rerankers: what turns the raw score into the "
+                                                                "default one (sigmoid, identity, tanh).")
+    default_instruction: Optional[str] = Field(default=None, description="LLM rerankers: the instruction used "
+                                                                         "when a request gives none.")
 
 
 class ModelList(BaseModel):

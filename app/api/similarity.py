@@ -14,8 +14,7 @@ from flask import Blueprint
 from ..errors import InvalidRequest
 from ..scores import lexical_score, maxsim_score
 from . import context
-from .embeddings import usage
-from .encoding import json_response
+from .encoding import json_response, usage
 from .image_inputs import embed, gather
 from .observability import record_embedding
 from .parsing import check_items, parse_json
@@ -29,7 +28,8 @@ DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
 
 
 @bp.post("/similarity")
-@operation(summary="Similarity of texts x images, texts x documents, or texts (images) among themselves",
+@operation(summary="Similarity of texts x images, texts x documents, or texts (images) among themselves; "
+                   "with a reranker, the relevance of every document to every text",
            request=SimilarityRequest, response=SimilarityResponse, auth=True, tags=("native",),
            errors=(400, 401, 404, 413, 415))
 def similarity():
@@ -43,7 +43,9 @@ def similarity():
         raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
     settings = context.settings()
     engine = context.engine()
-    model = engine.resolve(req.model)
+    model = engine.resolve(req.model, "embed:image" if req.images else None)
+    if engine.is_reranker(model):
+        return _reranker_matrix(engine, model, req, settings)
     if req.images:
         engine.require(model, "image", "images")
     engine.check_outputs(model, outputs)
@@ -80,6 +82,28 @@ def similarity():
     if req.output_types:
         body["scores"] = scores
     return json_response(body)
+
+
+def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
+    """A reranker scores every text (as a query) against every document: the relevance matrix."""
+    if req.images or not req.documents:
+        raise InvalidRequest(f"the model {model.name!r} is a reranker: send texts (queries) and documents",
+                             param="documents" if not req.images else "images", code="unsupported_task")
+    if req.output_types:
+        raise InvalidRequest("a reranker has one score per pair; output_types does not apply",
+                             param="output_types")
+    check_items(req.texts, settings, "texts")
+    check_items(req.documents, settings, "documents")
+    pairs = len(req.texts) * len(req.documents)
+    if pairs > settings.max_batch_items:
+        raise InvalidRequest(f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
+                             f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
+                             param="documents", code="too_many_items")
+    result = engine.rerank(model, req.texts, req.documents)
+    record_embedding(result, len(req.texts) * len(req.documents), "pair")
+    matrix = result.scores
+    return json_response({"model": model.name, "similarity_matrix": matrix,
+                          "shape": [int(matrix.shape[0]), int(matrix.shape[1])], "usage": usage(result.prompt_tokens)})
 
 
 def _score(output: str, rows, columns) -> np.ndarray:

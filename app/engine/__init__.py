@@ -15,8 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from .engine import Embeddings, Engine, EngineObserver, ModelLoadError, Timings  # noqa: E402
+from .engine import Embeddings, Engine, EngineObserver, ModelLoadError, Scores, Timings  # noqa: E402
 from .engine_config import EngineConfig, ModelSpec  # noqa: E402
 from .families import Lane, ModelFamily  # noqa: E402
 
-__all__ = ["Embeddings", "Engine", "EngineConfig", "EngineObserver", "Lane", "ModelFamily", "ModelLoadError", "ModelSpec", "Timings"]
+__all__ = ["Embeddings", "Engine", "EngineConfig", "EngineObserver", "Lane", "ModelFamily", "ModelLoadError", "ModelSpec", "Scores", "Timings"]

@@ -30,7 +30,7 @@ from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
-from .outputs import DENSE, HEAD_FILES, MODALITY_CAPABILITY, Results
+from .outputs import DENSE, HEAD_FILES, MODALITY_CAPABILITY, RERANK, Results
 from .postprocess import postprocess
 from .rows import Prepared, forward_planned
 
@@ -53,6 +53,16 @@ class Embeddings:
     timings: Timings = Timings()
     sparse: list[tuple[np.ndarray, np.ndarray]] | None = None  # per input: (token ids, weights)
     colbert: list[np.ndarray] | None = None  # per input: [tokens - 1, dim]
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Relevance scores of (query, document) pairs: [queries, documents], the caller's order."""
+
+    scores: np.ndarray
+    prompt_tokens: int
+    timings: Timings = Timings()
     model: str = ""
 
 
@@ -172,9 +182,14 @@ class Engine:
             self.start_worker()
 
     # ------------------------------------------------------------------ lookups
-    def resolve(self, name: str | None) -> ModelFamily:
-        """The model a request names; none named means the first served model."""
+    def resolve(self, name: str | None, capability: str | None = None) -> ModelFamily:
+        """The model a request names. None named: the first served model that has `capability`
+        (the route's task, so a rerank request finds the reranker beside an embedder), else the first."""
         if name is None or name == "":
+            if capability is not None:
+                for model in self.models.values():
+                    if capability in model.capabilities:
+                        return model
             return next(iter(self.models.values()))
         model = self.models.get(name)
         if model is None:
@@ -190,12 +205,27 @@ class Engine:
         """A 400 that says what the model does, unless it embeds `modality`."""
         if MODALITY_CAPABILITY[modality] in model.capabilities:
             return
+        if Engine.is_reranker(model):
+            raise InvalidRequest(f"the model {model.name!r} is a reranker: it scores (query, document) pairs and "
+                                 "embeds nothing; send it to /rerank, /v1/rerank or /v2/rerank", param="model",
+                                 code="unsupported_task")
         embeds = [m for m, capability in MODALITY_CAPABILITY.items() if capability in model.capabilities]
         part = "vision tower" if modality == "image" else f"{modality} encoder"
         does = (f"it embeds {' and '.join(embeds)} only" if embeds
                 else f"it does {', '.join(sorted(model.capabilities))} only")
         raise InvalidRequest(f"the model {model.name!r} has no {part}: {does}", param=field,
                              code="unsupported_modality")
+
+    @staticmethod
+    def is_reranker(model: ModelFamily) -> bool:
+        return RERANK in model.capabilities and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
+
+    @staticmethod
+    def require_rerank(model: ModelFamily) -> None:
+        if RERANK not in model.capabilities:
+            does = ", ".join(sorted(model.capabilities))
+            raise InvalidRequest(f"the model {model.name!r} does not rerank: it does {does}; name a cross-encoder or "
+                                 "LLM reranker in `model`", param="model", code="unsupported_task")
 
     @staticmethod
     def check_outputs(model: ModelFamily, outputs, param: str = "output_types") -> None:
@@ -270,8 +300,30 @@ class Engine:
                 f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions",
                 param="dimensions")
 
+    def rerank(self, model: ModelFamily, queries: list[str], documents: list[str], *, raw_scores: bool = False,
+               truncate: bool = True, truncation_direction: str = "right", instruction: str | None = None,
+               max_document_tokens: int | None = None, field: str = "documents") -> Scores:
+        """Every query against every document: one pair row each, batched like any other row."""
+        self.require_rerank(model)
+        started = time.perf_counter()
+        rows = []
+        for query in queries:
+            rows.extend(model.prepare_pairs(query, documents, truncate=truncate, direction=truncation_direction,
+                                            instruction=instruction, max_document_tokens=max_document_tokens,
+                                            field=field).rows)
+        prepared = Prepared(rows=rows, outputs=frozenset({RERANK}))
+        results, timings = self._execute(model, "pair", prepared, time.perf_counter() - started)
+        scores = results.scores if raw_scores else model.activate(results.scores)
+        return Scores(scores=scores.reshape(len(queries), len(documents)), prompt_tokens=prepared.token_count,
+                      timings=timings, model=model.name)
+
     def _run(self, model: ModelFamily, kind: str, prepared: Prepared, normalize: bool, dimensions: int | None,
              tokenize_seconds: float) -> Embeddings:
+        results, timings = self._execute(model, kind, prepared, tokenize_seconds)
+        return self._embeddings(model.name, results, prepared, normalize, dimensions, timings)
+
+    def _execute(self, model: ModelFamily, kind: str, prepared: Prepared,
+                 tokenize_seconds: float) -> tuple[Results, Timings]:
         self._ensure_started()
         enqueued = time.perf_counter()
         batcher = self.batchers.get((model.name, kind))
@@ -287,8 +339,7 @@ class Engine:
         except Exception as exc:  # an inference fault fails this request only
             log.exception("inference failed for model %s (%s)", model.name, kind)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
-        timings = Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
-        return self._embeddings(model.name, results, prepared, normalize, dimensions, timings)
+        return results, Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
 
     @staticmethod
     def _embeddings(name: str, results: Results, prepared: Prepared, normalize: bool, dimensions: int | None,

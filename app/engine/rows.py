@@ -32,6 +32,18 @@ class TextRow:
 
 
 @dataclass(frozen=True, eq=False)
+class PairRow:
+    """One (query, document) pair as the model reads it: special tokens included; the first
+    `first_segment` ids (prefix, query, separator) are segment 0 for models with token types."""
+
+    ids: list[int]
+    first_segment: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True, eq=False)
 class ImageRow:
     """One preprocessed image: the processor's arrays with a leading batch axis of 1."""
 

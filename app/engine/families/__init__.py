@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from .base import Lane, ModelFamily
 from .bge_m3 import BGEM3Model
+from .cross_encoder import CrossEncoderModel
 from .decoder_embedder import DecoderEmbedder
 from .dual_encoder import DualEncoderModel
+from .llm_reranker import LLMReranker
 from .sentence_transformer import SentenceTransformerModel
 
 FAMILIES: tuple[type[ModelFamily], ...] = (
     DualEncoderModel,
+    LLMReranker,
+    CrossEncoderModel,
     BGEM3Model,
     DecoderEmbedder,
     SentenceTransformerModel,

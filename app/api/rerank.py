@@ -1,0 +1,91 @@
+"""The rerank routes: text-embeddings-inference's `/rerank`, Jina's and Cohere's `/v1/rerank`, Cohere's `/v2/rerank`.
+
+All three score every document against the query in one engine call (one
+pair row per document, batched with other requests' rows) and answer best
+first; they differ only in their shapes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from flask import Blueprint
+
+from ..errors import InvalidRequest
+from . import context
+from .encoding import json_response, usage
+from .observability import record_embedding
+from .parsing import check_items, parse_json
+from .rerank_schemas import RerankRequest, RerankResponse, TEIRerankRequest, TEIRerankResponse
+from .spec import operation
+
+bp = Blueprint("rerank", __name__)
+
+_ERRORS = (400, 401, 404, 413, 415, 503)
+
+
+def _rerank(model_name: str | None, query: str, documents: list[str], field: str, **options):
+    """One query's scores against `documents`, and the order best first (ties keep the caller's order)."""
+    settings = context.settings()
+    check_items(documents, settings, field)
+    if len(query) > settings.max_input_chars:
+        raise InvalidRequest(f"query has {len(query)} characters; at most {settings.max_input_chars} are allowed "
+                             "(MAX_INPUT_CHARS)", param="query", code="input_too_long")
+    engine = context.engine()
+    model = engine.resolve(model_name, "rerank")
+    result = engine.rerank(model, [query], documents, field=field, **options)
+    record_embedding(result, len(documents), "pair")
+    scores = result.scores[0]
+    order = np.argsort(-scores, kind="stable")
+    return model, result, scores, order
+
+
+@bp.post("/rerank")
+@operation(summary="Rerank texts against a query (text-embeddings-inference's shape)", request=TEIRerankRequest,
+           response=TEIRerankResponse, auth=True, tags=("tei",), errors=_ERRORS)
+def rerank_tei():
+    req = parse_json(TEIRerankRequest)
+    _, _, scores, order = _rerank(req.model, req.query, req.texts, "texts", raw_scores=req.raw_scores,
+                                  truncate=req.truncate, truncation_direction=req.truncation_direction,
+                                  instruction=req.instruction)
+    ranks = []
+    for index in order.tolist():
+        rank = {"index": index, "score": float(scores[index])}
+        if req.return_text:
+            rank["text"] = req.texts[index]
+        ranks.append(rank)
+    return json_response(ranks)
+
+
+def _cohere_shaped(version: str):
+    req = parse_json(RerankRequest)
+    model, result, scores, order = _rerank(req.model, req.query, req.documents, "documents",
+                                           instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc)
+    results = []
+    for index in order.tolist()[:req.top_n]:
+        item = {"index": index, "relevance_score": float(scores[index])}
+        if req.return_documents:
+            item["document"] = {"text": req.documents[index]}
+        results.append(item)
+    return json_response({
+        "id": str(uuid.uuid4()),
+        "model": model.name,
+        "results": results,
+        "usage": usage(result.prompt_tokens),
+        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+    })
+
+
+@bp.post("/v1/rerank")
+@operation(summary="Rerank documents against a query (Jina's and Cohere's v1 shape)", request=RerankRequest,
+           response=RerankResponse, auth=True, tags=("rerank",), errors=_ERRORS)
+def rerank_v1():
+    return _cohere_shaped("1")
+
+
+@bp.post("/v2/rerank")
+@operation(summary="Rerank documents against a query (Cohere's v2 shape)", request=RerankRequest,
+           response=RerankResponse, auth=True, tags=("rerank",), errors=_ERRORS)
+def rerank_v2():
+    return _cohere_shaped("2")

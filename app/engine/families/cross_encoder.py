@@ -1,0 +1,142 @@
+"""Cross-encoder rerankers: a sequence-classification head over an encoder, one logit per (query, document).
+
+bge-reranker-base/large/v2-m3, the ms-marco MiniLM cross-encoders, gte and
+ModernBERT rerankers: `AutoModelForSequenceClassification` with one label.
+Recognised by `architectures` ending in `ForSequenceClassification` or by
+sentence-transformers' CrossEncoder files. The raw score is the logit; the
+default score applies the activation `CrossEncoder.predict` applies for the
+model (its saved `activation_fn`, else sigmoid for one label).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from ..layout import ModelLayout, model_config, read_layout
+from ..outputs import RERANK, BatchOutput
+from ..pair_inputs import PairInputs
+from ..rows import PairRow, Prepared
+from ..text_inputs import WARMUP_TOKENS, max_sequence_length
+from .base import ModelFamily
+
+# Score activations by name, as sentence-transformers stores them ("torch.nn.modules.activation.Sigmoid").
+ACTIVATIONS = {
+    "Sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "Identity": lambda x: x,
+    "Tanh": np.tanh,
+}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_cross_encoder_dir(path: Path) -> bool:
+    if _read_json(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
+        return True
+    return any(str(name).endswith("ForSequenceClassification")
+               for name in model_config(path).get("architectures") or [])
+
+
+def activation_name(path: Path, config: dict) -> str:
+    """The activation sentence-transformers' CrossEncoder.predict would apply, by class name."""
+    for found in (_read_json(path / "config_sentence_transformers.json").get("activation_fn"),
+                  (config.get("sentence_transformers") or {}).get("activation_fn"),
+                  config.get("sbert_ce_default_activation_function")):
+        if isinstance(found, str) and found.startswith("torch."):
+            name = found.rsplit(".", 1)[-1]
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unsupported score activation {found!r}; supported: {', '.join(ACTIVATIONS)}")
+            return name
+    return "Sigmoid"
+
+
+class CrossEncoderModel(ModelFamily):
+    family = "cross-encoder"
+    capabilities = frozenset({RERANK})
+    kinds = ("pair",)
+
+    def __init__(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout, activation: str,
+                 dtype: torch.dtype):
+        super().__init__(name, dtype)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self.activation = activation
+        self.max_length = max_sequence_length(layout, tokenizer, model.config)
+        self.pairs = PairInputs(tokenizer, self.max_length)
+        self.dimension = 1
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        accepted = inspect.signature(model.forward).parameters
+        self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return is_cross_encoder_dir(path)
+
+    @classmethod
+    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "CrossEncoderModel":
+        layout = read_layout(path)
+        tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
+        model = AutoModelForSequenceClassification.from_pretrained(str(layout.transformer_path), dtype=dtype)
+        labels = int(model.config.num_labels)
+        if labels != 1:
+            raise ValueError(f"a sequence-classification model with {labels} labels is a classifier, not a "
+                             "reranker; only one-label cross-encoders are served")
+        model.eval().requires_grad_(False)
+        return cls(name, tokenizer, model, layout, activation_name(Path(path), model_config(path)), dtype)
+
+    def summary(self) -> str:
+        return f"rerank: max_tokens={self.max_length} activation={self.activation} dtype={self.dtype}"
+
+    # ------------------------------------------------------------ preparation
+    def prepare_pairs(self, query: str, documents: list[str], *, truncate: bool = True, direction: str = "right",
+                      instruction: str | None = None, max_document_tokens: int | None = None,
+                      field: str = "documents") -> Prepared:
+        rows = self.pairs.tokenize(query, documents, truncate=truncate, direction=direction,
+                                   max_document_tokens=max_document_tokens, field=field)
+        return Prepared(rows=rows, outputs=frozenset({RERANK}))
+
+    def activate(self, scores: np.ndarray) -> np.ndarray:
+        return ACTIVATIONS[self.activation](scores.astype(np.float64)).astype(np.float32)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, kind: str, rows: list[PairRow], outputs: frozenset[str]) -> BatchOutput:
+        width = max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            input_ids[i, :len(row)] = row.ids
+            mask[i, :len(row)] = 1
+            types[i, row.first_segment:len(row)] = 1
+        inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device),
+                  "attention_mask": torch.from_numpy(mask).to(self.device)}
+        if self._token_type_ids:
+            inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
+        logits = self.model(**inputs).logits
+        return BatchOutput(scores=logits[:, 0].float().cpu().numpy())
+
+    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        short = self.pairs.tokenize("warm-up", ["warm-up"])
+        longest = PairRow([self.pad_id + 1] * min(self.max_length, WARMUP_TOKENS))
+        return [("pair", Prepared(rows=short + [longest], outputs=frozenset({RERANK})))]
+
+    # -------------------------------------------------------------- lifecycle
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "modality": "text-pair", "modalities": ["text-pair"], "outputs": ["score"],
+                "dimension": 1, "max_input_tokens": self.max_length, "pooling": [], "prompts": [],
+                "default_prompt_name": None, "activation": self.activation.lower()}

@@ -83,6 +83,9 @@ class Settings:
     allowed_image_networks: tuple[str, ...] = ()
     image_fetch_timeout: float = 10.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    vlm_min_image_tokens: int = 256
+    vlm_max_image_tokens: int = 1280
+    vlm_max_length: int = 1800
 
     # ------------------------------------------------------------------ derived
     @property
@@ -171,7 +174,13 @@ class Settings:
             allowed_image_networks=_networks(read.items("ALLOWED_IMAGE_NETWORKS")),
             image_fetch_timeout=read.decimal("IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.001),
             api_keys=tuple(read.items("API_KEYS")),
+            vlm_min_image_tokens=read.integer("VLM_MIN_IMAGE_TOKENS", 256, minimum=1),
+            vlm_max_image_tokens=read.integer("VLM_MAX_IMAGE_TOKENS", 1280, minimum=1),
+            vlm_max_length=read.integer("VLM_MAX_LENGTH", 1800, minimum=16),
         )
+        if settings.vlm_min_image_tokens > settings.vlm_max_image_tokens:
+            raise ConfigError("VLM_MIN_IMAGE_TOKENS", f"{settings.vlm_min_image_tokens} is more than "
+                                                      f"VLM_MAX_IMAGE_TOKENS ({settings.vlm_max_image_tokens})")
         if settings.models and (settings.model_path or settings.model_name):
             both = "MODEL_PATH" if settings.model_path else "MODEL_NAME"
             raise ConfigError("MODELS", f"MODELS and {both} are both set; give every model in MODELS as name=path "

@@ -300,10 +300,12 @@ def test_a_bad_image_fails_only_its_own_request_in_a_shared_batch(clip_app, engi
 
 
 def test_image_inputs_are_counted_by_modality(clip):
+    served = clip.get("/v1/models").get_json()["data"][0]["id"]
+
     def count() -> float:
         text = clip.get("/metrics").get_data(as_text=True)
         for line in text.splitlines():
-            if line.startswith('embedding_inputs_total{modality="image",'):
+            if line.startswith(f'embedding_inputs_total{{modality="image",model="{served}"}}'):
                 return float(line.split()[-1])
         return 0.0
 

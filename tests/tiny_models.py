@@ -297,3 +297,49 @@ def tiny_qwen3_reranker(directory: Path, seed: int = 0, template: dict | None = 
 
         (directory / "reranker.json").write_text(json.dumps(template))
     return directory
+
+
+QWEN_VL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                    "<|image_pad|>", "<|video_pad|>"]
+GME_CORPUS = DECODER_CORPUS + [
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n",
+    "Find an image that matches the given text. What kind of car is this? A red square on a blue background.",
+    "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>",
+] * 10
+
+
+def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer Qwen2-VL in GME's layout (Qwen2VLForConditionalGeneration, its processor): a byte-level BPE
+    trained here with Qwen's chat and vision tokens, and a vision tower with 4-pixel patches."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=QWEN_VL_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(GME_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=QWEN_VL_SPECIALS[1:], model_max_length=32768)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}
+    config = Qwen2VLConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}, pad_token_id=ids["<|endoftext|>"],
+                         eos_token_id=ids["<|im_end|>"], bos_token_id=ids["<|endoftext|>"]),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=4,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    _sharpen(model, 2.0)
+    model.save_pretrained(directory)
+    images = _image_processor("Qwen2VLImageProcessor", patch_size=4, merge_size=2, temporal_patch_size=2,
+                              min_pixels=8 * 8, max_pixels=64 * 64)
+    # The files Qwen2VLProcessor would write; the processor object itself needs torchvision (for videos).
+    images.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -8,7 +8,8 @@ from flask import Blueprint
 
 from ..errors import InvalidRequest
 from . import context
-from .image_inputs import embed, gather
+from .image_inputs import embed, embed_items, gather
+from .multimodal_inputs import Item
 from .encoding import encode_matrices, encode_rows, encode_sparse, json_response, usage
 from .observability import record_embedding
 from .parsing import check_items, parse_json
@@ -24,21 +25,27 @@ bp = Blueprint("embeddings", __name__)
            response=OpenAIEmbeddingResponse, auth=True, tags=("openai",), errors=(400, 401, 404, 413, 415))
 def create_embeddings():
     req = parse_json(OpenAIEmbeddingRequest)
+    inputs = req.inputs()
     engine = context.engine()
-    model = engine.resolve(req.model, "embed:image" if req.modality == "image" else "embed:text")
+    multimodal = isinstance(inputs[0], Item)
+    wants = "embed:image" if req.modality == "image" else "embed:interleaved" if multimodal else "embed:text"
+    model = engine.resolve(req.model, wants)
+    options = {"dimensions": req.dimensions, "instruction": req.effective_instruction(), "is_query": req.is_query}
     if req.modality == "image":
-        if not isinstance(req.input[0], str):
+        if not isinstance(inputs[0], str):
             raise InvalidRequest("with modality 'image', input must be image URLs, data: URIs or base64 strings",
                                  param="input")
         engine.require(model, "image", "input")  # a text-only model says so before anything is fetched
-        result = embed(model, gather(req.input, "input"), "input", dimensions=req.dimensions)
+        result = embed(model, gather(inputs, "input"), "input", **options)
+    elif multimodal:
+        result = embed_items(model, inputs, "input", **options)
     else:
-        check_items(req.input, context.settings(), "input")
-        if isinstance(req.input[0], str):
-            result = engine.embed_texts(model, req.input, dimensions=req.dimensions)
+        check_items(inputs, context.settings(), "input")
+        if isinstance(inputs[0], str):
+            result = engine.embed_texts(model, inputs, **options)
         else:
-            result = engine.embed_token_ids(model, req.input, dimensions=req.dimensions)
-        record_embedding(result, len(req.input))
+            result = engine.embed_token_ids(model, inputs, dimensions=req.dimensions)
+        record_embedding(result, len(inputs))
     rows = encode_rows(result.vectors, req.encoding_format)
     return json_response({
         "object": "list",
@@ -60,7 +67,8 @@ def embed_text():
     engine.check_outputs(model, outputs, "output_types" if req.output_types else "output_type")
     result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
                                 prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
-                                field="texts", outputs=frozenset(outputs))
+                                field="texts", outputs=frozenset(outputs), instruction=req.instruction,
+                                is_query=req.is_query)
     record_embedding(result, len(req.texts))
     body = {"model": model.name}
     if "dense" in outputs:

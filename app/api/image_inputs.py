@@ -36,16 +36,18 @@ def check_image_count(count: int, settings: Settings, field: str) -> None:
                              "per request (MAX_IMAGES_PER_REQUEST)", param=field, code="too_many_items")
 
 
-def gather(values: list[str], field: str) -> list[bytes]:
-    """JSON image strings -> bytes; URLs are fetched here (I/O, cooperative under gevent)."""
+def gather(values: list[str], field: str, positions: list[int] | None = None) -> list[bytes]:
+    """JSON image strings -> bytes; URLs are fetched here (I/O, cooperative under gevent).
+    `positions` are the values' indices in the request, for the errors that name them."""
     settings = context.settings()
     check_image_count(len(values), settings, field)
     limits = ImageLimits.from_settings(settings)
     fetcher = context.image_fetcher()
     images: list = []
     urls: dict[int, str] = {}
+    names = [f"{field}[{index}]" for index in (positions or range(len(values)))]
     for index, value in enumerate(values):
-        param = f"{field}[{index}]"
+        param = names[index]
         source = parse_source(value, limits, param)
         if source.kind == "url":
             if fetcher is None:
@@ -56,12 +58,12 @@ def gather(values: list[str], field: str) -> list[bytes]:
         images.append(source.data)
     if len(urls) == 1:
         index, url = next(iter(urls.items()))
-        images[index] = fetcher.fetch(url, f"{field}[{index}]")
+        images[index] = fetcher.fetch(url, names[index])
     elif urls:
         # Several URLs are fetched at once (greenlets under gevent, threads otherwise);
         # map keeps the order, so the first failing index is the one reported.
         with ThreadPoolExecutor(max_workers=min(_PARALLEL_FETCHES, len(urls))) as pool:
-            fetched = pool.map(lambda item: fetcher.fetch(item[1], f"{field}[{item[0]}]"), urls.items())
+            fetched = pool.map(lambda item: fetcher.fetch(item[1], names[item[0]]), urls.items())
             for index, data in zip(urls, fetched):
                 images[index] = data
     return images
@@ -72,6 +74,28 @@ def embed(model, images: list[bytes], field: str = "images", **options):
     result = context.engine().embed_images(model, images, ImageLimits.from_settings(context.settings()),
                                            field=field, **options)
     record_embedding(result, len(images), "image")
+    return result
+
+
+def embed_items(model, items: list, field: str, **options):
+    """(text, image) items -> one vector each (vision-language embedders embed both together)."""
+    settings = context.settings()
+    if len(items) > settings.max_batch_items:
+        raise InvalidRequest(f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per "
+                             "request (MAX_BATCH_ITEMS)", param=field, code="too_many_items")
+    for index, item in enumerate(items):
+        if item.text is not None and len(item.text) > settings.max_input_chars:
+            raise InvalidRequest(f"{field}[{index}] has {len(item.text)} characters; at most "
+                                 f"{settings.max_input_chars} are allowed (MAX_INPUT_CHARS)",
+                                 param=f"{field}[{index}]", code="input_too_long")
+    with_images = [index for index, item in enumerate(items) if item.image is not None]
+    fetched = gather([items[index].image for index in with_images], field, with_images) if with_images else []
+    images: list = [None] * len(items)
+    for index, data in zip(with_images, fetched):
+        images[index] = data
+    result = context.engine().embed_inputs(model, [item.text for item in items], images,
+                                           ImageLimits.from_settings(settings), field=field, **options)
+    record_embedding(result, len(items), "image" if with_images else "text")
     return result
 
 
@@ -105,10 +129,10 @@ def form_options(allowed: set[str]) -> dict:
         if name not in allowed:
             raise InvalidRequest(f"{name}: is not a known field; multipart requests take image files plus "
                                  f"{', '.join(sorted(allowed))}", param=name)
-        if name == "normalize":
+        if name in ("normalize", "is_query"):
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0"):
-                raise InvalidRequest("normalize: must be true or false", param=name)
+                raise InvalidRequest(f"{name}: must be true or false", param=name)
             options[name] = lowered in ("true", "1")
         elif name == "dimensions":
             if not value.strip().isdigit():

@@ -29,7 +29,8 @@ def embed_image():
     # A text-only model refuses before any file is read or URL fetched.
     engine.require(model, "image", "images")
     images = uploads("images") if multipart else gather(options.images, "images")
-    result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions)
+    result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions,
+                   instruction=options.instruction, is_query=options.is_query)
     return json_response({
         "model": model.name,
         "embeddings": encode_rows(result.vectors, options.encoding_format),

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
+from .multimodal_inputs import chat_item, input_items, is_parts
 
 EncodingFormat = Literal["float", "base64"]
 OutputType = Literal["dense", "sparse", "colbert"]
@@ -58,9 +59,12 @@ def _is_token(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _openai_input(value) -> Union[list[str], list[list[int]]]:
-    """OpenAI's four input shapes -> a list of texts or a list of token-id rows."""
+def _openai_input(value) -> Union[list[str], list[list[int]], list]:
+    """OpenAI's four input shapes -> a list of texts or a list of token-id rows; inputs with content
+    parts (vLLM's multimodal form) -> (text, image) items."""
     field = "input"
+    if isinstance(value, list) and any(is_parts(item) for item in value):
+        return input_items(value, field)
     if isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], str)):
         return _text_list(value, field)
     if not isinstance(value, list):
@@ -103,8 +107,17 @@ class OpenAIEmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    input: Union[str, list[str], list[int], list[list[int]]] = Field(
-        description="Text, texts, one token-id list, or a list of token-id lists (this model's vocabulary).")
+    input: Optional[Union[str, list[str], list[int], list[list[int]], list]] = Field(
+        default=None, description="Text, texts, one token-id list, a list of token-id lists (this model's "
+                                  "vocabulary), or (vision-language models) items that are lists of content parts: "
+                                  "{\"type\": \"text\", \"text\"} and {\"type\": \"image_url\", "
+                                  "\"image_url\": {\"url\"}}.")
+    messages: Optional[list] = Field(
+        default=None, description="vLLM's form: one chat (content parts as above) -> one embedding; a system "
+                                  "message's text is the instruction. Instead of `input`.")
+    instruction: Optional[str] = Field(default=None, description="Vision-language embedders (GME): the query "
+                                                                 "instruction.")
+    is_query: bool = Field(default=True, description="GME: false embeds a document (default instruction).")
     model: Optional[str] = Field(default=None, description="Served model id; defaults to the first model.")
     encoding_format: EncodingFormat = "float"
     dimensions: Optional[Dimensions] = None
@@ -115,7 +128,26 @@ class OpenAIEmbeddingRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _normalise_input(cls, value):
-        return _openai_input(value)
+        return None if value is None else _openai_input(value)
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _check_messages(cls, value):
+        if value is None:
+            return None
+        item, system = chat_item(value)
+        return [item, system]
+
+    def inputs(self) -> list:
+        """The inputs, whichever field carried them."""
+        if (self.input is None) == (self.messages is None):
+            raise InvalidRequest("send either input or messages", param="input")
+        return self.input if self.input is not None else [self.messages[0]]
+
+    def effective_instruction(self) -> Optional[str]:
+        if self.instruction is not None or self.messages is None:
+            return self.instruction
+        return self.messages[1]
 
 
 class EmbedTextRequest(BaseModel):
@@ -138,6 +170,9 @@ class EmbedTextRequest(BaseModel):
     output_types: Optional[list[OutputType]] = Field(
         default=None, min_length=1, description="Several outputs, computed in one forward pass.")
     return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
+    instruction: Optional[str] = Field(
+        default=None, description="Vision-language embedders (GME): the instruction for queries.")
+    is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -177,6 +212,9 @@ class ImageOptions(BaseModel):
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
     dimensions: Optional[Dimensions] = None
     encoding_format: EncodingFormat = "float"
+    instruction: Optional[str] = Field(
+        default=None, description="Vision-language embedders (GME): the instruction for queries.")
+    is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
 
 
 class EmbedImageRequest(ImageOptions):

@@ -30,7 +30,7 @@ from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
-from .outputs import DENSE, HEAD_FILES, MODALITY_CAPABILITY, RERANK, Results
+from .outputs import DENSE, EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, Results
 from .postprocess import postprocess
 from .rows import Prepared, forward_planned
 
@@ -121,7 +121,7 @@ class Engine:
         models: dict[str, ModelFamily] = {}
         for spec in config.models:
             try:
-                models[spec.name] = load_model(spec.path, spec.name, dtype)
+                models[spec.name] = load_model(spec.path, spec.name, dtype, config.load)
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(spec, f"cannot load it: {exc}") from exc
         return cls(config, models, device, dtype, observer)
@@ -255,14 +255,17 @@ class Engine:
     # --------------------------------------------------------------- embedding
     def embed_texts(self, model: ModelFamily, texts: list[str], *, normalize: bool = True, truncate: bool = True,
                     prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
-                    field: str = "input", outputs: frozenset[str] = DENSE) -> Embeddings:
-        """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them."""
+                    field: str = "input", outputs: frozenset[str] = DENSE, instruction: str | None = None,
+                    is_query: bool = True) -> Embeddings:
+        """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them.
+        `instruction` and `is_query` are for vision-language embedders (GME)."""
         self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         self.check_outputs(model, outputs)
         started = time.perf_counter()
         prepared = model.prepare_texts(texts, truncate=truncate, prompt=prompt, prompt_name=prompt_name,
-                                       field=field, outputs=frozenset(outputs) | DENSE)
+                                       field=field, outputs=frozenset(outputs) | DENSE, instruction=instruction,
+                                       is_query=is_query)
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started)
 
     def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], *, normalize: bool = True,
@@ -274,23 +277,52 @@ class Engine:
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started)
 
     def embed_images(self, model: ModelFamily, images: list[bytes], limits: ImageLimits, *,
-                     normalize: bool = True, dimensions: int | None = None, field: str = "images") -> Embeddings:
+                     normalize: bool = True, dimensions: int | None = None, field: str = "images",
+                     instruction: str | None = None, is_query: bool = True) -> Embeddings:
         """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
-        self.require(model, "image", field)
+        return self.embed_inputs(model, [None] * len(images), images, limits, normalize=normalize,
+                                 dimensions=dimensions, field=field, instruction=instruction, is_query=is_query)
+
+    def embed_inputs(self, model: ModelFamily, texts: list[str | None], images: list[bytes | None],
+                     limits: ImageLimits, *, normalize: bool = True, dimensions: int | None = None,
+                     field: str = "images", instruction: str | None = None, is_query: bool = True) -> Embeddings:
+        """One vector per input: a text, an image, or (vision-language embedders) a text and an image together."""
+        if any(image is not None for image in images):
+            self.require(model, "image", field)
+        if any(text is not None for text in texts):
+            self.require(model, "text", field)
+        if any(text is not None and image is not None for text, image in zip(texts, images)) \
+                and EMBED_INTERLEAVED not in model.capabilities:
+            raise InvalidRequest(f"the model {model.name!r} cannot embed a text and an image together; it does "
+                                 f"{', '.join(sorted(model.capabilities))}", param=field, code="unsupported_modality")
+        kinds = {model.kind_of("text" if image is None else "image") for image in images}
+        if len(kinds) > 1:
+            raise InvalidRequest(f"the model {model.name!r} embeds texts and images in separate passes; send them "
+                                 "in separate requests", param=field, code="unsupported_modality")
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
         # Decoding and resizing are CPU work: off the event loop under gevent, and
         # in parallel with other requests' preprocessing and the model (PIL and
         # numpy release the GIL in their kernels).
-        prepared = self.offload(self._prepare_images, model, images, limits, field)
-        return self._run(model, "image", prepared, normalize, dimensions, time.perf_counter() - started)
+        prepared = self.offload(self._prepare_inputs, model, texts, images, limits, field, instruction, is_query)
+        modality = "text" if all(image is None for image in images) else "image"
+        return self._run(model, modality, prepared, normalize, dimensions, time.perf_counter() - started)
 
     @staticmethod
-    def _prepare_images(model: ModelFamily, images: list[bytes], limits: ImageLimits, field: str) -> Prepared:
+    def _prepare_inputs(model: ModelFamily, texts: list[str | None], images: list[bytes | None],
+                        limits: ImageLimits, field: str, instruction: str | None, is_query: bool) -> Prepared:
         rows = []
-        for index, data in enumerate(images):
+        for index, (text, data) in enumerate(zip(texts, images)):
             param = f"{field}[{index}]"
-            rows.append(model.prepare_image(decode_image(data, limits, param), param))
+            if data is None:
+                rows.extend(model.prepare_texts([text], field=field, instruction=instruction,
+                                                is_query=is_query).rows)
+                continue
+            image = decode_image(data, limits, param)
+            if text is None:
+                rows.append(model.prepare_image(image, param, instruction=instruction, is_query=is_query))
+            else:
+                rows.append(model.prepare_fused(text, image, param, instruction=instruction, is_query=is_query))
         return Prepared(rows=rows)
 
     @staticmethod
@@ -317,9 +349,9 @@ class Engine:
         return Scores(scores=scores.reshape(len(queries), len(documents)), prompt_tokens=prepared.token_count,
                       timings=timings, model=model.name)
 
-    def _run(self, model: ModelFamily, kind: str, prepared: Prepared, normalize: bool, dimensions: int | None,
+    def _run(self, model: ModelFamily, modality: str, prepared: Prepared, normalize: bool, dimensions: int | None,
              tokenize_seconds: float) -> Embeddings:
-        results, timings = self._execute(model, kind, prepared, tokenize_seconds)
+        results, timings = self._execute(model, model.kind_of(modality), prepared, tokenize_seconds)
         return self._embeddings(model.name, results, prepared, normalize, dimensions, timings)
 
     def _execute(self, model: ModelFamily, kind: str, prepared: Prepared,

@@ -15,6 +15,15 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """What some families need at load time (the rest ignore it)."""
+
+    vlm_min_image_tokens: int = 256
+    vlm_max_image_tokens: int = 1280
+    vlm_max_length: int = 1800
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     models: tuple[ModelSpec, ...]
     device: str = "auto"  # auto, cpu or cuda
@@ -23,6 +32,7 @@ class EngineConfig:
     batching: bool = True
     warmup: bool = True
     limits: BatchLimits = field(default_factory=BatchLimits)
+    load: LoadOptions = field(default_factory=LoadOptions)
 
     @classmethod
     def from_settings(cls, settings) -> "EngineConfig":
@@ -36,4 +46,7 @@ class EngineConfig:
             limits=BatchLimits(max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,
                                max_wait=settings.max_wait_ms / 1000.0, max_queue=settings.max_queue,
                                request_timeout=settings.request_timeout),
+            load=LoadOptions(vlm_min_image_tokens=settings.vlm_min_image_tokens,
+                             vlm_max_image_tokens=settings.vlm_max_image_tokens,
+                             vlm_max_length=settings.vlm_max_length),
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from .engine_config import LoadOptions
 from .families import FAMILIES, ModelFamily
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,9 @@ def family_of(path: str | Path) -> type[ModelFamily]:
     return next(family for family in FAMILIES if family.detect(path))
 
 
-def load_model(path: str | Path, name: str, dtype: torch.dtype) -> ModelFamily:
+def load_model(path: str | Path, name: str, dtype: torch.dtype, options: LoadOptions | None = None) -> ModelFamily:
     hf_logging.disable_progress_bar()
     family = family_of(path)
-    model = family.load(Path(path), name, dtype)
+    model = family.load(Path(path), name, dtype, options or LoadOptions())
     log.info("loaded model %s (%s) from %s: %s", name, family.family, path, model.summary())
     return model

@@ -44,6 +44,19 @@ class PairRow:
 
 
 @dataclass(frozen=True, eq=False)
+class MultimodalRow:
+    """One vision-language input: its token ids, image placeholders already expanded to one per
+    image token, and the processed image (pixel patches and grid) when it has one. Its cost is
+    its text tokens plus its image tokens, which is `len(ids)`."""
+
+    ids: list[int]
+    image: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True, eq=False)
 class ImageRow:
     """One preprocessed image: the processor's arrays with a leading batch axis of 1."""
 

@@ -14,8 +14,10 @@ from .decoder_embedder import DecoderEmbedder
 from .dual_encoder import DualEncoderModel
 from .llm_reranker import LLMReranker
 from .sentence_transformer import SentenceTransformerModel
+from .vlm_embedder import VLMEmbedder
 
 FAMILIES: tuple[type[ModelFamily], ...] = (
+    VLMEmbedder,
     DualEncoderModel,
     LLMReranker,
     CrossEncoderModel,

@@ -19,7 +19,7 @@ import torch
 from ...errors import InvalidRequest
 from ..outputs import DENSE, BatchOutput
 from ..planning import OVERHEAD_TOKENS
-from ..rows import ImageRow, Prepared
+from ..rows import Prepared
 from ..text_inputs import TextInputs
 
 
@@ -48,20 +48,33 @@ class ModelFamily:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "ModelFamily":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "ModelFamily":
         raise NotImplementedError
 
     # ------------------------------------------------------------ preparation
     def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input",
-                      outputs: frozenset[str] = DENSE) -> Prepared:
+                      prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
+                      instruction: str | None = None, is_query: bool = True) -> Prepared:
         raise InvalidRequest(f"the model {self.name!r} does not take texts", param=field)
 
     def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
         raise InvalidRequest(f"the model {self.name!r} does not take token ids", param=field)
 
-    def prepare_image(self, image, param: str) -> ImageRow:
+    def prepare_image(self, image, param: str, *, instruction: str | None = None, is_query: bool = True):
         raise InvalidRequest(f"the model {self.name!r} does not take images", param=param)
+
+    def prepare_fused(self, text: str, image, param: str, *, instruction: str | None = None,
+                      is_query: bool = True):
+        raise InvalidRequest(f"the model {self.name!r} cannot embed a text and an image together", param=param)
+
+    def kind_of(self, modality: str) -> str:
+        """The kind of row (and so the batcher) inputs of `modality` become."""
+        return modality
+
+    def refuse_instruction(self, instruction: str | None) -> None:
+        if instruction is not None:
+            raise InvalidRequest(f"the model {self.name!r} takes no instruction; give a prompt or prompt_name "
+                                 "(from its sentence-transformers prompts) instead", param="instruction")
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list, outputs: frozenset[str]) -> BatchOutput:
@@ -119,8 +132,9 @@ class TextFamily(ModelFamily):
     text: TextInputs
 
     def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input",
-                      outputs: frozenset[str] = DENSE) -> Prepared:
+                      prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
+                      instruction: str | None = None, is_query: bool = True) -> Prepared:
+        self.refuse_instruction(instruction)
         prefix = self.text.resolve_prompt(prompt, prompt_name)
         return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs)
 

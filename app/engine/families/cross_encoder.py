@@ -85,7 +85,7 @@ class CrossEncoderModel(ModelFamily):
         return is_cross_encoder_dir(path)
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "CrossEncoderModel":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "CrossEncoderModel":
         layout = read_layout(path)
         tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
         model = AutoModelForSequenceClassification.from_pretrained(str(layout.transformer_path), dtype=dtype)

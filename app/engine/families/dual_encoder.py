@@ -90,7 +90,7 @@ class DualEncoderModel(TextFamily):
         return dual_encoder_dir(path) is not None
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "DualEncoderModel":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "DualEncoderModel":
         model_dir = dual_encoder_dir(path)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         image_processor = _image_processor(model_dir)
@@ -106,8 +106,10 @@ class DualEncoderModel(TextFamily):
                 f"dtype={self.dtype}")
 
     # ------------------------------------------------------------ preparation
-    def prepare_image(self, image: Image.Image, param: str) -> ImageRow:
+    def prepare_image(self, image: Image.Image, param: str, *, instruction: str | None = None,
+                      is_query: bool = True) -> ImageRow:
         """The model's own resize / crop / normalise (runs outside the model lock)."""
+        self.refuse_instruction(instruction)
         try:
             features = self.image_processor(images=[image], return_tensors="np")
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image

@@ -120,7 +120,7 @@ class LLMReranker(ModelFamily):
                 or "rerank" in path.resolve().name.lower())
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "LLMReranker":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "LLMReranker":
         path = Path(path)
         directory = transformer_dir(path)
         template = read_template(path)

@@ -50,7 +50,7 @@ class SentenceTransformerModel(TextFamily):
         return True  # the fallback: the registry asks it last
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype) -> "SentenceTransformerModel":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "SentenceTransformerModel":
         layout = read_layout(path, cls.default_pooling)
         tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
         model = AutoModel.from_pretrained(str(layout.transformer_path), dtype=dtype)

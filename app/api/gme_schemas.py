@@ -1,0 +1,51 @@
+"""Request and response models of the routes GME's earlier FastAPI server had, in its shapes."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .schemas import _image_list, _text_list
+
+
+class GMEOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: Optional[str] = Field(default=None, description="Defaults to the first model that takes the input.")
+    instruction: Optional[str] = Field(default=None, description="The instruction for queries; documents "
+                                                                 "(is_query=false) always get the default.")
+    is_query: bool = True
+
+
+class GMETextRequest(GMEOptions):
+    texts: Union[str, list[str]]
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _check_texts(cls, value):
+        return _text_list(value, "texts")
+
+
+class GMEImageRequest(GMEOptions):
+    images: Union[str, list[str]] = Field(
+        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on.")
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _check_images(cls, value):
+        return _image_list(value, "images")
+
+
+class GMEFusedRequest(GMEImageRequest):
+    texts: Union[str, list[str]] = Field(description="One text per image: texts[i] and images[i] make one input.")
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _check_texts(cls, value):
+        return _text_list(value, "texts")
+
+
+class GMEEmbeddingsResponse(BaseModel):
+    embeddings: list[list[float]]
+    dimension: int

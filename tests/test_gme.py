@@ -75,14 +75,14 @@ class GmeReference:
     pinned transformers called `model.model`. Qwen2VLProcessor's text expansion (one <|image_pad|> per merged
     patch) is done by hand, as the processor object needs torchvision here."""
 
-    def __init__(self, directory, max_length: int = 1800):
+    def __init__(self, directory, max_length: int = 1800, min_tokens: int = MIN_TOKENS, max_tokens: int = MAX_TOKENS):
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         self.model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.float32).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         self.tokenizer.padding_side = "right"
-        self.images = AutoImageProcessor.from_pretrained(directory, min_pixels=MIN_TOKENS * 28 * 28,
-                                                         max_pixels=MAX_TOKENS * 28 * 28)
+        self.images = AutoImageProcessor.from_pretrained(directory, min_pixels=min_tokens * 28 * 28,
+                                                         max_pixels=max_tokens * 28 * 28)
         self.max_length = max_length
 
     def embed(self, texts, images, is_query=True, instruction=None) -> np.ndarray:

@@ -62,6 +62,16 @@ def test_cross_encoder_scores_equal_sentence_transformers(dirs, kind):
     assert np.ptp(raw) > 1e-3  # the documents score differently: a mix-up would show
 
 
+def test_cross_encoder_in_bfloat16_stays_within_1e_2(dirs):
+    from sentence_transformers import CrossEncoder
+
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(dirs["bert"]), "DTYPE": "bfloat16"}))
+    engine.start_worker()
+    ours = engine.rerank(engine.resolve(None), [QUERY], DOCUMENTS).scores[0]
+    reference = CrossEncoder(str(dirs["bert"]), device="cpu").predict([(QUERY, d) for d in DOCUMENTS])
+    assert np.abs(ours - reference).max() <= 1e-2
+
+
 @pytest.mark.parametrize("kind", ["bert", "xlmr"])
 def test_pairs_are_framed_as_the_tokenizer_frames_them(dirs, kind):
     model = served(dirs[kind]).resolve(None)

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving import ROOT, free_port, gunicorn_command, running, service_env
+from serving import ROOT, free_port, gunicorn_command, post_json, running, service_env
 
 CORPUS_FILES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0",
                 "/usr/share/common-licenses/MPL-2.0"]
@@ -93,15 +93,15 @@ def over_http(model_path: Path, documents: list[str], dtype: str, requests: int,
     result: dict = {}
     with running("service", gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=600):
         # Every worker warm (and one request each through the route) before the clock starts.
-        post(port, body)
-        post(port, body)
+        post_json(port, "/rerank", body)
+        post_json(port, "/rerank", body)
         per_client = max(1, requests // concurrency)
         failures: list[str] = []
 
         def client():
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
             for _ in range(per_client):
-                status, payload = post(port, body, connection)
+                status, payload = post_json(port, "/rerank", body, connection)
                 if status != 200:
                     failures.append(payload[:200])
             connection.close()
@@ -115,23 +115,12 @@ def over_http(model_path: Path, documents: list[str], dtype: str, requests: int,
         seconds = time.perf_counter() - started
         if failures:
             raise SystemExit(f"{len(failures)} requests failed: {failures[0]}")
-        ranks = json.loads(post(port, body)[1])
+        ranks = json.loads(post_json(port, "/rerank", body)[1])
         scores = [0.0] * len(documents)
         for rank in ranks:
             scores[rank["index"]] = rank["score"]
         result = {"pairs_per_s": concurrency * per_client * len(documents) / seconds, "scores": scores}
     return result
-
-
-def post(port: int, body: bytes, connection: http.client.HTTPConnection | None = None) -> tuple[int, str]:
-    own = connection is None
-    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    connection.request("POST", "/rerank", body, {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    payload = response.read().decode()
-    if own:
-        connection.close()
-    return response.status, payload
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ Standard library only; the scripts import it from their own directory.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import shlex
 import signal
@@ -74,3 +76,16 @@ def running(name: str, command: list[str], env: dict, ready_url: str, timeout: f
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def post_json(port: int, route: str, body, connection: http.client.HTTPConnection | None = None) -> tuple[int, str]:
+    """POST a JSON body (dict or pre-encoded bytes) on a keep-alive connection (or a new one): status, text."""
+    own = connection is None
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    connection.request("POST", route, data, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    payload = response.read().decode()
+    if own:
+        connection.close()
+    return response.status, payload

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving import ROOT, free_port, gunicorn_command, running, service_env
+from serving import ROOT, free_port, gunicorn_command, post_json, running, service_env
 
 SIZES = [(320, 240), (448, 448), (640, 480), (200, 600), (512, 384), (300, 300)]
 
@@ -127,7 +127,7 @@ def over_http(model_path: Path, texts: list[str], images: list[bytes], dtype: st
     rates = {}
     with running("service", gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=600):
         for kind, (route, bodies) in jobs.items():
-            post(port, route, bodies[0])
+            post_json(port, route, bodies[0])
             items = sum(len(body.get("texts") or body["images"]) for body in bodies) * repeats
             work = [body for _ in range(repeats) for body in bodies]
             lock = threading.Lock()
@@ -140,7 +140,7 @@ def over_http(model_path: Path, texts: list[str], images: list[bytes], dtype: st
                         if not work:
                             break
                         body = work.pop()
-                    status = post(port, route, body, connection)
+                    status, _ = post_json(port, route, body, connection)
                     if status != 200:
                         failures.append(status)
                 connection.close()
@@ -155,17 +155,6 @@ def over_http(model_path: Path, texts: list[str], images: list[bytes], dtype: st
                 raise SystemExit(f"{len(failures)} {kind} requests failed: {failures[:3]}")
             rates[kind] = items / (time.perf_counter() - started)
     return rates
-
-
-def post(port: int, route: str, body: dict, connection: http.client.HTTPConnection | None = None) -> int:
-    own = connection is None
-    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    connection.request("POST", route, json.dumps(body), {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    response.read()
-    if own:
-        connection.close()
-    return response.status
 
 
 def main() -> None:

@@ -149,19 +149,27 @@ DECODER_CORPUS = [
 QWEN3_QUERY_PROMPT = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
 
 
-def qwen_style_tokenizer():
-    """A byte-level BPE trained here, with Qwen's special tokens, closing every input with <|endoftext|>
-    as Qwen3-Embedding's tokenizer does, and padding on the left as it ships."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def byte_level_bpe(corpus: list[str], specials: list[str], vocab_size: int):
+    """A byte-level BPE trained here on `corpus` (Qwen's tokenizer files cannot be fetched), `specials` first."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator(DECODER_CORPUS, trainer)
+    backend.train_from_iterator(corpus, trainer)
+    return backend
+
+
+def qwen_style_tokenizer():
+    """A byte-level BPE trained here, with Qwen's special tokens, closing every input with <|endoftext|>
+    as Qwen3-Embedding's tokenizer does, and padding on the left as it ships."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = byte_level_bpe(DECODER_CORPUS, specials, 400)
     eos = backend.token_to_id("<|endoftext|>")
     backend.post_processor = processors.TemplateProcessing(
         single="$A <|endoftext|>", pair="$A <|endoftext|> $B <|endoftext|>", special_tokens=[("<|endoftext|>", eos)])
@@ -270,17 +278,11 @@ RERANKER_CORPUS = DECODER_CORPUS + [
 def tiny_qwen3_reranker(directory: Path, seed: int = 0, template: dict | None = None) -> Path:
     """A 2-layer Qwen3ForCausalLM in Qwen3-Reranker's layout: a byte-level BPE trained here with Qwen's chat
     tokens and single "yes" / "no" tokens, adding no special tokens of its own (as Qwen3's tokenizer)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(seed)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator(RERANKER_CORPUS, trainer)
+    backend = byte_level_bpe(RERANKER_CORPUS, specials, 500)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         additional_special_tokens=specials[1:], padding_side="left",
                                         model_max_length=131072)
@@ -311,16 +313,10 @@ GME_CORPUS = DECODER_CORPUS + [
 def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
     """A 2-layer Qwen2-VL in GME's layout (Qwen2VLForConditionalGeneration, its processor): a byte-level BPE
     trained here with Qwen's chat and vision tokens, and a vision tower with 4-pixel patches."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     torch.manual_seed(seed)
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=QWEN_VL_SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator(GME_CORPUS, trainer)
+    backend = byte_level_bpe(GME_CORPUS, QWEN_VL_SPECIALS, 500)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         additional_special_tokens=QWEN_VL_SPECIALS[1:], model_max_length=32768)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}

@@ -84,6 +84,21 @@ class Prepared:
         return sum(len(row) for row in self.rows)
 
 
+def pad_right(rows: Sequence, pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of token ids -> (input_ids, attention_mask) int64 arrays, padded on the right to `width` or the longest.
+
+    Right padding suits decoders too: under a causal mask no real token attends
+    to the pads after it, and positions start at 0 as for an unpadded input.
+    """
+    width = width or max(len(row) for row in rows)
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        input_ids[i, :len(row)] = row.ids
+        mask[i, :len(row)] = 1
+    return input_ids, mask
+
+
 def forward_planned(lane, prepared: Prepared, batch_size: int, batch_tokens: int = 1 << 30,
                     on_batch: Callable | None = None) -> Results:
     """A whole request through `lane.forward_rows`, without a batcher; results in the caller's order.

@@ -17,10 +17,10 @@ from typing import ClassVar
 import torch
 
 from ...errors import InvalidRequest
-from ..outputs import DENSE, BatchOutput
+from ..outputs import DENSE, RERANK, BatchOutput
 from ..planning import OVERHEAD_TOKENS
-from ..rows import Prepared
-from ..text_inputs import TextInputs
+from ..rows import PairRow, Prepared
+from ..text_inputs import WARMUP_TOKENS, TextInputs
 
 
 class ModelFamily:
@@ -143,6 +143,39 @@ class TextFamily(ModelFamily):
 
     def token_strings(self, ids) -> list[str]:
         return self.text.token_strings(ids)
+
+
+class RerankerFamily(ModelFamily):
+    """What every reranker shares: one kind of row (a query and document pair), one score per row,
+    and `activate` to turn the raw score into the default one."""
+
+    capabilities = frozenset({RERANK})
+    kinds = ("pair",)
+    dimension = 1
+    activation = "Sigmoid"
+    model: torch.nn.Module
+    pad_id: int
+
+    def prepare_pairs(self, query: str, documents: list[str], *, truncate: bool = True, direction: str = "right",
+                      instruction: str | None = None, max_document_tokens: int | None = None,
+                      field: str = "documents") -> Prepared:
+        raise NotImplementedError
+
+    def activate(self, scores):
+        raise NotImplementedError
+
+    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        short = self.prepare_pairs("warm-up", ["warm-up"]).rows
+        longest = PairRow([self.pad_id] * min(self.max_length, WARMUP_TOKENS))
+        return [("pair", Prepared(rows=short + [longest], outputs=frozenset({RERANK})))]
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "modality": "text-pair", "modalities": ["text-pair"], "outputs": ["score"],
+                "dimension": 1, "max_input_tokens": self.max_length, "pooling": [], "prompts": [],
+                "default_prompt_name": None, "activation": self.activation.lower()}
 
 
 class Lane:

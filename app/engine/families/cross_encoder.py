@@ -21,9 +21,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ..layout import ModelLayout, model_config, read_layout
 from ..outputs import RERANK, BatchOutput
 from ..pair_inputs import PairInputs
-from ..rows import PairRow, Prepared
-from ..text_inputs import WARMUP_TOKENS, max_sequence_length
-from .base import ModelFamily
+from ..rows import PairRow, Prepared, pad_right
+from ..text_inputs import max_sequence_length
+from .base import RerankerFamily
 
 # Score activations by name, as sentence-transformers stores them ("torch.nn.modules.activation.Sigmoid").
 ACTIVATIONS = {
@@ -61,10 +61,8 @@ def activation_name(path: Path, config: dict) -> str:
     return "Sigmoid"
 
 
-class CrossEncoderModel(ModelFamily):
+class CrossEncoderModel(RerankerFamily):
     family = "cross-encoder"
-    capabilities = frozenset({RERANK})
-    kinds = ("pair",)
 
     def __init__(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout, activation: str,
                  dtype: torch.dtype):
@@ -75,7 +73,6 @@ class CrossEncoderModel(ModelFamily):
         self.activation = activation
         self.max_length = max_sequence_length(layout, tokenizer, model.config)
         self.pairs = PairInputs(tokenizer, self.max_length)
-        self.dimension = 1
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         accepted = inspect.signature(model.forward).parameters
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
@@ -112,13 +109,9 @@ class CrossEncoderModel(ModelFamily):
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[PairRow], outputs: frozenset[str]) -> BatchOutput:
-        width = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
+        input_ids, mask = pad_right(rows, self.pad_id)
+        types = np.zeros_like(input_ids)
         for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row.ids
-            mask[i, :len(row)] = 1
             types[i, row.first_segment:len(row)] = 1
         inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device),
                   "attention_mask": torch.from_numpy(mask).to(self.device)}
@@ -126,17 +119,3 @@ class CrossEncoderModel(ModelFamily):
             inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
         logits = self.model(**inputs).logits
         return BatchOutput(scores=logits[:, 0].float().cpu().numpy())
-
-    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
-        short = self.pairs.tokenize("warm-up", ["warm-up"])
-        longest = PairRow([self.pad_id + 1] * min(self.max_length, WARMUP_TOKENS))
-        return [("pair", Prepared(rows=short + [longest], outputs=frozenset({RERANK})))]
-
-    # -------------------------------------------------------------- lifecycle
-    def modules(self) -> list[torch.nn.Module]:
-        return [self.model]
-
-    def describe(self) -> dict:
-        return {**super().describe(), "modality": "text-pair", "modalities": ["text-pair"], "outputs": ["score"],
-                "dimension": 1, "max_input_tokens": self.max_length, "pooling": [], "prompts": [],
-                "default_prompt_name": None, "activation": self.activation.lower()}

@@ -19,7 +19,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoToken
 from ...errors import InvalidRequest
 from ..layout import dual_encoder_dir, dual_encoder_layout
 from ..outputs import EMBED_IMAGE, EMBED_TEXT, BatchOutput
-from ..rows import ImageRow, Prepared, TextRow, stack_rows
+from ..rows import ImageRow, Prepared, TextRow, pad_right, stack_rows
 from ..text_inputs import TextInputs
 from .base import TextFamily
 
@@ -130,12 +130,7 @@ class DualEncoderModel(TextFamily):
         return BatchOutput(dense=self._text_vectors(rows))
 
     def _text_vectors(self, rows: list[TextRow]) -> np.ndarray:
-        width = self.max_length if self.fixed_length else max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.text.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row.ids
-            mask[i, :len(row)] = 1
+        input_ids, mask = pad_right(rows, self.text.pad_id, self.max_length if self.fixed_length else None)
         inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device)}
         if self._attention_mask:
             inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)

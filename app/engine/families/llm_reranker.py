@@ -31,9 +31,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ...errors import InvalidRequest
 from ..layout import model_config, transformer_dir
 from ..outputs import RERANK, BatchOutput
-from ..rows import PairRow, Prepared
-from ..text_inputs import WARMUP_TOKENS
-from .base import ModelFamily
+from ..rows import PairRow, Prepared, pad_right
+from .base import RerankerFamily
 from .cross_encoder import ACTIVATIONS
 from .decoder_embedder import is_decoder_only
 
@@ -88,10 +87,8 @@ def read_template(path: Path) -> RerankTemplate:
     return replace(RerankTemplate(), **{k: v for k, v in overrides.items() if k in known})
 
 
-class LLMReranker(ModelFamily):
+class LLMReranker(RerankerFamily):
     family = "llm-reranker"
-    capabilities = frozenset({RERANK})
-    kinds = ("pair",)
 
     def __init__(self, name: str, tokenizer, model: torch.nn.Module, template: RerankTemplate, yes_id: int,
                  no_id: int, dtype: torch.dtype):
@@ -107,8 +104,6 @@ class LLMReranker(ModelFamily):
         if self.max_length - len(self.prefix_ids) - len(self.suffix_ids) < 16:
             raise ValueError(f"the template's prefix and suffix take {len(self.prefix_ids) + len(self.suffix_ids)} "
                              f"of the {self.max_length} tokens, leaving no room for a query and a document")
-        self.dimension = 1
-        self.activation = "Sigmoid"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
@@ -196,12 +191,7 @@ class LLMReranker(ModelFamily):
         # Right padding: under the causal mask the pads never reach a real token, and each
         # row's last real position is read directly; only the yes and no rows of the LM
         # head are applied, not the whole vocabulary.
-        width = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row.ids
-            mask[i, :len(row)] = 1
+        input_ids, mask = pad_right(rows, self.pad_id)
         inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device),
                   "attention_mask": torch.from_numpy(mask).to(self.device)}
         hidden = self.model.base_model(**inputs, use_cache=False).last_hidden_state
@@ -213,17 +203,5 @@ class LLMReranker(ModelFamily):
         logits = logits.float()
         return BatchOutput(scores=(logits[:, 0] - logits[:, 1]).cpu().numpy())
 
-    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
-        short = self.prepare_pairs("warm-up", ["warm-up"]).rows
-        longest = PairRow([self.pad_id] * min(self.max_length, WARMUP_TOKENS))
-        return [("pair", Prepared(rows=short + [longest], outputs=frozenset({RERANK})))]
-
-    # -------------------------------------------------------------- lifecycle
-    def modules(self) -> list[torch.nn.Module]:
-        return [self.model]
-
     def describe(self) -> dict:
-        return {**super().describe(), "modality": "text-pair", "modalities": ["text-pair"], "outputs": ["score"],
-                "dimension": 1, "max_input_tokens": self.max_length, "pooling": [], "prompts": [],
-                "default_prompt_name": None, "activation": "sigmoid",
-                "default_instruction": self.template.instruction}
+        return {**super().describe(), "default_instruction": self.template.instruction}

@@ -19,7 +19,7 @@ from ..dense import load_dense
 from ..layout import ModelLayout, read_layout
 from ..outputs import EMBED_TEXT, BatchOutput
 from ..pooling import pool
-from ..rows import Prepared, TextRow
+from ..rows import Prepared, TextRow, pad_right
 from ..text_inputs import TextInputs
 from .base import TextFamily
 
@@ -71,18 +71,9 @@ class SentenceTransformerModel(TextFamily):
         hidden = self.hidden_states(inputs)
         return BatchOutput(dense=self.pooled(hidden, inputs["attention_mask"], rows))
 
-    def padded(self, rows: list[TextRow], width: int | None = None) -> dict[str, torch.Tensor]:
-        """input_ids and attention_mask on the model's device, right-padded to `width` or the longest row.
-
-        Right padding suits decoders too: under a causal mask no real token
-        attends to the pads after it, and positions start at 0 as unpadded.
-        """
-        width = width or max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.text.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row.ids
-            mask[i, :len(row)] = 1
+    def padded(self, rows: list[TextRow]) -> dict[str, torch.Tensor]:
+        """input_ids and attention_mask on the model's device, right-padded to the longest row."""
+        input_ids, mask = pad_right(rows, self.text.pad_id)
         return {"input_ids": torch.from_numpy(input_ids).to(self.device),
                 "attention_mask": torch.from_numpy(mask).to(self.device)}
 

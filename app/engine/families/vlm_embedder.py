@@ -35,7 +35,7 @@ from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTo
 from ...errors import InvalidRequest
 from ..layout import model_config
 from ..outputs import DENSE, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, BatchOutput
-from ..rows import MultimodalRow, Prepared
+from ..rows import MultimodalRow, Prepared, pad_right
 from .base import ModelFamily
 
 DEFAULT_INSTRUCTION = "You are a helpful assistant."
@@ -168,12 +168,7 @@ class VLMEmbedder(ModelFamily):
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[MultimodalRow], outputs: frozenset[str]) -> BatchOutput:
-        width = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = row.ids
-            mask[i, :len(row)] = 1
+        input_ids, mask = pad_right(rows, self.pad_id)
         ids = torch.from_numpy(input_ids).to(self.device)
         attention_mask = torch.from_numpy(mask).to(self.device)
         core = self.model.model

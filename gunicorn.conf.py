@@ -10,7 +10,8 @@ import sys
 
 from app.config import ConfigError, Settings
 from app.logs import gunicorn_logconfig
-from app.runtime import prepare_metrics_dir
+from app.runtime import gpu_visible, prepare_metrics_dir
+from app.sizing import cpu_budget
 
 try:
     _settings = Settings.from_env()
@@ -29,9 +30,12 @@ wsgi_app = "app.wsgi:application"
 preload_app = _settings.preload
 
 # ------------------------------------------------------------------ worker processes
-# Inference is CPU-bound: workers x torch threads should not exceed the cores,
-# so the default is one worker per core (one in all on a GPU), not 2 x cores + 1.
-workers = _settings.resolved_workers()
+# Inference is CPU-bound: workers x torch threads should not exceed the CPUs this
+# process may use (its affinity and cgroup quota, not the host's cores), so the
+# default is one worker per usable CPU (one in all on a GPU), not 2 x cores + 1.
+_budget = cpu_budget()
+_gpu = gpu_visible(_settings.device)
+workers = _settings.resolved_workers(_budget.cpus, gpu=_gpu)
 worker_class = _settings.worker_class
 threads = _settings.threads
 timeout = _settings.timeout
@@ -54,6 +58,11 @@ logconfig_dict = gunicorn_logconfig(_settings) or {}
 
 
 # ------------------------------------------------------------------ hooks
+def on_starting(server):
+    server.log.info("sizing: %s%s -> %d workers x %d torch threads", _budget.found, ", a GPU" if _gpu else "",
+                    workers, _settings.resolved_cpu_threads(_budget.cpus, gpu=_gpu))
+
+
 def when_ready(server):
     from app.runtime import freeze_master_heap
 

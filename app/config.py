@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .sizing import cpu_budget
+
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -105,20 +107,21 @@ class Settings:
             return list(self.models)
         return [(self.served_model_name, str(self.resolved_model_path()))]
 
-    def resolved_workers(self, cpu_count: int | None = None) -> int:
-        """WORKERS=0: one worker per core on CPU, one in all on a GPU."""
+    def resolved_workers(self, cpu_count: int | None = None, gpu: bool = False) -> int:
+        """WORKERS=0: one worker per usable CPU (affinity and cgroup quota, see sizing.py), one in all on a GPU.
+        `gpu`: DEVICE=auto found a GPU (the caller resolves it; nothing here imports torch)."""
         if self.workers > 0:
             return self.workers
-        if self.device == "cuda":
+        if self.device == "cuda" or gpu:
             return 1
-        return max(1, cpu_count or os.cpu_count() or 1)
+        return max(1, cpu_count or cpu_budget().cpus)
 
-    def resolved_cpu_threads(self, cpu_count: int | None = None) -> int:
-        """CPU_THREADS=0: share the cores among the workers so workers x threads <= cores."""
+    def resolved_cpu_threads(self, cpu_count: int | None = None, gpu: bool = False) -> int:
+        """CPU_THREADS=0: share the usable CPUs among the workers so workers x threads <= CPUs."""
         if self.cpu_threads > 0:
             return self.cpu_threads
-        cores = cpu_count or os.cpu_count() or 1
-        return max(1, cores // self.resolved_workers(cores))
+        cores = cpu_count or cpu_budget().cpus
+        return max(1, cores // self.resolved_workers(cores, gpu))
 
     def public_dict(self) -> dict:
         """The settings with secrets masked, for logs and /stats."""

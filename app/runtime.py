@@ -30,6 +30,16 @@ def load_engine(settings: Settings, observer=None):
                                         f"{exc.__cause__}") from exc
 
 
+def gpu_visible(device: str) -> bool:
+    """Whether workers will run on a GPU: DEVICE=cuda, or auto with one visible. Asks NVML, not CUDA,
+    so the master creates no CUDA context before fork."""
+    if device != "auto":
+        return device == "cuda"
+    from .engine.device import cuda_present
+
+    return cuda_present()
+
+
 def prepare_metrics_dir(settings: Settings) -> tuple[str, bool]:
     """Point prometheus_client's multiprocess mode at an empty directory.
 

@@ -60,3 +60,37 @@ def test_settings_are_frozen_and_secrets_masked():
         settings.workers = 5
     public = settings.public_dict()
     assert "secret-key" not in repr(public) and "secret-key" not in repr(settings)
+
+
+# ------------------------------------------------------------------- sizing
+def test_cgroup_quota_limits_the_workers(tmp_path):
+    from app.sizing import cgroup_quota, cpu_budget
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a Kubernetes limit of 1500m
+    assert cgroup_quota(tmp_path) == 1.5
+    budget = cpu_budget(tmp_path, affinity=8)
+    assert budget.cpus == 1 and "1.5" in budget.found
+    (tmp_path / "cpu.max").write_text("400000 100000\n")
+    assert cpu_budget(tmp_path, affinity=8).cpus == 4
+    assert cpu_budget(tmp_path, affinity=2).cpus == 2  # the affinity mask is smaller still
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_quota(tmp_path) is None and cpu_budget(tmp_path, affinity=3).cpus == 3
+    assert Settings(workers=0).resolved_workers(cpu_budget(tmp_path, affinity=3).cpus) == 3
+
+
+def test_cgroup_v1_quota(tmp_path):
+    from app.sizing import cgroup_quota
+
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_quota(tmp_path) == 2.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_quota(tmp_path) is None
+    assert cgroup_quota(tmp_path / "nowhere") is None
+
+
+def test_a_visible_gpu_means_one_worker_with_every_cpu():
+    assert Settings(device="auto").resolved_workers(cpu_count=16, gpu=True) == 1
+    assert Settings(device="auto").resolved_cpu_threads(cpu_count=16, gpu=True) == 16
+    assert Settings(device="auto").resolved_workers(cpu_count=16, gpu=False) == 16

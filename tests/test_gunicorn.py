@@ -124,3 +124,18 @@ def test_cuda_without_a_gpu_stops_start_up():
         pytest.skip("this machine has a GPU")
     output = run_gunicorn_expecting_failure({"DEVICE": "cuda", "BIND": "127.0.0.1:0"})
     assert re.search(r"^config error: DEVICE: cuda was requested but no CUDA GPU", output, re.M)
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    log = tmp_path / "server.log"
+    env = {"WORKERS": "0", "CPU_THREADS": "0", "DTYPE": "float32"}
+    with GunicornProcess(env, workers=1, log_path=log,
+                         command=["taskset", "-c", "0", gunicorn, "-c", "gunicorn.conf.py"]) as server:
+        health = requests.get(server.url + "/health", timeout=10).json()
+        assert health["torch_threads"] == 1
+        ready = {r["pid"] for r in server.log_records() if r["msg"].startswith("worker ") and "ready" in r["msg"]}
+        assert len(ready) == 1
+        sizing = [r["msg"] for r in server.log_records() if r["msg"].startswith("sizing:")]
+        assert sizing and "1 of" in sizing[0] and "-> 1 workers x 1 torch threads" in sizing[0]

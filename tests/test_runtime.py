@@ -136,3 +136,11 @@ def test_metrics_dir_is_wiped_on_start(tmp_path, monkeypatch):
     assert path == str(tmp_path) and not created
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+
+
+def test_gpu_visible_decides_before_fork_without_cuda():
+    from app.runtime import gpu_visible
+
+    assert gpu_visible("cuda") is True and gpu_visible("cpu") is False
+    assert gpu_visible("auto") == torch.cuda.is_available()
+    assert not torch.cuda.is_initialized()

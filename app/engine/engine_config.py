@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batcher import BatchLimits
+from .device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,12 @@ class EngineConfig:
 
     @classmethod
     def from_settings(cls, settings) -> "EngineConfig":
+        gpu = resolve_device(settings.device) == "cuda"
         return cls(
             models=tuple(ModelSpec(name, Path(path)) for name, path in settings.model_specs()),
             device=settings.device,
             dtype=settings.dtype,
-            cpu_threads=settings.resolved_cpu_threads(),
+            cpu_threads=settings.resolved_cpu_threads(gpu=gpu),
             batching=settings.enable_batching,
             warmup=settings.enable_warmup,
             limits=BatchLimits(max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,

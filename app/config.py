@@ -88,6 +88,11 @@ class Settings:
     vlm_min_image_tokens: int = 256
     vlm_max_image_tokens: int = 1280
     vlm_max_length: int = 1800
+    cache_bytes: int = 64 * 1024 * 1024
+    redis_url: str = field(default="", repr=False)
+    cache_ttl: int = 86400
+    redis_timeout: float = 0.05
+    redis_retry_after: float = 30.0
 
     # ------------------------------------------------------------------ derived
     @property
@@ -127,6 +132,9 @@ class Settings:
         """The settings with secrets masked, for logs and /stats."""
         data = asdict(self)
         data["api_keys"] = ["***"] * len(self.api_keys)
+        if self.redis_url:
+            scheme, _, rest = self.redis_url.partition("://")
+            data["redis_url"] = f"{scheme}://***@{rest.split('@', 1)[1]}" if "@" in rest else self.redis_url
         data["model_name"] = self.served_model_name
         data["model_path"] = str(self.resolved_model_path()) if not self.models else ""
         data["models"] = [{"name": name, "path": path} for name, path in self.model_specs()]
@@ -180,7 +188,14 @@ class Settings:
             vlm_min_image_tokens=read.integer("VLM_MIN_IMAGE_TOKENS", 256, minimum=1),
             vlm_max_image_tokens=read.integer("VLM_MAX_IMAGE_TOKENS", 1280, minimum=1),
             vlm_max_length=read.integer("VLM_MAX_LENGTH", 1800, minimum=16),
+            cache_bytes=read.integer("CACHE_BYTES", 64 * 1024 * 1024, minimum=0),
+            redis_url=read.text("REDIS_URL", ""),
+            cache_ttl=read.integer("CACHE_TTL", 86400, minimum=1),
+            redis_timeout=read.decimal("REDIS_TIMEOUT", 0.05, minimum=0.001),
+            redis_retry_after=read.decimal("REDIS_RETRY_AFTER", 30.0, minimum=0.1),
         )
+        if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL", f"must start with redis://, rediss:// or unix://; got {settings.redis_url!r}")
         if settings.vlm_min_image_tokens > settings.vlm_max_image_tokens:
             raise ConfigError("VLM_MIN_IMAGE_TOKENS", f"{settings.vlm_min_image_tokens} is more than "
                                                       f"VLM_MAX_IMAGE_TOKENS ({settings.vlm_max_image_tokens})")

@@ -35,6 +35,8 @@ REQUEST_ITEMS = Histogram("embedding_request_items", "Inputs per request.", ["mo
 INPUT_TOKENS = Counter("embedding_input_tokens_total",
                        "Tokens embedded, special tokens included (image patches for images).", ["model"])
 INPUTS = Counter("embedding_inputs_total", "Inputs embedded, by modality and model.", ["modality", "model"])
+CACHE_LOOKUPS = Counter("embedding_cache_lookups_total", "Cache lookups of rows, by tier and result.",
+                        ["model", "tier", "result"])
 IN_FLIGHT = Gauge("embedding_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
 QUEUE_DEPTH = Gauge("embedding_queue_depth", "Requests waiting for the model now.", ["model"],
                     multiprocess_mode="livesum")
@@ -49,6 +51,11 @@ class MetricsObserver:
 
     def queue_depth(self, model: str, depth: int) -> None:
         QUEUE_DEPTH.labels(model).set(depth)
+
+    def cache(self, model: str, tier: str, hits: int, misses: int, errors: int = 0) -> None:
+        for result, count in (("hit", hits), ("miss", misses), ("error", errors)):
+            if count:
+                CACHE_LOOKUPS.labels(model, tier, result).inc(count)
 
 
 def observe_embedding(model: str, items: int, tokens: int, timings, modality: str = "text") -> None:

@@ -123,7 +123,8 @@ def test_max_requests_recycles_workers_without_reloading_or_failing(tmp_path):
 
 
 def test_metrics_count_requests_across_workers(tmp_path):
-    with GunicornProcess({}, workers=2, log_path=tmp_path / "log") as server:
+    # Cache off: the same texts again and again must each reach the model for the batch counts below.
+    with GunicornProcess({"CACHE_BYTES": "0"}, workers=2, log_path=tmp_path / "log") as server:
         sessions = server.pinned_sessions(2)
         for i in range(30):
             session = list(sessions.values())[i % 2]

@@ -68,7 +68,7 @@ def embed_text():
     result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
                                 prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
                                 field="texts", outputs=frozenset(outputs), instruction=req.instruction,
-                                is_query=req.is_query)
+                                is_query=req.is_query, use_cache=req.cache)
     record_embedding(result, len(req.texts))
     body = {"model": model.name}
     if "dense" in outputs:

@@ -36,7 +36,8 @@ def embeddings_text():
     check_items(req.texts, context.settings(), "texts")
     engine = context.engine()
     model = engine.resolve(req.model, "embed:text")
-    result = engine.embed_texts(model, req.texts, field="texts", instruction=req.instruction, is_query=req.is_query)
+    result = engine.embed_texts(model, req.texts, field="texts", instruction=req.instruction, is_query=req.is_query,
+                                use_cache=req.cache)
     record_embedding(result, len(req.texts))
     return _answer(result)
 
@@ -49,7 +50,8 @@ def embeddings_image():
     engine = context.engine()
     model = engine.resolve(req.model, "embed:image")
     engine.require(model, "image", "images")
-    return _answer(embed(model, gather(req.images, "images"), instruction=req.instruction, is_query=req.is_query))
+    return _answer(embed(model, gather(req.images, "images"), instruction=req.instruction, is_query=req.is_query,
+                         use_cache=req.cache))
 
 
 @bp.post("/embeddings/fused")
@@ -67,6 +69,6 @@ def embeddings_fused():
     engine.require(model, "image", "images")
     images = gather(req.images, "images")
     result = engine.embed_inputs(model, req.texts, images, ImageLimits.from_settings(settings), field="images",
-                                 instruction=req.instruction, is_query=req.is_query)
+                                 instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
     record_embedding(result, len(images), "image")
     return _answer(result)

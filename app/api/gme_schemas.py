@@ -16,6 +16,7 @@ class GMEOptions(BaseModel):
     instruction: Optional[str] = Field(default=None, description="The instruction for queries; documents "
                                                                  "(is_query=false) always get the default.")
     is_query: bool = True
+    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 
 
 class GMETextRequest(GMEOptions):

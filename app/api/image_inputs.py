@@ -129,7 +129,7 @@ def form_options(allowed: set[str]) -> dict:
         if name not in allowed:
             raise InvalidRequest(f"{name}: is not a known field; multipart requests take image files plus "
                                  f"{', '.join(sorted(allowed))}", param=name)
-        if name in ("normalize", "is_query"):
+        if name in ("normalize", "is_query", "cache"):
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0"):
                 raise InvalidRequest(f"{name}: must be true or false", param=name)

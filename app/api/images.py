@@ -30,7 +30,7 @@ def embed_image():
     engine.require(model, "image", "images")
     images = uploads("images") if multipart else gather(options.images, "images")
     result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions,
-                   instruction=options.instruction, is_query=options.is_query)
+                   instruction=options.instruction, is_query=options.is_query, use_cache=options.cache)
     return json_response({
         "model": model.name,
         "embeddings": encode_rows(result.vectors, options.encoding_format),

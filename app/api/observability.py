@@ -31,6 +31,7 @@ class _Recorded:
     tokenize: float = 0.0
     queue: float = 0.0
     inference: float = 0.0
+    cache: str | None = None  # hit, partial or miss over all of the request's engine calls
 
 
 def record_embedding(result, items: int, modality: str = "text") -> None:
@@ -39,8 +40,15 @@ def record_embedding(result, items: int, modality: str = "text") -> None:
     timings = result.timings
     g.embedding = _Recorded(before.items + items, before.prompt_tokens + result.prompt_tokens,
                             before.tokenize + timings.tokenize, before.queue + timings.queue,
-                            before.inference + timings.inference)
+                            before.inference + timings.inference,
+                            _combined(before.cache, getattr(result, "cache", None)))
     metrics.observe_embedding(result.model, items, result.prompt_tokens, timings, modality)
+
+
+def _combined(before: str | None, now: str | None) -> str | None:
+    if before is None or now is None:
+        return now if before is None else before
+    return before if before == now else "partial"
 
 
 def init_observability(app: Flask, settings, engine) -> None:
@@ -68,6 +76,8 @@ def init_observability(app: Flask, settings, engine) -> None:
             response.headers["X-Inference-Time"] = _ms(embedding.inference)
             response.headers["X-Compute-Tokens"] = str(embedding.prompt_tokens)
             response.headers["X-Compute-Type"] = compute_type
+            if embedding.cache is not None:
+                response.headers["X-Cache"] = embedding.cache
             fields = {"items": embedding.items, "tokens": embedding.prompt_tokens,
                       "queue_ms": round(embedding.queue * 1e3, 3),
                       "inference_ms": round(embedding.inference * 1e3, 3)}

@@ -48,7 +48,7 @@ def rerank_tei():
     req = parse_json(TEIRerankRequest)
     _, _, scores, order = _rerank(req.model, req.query, req.texts, "texts", raw_scores=req.raw_scores,
                                   truncate=req.truncate, truncation_direction=req.truncation_direction,
-                                  instruction=req.instruction)
+                                  instruction=req.instruction, use_cache=req.cache)
     ranks = []
     for index in order.tolist():
         rank = {"index": index, "score": float(scores[index])}
@@ -61,7 +61,8 @@ def rerank_tei():
 def _cohere_shaped(version: str):
     req = parse_json(RerankRequest)
     model, result, scores, order = _rerank(req.model, req.query, req.documents, "documents",
-                                           instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc)
+                                           instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc,
+                                           use_cache=req.cache)
     results = []
     for index in order.tolist()[:req.top_n]:
         item = {"index": index, "relevance_score": float(scores[index])}

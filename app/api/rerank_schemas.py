@@ -48,6 +48,7 @@ class TEIRerankRequest(BaseModel):
         default="right", description="Which end of an over-long document is cut.")
     model: Optional[str] = None
     instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
+    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 
     @field_validator("query", mode="before")
     @classmethod
@@ -87,6 +88,7 @@ class RerankRequest(BaseModel):
     return_documents: bool = Field(default=False, description="Add each document as {\"text\": ...}.")
     instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
     max_tokens_per_doc: Optional[int] = Field(default=None, ge=1, description="Cut each document to N tokens.")
+    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 
     @field_validator("query", mode="before")
     @classmethod

@@ -173,6 +173,7 @@ class EmbedTextRequest(BaseModel):
     instruction: Optional[str] = Field(
         default=None, description="Vision-language embedders (GME): the instruction for queries.")
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
+    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -215,6 +216,7 @@ class ImageOptions(BaseModel):
     instruction: Optional[str] = Field(
         default=None, description="Vision-language embedders (GME): the instruction for queries.")
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
+    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 
 
 class EmbedImageRequest(ImageOptions):
@@ -245,6 +247,7 @@ class SimilarityRequest(BaseModel):
                     "several add a weighted `hybrid`.")
     weights: Optional[dict[OutputType, Annotated[float, Field(ge=0)]]] = Field(
         default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4.")
+    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 
     @field_validator("texts", mode="before")
     @classmethod

@@ -53,7 +53,7 @@ def similarity():
 
     def embed_texts(texts: list[str], field: str):
         check_items(texts, settings, field)
-        result = engine.embed_texts(model, texts, field=field, outputs=wanted)
+        result = engine.embed_texts(model, texts, field=field, outputs=wanted, use_cache=req.cache)
         record_embedding(result, len(texts), "text")
         return result
 
@@ -63,7 +63,7 @@ def similarity():
     if req.documents:
         sides.append(embed_texts(req.documents, "documents"))
     if req.images:
-        sides.append(embed(model, gather(req.images, "images")))
+        sides.append(embed(model, gather(req.images, "images"), use_cache=req.cache))
     rows, columns = sides[0], sides[-1]
     scores = {output: _score(output, rows, columns) for output in outputs}
     if len(outputs) > 1:
@@ -99,7 +99,7 @@ def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
         raise InvalidRequest(f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
                              f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
                              param="documents", code="too_many_items")
-    result = engine.rerank(model, req.texts, req.documents)
+    result = engine.rerank(model, req.texts, req.documents, use_cache=req.cache)
     record_embedding(result, len(req.texts) * len(req.documents), "pair")
     matrix = result.scores
     return json_response({"model": model.name, "similarity_matrix": matrix,

@@ -11,11 +11,12 @@ and its rows go through its `forward`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -25,6 +26,8 @@ import transformers
 from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
 from ..images import ImageLimits, decode_image
 from .batcher import Batcher
+from .cache import TieredCache, model_fingerprint
+from .cache import lookup as cache_lookup
 from .device import dtype_name, resolve_device, resolve_dtype
 from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
@@ -54,6 +57,7 @@ class Embeddings:
     sparse: list[tuple[np.ndarray, np.ndarray]] | None = None  # per input: (token ids, weights)
     colbert: list[np.ndarray] | None = None  # per input: [tokens - 1, dim]
     model: str = ""
+    cache: str | None = None  # hit, partial or miss; None: the cache was not asked
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Scores:
     prompt_tokens: int
     timings: Timings = Timings()
     model: str = ""
+    cache: str | None = None
 
 
 class EngineObserver:
@@ -73,6 +78,9 @@ class EngineObserver:
         pass
 
     def queue_depth(self, model: str, depth: int) -> None:
+        pass
+
+    def cache(self, model: str, tier: str, hits: int, misses: int, errors: int = 0) -> None:
         pass
 
 
@@ -90,7 +98,7 @@ def run_inline(fn: Callable, *args):
 
 class Engine:
     def __init__(self, config: EngineConfig, models: dict[str, ModelFamily], device: str, dtype: torch.dtype,
-                 observer: EngineObserver | None = None):
+                 observer: EngineObserver | None = None, fingerprints: dict[str, str] | None = None):
         if not models:
             raise ValueError("an engine needs at least one model")
         self.config = config
@@ -110,6 +118,11 @@ class Engine:
         self.stats = BatchStats()
         self.model_stats = {name: BatchStats() for name in models}
         self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
+        # Every cache key starts with its model's content fingerprint and dtype: two models never share
+        # entries, whatever they are called; one model shares them across instances.
+        self.cache = TieredCache(config.cache) if config.cache.enabled else None
+        self.cache_salts = {name: hashlib.sha256(f"{fingerprint}:{dtype}".encode()).digest()[:12]
+                            for name, fingerprint in (fingerprints or {}).items()}
 
     @classmethod
     def load(cls, config: EngineConfig, observer: EngineObserver | None = None) -> "Engine":
@@ -119,12 +132,15 @@ class Engine:
         # inherited broken by forked workers (pytorch issue 49555).
         torch.set_num_threads(1)
         models: dict[str, ModelFamily] = {}
+        fingerprints: dict[str, str] = {}
         for spec in config.models:
             try:
                 models[spec.name] = load_model(spec.path, spec.name, dtype, config.load)
+                if config.cache.enabled:
+                    fingerprints[spec.name] = model_fingerprint(spec.path)
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(spec, f"cannot load it: {exc}") from exc
-        return cls(config, models, device, dtype, observer)
+        return cls(config, models, device, dtype, observer, fingerprints)
 
     # ---------------------------------------------------------------- lifecycle
     def start_worker(self, batching: bool | None = None, offload: Callable | None = None) -> None:
@@ -256,7 +272,7 @@ class Engine:
     def embed_texts(self, model: ModelFamily, texts: list[str], *, normalize: bool = True, truncate: bool = True,
                     prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
                     field: str = "input", outputs: frozenset[str] = DENSE, instruction: str | None = None,
-                    is_query: bool = True) -> Embeddings:
+                    is_query: bool = True, use_cache: bool = True) -> Embeddings:
         """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them.
         `instruction` and `is_query` are for vision-language embedders (GME)."""
         self.require(model, "text", field)
@@ -266,26 +282,29 @@ class Engine:
         prepared = model.prepare_texts(texts, truncate=truncate, prompt=prompt, prompt_name=prompt_name,
                                        field=field, outputs=frozenset(outputs) | DENSE, instruction=instruction,
                                        is_query=is_query)
-        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started)
+        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], *, normalize: bool = True,
-                        truncate: bool = True, dimensions: int | None = None, field: str = "input") -> Embeddings:
+                        truncate: bool = True, dimensions: int | None = None, field: str = "input",
+                        use_cache: bool = True) -> Embeddings:
         self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
         prepared = model.prepare_token_ids(rows, truncate=truncate, field=field)
-        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started)
+        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     def embed_images(self, model: ModelFamily, images: list[bytes], limits: ImageLimits, *,
                      normalize: bool = True, dimensions: int | None = None, field: str = "images",
-                     instruction: str | None = None, is_query: bool = True) -> Embeddings:
+                     instruction: str | None = None, is_query: bool = True, use_cache: bool = True) -> Embeddings:
         """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
         return self.embed_inputs(model, [None] * len(images), images, limits, normalize=normalize,
-                                 dimensions=dimensions, field=field, instruction=instruction, is_query=is_query)
+                                 dimensions=dimensions, field=field, instruction=instruction, is_query=is_query,
+                                 use_cache=use_cache)
 
     def embed_inputs(self, model: ModelFamily, texts: list[str | None], images: list[bytes | None],
                      limits: ImageLimits, *, normalize: bool = True, dimensions: int | None = None,
-                     field: str = "images", instruction: str | None = None, is_query: bool = True) -> Embeddings:
+                     field: str = "images", instruction: str | None = None, is_query: bool = True,
+                     use_cache: bool = True) -> Embeddings:
         """One vector per input: a text, an image, or (vision-language embedders) a text and an image together."""
         if any(image is not None for image in images):
             self.require(model, "image", field)
@@ -306,7 +325,7 @@ class Engine:
         # numpy release the GIL in their kernels).
         prepared = self.offload(self._prepare_inputs, model, texts, images, limits, field, instruction, is_query)
         modality = "text" if all(image is None for image in images) else "image"
-        return self._run(model, modality, prepared, normalize, dimensions, time.perf_counter() - started)
+        return self._run(model, modality, prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     @staticmethod
     def _prepare_inputs(model: ModelFamily, texts: list[str | None], images: list[bytes | None],
@@ -334,7 +353,7 @@ class Engine:
 
     def rerank(self, model: ModelFamily, queries: list[str], documents: list[str], *, raw_scores: bool = False,
                truncate: bool = True, truncation_direction: str = "right", instruction: str | None = None,
-               max_document_tokens: int | None = None, field: str = "documents") -> Scores:
+               max_document_tokens: int | None = None, field: str = "documents", use_cache: bool = True) -> Scores:
         """Every query against every document: one pair row each, batched like any other row."""
         self.require_rerank(model)
         started = time.perf_counter()
@@ -344,19 +363,35 @@ class Engine:
                                             instruction=instruction, max_document_tokens=max_document_tokens,
                                             field=field).rows)
         prepared = Prepared(rows=rows, outputs=frozenset({RERANK}))
-        results, timings = self._execute(model, "pair", prepared, time.perf_counter() - started)
+        results, timings, cached = self._execute(model, "pair", prepared, time.perf_counter() - started, use_cache)
         scores = results.scores if raw_scores else model.activate(results.scores)
         return Scores(scores=scores.reshape(len(queries), len(documents)), prompt_tokens=prepared.token_count,
-                      timings=timings, model=model.name)
+                      timings=timings, model=model.name, cache=cached)
 
     def _run(self, model: ModelFamily, modality: str, prepared: Prepared, normalize: bool, dimensions: int | None,
-             tokenize_seconds: float) -> Embeddings:
-        results, timings = self._execute(model, model.kind_of(modality), prepared, tokenize_seconds)
-        return self._embeddings(model.name, results, prepared, normalize, dimensions, timings)
+             tokenize_seconds: float, use_cache: bool = True) -> Embeddings:
+        results, timings, cached = self._execute(model, model.kind_of(modality), prepared, tokenize_seconds,
+                                                 use_cache)
+        return replace(self._embeddings(model.name, results, prepared, normalize, dimensions, timings), cache=cached)
 
-    def _execute(self, model: ModelFamily, kind: str, prepared: Prepared,
-                 tokenize_seconds: float) -> tuple[Results, Timings]:
+    def _execute(self, model: ModelFamily, kind: str, prepared: Prepared, tokenize_seconds: float,
+                 use_cache: bool = True) -> tuple[Results, Timings, str | None]:
+        """The request's results: cached rows from the cache, the rest computed (and then stored)."""
         self._ensure_started()
+        salt = self.cache_salts.get(model.name)
+        if self.cache is None or not use_cache or salt is None:
+            return (*self._compute(model, kind, prepared, tokenize_seconds), None)
+        found = cache_lookup(self.cache, salt, prepared)
+        for tier, counts in found.tiers.items():
+            self.observer.cache(model.name, tier, *counts)
+        if not found.misses:
+            return found.merge(None), Timings(tokenize=tokenize_seconds), found.state
+        computed, timings = self._compute(model, kind, found.to_compute(), tokenize_seconds)
+        self.cache.set_many(found.entries(computed))
+        return found.merge(computed), timings, found.state
+
+    def _compute(self, model: ModelFamily, kind: str, prepared: Prepared,
+                 tokenize_seconds: float) -> tuple[Results, Timings]:
         enqueued = time.perf_counter()
         batcher = self.batchers.get((model.name, kind))
         try:
@@ -429,6 +464,7 @@ class Engine:
             "queue_depth": self.queue_depth,
             "batching": bool(self.batchers),
             "batches": self.stats.as_dict(),
+            "cache": self.cache.describe() if self.cache is not None else None,
             "models": [{**model.describe(), **model.size(), "queue_depth": self.model_queue_depth(name),
                         "batches": self.model_stats[name].as_dict()} for name, model in self.models.items()],
         }

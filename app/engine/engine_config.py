@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batcher import BatchLimits
+from .cache import CacheConfig
 from .device import resolve_device
 
 
@@ -34,6 +35,7 @@ class EngineConfig:
     warmup: bool = True
     limits: BatchLimits = field(default_factory=BatchLimits)
     load: LoadOptions = field(default_factory=LoadOptions)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     @classmethod
     def from_settings(cls, settings) -> "EngineConfig":
@@ -51,4 +53,6 @@ class EngineConfig:
             load=LoadOptions(vlm_min_image_tokens=settings.vlm_min_image_tokens,
                              vlm_max_image_tokens=settings.vlm_max_image_tokens,
                              vlm_max_length=settings.vlm_max_length),
+            cache=CacheConfig(local_bytes=settings.cache_bytes, redis_url=settings.redis_url, ttl=settings.cache_ttl,
+                              redis_timeout=settings.redis_timeout, redis_retry_after=settings.redis_retry_after),
         )

@@ -61,3 +61,36 @@ class Results:
             self.sparse[index] = batch.sparse[position]
         if self.multivector is not None:
             self.multivector[index] = batch.multivector[position]
+
+    def put_values(self, index: int, values: dict) -> None:
+        """One row's outputs from elsewhere (the cache), by output kind: dense, score, sparse, colbert."""
+        if "dense" in values:
+            if self.dense is None:
+                self.dense = np.empty((self.count, len(values["dense"])), dtype=np.float32)
+            self.dense[index] = values["dense"]
+        if self.scores is not None:
+            self.scores[index] = values["score"]
+        if self.sparse is not None:
+            self.sparse[index] = values["sparse"]
+        if self.multivector is not None:
+            self.multivector[index] = values["colbert"]
+
+    def values(self, index: int) -> dict:
+        """One row's outputs by output kind, for the cache."""
+        values = {}
+        if self.dense is not None:
+            values["dense"] = self.dense[index]
+        if self.scores is not None:
+            values["score"] = self.scores[index]
+        if self.sparse is not None:
+            values["sparse"] = self.sparse[index]
+        if self.multivector is not None:
+            values["colbert"] = self.multivector[index]
+        return values
+
+
+def cached_kinds(outputs: frozenset[str]) -> list[str]:
+    """The output kinds a row of a request with these outputs is cached under."""
+    if RERANK in outputs:
+        return ["score"]
+    return [kind for kind in OUTPUT_TYPES if kind in outputs] or ["dense"]

@@ -29,9 +29,9 @@ def render(path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
-def one(docs: list[dict], kind: str) -> dict:
-    found = [doc for doc in docs if doc["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} {kind}s"
+def one(docs: list[dict], kind: str, name: str = "embedding") -> dict:
+    found = [doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind}s named {name}"
     return found[0]
 
 
@@ -146,3 +146,14 @@ def test_queue_depth_autoscaling_reads_the_metric_the_service_exports(client):
     assert rule["rules"][0]["name"]["as"] == "embedding_queue_depth"
     ingress = one(docs, "Ingress")["metadata"]["annotations"]
     assert ingress["nginx.ingress.kubernetes.io/proxy-body-size"] == "16m"
+
+
+def test_the_redis_component_points_the_service_at_its_cache():
+    docs = render(K8S / "overlays" / "production")
+    env = {item["name"]: item.get("value") for item in container(docs)["env"]}
+    settings = Settings.from_env({"REDIS_URL": env["REDIS_URL"]})  # a URL the service accepts
+    host = settings.redis_url.split("//", 1)[1].split(":", 1)[0]
+    service = one(docs, "Service", host)
+    assert service["spec"]["ports"][0]["port"] == 6379
+    redis = one(docs, "Deployment", host)["spec"]["template"]["spec"]["containers"][0]
+    assert "allkeys-lru" in redis["args"] and redis["securityContext"]["readOnlyRootFilesystem"] is True

@@ -10,6 +10,8 @@ whose local tier it warms first with its own set of texts, unmeasured). Then
 each request's texts come from that warm set with the hit rate's probability,
 else they are texts never sent before. Scenarios: single texts from 8 clients,
 and 16-text requests from 4 clients. Texts are license paragraphs (10-60 words).
+First, without a server's run-to-run noise, what a miss costs: one engine in
+this process, cache on and off alternating on texts never seen before.
 """
 
 from __future__ import annotations
@@ -94,6 +96,28 @@ def measure(port: int, items: int, clients: int, hit_rate: float, source: TextSo
     return sum(results) / (time.monotonic() - started)
 
 
+def in_process_miss_cost(base: list[str], rounds: int = 40) -> dict:
+    """The cache's own cost on a miss, without a server's run-to-run noise: one engine in this process,
+    16 texts never seen before per call, cache on and off alternating."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from app.config import Settings
+    from app.engine import Engine, EngineConfig
+
+    engine = Engine.load(EngineConfig.from_settings(Settings.from_env({})))
+    engine.start_worker(batching=False)
+    model = engine.resolve(None)
+    source = TextSource(base, "in-process")
+    seconds = {True: 0.0, False: 0.0}
+    for round_ in range(rounds):
+        for use_cache in ((True, False) if round_ % 2 else (False, True)):
+            texts = [source.fresh() for _ in range(16)]
+            started = time.perf_counter()
+            engine.embed_texts(model, texts, use_cache=use_cache)
+            seconds[use_cache] += time.perf_counter() - started
+    return {"off_ms": seconds[False] / rounds * 1e3, "on_ms": seconds[True] / rounds * 1e3,
+            "ratio": seconds[True] / seconds[False]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0, help="per measurement")
@@ -101,6 +125,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     base = paragraphs()
+    miss = in_process_miss_cost(base)
+    print(f"  in-process, 16 new texts: {miss['off_ms']:.1f} ms cache off, {miss['on_ms']:.1f} ms cache on",
+          file=sys.stderr, flush=True)
     redis_port = free_port()
     redis = None
     if args.redis_server:
@@ -129,7 +156,7 @@ def main() -> None:
         if redis is not None:
             redis.terminate()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"in_process_miss": miss, "rows": rows}, indent=2))
         return
     off = {row["scenario"]: row["texts_per_s"] for row in rows if row["config"] == "off"}
     print(f"{os.cpu_count()} cores, the default model, {args.seconds:g} s per measurement\n")
@@ -138,6 +165,8 @@ def main() -> None:
     for row in rows:
         print(f"| {row['scenario']} | {row['config']} | {row['hit_rate']:.0%} | {row['texts_per_s']:.0f} | "
               f"{row['texts_per_s'] / off[row['scenario']]:.2f} |")
+    print(f"\nA miss, in-process (16 new texts a call, cache on and off alternating, 40 calls each): "
+          f"{miss['on_ms']:.2f} ms with the cache against {miss['off_ms']:.2f} ms without: x{miss['ratio']:.3f}")
 
 
 if __name__ == "__main__":

@@ -365,3 +365,36 @@ def test_gunicorn_workers_serve_images_to_the_openai_client_curl_style_uploads_a
             assert similarity["shape"] == [3, 1]
     finally:
         image_server.shutdown()
+
+
+def test_thin_strips_cannot_blow_up_a_shortest_edge_processor(engines):
+    """CLIP's processor scales the short side up first: unguarded, 1 x 100000 pixels became 32 x 3,200,000
+    here (over a GiB as float32), 224 x 22,400,000 for ViT-B/32."""
+    import tracemalloc
+
+    engine = engines["clip"]
+    model = engine.resolve(None)
+    strips = [encode(Image.new("RGB", size, (90, 160, 30))) for size in ((1, 100_000), (100_000, 1), (3, 50_000))]
+    tracemalloc.start()  # numpy's arrays, the processor's, are traced
+    try:
+        for strip in strips:
+            assert engine.embed_images(model, [strip], ImageLimits(), use_cache=False).vectors.shape == (1, 24)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+
+
+def test_an_elongated_image_embeds_as_its_processor_would(engines, references):
+    """Cutting the far ends of a 10:1 image before the processor's centre crop changes nothing that matters."""
+    engine = engines["clip"]
+    model = engine.resolve(None)
+    picture = Image.new("RGB", (400, 40), (200, 30, 30))
+    for x in range(0, 400, 9):
+        for y in range(40):
+            picture.putpixel((x, y), (20, 20, 220))
+    ours = engine.embed_images(model, [encode(picture)], ImageLimits(), normalize=False).vectors
+    reference, processor = references["clip"]
+    with torch.no_grad():
+        expected = features(reference.get_image_features(**processor(images=[picture], return_tensors="pt")))
+    assert cosines(ours, expected).min() >= 0.999

@@ -27,6 +27,8 @@ from .base import TextFamily
 # full context, so the pooled position is a pad token: pad to it here too, as the
 # model cards tell users to (padding="max_length").
 _FIXED_LENGTH_TEXT = {"siglip", "siglip2"}
+# The most elongated image a shortest-edge processor is given (see DualEncoderModel._bounded).
+MAX_ASPECT = 8
 
 
 def is_dual_encoder(model: torch.nn.Module) -> bool:
@@ -110,6 +112,7 @@ class DualEncoderModel(TextFamily):
                       is_query: bool = True) -> ImageRow:
         """The model's own resize / crop / normalise (runs outside the model lock)."""
         self.refuse_instruction(instruction)
+        image = self._bounded(image, param)
         try:
             features = self.image_processor(images=[image], return_tensors="np")
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
@@ -117,6 +120,29 @@ class DualEncoderModel(TextFamily):
                                  code="invalid_image") from None
         arrays = {name: np.asarray(value) for name, value in features.items()}
         return ImageRow(arrays=arrays, tokens=self._image_tokens(arrays["pixel_values"]))
+
+    def _bounded(self, image: Image.Image, param: str) -> Image.Image:
+        """Shortest-edge processors (CLIP's) scale the short side up to their size before anything else:
+        a 1 x 100000 strip would become 224 x 22,400,000 pixels, gigabytes, before the centre crop keeps
+        224 x 224 of it. Only the middle of such a strip reaches the model, so its far ends are cut off
+        first, keeping at most MAX_ASPECT:1 around the centre. A processor that would keep the whole
+        strip (no centre crop) refuses it instead."""
+        processor = getattr(self.image_processor, "image_processor", self.image_processor)
+        size = getattr(processor, "size", None)
+        shortest = size.get("shortest_edge") if isinstance(size, dict) else getattr(size, "shortest_edge", None)
+        width, height = image.size
+        if not shortest or max(width, height) <= MAX_ASPECT * min(width, height):
+            return image
+        if not getattr(processor, "do_center_crop", False):
+            raise InvalidRequest(f"{param} is {width} x {height} pixels; this model's processor scales its short "
+                                 f"side up to {shortest}, so its aspect ratio may be at most {MAX_ASPECT}:1",
+                                 param=param, code="image_too_large")
+        keep = MAX_ASPECT * min(width, height)
+        if width > height:
+            left = (width - keep) // 2
+            return image.crop((left, 0, left + keep, height))
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
 
     def _image_tokens(self, pixel_values: np.ndarray) -> int:
         if pixel_values.ndim == 4:  # [1, channels, height, width]

@@ -24,11 +24,10 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from serving import ROOT, free_port, gunicorn_command, post_json, running, service_env
+from serving import ROOT, free_port, gunicorn_command, post_json, run_clients, running, service_env
 
 CORPUS_FILES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0",
                 "/usr/share/common-licenses/MPL-2.0"]
@@ -98,7 +97,7 @@ def over_http(model_path: Path, documents: list[str], dtype: str, requests: int,
         per_client = max(1, requests // concurrency)
         failures: list[str] = []
 
-        def client():
+        def client(_number):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
             for _ in range(per_client):
                 status, payload = post_json(port, "/rerank", body, connection)
@@ -106,13 +105,7 @@ def over_http(model_path: Path, documents: list[str], dtype: str, requests: int,
                     failures.append(payload[:200])
             connection.close()
 
-        threads = [threading.Thread(target=client) for _ in range(concurrency)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - started
+        seconds = run_clients(client, concurrency)
         if failures:
             raise SystemExit(f"{len(failures)} requests failed: {failures[0]}")
         ranks = json.loads(post_json(port, "/rerank", body)[1])

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -89,3 +90,14 @@ def post_json(port: int, route: str, body, connection: http.client.HTTPConnectio
     if own:
         connection.close()
     return response.status, payload
+
+
+def run_clients(client, count: int) -> float:
+    """`count` threads running `client(number)` at once; the seconds until the last one is done."""
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving import ROOT, free_port, gunicorn_command, post_json, running, service_env
+from serving import ROOT, free_port, gunicorn_command, post_json, run_clients, running, service_env
 
 SIZES = [(320, 240), (448, 448), (640, 480), (200, 600), (512, 384), (300, 300)]
 
@@ -133,7 +133,7 @@ def over_http(model_path: Path, texts: list[str], images: list[bytes], dtype: st
             lock = threading.Lock()
             failures = []
 
-            def client():
+            def client(_number):
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
                 while True:
                     with lock:
@@ -145,15 +145,10 @@ def over_http(model_path: Path, texts: list[str], images: list[bytes], dtype: st
                         failures.append(status)
                 connection.close()
 
-            threads = [threading.Thread(target=client) for _ in range(concurrency)]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            seconds = run_clients(client, concurrency)
             if failures:
                 raise SystemExit(f"{len(failures)} {kind} requests failed: {failures[:3]}")
-            rates[kind] = items / (time.perf_counter() - started)
+            rates[kind] = items / seconds
     return rates
 
 

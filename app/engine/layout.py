@@ -47,6 +47,23 @@ def _read_json(path: Path) -> dict | list | None:
         return json.load(handle)
 
 
+def json_object(path: Path) -> dict:
+    """A JSON file's object, or {} when the file is missing, unreadable or not an object."""
+    try:
+        data = _read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def json_list(path: Path) -> list:
+    try:
+        data = _read_json(path)
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
 def _module_kind(type_name: str) -> str:
     return type_name.rsplit(".", 1)[-1]
 

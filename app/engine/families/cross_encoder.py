@@ -11,14 +11,13 @@ model (its saved `activation_fn`, else sigmoid for one label).
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ..layout import ModelLayout, model_config, read_layout
+from ..layout import ModelLayout, json_object, model_config, read_layout
 from ..outputs import RERANK, BatchOutput
 from ..pair_inputs import PairInputs
 from ..rows import PairRow, Prepared, pad_right
@@ -33,16 +32,9 @@ ACTIVATIONS = {
 }
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
 
 def is_cross_encoder_dir(path: Path) -> bool:
-    if _read_json(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
+    if json_object(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
         return True
     return any(str(name).endswith("ForSequenceClassification")
                for name in model_config(path).get("architectures") or [])
@@ -50,7 +42,7 @@ def is_cross_encoder_dir(path: Path) -> bool:
 
 def activation_name(path: Path, config: dict) -> str:
     """The activation sentence-transformers' CrossEncoder.predict would apply, by class name."""
-    for found in (_read_json(path / "config_sentence_transformers.json").get("activation_fn"),
+    for found in (json_object(path / "config_sentence_transformers.json").get("activation_fn"),
                   (config.get("sentence_transformers") or {}).get("activation_fn"),
                   config.get("sbert_ce_default_activation_function")):
         if isinstance(found, str) and found.startswith("torch."):

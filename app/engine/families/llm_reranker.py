@@ -20,7 +20,6 @@ the vocabulary (or be given as ids), or the model does not start.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ...errors import InvalidRequest
-from ..layout import model_config, transformer_dir
+from ..layout import json_list, json_object, model_config, transformer_dir
 from ..outputs import RERANK, BatchOutput
 from ..rows import PairRow, Prepared, pad_right
 from .base import RerankerFamily
@@ -52,34 +51,20 @@ class RerankTemplate:
     max_length: int = 8192
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
 
 def _logit_score_ids(path: Path) -> tuple[int | None, int | None]:
     """sentence-transformers' LogitScore module: the true / false token ids it reads."""
-    modules = _read_json_list(path / "modules.json")
+    modules = json_list(path / "modules.json")
     for module in modules:
         if str(module.get("type", "")).endswith("LogitScore"):
-            config = _read_json(path / module.get("path", "") / "config.json")
+            config = json_object(path / module.get("path", "") / "config.json")
             return config.get("true_token_id"), config.get("false_token_id")
     return None, None
 
 
-def _read_json_list(path: Path) -> list:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return data if isinstance(data, list) else []
-
 
 def read_template(path: Path) -> RerankTemplate:
-    overrides = _read_json(path / TEMPLATE_FILE)
+    overrides = json_object(path / TEMPLATE_FILE)
     known = {field.name for field in fields(RerankTemplate)}
     unknown = sorted(set(overrides) - known - {"yes_id", "no_id"})
     if unknown:
@@ -110,7 +95,7 @@ class LLMReranker(RerankerFamily):
     def detect(cls, path: Path) -> bool:
         if not is_decoder_only(model_config(path)):
             return False
-        st_config = _read_json(path / "config_sentence_transformers.json")
+        st_config = json_object(path / "config_sentence_transformers.json")
         return ((path / TEMPLATE_FILE).is_file() or st_config.get("model_type") == "CrossEncoder"
                 or "rerank" in path.resolve().name.lower())
 
@@ -120,7 +105,7 @@ class LLMReranker(RerankerFamily):
         directory = transformer_dir(path)
         template = read_template(path)
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        overrides = _read_json(path / TEMPLATE_FILE)
+        overrides = json_object(path / TEMPLATE_FILE)
         true_id, false_id = _logit_score_ids(path)
         yes_id = overrides.get("yes_id", true_id)
         no_id = overrides.get("no_id", false_id)

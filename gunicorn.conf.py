@@ -37,7 +37,8 @@ _budget = cpu_budget()
 _gpu = gpu_visible(_settings.device)
 workers = _settings.resolved_workers(_budget.cpus, gpu=_gpu)
 worker_class = _settings.worker_class
-threads = _settings.threads
+# gunicorn silently turns a sync worker with threads > 1 into gthread; THREADS is for gthread alone.
+threads = _settings.threads if worker_class == "gthread" else 1
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
@@ -59,6 +60,9 @@ logconfig_dict = gunicorn_logconfig(_settings) or {}
 
 # ------------------------------------------------------------------ hooks
 def on_starting(server):
+    if worker_class != "gthread" and _settings.threads > 1:
+        server.log.info("WORKER_CLASS=%s: THREADS=%d applies to gthread workers only, not used", worker_class,
+                        _settings.threads)
     server.log.info("sizing: %s%s -> %d workers x %d torch threads", _budget.found, ", a GPU" if _gpu else "",
                     workers, _settings.resolved_cpu_threads(_budget.cpus, gpu=_gpu))
 

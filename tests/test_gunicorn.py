@@ -139,3 +139,13 @@ def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
         assert len(ready) == 1
         sizing = [r["msg"] for r in server.log_records() if r["msg"].startswith("sizing:")]
         assert sizing and "1 of" in sizing[0] and "-> 1 workers x 1 torch threads" in sizing[0]
+
+
+def test_worker_class_sync_really_runs_sync_workers(tmp_path):
+    """gunicorn turns `sync` with threads > 1 into gthread; THREADS (4 by default) must not do that."""
+    with GunicornProcess({"WORKER_CLASS": "sync", "THREADS": "4", "DTYPE": "float32"}, workers=1,
+                         log_path=tmp_path / "server.log") as server:
+        assert requests.post(server.url + "/embed_text", json={"texts": "x"}, timeout=30).status_code == 200
+        messages = [r["msg"] for r in server.log_records()]
+        assert "Using worker: sync" in messages and "Using worker: gthread" not in messages
+        assert any("THREADS=4 applies to gthread workers only" in m for m in messages)

@@ -69,6 +69,7 @@ class Settings:
     request_timeout: float = 30.0
     max_batch_items: int = 2048
     max_input_chars: int = 100_000
+    max_request_chars: int = 1_000_000
     max_content_length: int = 16 * 1024 * 1024
     enable_warmup: bool = True
     preload: bool = True
@@ -169,6 +170,7 @@ class Settings:
             request_timeout=read.decimal("REQUEST_TIMEOUT", 30.0, minimum=0.001),
             max_batch_items=read.integer("MAX_BATCH_ITEMS", 2048, minimum=1),
             max_input_chars=read.integer("MAX_INPUT_CHARS", 100_000, minimum=1),
+            max_request_chars=read.integer("MAX_REQUEST_CHARS", 1_000_000, minimum=1),
             max_content_length=read.integer("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
             enable_warmup=read.boolean("ENABLE_WARMUP", True),
             preload=read.boolean("PRELOAD", True),

@@ -40,7 +40,7 @@ def create_embeddings():
     elif multimodal:
         result = embed_items(model, inputs, "input", **options)
     else:
-        check_items(inputs, context.settings(), "input")
+        check_items(inputs, context.settings(), "input", req.effective_instruction(), "instruction")
         if isinstance(inputs[0], str):
             result = engine.embed_texts(model, inputs, **options)
         else:
@@ -61,7 +61,8 @@ def create_embeddings():
 def embed_text():
     req = parse_json(EmbedTextRequest)
     outputs = req.requested_outputs()
-    check_items(req.texts, context.settings(), "texts")
+    check_items(req.texts, context.settings(), "texts", req.prompt or req.instruction,
+                "prompt" if req.prompt else "instruction")
     engine = context.engine()
     model = engine.resolve(req.model, "embed:text")
     engine.check_outputs(model, outputs, "output_types" if req.output_types else "output_type")

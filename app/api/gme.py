@@ -33,7 +33,7 @@ def _answer(result):
            auth=True, tags=("gme",), errors=_ERRORS)
 def embeddings_text():
     req = parse_json(GMETextRequest)
-    check_items(req.texts, context.settings(), "texts")
+    check_items(req.texts, context.settings(), "texts", req.instruction, "instruction")
     engine = context.engine()
     model = engine.resolve(req.model, "embed:text")
     result = engine.embed_texts(model, req.texts, field="texts", instruction=req.instruction, is_query=req.is_query,
@@ -63,7 +63,7 @@ def embeddings_fused():
         raise InvalidRequest(f"texts and images pair up one to one: got {len(req.texts)} texts and "
                              f"{len(req.images)} images", param="images")
     settings = context.settings()
-    check_items(req.texts, settings, "texts")
+    check_items(req.texts, settings, "texts", req.instruction, "instruction")
     engine = context.engine()
     model = engine.resolve(req.model, "embed:interleaved")
     engine.require(model, "image", "images")

@@ -9,7 +9,7 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 
 from ..config import Settings
-from ..errors import InvalidRequest, UnsupportedMediaType
+from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -63,15 +63,34 @@ def _param(loc: tuple) -> str:
     return out
 
 
-def check_items(items: list, settings: Settings, field: str) -> None:
-    """Batch-size and length limits that depend on the settings, not on the schema."""
+def check_items(items: list, settings: Settings, field: str, prefix: str | None = None,
+                prefix_field: str = "prompt") -> None:
+    """Batch-size and length limits that depend on the settings, not on the schema.
+
+    `prefix` is what is put before every item (a prompt, an instruction, a rerank query): it counts toward
+    each item's MAX_INPUT_CHARS and, once per item, toward the request's MAX_REQUEST_CHARS, so a long
+    prompt over many short texts cannot make a small body into a huge tokenisation job.
+    """
     if len(items) > settings.max_batch_items:
         raise InvalidRequest(
             f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per request "
             "(MAX_BATCH_ITEMS)", param=field, code="too_many_items")
+    extra = len(prefix or "")
+    if extra > settings.max_input_chars:
+        raise InvalidRequest(f"{prefix_field} has {extra} characters; at most {settings.max_input_chars} are "
+                             "allowed (MAX_INPUT_CHARS)", param=prefix_field, code="input_too_long")
+    total = 0
     for index, item in enumerate(items):
-        if len(item) > settings.max_input_chars:
+        size = len(item) + extra
+        total += size
+        if size > settings.max_input_chars:
             unit = "characters" if isinstance(item, str) else "token ids"
+            with_prefix = f" with the {prefix_field}" if extra else ""
             raise InvalidRequest(
-                f"{field}[{index}] has {len(item)} {unit}; at most {settings.max_input_chars} are allowed "
+                f"{field}[{index}] has {size} {unit}{with_prefix}; at most {settings.max_input_chars} are allowed "
                 "(MAX_INPUT_CHARS)", param=f"{field}[{index}]", code="input_too_long")
+    if total > settings.max_request_chars:
+        raise PayloadTooLarge(
+            f"{field} add up to {total} characters{' with the ' + prefix_field + ' before each' if extra else ''}; "
+            f"at most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)", param=field,
+            code="request_too_large")

@@ -12,7 +12,6 @@ import uuid
 import numpy as np
 from flask import Blueprint
 
-from ..errors import InvalidRequest
 from . import context
 from .encoding import json_response, usage
 from .observability import record_embedding
@@ -28,10 +27,9 @@ _ERRORS = (400, 401, 404, 413, 415, 503)
 def _rerank(model_name: str | None, query: str, documents: list[str], field: str, **options):
     """One query's scores against `documents`, and the order best first (ties keep the caller's order)."""
     settings = context.settings()
-    check_items(documents, settings, field)
-    if len(query) > settings.max_input_chars:
-        raise InvalidRequest(f"query has {len(query)} characters; at most {settings.max_input_chars} are allowed "
-                             "(MAX_INPUT_CHARS)", param="query", code="input_too_long")
+    # The query goes into every pair: it counts toward each document's length and, once per document,
+    # toward the request's total.
+    check_items(documents, settings, field, query, "query")
     engine = context.engine()
     model = engine.resolve(model_name, "rerank")
     result = engine.rerank(model, [query], documents, field=field, **options)

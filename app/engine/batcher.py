@@ -76,6 +76,12 @@ class Batcher:
         return len(self._jobs)
 
     # ------------------------------------------------------------ request side
+    def check_capacity(self) -> None:
+        """503 at once when the queue is full: before a request is tokenised, and again when it is queued."""
+        if len(self._jobs) >= self.limits.max_queue:
+            raise Overloaded(f"this worker's queue is full ({self.limits.max_queue} requests waiting, "
+                             "MAX_QUEUE); retry shortly", headers={"Retry-After": "1"})
+
     def submit(self, prepared) -> tuple[Results, float, float]:
         """Block until this request's rows are computed: (results, started, finished)."""
         rows = prepared.rows
@@ -84,9 +90,7 @@ class Batcher:
                    order=sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True),
                    enqueued=time.perf_counter(), done=threading.Event(), remaining=len(rows))
         with self._cv:
-            if len(self._jobs) >= self.limits.max_queue:
-                raise Overloaded(f"this worker's queue is full ({self.limits.max_queue} requests waiting, "
-                                 "MAX_QUEUE); retry shortly", headers={"Retry-After": "1"})
+            self.check_capacity()
             self._jobs.append(job)
             self._pending_rows += len(rows)
             depth = len(self._jobs)

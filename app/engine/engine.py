@@ -11,6 +11,7 @@ and its rows go through its `forward`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -38,6 +39,9 @@ from .postprocess import postprocess
 from .rows import Prepared, forward_planned
 
 log = logging.getLogger(__name__)
+
+# Requests with more characters than this are tokenised off the event loop (see Engine._off_loop).
+OFFLOAD_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -278,10 +282,12 @@ class Engine:
         self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         self.check_outputs(model, outputs)
+        self._check_capacity(model, "text")
         started = time.perf_counter()
-        prepared = model.prepare_texts(texts, truncate=truncate, prompt=prompt, prompt_name=prompt_name,
-                                       field=field, outputs=frozenset(outputs) | DENSE, instruction=instruction,
-                                       is_query=is_query)
+        chars = sum(map(len, texts)) + len(texts) * len(prompt or instruction or "")
+        prepared = self._off_loop(chars, model.prepare_texts, texts, truncate=truncate, prompt=prompt,
+                                  prompt_name=prompt_name, field=field, outputs=frozenset(outputs) | DENSE,
+                                  instruction=instruction, is_query=is_query)
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], *, normalize: bool = True,
@@ -319,6 +325,7 @@ class Engine:
             raise InvalidRequest(f"the model {model.name!r} embeds texts and images in separate passes; send them "
                                  "in separate requests", param=field, code="unsupported_modality")
         self._check_dimensions(model, dimensions)
+        self._check_capacity(model, "text" if all(image is None for image in images) else "image")
         started = time.perf_counter()
         # Decoding and resizing are CPU work: off the event loop under gevent, and
         # in parallel with other requests' preprocessing and the model (PIL and
@@ -344,6 +351,19 @@ class Engine:
                 rows.append(model.prepare_fused(text, image, param, instruction=instruction, is_query=is_query))
         return Prepared(rows=rows)
 
+    def _check_capacity(self, model: ModelFamily, modality: str) -> None:
+        """Overload is a 503 in milliseconds: checked before any tokenising, not only when rows are queued."""
+        batcher = self.batchers.get((model.name, model.kind_of(modality)))
+        if batcher is not None:
+            batcher.check_capacity()
+
+    def _off_loop(self, chars: int, prepare: Callable, *args, **kwargs):
+        """Tokenising is CPU work: a large request's runs where it cannot stop a gevent worker's event loop
+        (and heartbeat); tokenizers release the GIL while they work. Small ones are not worth the hand-off."""
+        if chars > OFFLOAD_CHARS:
+            return self.offload(functools.partial(prepare, *args, **kwargs))
+        return prepare(*args, **kwargs)
+
     @staticmethod
     def _check_dimensions(model: ModelFamily, dimensions: int | None) -> None:
         if dimensions is not None and dimensions > model.dimension:
@@ -356,13 +376,19 @@ class Engine:
                max_document_tokens: int | None = None, field: str = "documents", use_cache: bool = True) -> Scores:
         """Every query against every document: one pair row each, batched like any other row."""
         self.require_rerank(model)
+        self._check_capacity(model, "pair")
         started = time.perf_counter()
-        rows = []
-        for query in queries:
-            rows.extend(model.prepare_pairs(query, documents, truncate=truncate, direction=truncation_direction,
-                                            instruction=instruction, max_document_tokens=max_document_tokens,
-                                            field=field).rows)
-        prepared = Prepared(rows=rows, outputs=frozenset({RERANK}))
+
+        def prepare() -> Prepared:
+            rows = []
+            for query in queries:
+                rows.extend(model.prepare_pairs(query, documents, truncate=truncate, direction=truncation_direction,
+                                                instruction=instruction, max_document_tokens=max_document_tokens,
+                                                field=field).rows)
+            return Prepared(rows=rows, outputs=frozenset({RERANK}))
+
+        chars = len(queries) * (sum(map(len, documents)) + len(documents) * len(queries[0] if queries else ""))
+        prepared = self._off_loop(chars, prepare)
         results, timings, cached = self._execute(model, "pair", prepared, time.perf_counter() - started, use_cache)
         scores = results.scores if raw_scores else model.activate(results.scores)
         return Scores(scores=scores.reshape(len(queries), len(documents)), prompt_tokens=prepared.token_count,

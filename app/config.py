@@ -70,6 +70,7 @@ class Settings:
     max_batch_items: int = 2048
     max_input_chars: int = 100_000
     max_request_chars: int = 1_000_000
+    accept_token_ids: bool = False
     max_content_length: int = 16 * 1024 * 1024
     enable_warmup: bool = True
     preload: bool = True
@@ -171,6 +172,7 @@ class Settings:
             max_batch_items=read.integer("MAX_BATCH_ITEMS", 2048, minimum=1),
             max_input_chars=read.integer("MAX_INPUT_CHARS", 100_000, minimum=1),
             max_request_chars=read.integer("MAX_REQUEST_CHARS", 1_000_000, minimum=1),
+            accept_token_ids=read.boolean("ACCEPT_TOKEN_IDS", False),
             max_content_length=read.integer("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
             enable_warmup=read.boolean("ENABLE_WARMUP", True),
             preload=read.boolean("PRELOAD", True),

@@ -102,7 +102,10 @@ class ImageFetcher:
     # ------------------------------------------------------------------ one hop
     def _get(self, url: str, param: str, deadline: float) -> bytes | str:
         """The body, or the Location of a redirect."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # "http://[::1" and the like: the caller's malformed URL, not our fault
+            raise _refused(param, f"{url!r} is not a valid URL ({exc})") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise _refused(param, f"{scheme or 'no'} scheme (only http and https)")

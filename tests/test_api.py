@@ -45,7 +45,24 @@ def test_openai_single_string_and_base64(client):
     assert np.allclose(decoded, np.array(floats["data"][0]["embedding"], dtype=np.float32), atol=1e-7)
 
 
-def test_openai_token_id_inputs(client, model):
+def test_token_ids_are_refused_unless_accepted(client):
+    """tiktoken ids (LangChain's default) are not this model's: embedding them would be a silent wrong answer."""
+    error = assert_error(client.post("/v1/embeddings", json={"input": [[9906, 1917]]}), 400,
+                         code="token_ids_not_accepted", param="input")
+    assert "check_embedding_ctx_length=False" in error["message"] and "ACCEPT_TOKEN_IDS" in error["message"]
+
+
+@pytest.fixture
+def ids_client(settings, engine):
+    return create_app(Settings.from_env({"DTYPE": "float32", "ACCEPT_TOKEN_IDS": "true"}), engine).test_client()
+
+
+def test_out_of_vocabulary_token_ids_name_their_input(ids_client):
+    assert_error(ids_client.post("/v1/embeddings", json={"input": [[5, 10**7]]}), 400, param="input[0]")
+
+
+def test_openai_token_id_inputs(ids_client, model):
+    client = ids_client
     ids = model.tokenizer("token ids work")["input_ids"]
     text = client.post("/v1/embeddings", json={"input": "token ids work"}).get_json()["data"][0]["embedding"]
     one = client.post("/v1/embeddings", json={"input": ids}).get_json()
@@ -70,7 +87,7 @@ def test_openai_dimensions_and_ignored_fields(client):
     ({"input": [[1, 2], []]}, "input[1]"),
     ({"input": [[1, 2], "x"]}, "input[1]"),
     ({"input": [1, -2]}, "input"),
-    ({"input": [[5, 10**7]]}, "input[0]"),
+    ({"input": [[5, 10**7]]}, "input"),  # token ids are refused by default (ACCEPT_TOKEN_IDS)
     ({"input": 42}, "input"),
     ({"input": None}, "input"),
     ({}, "input"),
@@ -254,3 +271,9 @@ def test_the_web_layer_never_imports_torch():
     from .gunicorn_process import ROOT
 
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("content_type", [";;;===", "=", "text/plain"])
+def test_a_content_type_that_is_not_json_is_a_415(client, content_type):
+    response = client.post("/embed_text", data=b'{"texts": "x"}', headers={"Content-Type": content_type})
+    assert_error(response, 415, code="unsupported_media_type")

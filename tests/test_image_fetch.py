@@ -237,3 +237,11 @@ def test_decoded_image_is_the_one_served(local):
     first_url, _ = local
     data = fetcher(allowed_networks=("127.0.0.1/32",)).fetch(f"{first_url}/cat.png", "x")
     assert Image.open(io.BytesIO(data)).size == (40, 30)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[::1/cat.png", "https://[not-an-address]/x.png"])
+def test_a_malformed_url_is_the_callers_400(url):
+    fetcher = ImageFetcher(allowed_hosts=(), allowed_networks=(), timeout=2, max_bytes=1024)
+    with pytest.raises(InvalidRequest) as info:
+        fetcher.fetch(url, "images[0]")
+    assert info.value.status == 400 and info.value.param == "images[0]"

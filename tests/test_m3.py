@@ -239,3 +239,15 @@ def test_gunicorn_serves_all_outputs(m3_dir, reference, tmp_path):
         assert_matches_reference(vectors, sparse, colbert, reference)
         tei = requests.post(server.url + "/embed_sparse", json={"inputs": TEXTS[0]}, timeout=60).json()
         assert {item["index"] for item in tei[0]} == {int(k) for k in reference["lexical_weights"][0]}
+
+
+@pytest.mark.parametrize("weights", [{"dense": 1e308, "sparse": 1e308}, {"dense": 1e-320, "sparse": 1e-320},
+                                     {"dense": float("inf")}])
+def test_hybrid_weights_that_overflow_are_refused(m3, weights):
+    body = {"texts": TEXTS[:1], "documents": TEXTS[1:2], "output_types": ["dense", "sparse"], "weights": weights}
+    response = m3.post("/similarity", data=json.dumps(body, allow_nan=True), content_type="application/json")
+    error = response.get_json()["error"]
+    # Infinity is not JSON at all (a 400 for the body); finite extremes are refused naming the weights.
+    assert response.status_code == 400 and (error["param"] or "weights").startswith("weights")
+    fine = m3.post("/similarity", json={**body, "weights": {"dense": 2.0, "sparse": 1.0}}).get_json()
+    assert all(value == value for row in fine["similarity_matrix"] for value in row)  # no NaN

@@ -40,7 +40,15 @@ def create_embeddings():
     elif multimodal:
         result = embed_items(model, inputs, "input", **options)
     else:
-        check_items(inputs, context.settings(), "input", req.effective_instruction(), "instruction")
+        settings = context.settings()
+        check_items(inputs, settings, "input", req.effective_instruction(), "instruction")
+        if not isinstance(inputs[0], str) and not settings.accept_token_ids:
+            raise InvalidRequest(
+                "input is token ids, and this server takes text: ids from another tokenizer (OpenAI's tiktoken, "
+                "which LangChain's OpenAIEmbeddings sends by default) would be embedded as if they were this "
+                "model's, a wrong answer without an error. Send the texts (LangChain: "
+                "OpenAIEmbeddings(..., check_embedding_ctx_length=False)), or start the server with "
+                "ACCEPT_TOKEN_IDS=true if the ids are this model's", param="input", code="token_ids_not_accepted")
         if isinstance(inputs[0], str):
             result = engine.embed_texts(model, inputs, **options)
         else:

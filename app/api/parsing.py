@@ -16,7 +16,11 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Model:
     mimetype = request.mimetype
-    # No Content-Type at all is taken as JSON (some clients omit it); anything else must say JSON.
+    # No Content-Type at all is taken as JSON (some clients omit it); anything else must say JSON,
+    # and a header that does not parse as a media type (";;;===") says nothing of the kind.
+    declared = request.headers.get("Content-Type", "").strip()
+    if declared and not mimetype:
+        raise UnsupportedMediaType(f"Content-Type must be {accepted}, got {declared!r}", param="Content-Type")
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type")

@@ -245,7 +245,7 @@ class SimilarityRequest(BaseModel):
         default=None, min_length=1,
         description="Scores to compute for texts: dense cosine (default), sparse lexical matching, colbert MaxSim; "
                     "several add a weighted `hybrid`.")
-    weights: Optional[dict[OutputType, Annotated[float, Field(ge=0)]]] = Field(
+    weights: Optional[dict[OutputType, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]]] = Field(
         default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4.")
     cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
 

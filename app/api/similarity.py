@@ -69,8 +69,10 @@ def similarity():
     if len(outputs) > 1:
         weights = {**DEFAULT_WEIGHTS, **(req.weights or {})}
         total = sum(weights[o] for o in outputs)
-        if total <= 0:
-            raise InvalidRequest("the weights of the requested output types sum to 0", param="weights")
+        # Denormal weights (1e-320) would divide into infinities and NaN scores.
+        if total < 1e-6:
+            raise InvalidRequest("the weights of the requested output types sum to (almost) 0; give at least one "
+                                 "weight of 1e-6 or more", param="weights")
         scores["hybrid"] = sum(weights[o] * scores[o] for o in outputs) / total
     matrix = scores["hybrid"] if len(outputs) > 1 else scores[outputs[0]]
     body = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TypeVar
 
 import orjson
-from flask import request
+from flask import current_app, request
+from werkzeug.exceptions import ClientDisconnected
 from pydantic import BaseModel, ValidationError
 
 from ..config import Settings
@@ -24,7 +25,7 @@ def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Mo
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type")
-    raw = request.get_data(cache=False)
+    raw = read_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
@@ -34,6 +35,30 @@ def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Mo
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
     return validate(model_cls, body)
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, at most `limit` bytes, whatever its framing: a chunked body has no Content-Length
+    for the server to refuse up front, so it is counted while it is read and refused (413) as soon as it
+    goes over, without reading the rest. A body shorter than its Content-Length is the client's 400."""
+    stream = request.stream
+    chunks, size = [], 0
+    while True:
+        try:
+            chunk = stream.read(min(1 << 16, limit + 1 - size))
+        except ClientDisconnected:
+            raise InvalidRequest("the request body ended before its Content-Length", code="invalid_json") from None
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes (MAX_CONTENT_LENGTH)")
+    length = request.content_length
+    if length is not None and size < length:
+        raise InvalidRequest(f"the request body has {size} of its {length} bytes (Content-Length)",
+                             code="invalid_json")
+    return b"".join(chunks)
 
 
 def validate(model_cls: type[Model], data: dict) -> Model:

@@ -1,0 +1,84 @@
+"""MAX_CONTENT_LENGTH on every framing, over raw sockets against a real gunicorn: a chunked body is counted as it
+is read and refused with 413 as soon as it goes over; a body shorter than its Content-Length is a 400."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from .gunicorn_process import GunicornProcess
+
+pytestmark = pytest.mark.slow
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("limits") / "server.log"
+    with GunicornProcess({"MAX_CONTENT_LENGTH": str(LIMIT), "DTYPE": "float32"}, workers=1, log_path=log) as proc:
+        yield proc
+
+
+def exchange(server, head: bytes, chunks, half_close: bool = False) -> tuple[int, dict]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and stopped reading: what we want to see
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+            more = sock.recv(65536)
+            if not more:
+                break
+            data += more
+    status = int(data.split(b" ", 2)[1])
+    body = data.split(b"\r\n\r\n", 1)[1]
+    return status, json.loads(body) if body.startswith(b"{") else {}
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+def chunked(payloads):
+    for payload in payloads:
+        yield f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+HEAD = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+
+
+def test_a_chunked_body_within_the_limit_is_served(server):
+    status, body = exchange(server, HEAD, chunked([b'{"texts": ', b'"chunked"}']))
+    assert status == 200 and body["dimension"] == 384
+
+
+def test_valid_json_padded_past_the_limit_is_a_413(server):
+    status, body = exchange(server, HEAD, chunked([b'{"texts": "x"}', b" " * (LIMIT + 10)]))
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+
+
+def test_a_50_mb_chunked_body_is_refused_without_reading_it_all(server):
+    status, body = exchange(server, HEAD, chunked(b"x" * 65536 for _ in range(800)))
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400(server):
+    head = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\nConnection: close\r\n\r\n")
+    status, body = exchange(server, head, [b'{"texts": "x"}'], half_close=True)
+    assert status == 400 and "Content-Length" in body["error"]["message"]
+    status, _ = exchange(server, HEAD, chunked([b'{"texts": "after all that"}']))
+    assert status == 200

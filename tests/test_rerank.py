@@ -257,6 +257,9 @@ def test_similarity_with_a_reranker_is_the_score_matrix(client):
     assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "unsupported_task"
     refused = http.post("/similarity", json={"texts": ["q"] * 3, "documents": ["d"] * 3, "model": "bge-reranker"})
     assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "too_many_items"  # 9 pairs > 8
+    refused = http.post("/similarity", json={"texts": ["q" * 90_000] * 2, "documents": ["d" * 90_000] * 4,
+                                             "model": "bge-reranker"})
+    assert refused.status_code == 413 and refused.get_json()["error"]["code"] == "request_too_large"
 
 
 @pytest.mark.parametrize("route,body,param", [

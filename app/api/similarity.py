@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, PayloadTooLarge
 from ..scores import lexical_score, maxsim_score
 from . import context
 from .encoding import json_response, usage
@@ -101,6 +101,11 @@ def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
         raise InvalidRequest(f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
                              f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
                              param="documents", code="too_many_items")
+    characters = len(req.documents) * sum(map(len, req.texts)) + len(req.texts) * sum(map(len, req.documents))
+    if characters > settings.max_request_chars:
+        raise PayloadTooLarge(f"every text paired with every document makes {characters} characters to score; at "
+                              f"most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)",
+                              param="documents", code="request_too_large")
     result = engine.rerank(model, req.texts, req.documents, use_cache=req.cache)
     record_embedding(result, len(req.texts) * len(req.documents), "pair")
     matrix = result.scores

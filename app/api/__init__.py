@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import Settings
-from . import embeddings, gme, images, meta, rerank, similarity
+from . import embeddings, gme, images, meta, ollama, rerank, similarity
 from .image_inputs import make_fetcher
 from .auth import init_auth
 from .context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
@@ -26,4 +26,5 @@ def init_api(app: Flask, settings: Settings, engine) -> None:
     app.register_blueprint(similarity.bp)
     app.register_blueprint(rerank.bp)
     app.register_blueprint(gme.bp)
+    app.register_blueprint(ollama.bp)
     app.register_blueprint(meta.bp)

@@ -1,0 +1,189 @@
+"""Ollama's API, for Ollama's clients and front ends (Open WebUI): `/api/embed`, the legacy `/api/embeddings`,
+and the listing routes `/api/tags`, `/api/show`, `/api/version`.
+
+Shapes as Ollama's api/types.go has them; errors in Ollama's `{"error": "..."}`
+shape on these routes. `/api/embed` L2-normalises, as Ollama does; the legacy
+`/api/embeddings` returns the raw vector, as Ollama does.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Optional, Union
+
+from flask import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import __version__
+from ..errors import InvalidRequest, ModelNotFound, ServiceError
+from . import context
+from .encoding import json_response
+from .observability import record_embedding
+from .parsing import check_items, parse_json
+from .schemas import Dimensions, _text_list
+from .spec import operation
+
+bp = Blueprint("ollama", __name__)
+
+_ERRORS = (400, 401, 404, 413, 415, 503)
+
+
+@bp.errorhandler(ServiceError)
+def _ollama_error(error: ServiceError) -> Response:
+    return json_response({"error": error.message}, status=error.status, headers=error.headers)
+
+
+class OllamaEmbedRequest(BaseModel):
+    """Ollama's `POST /api/embed` body."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str
+    input: Union[str, list[str]]
+    truncate: bool = Field(default=True, description="false: an input over the model's context is an error.")
+    dimensions: Optional[Dimensions] = None
+    keep_alive: Optional[Union[str, int, float]] = Field(default=None, description="Accepted; models stay loaded.")
+    options: Optional[dict] = Field(default=None, description="Accepted; generation options do not apply.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _check_input(cls, value):
+        return _text_list(value, "input")
+
+
+class OllamaEmbeddingsRequest(BaseModel):
+    """Ollama's legacy `POST /api/embeddings` body."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str
+    prompt: str
+    keep_alive: Optional[Union[str, int, float]] = None
+    options: Optional[dict] = None
+
+
+class OllamaShowRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: Optional[str] = None
+    name: Optional[str] = Field(default=None, description="The older clients' field for `model`.")
+
+
+class OllamaEmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int = Field(description="Nanoseconds.")
+    load_duration: int
+    prompt_eval_count: int
+
+
+class OllamaEmbeddingsResponse(BaseModel):
+    embedding: list[float]
+
+
+class OllamaModels(BaseModel):
+    models: list[dict]
+
+
+class OllamaShowResponse(BaseModel):
+    modelfile: str
+    parameters: str
+    template: str
+    details: dict
+    model_info: dict
+    capabilities: list[str]
+    modified_at: str
+
+
+class OllamaVersion(BaseModel):
+    version: str
+
+
+def _resolve(name: str):
+    """Ollama names carry a tag (`nomic-embed-text:latest`); `:latest` means the served name itself."""
+    engine = context.engine()
+    try:
+        return engine.resolve(name.removesuffix(":latest"))
+    except ModelNotFound:
+        raise ModelNotFound(f'model "{name}" not found; served models: {", ".join(engine.models)}',
+                            param="model") from None
+
+
+def _created(engine) -> str:
+    return datetime.fromtimestamp(engine.created, timezone.utc).isoformat()
+
+
+def _card(card: dict, engine) -> dict:
+    return {"name": card["id"], "model": card["id"], "modified_at": _created(engine), "size": 0,
+            "digest": "", "details": {"parent_model": "", "format": "safetensors", "family": card["family"],
+                                      "families": [card["family"]], "parameter_size": "",
+                                      "quantization_level": str(context.engine().health()["dtype"])}}
+
+
+@bp.post("/api/embed")
+@operation(summary="Embed texts (Ollama's shape)", request=OllamaEmbedRequest, response=OllamaEmbedResponse,
+           auth=True, tags=("ollama",), errors=_ERRORS)
+def api_embed():
+    started = time.perf_counter()
+    req = parse_json(OllamaEmbedRequest)
+    check_items(req.input, context.settings(), "input")
+    model = _resolve(req.model)
+    result = context.engine().embed_texts(model, req.input, truncate=req.truncate, dimensions=req.dimensions)
+    record_embedding(result, len(req.input))
+    return json_response({"model": req.model, "embeddings": result.vectors,
+                          "total_duration": int((time.perf_counter() - started) * 1e9), "load_duration": 0,
+                          "prompt_eval_count": result.prompt_tokens})
+
+
+@bp.post("/api/embeddings")
+@operation(summary="Embed one prompt, unnormalised (Ollama's legacy shape)", request=OllamaEmbeddingsRequest,
+           response=OllamaEmbeddingsResponse, auth=True, tags=("ollama",), errors=_ERRORS)
+def api_embeddings():
+    req = parse_json(OllamaEmbeddingsRequest)
+    if not req.prompt:
+        # Ollama answers an empty prompt with an empty embedding (clients use it to load a model).
+        _resolve(req.model)
+        return json_response({"embedding": []})
+    check_items([req.prompt], context.settings(), "prompt")
+    model = _resolve(req.model)
+    result = context.engine().embed_texts(model, [req.prompt], normalize=False, field="prompt")
+    record_embedding(result, 1)
+    return json_response({"embedding": result.vectors[0]})
+
+
+@bp.get("/api/tags")
+@operation(summary="The served models (Ollama's list)", response=OllamaModels, auth=True, tags=("ollama",),
+           errors=(401,))
+def api_tags():
+    engine = context.engine()
+    return json_response({"models": [_card(card, engine) for card in engine.describe_models()]})
+
+
+@bp.post("/api/show")
+@operation(summary="One model's details (Ollama's shape)", request=OllamaShowRequest, response=OllamaShowResponse,
+           auth=True, tags=("ollama",), errors=(400, 401, 404, 415))
+def api_show():
+    req = parse_json(OllamaShowRequest)
+    name = req.model or req.name
+    if not name:
+        raise InvalidRequest("model is required", param="model")
+    engine = context.engine()
+    model = _resolve(name)
+    card = next(card for card in engine.describe_models() if card["id"] == model.name)
+    capabilities = ["embedding"] if any(c.startswith("embed") for c in card["capabilities"]) else []
+    return json_response({
+        "modelfile": f"# served by embedding-service {__version__}\nFROM {model.name}\n",
+        "parameters": "", "template": "",
+        "details": _card(card, engine)["details"],
+        "model_info": {"general.architecture": card["family"], "embedding_length": card["dimension"],
+                       "context_length": card["max_input_tokens"]},
+        "capabilities": capabilities + (["rerank"] if "rerank" in card["capabilities"] else []),
+        "modified_at": _created(engine),
+    })
+
+
+@bp.get("/api/version")
+@operation(summary="The server's version (Ollama's shape)", response=OllamaVersion, tags=("ollama",))
+def api_version():
+    return json_response({"version": __version__})

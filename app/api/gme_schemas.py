@@ -6,7 +6,7 @@ from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .schemas import _image_list, _text_list
+from .schemas import CacheOption, _image_list, _text_list
 
 
 class GMEOptions(BaseModel):
@@ -16,7 +16,7 @@ class GMEOptions(BaseModel):
     instruction: Optional[str] = Field(default=None, description="The instruction for queries; documents "
                                                                  "(is_query=false) always get the default.")
     is_query: bool = True
-    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
+    cache: CacheOption = True
 
 
 class GMETextRequest(GMEOptions):

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
-from .schemas import Usage, _json_type, _text_list
+from .schemas import CacheOption, Usage, _json_type, _text_list
 
 
 def _query(value) -> str:
@@ -34,26 +34,31 @@ def _direction(value) -> str:
     raise InvalidRequest("truncation_direction must be 'left' or 'right'", param="truncation_direction")
 
 
-class TEIRerankRequest(BaseModel):
-    """text-embeddings-inference's `POST /rerank` body; fields it has that do not apply are ignored."""
+class _RerankBody(BaseModel):
+    """What every rerank body has: a query, and this service's model, instruction and cache options."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
+    model: Optional[str] = Field(default=None, description="A served reranker; defaults to the first one.")
     query: str
+    instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
+    cache: CacheOption = True
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _check_query(cls, value):
+        return _query(value)
+
+
+class TEIRerankRequest(_RerankBody):
+    """text-embeddings-inference's `POST /rerank` body; fields it has that do not apply are ignored."""
+
     texts: list[str] = Field(description="The documents to score against the query.")
     raw_scores: bool = Field(default=False, description="The model's logit instead of its activated score.")
     return_text: bool = Field(default=False, description="Add each document's text to its result.")
     truncate: bool = Field(default=True, description="Cut over-long pairs, the document first; false makes them a 400.")
     truncation_direction: Literal["left", "right"] = Field(
         default="right", description="Which end of an over-long document is cut.")
-    model: Optional[str] = None
-    instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
-    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
-
-    @field_validator("query", mode="before")
-    @classmethod
-    def _check_query(cls, value):
-        return _query(value)
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -76,24 +81,13 @@ class TEIRerankResponse(RootModel[list[Rank]]):
     """Per document, best first."""
 
 
-class RerankRequest(BaseModel):
+class RerankRequest(_RerankBody):
     """Jina's and Cohere's `POST /v1/rerank` and Cohere's `POST /v2/rerank` body."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    model: Optional[str] = Field(default=None, description="A served reranker; defaults to the first model.")
-    query: str
     documents: list[str] = Field(description="Strings, or objects with a `text` field.")
     top_n: Optional[int] = Field(default=None, ge=1, description="Return only the best N.")
     return_documents: bool = Field(default=False, description="Add each document as {\"text\": ...}.")
-    instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
     max_tokens_per_doc: Optional[int] = Field(default=None, ge=1, description="Cut each document to N tokens.")
-    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
-
-    @field_validator("query", mode="before")
-    @classmethod
-    def _check_query(cls, value):
-        return _query(value)
 
     @field_validator("documents", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from .multimodal_inputs import chat_item, input_items, is_parts
 EncodingFormat = Literal["float", "base64"]
 OutputType = Literal["dense", "sparse", "colbert"]
 Dimensions = Annotated[int, Field(gt=0, description="Keep the first N components, then re-normalise.")]
+CacheOption = Annotated[bool, Field(description="false: compute, neither reading nor writing the embedding cache.")]
 
 
 def _text_list(value, field: str) -> list[str]:
@@ -173,7 +174,7 @@ class EmbedTextRequest(BaseModel):
     instruction: Optional[str] = Field(
         default=None, description="Vision-language embedders (GME): the instruction for queries.")
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
-    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
+    cache: CacheOption = True
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -216,7 +217,7 @@ class ImageOptions(BaseModel):
     instruction: Optional[str] = Field(
         default=None, description="Vision-language embedders (GME): the instruction for queries.")
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
-    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
+    cache: CacheOption = True
 
 
 class EmbedImageRequest(ImageOptions):
@@ -247,7 +248,7 @@ class SimilarityRequest(BaseModel):
                     "several add a weighted `hybrid`.")
     weights: Optional[dict[OutputType, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]]] = Field(
         default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4.")
-    cache: bool = Field(default=True, description="false: compute, neither reading nor writing the embedding cache.")
+    cache: CacheOption = True
 
     @field_validator("texts", mode="before")
     @classmethod

@@ -21,6 +21,11 @@ _OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camember
 WARMUP_TOKENS = 1024
 
 
+def pad_id_of(tokenizer) -> int:
+    """The id rows are padded with: the tokenizer's pad token, or 0 where it has none (the mask hides it)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after a single sequence ([CLS] … [SEP], <s> … </s>, …).
 
@@ -60,7 +65,7 @@ class TextInputs:
         self.max_length = max_sequence_length(layout, tokenizer, config)
         self.prefix, self.suffix = special_token_frame(tokenizer)
         self.vocab_size = vocab_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id_of(tokenizer)
 
     # ------------------------------------------------------------------ prompts
     def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:

@@ -21,7 +21,7 @@ from ..layout import ModelLayout, json_object, model_config, read_layout
 from ..outputs import RERANK, BatchOutput
 from ..pair_inputs import PairInputs
 from ..rows import PairRow, Prepared, pad_right
-from ..text_inputs import max_sequence_length
+from ..text_inputs import max_sequence_length, pad_id_of
 from .base import RerankerFamily
 
 # Score activations by name, as sentence-transformers stores them ("torch.nn.modules.activation.Sigmoid").
@@ -65,7 +65,7 @@ class CrossEncoderModel(RerankerFamily):
         self.activation = activation
         self.max_length = max_sequence_length(layout, tokenizer, model.config)
         self.pairs = PairInputs(tokenizer, self.max_length)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id_of(tokenizer)
         accepted = inspect.signature(model.forward).parameters
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
 

@@ -31,6 +31,7 @@ from ...errors import InvalidRequest
 from ..layout import json_list, json_object, model_config, transformer_dir
 from ..outputs import RERANK, BatchOutput
 from ..rows import PairRow, Prepared, pad_right
+from ..text_inputs import pad_id_of
 from .base import RerankerFamily
 from .cross_encoder import ACTIVATIONS
 from .decoder_embedder import is_decoder_only
@@ -89,7 +90,7 @@ class LLMReranker(RerankerFamily):
         if self.max_length - len(self.prefix_ids) - len(self.suffix_ids) < 16:
             raise ValueError(f"the template's prefix and suffix take {len(self.prefix_ids) + len(self.suffix_ids)} "
                              f"of the {self.max_length} tokens, leaving no room for a query and a document")
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id_of(tokenizer)
 
     @classmethod
     def detect(cls, path: Path) -> bool:

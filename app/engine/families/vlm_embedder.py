@@ -36,6 +36,7 @@ from ...errors import InvalidRequest
 from ..layout import model_config
 from ..outputs import DENSE, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, BatchOutput
 from ..rows import MultimodalRow, Prepared, pad_right
+from ..text_inputs import pad_id_of
 from .base import ModelFamily
 
 DEFAULT_INSTRUCTION = "You are a helpful assistant."
@@ -88,7 +89,7 @@ class VLMEmbedder(ModelFamily):
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
         text_config = getattr(config, "text_config", config)
         self.dimension = int(text_config.hidden_size)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id_of(tokenizer)
 
     # ------------------------------------------------------------ recognition
     @classmethod

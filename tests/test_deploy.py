@@ -235,6 +235,7 @@ def ab(url: str, requests_: int, concurrency: int = 4) -> subprocess.Popen:
 
 def ab_result(proc: subprocess.Popen) -> tuple[int, int]:
     out, _ = proc.communicate(timeout=300)
+    ab_result.last_summary = out[out.find("Complete requests"):][:600]
     complete = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
@@ -290,4 +291,4 @@ def test_rolling_restart_loses_nothing(cluster):
     load.send_signal(signal.SIGINT)  # ab prints its summary on SIGINT
     complete, failed = ab_result(load)
     print(f"rolling restart under ab: {complete} requests, {failed} failed")
-    assert complete > 50 and failed == 0
+    assert complete > 50 and failed == 0, ab_result.last_summary  # what kind of failure (length, connect, non-2xx)

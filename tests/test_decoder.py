@@ -44,7 +44,7 @@ def reference(qwen3_dir):
 
 def test_recognised_as_a_decoder_with_its_limits_and_prompts(decoder_engine):
     card = decoder_engine.describe_models()[0]
-    assert card["family"] == "decoder" and card["capabilities"] == ["embed:text"]
+    assert card["family"] == "decoder" and card["capabilities"] == ["embed:text", "tokens"]
     assert card["pooling"] == ["lasttoken"] and card["prompts"] == ["document", "query"]
     # sentence-transformers' max_seq_length wins over the tokenizer's 131072 and the 4096 positions.
     assert card["max_input_tokens"] == 48

@@ -131,7 +131,7 @@ def test_single_output_type_and_base64_colbert(m3, reference):
         decoded = np.frombuffer(base64.b64decode(as_base64), dtype="<f4").reshape(-1, width)
         np.testing.assert_allclose(decoded, np.array(as_floats, dtype=np.float32), rtol=1e-6)
     dense = m3.post("/embed_text", json={"texts": TEXTS}).get_json()
-    assert set(dense) == {"model", "embeddings", "dimension", "usage"}
+    assert set(dense) == {"model", "embeddings", "dimension", "precision", "usage"}
 
 
 def test_embed_sparse_speaks_teis_shape(m3, reference):
@@ -171,8 +171,8 @@ def test_similarity_scores_match_bgem3s_own(m3, flag):
 def test_missing_heads_are_a_400_naming_the_head(client, m3_dir, tmp_path):
     error = client.post("/embed_text", json={"texts": ["a"], "output_type": "sparse"}).get_json()["error"]
     assert error["code"] == "unsupported_output" and "sparse_linear.pt" in error["message"]
-    error = client.post("/embed_sparse", json={"inputs": ["a"]}).get_json()["error"]
-    assert "no sparse head" in error["message"]
+    refused = client.post("/embed_sparse", json={"inputs": ["a"]})
+    assert refused.status_code == 422 and "no sparse head" in refused.get_json()["error"]  # TEI's shape
     error = client.post("/similarity", json={"texts": ["a"], "output_types": ["colbert"]}).get_json()["error"]
     assert "colbert_linear.pt" in error["message"]
 
@@ -189,7 +189,8 @@ def test_request_shape_errors(m3):
     unknown = m3.post("/embed_text", json={"texts": ["a"], "output_type": "multivector"})
     assert unknown.status_code == 400 and unknown.get_json()["error"]["param"] == "output_type"
     assert m3.post("/embed_text", json={"texts": ["a"], "output_types": []}).status_code == 400
-    assert m3.post("/embed_sparse", json={"inputs": []}).get_json()["error"]["param"] == "inputs"
+    empty = m3.post("/embed_sparse", json={"inputs": []})
+    assert empty.status_code == 400 and empty.get_json() == {"error": "inputs must not be empty", "error_type": "Empty"}
 
 
 def test_mixed_requests_share_batches_and_each_gets_its_own_outputs(m3_app, m3_engine, reference):
@@ -251,3 +252,15 @@ def test_hybrid_weights_that_overflow_are_refused(m3, weights):
     assert response.status_code == 400 and (error["param"] or "weights").startswith("weights")
     fine = m3.post("/similarity", json={**body, "weights": {"dense": 2.0, "sparse": 1.0}}).get_json()
     assert all(value == value for row in fine["similarity_matrix"] for value in row)  # no NaN
+
+
+@pytest.mark.parametrize("output_type", ["dense", "sparse", "colbert"])
+def test_the_earlier_bge_m3_servers_embed_body(m3, output_type):
+    """Scripts written for the earlier BGE-M3 FastAPI server post its body to /embed unchanged."""
+    body = {"texts": TEXTS, "output_type": output_type, "normalize": True, "max_length": 8192, "batch_size": 4}
+    old = m3.post("/embed", json=body).get_json()
+    native = m3.post("/embed_text", json={"texts": TEXTS, "output_type": output_type}).get_json()
+    assert old == native and {"dense": "embeddings"}.get(output_type, output_type) in old
+    short = m3.post("/embed", json={**body, "max_length": 4}).get_json()
+    # min(max_length, the model's maximum) tokens per text
+    assert short["usage"]["prompt_tokens"] <= 4 * len(TEXTS) < old["usage"]["prompt_tokens"]

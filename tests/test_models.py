@@ -83,7 +83,8 @@ def test_models_lists_every_model_with_its_capabilities(multi):
     client, _ = multi
     cards = {card["id"]: card for card in client.get("/v1/models").get_json()["data"]}
     assert list(cards) == ["minilm", "qwen3", "clip"]
-    assert cards["minilm"]["family"] == "sentence-transformers" and cards["minilm"]["capabilities"] == ["embed:text"]
+    assert cards["minilm"]["family"] == "sentence-transformers"
+    assert cards["minilm"]["capabilities"] == ["embed:text", "tokens"]
     assert cards["qwen3"]["family"] == "decoder" and cards["qwen3"]["pooling"] == ["lasttoken"]
     assert cards["clip"]["family"] == "dual-encoder"
     assert cards["clip"]["capabilities"] == ["embed:image", "embed:text"]

@@ -278,8 +278,13 @@ def test_similarity_with_a_reranker_is_the_score_matrix(client):
 def test_bad_rerank_requests_are_400s_naming_the_field(client, route, body, param):
     http, _ = client
     response = http.post(route, json={"model": "bge-reranker", **body})
-    assert response.status_code == 400, response.get_json()
-    assert response.get_json()["error"]["param"] == param
+    if route == "/rerank":  # text-embeddings-inference's route answers in its shape: 422 (400 when empty)
+        error = response.get_json()
+        assert response.status_code in (400, 422) and error["error_type"] in ("Validation", "Empty"), error
+        assert error["error"].startswith(param.split("[")[0])
+    else:
+        assert response.status_code == 400, response.get_json()
+        assert response.get_json()["error"]["param"] == param
     assert http.post("/v2/rerank", json={"model": "bge-reranker", "query": "q", "documents": ["a"]}).status_code == 200
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import Settings
-from . import embeddings, gme, images, meta, ollama, rerank, similarity
+from . import cohere, docs, embeddings, gme, images, meta, ollama, rerank, similarity, tei
 from .image_inputs import make_fetcher
 from .auth import init_auth
 from .context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
@@ -27,4 +27,7 @@ def init_api(app: Flask, settings: Settings, engine) -> None:
     app.register_blueprint(rerank.bp)
     app.register_blueprint(gme.bp)
     app.register_blueprint(ollama.bp)
+    app.register_blueprint(tei.bp)
+    app.register_blueprint(cohere.bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(docs.bp)

@@ -1,6 +1,6 @@
 """The embedding routes: OpenAI-compatible `/v1/embeddings` (texts, token ids, or images with
 Infinity's `"modality": "image"`), native `/embed_text` (dense, sparse and ColBERT outputs), and
-text-embeddings-inference's `/embed_sparse`."""
+the shared body of /embed_text and the earlier BGE-M3 server's `/embed`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .multimodal_inputs import Item
 from .encoding import encode_matrices, encode_rows, encode_sparse, json_response, usage
 from .observability import record_embedding
 from .parsing import check_items, parse_json
-from .schemas import (EmbedSparseRequest, EmbedSparseResponse, EmbedTextRequest, EmbedTextResponse,
+from .schemas import (EmbedTextRequest, EmbedTextResponse,
                       OpenAIEmbeddingRequest, OpenAIEmbeddingResponse)
 from .spec import operation
 
@@ -42,17 +42,12 @@ def create_embeddings():
     else:
         settings = context.settings()
         check_items(inputs, settings, "input", req.effective_instruction(), "instruction")
-        if not isinstance(inputs[0], str) and not settings.accept_token_ids:
-            raise InvalidRequest(
-                "input is token ids, and this server takes text: ids from another tokenizer (OpenAI's tiktoken, "
-                "which LangChain's OpenAIEmbeddings sends by default) would be embedded as if they were this "
-                "model's, a wrong answer without an error. Send the texts (LangChain: "
-                "OpenAIEmbeddings(..., check_embedding_ctx_length=False)), or start the server with "
-                "ACCEPT_TOKEN_IDS=true if the ids are this model's", param="input", code="token_ids_not_accepted")
         if isinstance(inputs[0], str):
-            result = engine.embed_texts(model, inputs, **options)
+            result = engine.embed_texts(model, inputs, truncation_direction=req.truncation_direction, **options)
         else:
-            result = engine.embed_token_ids(model, inputs, dimensions=req.dimensions)
+            refuse_foreign_token_ids(settings, "input")
+            result = engine.embed_token_ids(model, inputs, dimensions=req.dimensions,
+                                            truncation_direction=req.truncation_direction)
         record_embedding(result, len(inputs))
     rows = encode_rows(result.vectors, req.encoding_format)
     return json_response({
@@ -63,11 +58,25 @@ def create_embeddings():
     })
 
 
+def refuse_foreign_token_ids(settings, field: str) -> None:
+    if not settings.accept_token_ids:
+        raise InvalidRequest(
+            f"{field} is token ids, and this server takes text: ids from another tokenizer (OpenAI's tiktoken, "
+            "which LangChain's OpenAIEmbeddings sends by default) would be embedded as if they were this "
+            "model's, a wrong answer without an error. Send the texts (LangChain: "
+            "OpenAIEmbeddings(..., check_embedding_ctx_length=False)), or start the server with "
+            "ACCEPT_TOKEN_IDS=true if the ids are this model's", param=field, code="token_ids_not_accepted")
+
+
 @bp.post("/embed_text")
 @operation(summary="Embed texts (native)", request=EmbedTextRequest, response=EmbedTextResponse, auth=True,
            tags=("native",), errors=(400, 401, 404, 413, 415))
 def embed_text():
-    req = parse_json(EmbedTextRequest)
+    return json_response(embed_text_body(parse_json(EmbedTextRequest)))
+
+
+def embed_text_body(req: EmbedTextRequest) -> dict:
+    """/embed_text's answer; also the earlier BGE-M3 server's `/embed`, whose body is /embed_text's."""
     outputs = req.requested_outputs()
     check_items(req.texts, context.settings(), "texts", req.prompt or req.instruction,
                 "prompt" if req.prompt else "instruction")
@@ -77,32 +86,20 @@ def embed_text():
     result = engine.embed_texts(model, req.texts, normalize=req.normalize, truncate=req.truncate,
                                 prompt=req.prompt, prompt_name=req.prompt_name, dimensions=req.dimensions,
                                 field="texts", outputs=frozenset(outputs), instruction=req.instruction,
-                                is_query=req.is_query, use_cache=req.cache)
+                                is_query=req.is_query, use_cache=req.cache,
+                                truncation_direction=req.truncation_direction, max_tokens=req.max_length)
     record_embedding(result, len(req.texts))
     body = {"model": model.name}
     if "dense" in outputs:
-        body["embeddings"] = encode_rows(result.vectors, req.encoding_format)
+        vectors = engine.quantize(model, result.vectors, req.precision, dimensions=req.dimensions,
+                                  normalize=req.normalize)
+        body["embeddings"] = encode_rows(vectors, req.encoding_format)
         body["dimension"] = int(result.vectors.shape[1])
+        body["precision"] = req.precision
     if "sparse" in outputs:
         body["sparse"] = encode_sparse(result.sparse, model.token_strings if req.return_tokens else None)
     if "colbert" in outputs:
         body["colbert"] = encode_matrices(result.colbert, req.encoding_format)
         body["colbert_dimension"] = int(result.colbert[0].shape[1])
     body["usage"] = usage(result.prompt_tokens)
-    return json_response(body)
-
-
-@bp.post("/embed_sparse")
-@operation(summary="Sparse lexical weights (text-embeddings-inference's shape)", request=EmbedSparseRequest,
-           response=EmbedSparseResponse, auth=True, tags=("tei",), errors=(400, 401, 404, 413, 415))
-def embed_sparse():
-    req = parse_json(EmbedSparseRequest)
-    check_items(req.inputs, context.settings(), "inputs")
-    engine = context.engine()
-    model = engine.resolve(req.model, "sparse")
-    engine.check_outputs(model, ["sparse"], "inputs")
-    result = engine.embed_texts(model, req.inputs, truncate=req.truncate, prompt_name=req.prompt_name,
-                                field="inputs", outputs=frozenset({"sparse"}))
-    record_embedding(result, len(req.inputs))
-    return json_response([[{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]
-                          for ids, values in result.sparse])
+    return body

@@ -17,8 +17,9 @@ _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 def encode_rows(vectors: np.ndarray, encoding_format: str) -> list:
     if encoding_format == "base64":
-        little_endian = vectors.astype("<f4", copy=False)
-        return [base64.b64encode(row.tobytes()).decode("ascii") for row in little_endian]
+        # Quantized rows are bytes already; float rows are sent as little-endian float32.
+        rows = vectors.astype("<f4", copy=False) if vectors.dtype.kind == "f" else vectors
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
     return list(vectors)
 
 

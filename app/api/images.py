@@ -31,9 +31,12 @@ def embed_image():
     images = uploads("images") if multipart else gather(options.images, "images")
     result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions,
                    instruction=options.instruction, is_query=options.is_query, use_cache=options.cache)
+    vectors = engine.quantize(model, result.vectors, options.precision, dimensions=options.dimensions,
+                              normalize=options.normalize)
     return json_response({
         "model": model.name,
-        "embeddings": encode_rows(result.vectors, options.encoding_format),
+        "embeddings": encode_rows(vectors, options.encoding_format),
         "dimension": int(result.vectors.shape[1]),
+        "precision": options.precision,
         "usage": usage(result.prompt_tokens),
     })

@@ -16,6 +16,11 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Model:
+    return validate(model_cls, parse_object(accepted))
+
+
+def parse_object(accepted: str = "application/json") -> dict:
+    """The request body as a JSON object, for routes that pick a request model by what the body holds."""
     mimetype = request.mimetype
     # No Content-Type at all is taken as JSON (some clients omit it); anything else must say JSON,
     # and a header that does not parse as a media type (";;;===") says nothing of the kind.
@@ -34,7 +39,7 @@ def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Mo
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
-    return validate(model_cls, body)
+    return body
 
 
 def read_body(limit: int) -> bytes:

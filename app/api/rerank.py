@@ -1,4 +1,5 @@
-"""The rerank routes: text-embeddings-inference's `/rerank`, Jina's and Cohere's `/v1/rerank`, Cohere's `/v2/rerank`.
+"""The rerank routes: Jina's and Cohere's `/v1/rerank`, Cohere's `/v2/rerank`; the body of
+text-embeddings-inference's `/rerank` (its route is in `tei`).
 
 All three score every document against the query in one engine call (one
 pair row per document, batched with other requests' rows) and answer best
@@ -16,7 +17,7 @@ from . import context
 from .encoding import json_response, usage
 from .observability import record_embedding
 from .parsing import check_items, parse_json
-from .rerank_schemas import RerankRequest, RerankResponse, TEIRerankRequest, TEIRerankResponse
+from .rerank_schemas import RerankRequest, RerankResponse, TEIRerankRequest
 from .spec import operation
 
 bp = Blueprint("rerank", __name__)
@@ -39,11 +40,8 @@ def _rerank(model_name: str | None, query: str, documents: list[str], field: str
     return model, result, scores, order
 
 
-@bp.post("/rerank")
-@operation(summary="Rerank texts against a query (text-embeddings-inference's shape)", request=TEIRerankRequest,
-           response=TEIRerankResponse, auth=True, tags=("tei",), errors=_ERRORS)
-def rerank_tei():
-    req = parse_json(TEIRerankRequest)
+def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
+    """text-embeddings-inference's `/rerank` answer (its route is with TEI's others)."""
     _, _, scores, order = _rerank(req.model, req.query, req.texts, "texts", raw_scores=req.raw_scores,
                                   truncate=req.truncate, truncation_direction=req.truncation_direction,
                                   instruction=req.instruction, use_cache=req.cache)
@@ -53,7 +51,7 @@ def rerank_tei():
         if req.return_text:
             rank["text"] = req.texts[index]
         ranks.append(rank)
-    return json_response(ranks)
+    return ranks
 
 
 def _cohere_shaped(version: str):

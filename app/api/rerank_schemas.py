@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
-from .schemas import CacheOption, Usage, _json_type, _text_list
+from .schemas import CacheOption, TruncationDirection, Usage, _json_type, _text_list, direction_of
 
 
 def _query(value) -> str:
@@ -25,13 +25,6 @@ def _documents(value) -> list[str]:
         value = [item["text"] if isinstance(item, dict) and isinstance(item.get("text"), str) else item
                  for item in value]
     return _text_list(value, "documents")
-
-
-def _direction(value) -> str:
-    # text-embeddings-inference's clients send "Right"/"Left" as well as "right"/"left".
-    if isinstance(value, str) and value.lower() in ("left", "right"):
-        return value.lower()
-    raise InvalidRequest("truncation_direction must be 'left' or 'right'", param="truncation_direction")
 
 
 class _RerankBody(BaseModel):
@@ -57,8 +50,7 @@ class TEIRerankRequest(_RerankBody):
     raw_scores: bool = Field(default=False, description="The model's logit instead of its activated score.")
     return_text: bool = Field(default=False, description="Add each document's text to its result.")
     truncate: bool = Field(default=True, description="Cut over-long pairs, the document first; false makes them a 400.")
-    truncation_direction: Literal["left", "right"] = Field(
-        default="right", description="Which end of an over-long document is cut.")
+    truncation_direction: TruncationDirection = "right"
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -68,7 +60,7 @@ class TEIRerankRequest(_RerankBody):
     @field_validator("truncation_direction", mode="before")
     @classmethod
     def _check_direction(cls, value):
-        return _direction(value)
+        return direction_of(value)
 
 
 class Rank(BaseModel):

@@ -16,6 +16,14 @@ from ..errors import InvalidRequest
 from .multimodal_inputs import chat_item, input_items, is_parts
 
 EncodingFormat = Literal["float", "base64"]
+# text-embeddings-inference's spellings are accepted too ("Left", "Right").
+TruncationDirection = Annotated[Literal["left", "right"], Field(
+    description="Which end of an over-long input is cut: right (its end, the default) or left (its start).")]
+Precision = Annotated[Literal["float32", "int8", "uint8", "binary", "ubinary"], Field(
+    description="As sentence-transformers' encode(precision=...): int8/uint8 scale each dimension by ranges "
+                "calibrated once per model; binary/ubinary pack one bit per dimension (> 0) into bytes.")]
+# The error code of an empty input list, which text-embeddings-inference answers as its own kind of error.
+EMPTY = "empty_input"
 OutputType = Literal["dense", "sparse", "colbert"]
 Dimensions = Annotated[int, Field(gt=0, description="Keep the first N components, then re-normalise.")]
 CacheOption = Annotated[bool, Field(description="false: compute, neither reading nor writing the embedding cache.")]
@@ -28,7 +36,7 @@ def _text_list(value, field: str) -> list[str]:
     if not isinstance(value, list):
         raise InvalidRequest(f"{field} must be a string or a list of strings", param=field)
     if not value:
-        raise InvalidRequest(f"{field} must not be empty", param=field)
+        raise InvalidRequest(f"{field} must not be empty", param=field, code=EMPTY)
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise InvalidRequest(f"{field}[{index}] must be a string, got {_json_type(item)}",
@@ -54,6 +62,13 @@ def _image_list(value, field: str) -> list[str]:
         if not item.strip():
             raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
     return value
+
+
+def direction_of(value) -> str:
+    """text-embeddings-inference's clients send "Right"/"Left" as well as "right"/"left"."""
+    if isinstance(value, str) and value.lower() in ("left", "right"):
+        return value.lower()
+    raise InvalidRequest("truncation_direction must be 'left' or 'right'", param="truncation_direction")
 
 
 def _is_token(value) -> bool:
@@ -125,6 +140,12 @@ class OpenAIEmbeddingRequest(BaseModel):
     user: Optional[str] = None
     modality: Literal["text", "image"] = Field(
         default="text", description="Infinity's extension: 'image' makes `input` images (URLs, data URIs, base64).")
+    truncation_direction: TruncationDirection = "right"
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        return direction_of(value)
 
     @field_validator("input", mode="before")
     @classmethod
@@ -175,6 +196,18 @@ class EmbedTextRequest(BaseModel):
         default=None, description="Vision-language embedders (GME): the instruction for queries.")
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
     cache: CacheOption = True
+    precision: Precision = "float32"
+    truncation_direction: TruncationDirection = "right"
+    max_length: Optional[Annotated[int, Field(gt=0)]] = Field(
+        default=None, description="Cut (or, with truncate=false, refuse) inputs at this many tokens, below the "
+                                  "model's maximum; the earlier BGE-M3 server's field.")
+    batch_size: Optional[Annotated[int, Field(gt=0)]] = Field(
+        default=None, description="Accepted from the earlier BGE-M3 server's clients; batching is the server's.")
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        return direction_of(value)
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -187,22 +220,6 @@ class EmbedTextRequest(BaseModel):
         if self.output_types is not None:
             return list(dict.fromkeys(self.output_types))
         return [self.output_type or "dense"]
-
-
-class EmbedSparseRequest(BaseModel):
-    """text-embeddings-inference's `POST /embed_sparse` body; fields it has that do not apply are ignored."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    inputs: Union[str, list[str]] = Field(description="One text or a list of texts.")
-    truncate: bool = True
-    prompt_name: Optional[str] = None
-    model: Optional[str] = None
-
-    @field_validator("inputs", mode="before")
-    @classmethod
-    def _normalise_inputs(cls, value):
-        return _text_list(value, "inputs")
 
 
 class ImageOptions(BaseModel):
@@ -218,6 +235,7 @@ class ImageOptions(BaseModel):
         default=None, description="Vision-language embedders (GME): the instruction for queries.")
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
     cache: CacheOption = True
+    precision: Precision = "float32"
 
 
 class EmbedImageRequest(ImageOptions):
@@ -293,9 +311,12 @@ class SparseVector(BaseModel):
 
 class EmbedTextResponse(BaseModel):
     model: str
-    embeddings: Optional[Union[list[list[float]], list[str]]] = Field(
-        default=None, description="Dense vectors (when asked for; the default).")
-    dimension: Optional[int] = None
+    embeddings: Optional[Union[list[list[float]], list[list[int]], list[str]]] = Field(
+        default=None, description="Dense vectors (when asked for; the default): floats, integers at another "
+                                  "precision, or base64 of the little-endian float32 (or int8/uint8) buffer.")
+    dimension: Optional[int] = Field(default=None, description="The vectors' dimensions (binary and ubinary rows "
+                                                               "hold one byte per 8 of them).")
+    precision: Optional[str] = None
     sparse: Optional[list[SparseVector]] = None
     colbert: Optional[Union[list[list[list[float]]], list[str]]] = Field(
         default=None, description="Per input, a vector per token after the first; with base64, one string per "

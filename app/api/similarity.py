@@ -17,7 +17,8 @@ from . import context
 from .encoding import json_response, usage
 from .image_inputs import embed, gather
 from .observability import record_embedding
-from .parsing import check_items, parse_json
+from .parsing import check_items, parse_object, validate
+from .tei import similarity_body
 from .schemas import SimilarityRequest, SimilarityResponse
 from .spec import operation
 
@@ -33,7 +34,10 @@ DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
            request=SimilarityRequest, response=SimilarityResponse, auth=True, tags=("native",),
            errors=(400, 401, 404, 413, 415))
 def similarity():
-    req = parse_json(SimilarityRequest)
+    body = parse_object()
+    if "inputs" in body:  # text-embeddings-inference's body: {"inputs": {"source_sentence", "sentences"}}
+        return similarity_body(body)
+    req = validate(SimilarityRequest, body)
     if not req.texts and not req.images:
         raise InvalidRequest("send texts, images, or both", param="texts")
     if req.images and req.documents:

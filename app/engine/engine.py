@@ -34,7 +34,8 @@ from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
-from .outputs import DENSE, EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, Results
+from .quantization import CALIBRATED, Calibration, calibration_texts, quantize
+from .outputs import DENSE, EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS, Results
 from .postprocess import postprocess
 from .rows import Prepared, forward_planned
 
@@ -60,6 +61,7 @@ class Embeddings:
     timings: Timings = Timings()
     sparse: list[tuple[np.ndarray, np.ndarray]] | None = None  # per input: (token ids, weights)
     colbert: list[np.ndarray] | None = None  # per input: [tokens - 1, dim]
+    tokens: list[np.ndarray] | None = None  # per input: [tokens, hidden], before pooling
     model: str = ""
     cache: str | None = None  # hit, partial or miss; None: the cache was not asked
 
@@ -122,6 +124,8 @@ class Engine:
         self.stats = BatchStats()
         self.model_stats = {name: BatchStats() for name in models}
         self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
+        self.calibrations: dict[str, Calibration] = {}  # int8 ranges per text-embedding model, per worker
+        self._calibration_lock = threading.Lock()
         # Every cache key starts with its model's content fingerprint and dtype: two models never share
         # entries, whatever they are called; one model shares them across instances.
         self.cache = TieredCache(config.cache) if config.cache.enabled else None
@@ -146,6 +150,32 @@ class Engine:
                 raise ModelLoadError(spec, f"cannot load it: {exc}") from exc
         return cls(config, models, device, dtype, observer, fingerprints)
 
+    def _calibrate(self, model: ModelFamily) -> Calibration | None:
+        """The model's vectors of the shipped calibration corpus, whose per-dimension ranges scale its int8
+        and uint8 vectors. Computed in each worker (the master never runs a forward pass: see
+        ARCHITECTURE.md), the same in all of them: the same weights, corpus, device and dtype give the same
+        ranges, so a vector's int8 form never depends on its request or on the worker that answered it."""
+        if MODALITY_CAPABILITY["text"] not in model.capabilities:
+            return None
+        with self._calibration_lock:
+            if model.name not in self.calibrations:
+                limits = self.config.limits
+                lane = model.lane(model.kind_of("text"))
+                prepared = model.prepare_texts(calibration_texts())
+                with model.lock:
+                    results = forward_planned(lane, prepared, limits.max_batch_size, limits.max_batch_tokens)
+                self.calibrations[model.name] = Calibration(results.dense)
+            return self.calibrations[model.name]
+
+    def quantize(self, model: ModelFamily, vectors: np.ndarray, precision: str, *, dimensions: int | None = None,
+                 normalize: bool = True) -> np.ndarray:
+        """`vectors` (post-processed with `dimensions` and `normalize`) at `precision`."""
+        ranges = None
+        if precision in CALIBRATED:
+            calibration = self.calibrations.get(model.name) or self.offload(self._calibrate, model)
+            ranges = calibration.ranges(dimensions, normalize) if calibration else None
+        return quantize(vectors, precision, ranges)
+
     # ---------------------------------------------------------------- lifecycle
     def start_worker(self, batching: bool | None = None, offload: Callable | None = None) -> None:
         """Per-process start: thread count, device move, warm-up of every model, batchers. Idempotent per pid.
@@ -164,6 +194,7 @@ class Engine:
             if self.device != "cpu":
                 for model in self.models.values():
                     model.to(self.device)
+            self.calibrations = {}  # a fork's copy is its parent's, who may have run on another device
             if self.config.warmup:
                 self.warmup()
             batching = self.config.batching if batching is None else batching
@@ -184,11 +215,13 @@ class Engine:
                        on_queue=lambda depth: self._report_queue(name))
 
     def warmup(self) -> None:
-        """Every model, every kind of row it takes: /ready turns 200 only after all of them ran."""
+        """Every model, every kind of row it takes, and its int8 calibration: /ready turns 200 only after
+        all of them ran."""
         limits = self.config.limits
         for model in self.models.values():
             for kind, prepared in model.warmup_inputs():
                 forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens)
+            self._calibrate(model)
         trim_heap()  # what the longest rows needed is freed, and should not stay with this worker
 
     @property
@@ -250,6 +283,9 @@ class Engine:
     @staticmethod
     def check_outputs(model: ModelFamily, outputs, param: str = "output_types") -> None:
         missing = [output for output in outputs if output != "dense" and output not in model.capabilities]
+        if TOKENS in missing:
+            raise InvalidRequest(f"the model {model.name!r} ({model.family}) does not give per-token vectors; "
+                                 "encoder and decoder text embedders do", param=param, code="unsupported_output")
         if missing:
             output = missing[0]
             computes = ["dense", *sorted(c for c in model.capabilities if c in HEAD_FILES)]
@@ -272,13 +308,24 @@ class Engine:
                          "numpy": np.__version__},
         }
 
+    # -------------------------------------------------------------- tokenizer
+    def tokenize(self, model: ModelFamily, texts: list[str], *, add_special_tokens: bool = True,
+                 prompt_name: str | None = None) -> list[list[dict]]:
+        return self._off_loop(sum(map(len, texts)), model.tokens, texts, add_special_tokens=add_special_tokens,
+                              prompt_name=prompt_name)
+
+    def decode(self, model: ModelFamily, rows: list[list[int]], *, skip_special_tokens: bool = True) -> list[str]:
+        return self._off_loop(sum(map(len, rows)), model.decode, rows, skip_special_tokens=skip_special_tokens)
+
     # --------------------------------------------------------------- embedding
     def embed_texts(self, model: ModelFamily, texts: list[str], *, normalize: bool = True, truncate: bool = True,
                     prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
                     field: str = "input", outputs: frozenset[str] = DENSE, instruction: str | None = None,
-                    is_query: bool = True, use_cache: bool = True) -> Embeddings:
+                    is_query: bool = True, use_cache: bool = True, truncation_direction: str = "right",
+                    max_tokens: int | None = None) -> Embeddings:
         """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them.
-        `instruction` and `is_query` are for vision-language embedders (GME)."""
+        `instruction` and `is_query` are for vision-language embedders (GME); `truncation_direction` says
+        which end an over-long text loses, `max_tokens` lowers the model's limit for this request."""
         self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         self.check_outputs(model, outputs)
@@ -287,16 +334,17 @@ class Engine:
         chars = sum(map(len, texts)) + len(texts) * len(prompt or instruction or "")
         prepared = self._off_loop(chars, model.prepare_texts, texts, truncate=truncate, prompt=prompt,
                                   prompt_name=prompt_name, field=field, outputs=frozenset(outputs) | DENSE,
-                                  instruction=instruction, is_query=is_query)
+                                  instruction=instruction, is_query=is_query, direction=truncation_direction,
+                                  max_tokens=max_tokens)
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], *, normalize: bool = True,
                         truncate: bool = True, dimensions: int | None = None, field: str = "input",
-                        use_cache: bool = True) -> Embeddings:
+                        use_cache: bool = True, truncation_direction: str = "right") -> Embeddings:
         self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
-        prepared = model.prepare_token_ids(rows, truncate=truncate, field=field)
+        prepared = model.prepare_token_ids(rows, truncate=truncate, field=field, direction=truncation_direction)
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     def embed_images(self, model: ModelFamily, images: list[bytes], limits: ImageLimits, *,
@@ -442,7 +490,7 @@ class Engine:
             colbert = [postprocess(matrix, normalize=normalize, dimensions=None) for matrix in results.multivector]
         return Embeddings(vectors=postprocess(results.dense, normalize=normalize, dimensions=dimensions),
                           prompt_tokens=prepared.token_count, timings=timings, sparse=results.sparse,
-                          colbert=colbert, model=name)
+                          colbert=colbert, tokens=results.tokens, model=name)
 
     def _forward(self, model: ModelFamily, kind: str, prepared: Prepared) -> tuple[Results, float]:
         """Runs in the inference thread; returns the results and when the model became free."""

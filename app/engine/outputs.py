@@ -17,6 +17,8 @@ SPARSE = "sparse"
 COLBERT = "colbert"
 RERANK = "rerank"
 EMBED_INTERLEAVED = "embed:interleaved"
+# Every token's hidden state before pooling (text-embeddings-inference's /embed_all).
+TOKENS = "tokens"
 
 # Per-input outputs a request may ask for, in the order responses list them.
 OUTPUT_TYPES = ("dense", "sparse", "colbert")
@@ -37,6 +39,7 @@ class BatchOutput:
     scores: np.ndarray | None = None  # float32 [n]: one score per row (rerankers)
     sparse: list | None = None  # per row: (token ids ascending, weights)
     multivector: list | None = None  # per row: float32 [tokens, dim], before normalisation
+    tokens: list | None = None  # per row: float32 [tokens, hidden], the encoder's last hidden state
 
 
 class Results:
@@ -48,6 +51,7 @@ class Results:
         self.scores = np.empty(count, dtype=np.float32) if RERANK in outputs else None
         self.sparse = [None] * count if SPARSE in outputs else None
         self.multivector = [None] * count if COLBERT in outputs else None
+        self.tokens = [None] * count if TOKENS in outputs else None
 
     def put(self, index: int, batch: BatchOutput, position: int) -> None:
         # A pass that also ran heads for other requests gives this one only what it asked for.
@@ -61,6 +65,8 @@ class Results:
             self.sparse[index] = batch.sparse[position]
         if self.multivector is not None:
             self.multivector[index] = batch.multivector[position]
+        if self.tokens is not None:
+            self.tokens[index] = batch.tokens[position]
 
     def put_values(self, index: int, values: dict) -> None:
         """One row's outputs from elsewhere (the cache), by output kind: dense, score, sparse, colbert."""

@@ -86,20 +86,38 @@ class TextInputs:
         return ""
 
     # -------------------------------------------------------------------- texts
+    def limit(self, max_tokens: int | None, field: str = "max_tokens") -> int:
+        """A request's token limit: the model's maximum, or a smaller one the request asks for."""
+        if max_tokens is None:
+            return self.max_length
+        frame = len(self.prefix) + len(self.suffix)
+        if max_tokens <= frame:
+            raise InvalidRequest(f"{field} must be more than {frame}, the special tokens every input of this "
+                                 "model carries", param=field)
+        return min(max_tokens, self.max_length)
+
     def tokenize(self, texts: list[str], *, truncate: bool = True, prompt: str = "", field: str = "input",
-                 outputs: frozenset[str] | None = None) -> Prepared:
+                 outputs: frozenset[str] | None = None, direction: str = "right",
+                 max_tokens: int | None = None) -> Prepared:
+        limit = self.limit(max_tokens)
         if prompt:
             texts = [prompt + text for text in texts]
         if self.layout.do_lower_case:
             texts = [text.lower() for text in texts]
+        # Cutting the end is the tokenizer's own truncation; cutting the start is done here, keeping
+        # the special tokens and the prompt, so a long input loses its oldest text, not its instruction.
+        cut_end = truncate and direction == "right"
         encoded = self.tokenizer(
-            texts, add_special_tokens=True, truncation=truncate, max_length=self.max_length if truncate else None,
+            texts, add_special_tokens=True, truncation=cut_end, max_length=limit if cut_end else None,
             padding=False, return_attention_mask=False, return_token_type_ids=False,
         )["input_ids"]
         if not truncate:
             for index, row in enumerate(encoded):
-                if len(row) > self.max_length:
-                    raise self._too_long(index, len(row), field)
+                if len(row) > limit:
+                    raise self._too_long(index, len(row), field, limit)
+        elif direction == "left":
+            kept = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+            encoded = [self._cut_start(row, limit, kept) for row in encoded]
         prompt_length = 0
         if prompt and not self.layout.include_prompt:
             # As sentence-transformers: the prompt's tokens less its closing special token.
@@ -107,13 +125,26 @@ class TextInputs:
         rows = [TextRow(ids, prompt_length) for ids in encoded]
         return Prepared(rows=rows) if outputs is None else Prepared(rows=rows, outputs=outputs)
 
-    def token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
+    def _cut_start(self, row: list[int], limit: int, kept: int) -> list[int]:
+        """`row` at most `limit` long, cut after its leading special tokens and `kept` prompt tokens."""
+        if len(row) <= limit:
+            return row
+        head = len(self.prefix) + kept
+        tail = len(self.suffix)
+        room = limit - head - tail
+        if room <= 0:  # the prompt alone fills the limit: keep what fits of it, as a right cut would
+            return row[:limit - tail] + row[len(row) - tail:]
+        return row[:head] + row[len(row) - tail - room:]
+
+    def token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input",
+                  direction: str = "right", max_tokens: int | None = None) -> Prepared:
         """Token ids sent by the client, in this model's vocabulary.
 
         Rows that already carry the model's special tokens pass as they are;
         bare rows get them added, so both `tokenizer.encode(text)` and
         `encode(text, add_special_tokens=False)` give the text's embedding.
         """
+        limit = self.limit(max_tokens)
         framed = []
         frame = len(self.prefix) + len(self.suffix)
         for index, row in enumerate(rows):
@@ -123,10 +154,11 @@ class TextInputs:
                     f"{field}[{index}] has token id {bad}, outside this model's vocabulary of {self.vocab_size}",
                     param=f"{field}[{index}]")
             body = row[len(self.prefix):len(row) - len(self.suffix)] if self._has_frame(row) else row
-            if len(body) + frame > self.max_length:
+            if len(body) + frame > limit:
                 if not truncate:
-                    raise self._too_long(index, len(body) + frame, field)
-                body = body[:self.max_length - frame]
+                    raise self._too_long(index, len(body) + frame, field, limit)
+                room = limit - frame
+                body = body[:room] if direction == "right" else body[len(body) - room:]
             framed.append(TextRow(self.prefix + list(body) + self.suffix))
         return Prepared(rows=framed)
 
@@ -144,7 +176,8 @@ class TextInputs:
                 and row[:len(self.prefix)] == self.prefix
                 and (not self.suffix or row[-len(self.suffix):] == self.suffix))
 
-    def _too_long(self, index: int, length: int, field: str) -> InvalidRequest:
-        return InvalidRequest(
-            f"{field}[{index}] is {length} tokens long, over this model's maximum of {self.max_length}; "
-            "shorten it or send truncate=true", param=f"{field}[{index}]", code="input_too_long")
+    def _too_long(self, index: int, length: int, field: str, limit: int) -> InvalidRequest:
+        over = (f"this model's maximum of {self.max_length}" if limit == self.max_length
+                else f"the request's limit of {limit}")
+        return InvalidRequest(f"{field}[{index}] is {length} tokens long, over {over}; shorten it or send "
+                              "truncate=true", param=f"{field}[{index}]", code="input_too_long")

@@ -20,6 +20,7 @@ from ...errors import InvalidRequest
 from ..outputs import DENSE, RERANK, BatchOutput
 from ..planning import OVERHEAD_TOKENS
 from ..rows import PairRow, Prepared
+from .. import token_views
 from ..text_inputs import WARMUP_TOKENS, TextInputs
 
 
@@ -54,10 +55,14 @@ class ModelFamily:
     # ------------------------------------------------------------ preparation
     def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
                       prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
-                      instruction: str | None = None, is_query: bool = True) -> Prepared:
+                      instruction: str | None = None, is_query: bool = True, direction: str = "right",
+                      max_tokens: int | None = None) -> Prepared:
+        """`direction`: which end an over-long input loses ("right": its end); `max_tokens`: a limit
+        below the model's own, per request."""
         raise InvalidRequest(f"the model {self.name!r} does not take texts", param=field)
 
-    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
+    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input",
+                          direction: str = "right", max_tokens: int | None = None) -> Prepared:
         raise InvalidRequest(f"the model {self.name!r} does not take token ids", param=field)
 
     def prepare_image(self, image, param: str, *, instruction: str | None = None, is_query: bool = True):
@@ -70,6 +75,21 @@ class ModelFamily:
     def kind_of(self, modality: str) -> str:
         """The kind of row (and so the batcher) inputs of `modality` become."""
         return modality
+
+    def tokens(self, texts: list[str], *, add_special_tokens: bool = True,
+               prompt_name: str | None = None) -> list[list[dict]]:
+        """How the model's tokenizer splits `texts` (with the named prompt before each)."""
+        prompt = self.prompt_text(prompt_name)
+        return token_views.tokenize(self.tokenizer, [prompt + text for text in texts], add_special_tokens)
+
+    def decode(self, rows: list[list[int]], *, skip_special_tokens: bool = True) -> list[str]:
+        return token_views.decode(self.tokenizer, rows, skip_special_tokens)
+
+    def prompt_text(self, prompt_name: str | None) -> str:
+        if prompt_name is not None:
+            raise InvalidRequest(f"the model {self.name!r} has no prompts", param="prompt_name",
+                                 code="unknown_prompt")
+        return ""
 
     def refuse_instruction(self, instruction: str | None) -> None:
         if instruction is not None:
@@ -133,16 +153,22 @@ class TextFamily(ModelFamily):
 
     def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
                       prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
-                      instruction: str | None = None, is_query: bool = True) -> Prepared:
+                      instruction: str | None = None, is_query: bool = True, direction: str = "right",
+                      max_tokens: int | None = None) -> Prepared:
         self.refuse_instruction(instruction)
         prefix = self.text.resolve_prompt(prompt, prompt_name)
-        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs)
+        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs,
+                                  direction=direction, max_tokens=max_tokens)
 
-    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input") -> Prepared:
-        return self.text.token_ids(rows, truncate=truncate, field=field)
+    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input",
+                          direction: str = "right", max_tokens: int | None = None) -> Prepared:
+        return self.text.token_ids(rows, truncate=truncate, field=field, direction=direction, max_tokens=max_tokens)
 
     def token_strings(self, ids) -> list[str]:
         return self.text.token_strings(ids)
+
+    def prompt_text(self, prompt_name: str | None) -> str:
+        return self.text.resolve_prompt(None, prompt_name)
 
 
 class RerankerFamily(ModelFamily):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..layout import transformer_dir
-from ..outputs import COLBERT, EMBED_TEXT, HEAD_FILES, OUTPUT_TYPES, SPARSE, BatchOutput
+from ..outputs import COLBERT, EMBED_TEXT, HEAD_FILES, OUTPUT_TYPES, SPARSE, TOKENS, BatchOutput
 from ..rows import TextRow
 from .sentence_transformer import SentenceTransformerModel
 
@@ -82,7 +82,7 @@ class BGEM3Model(SentenceTransformerModel):
     def __init__(self, name, tokenizer, model, layout, dense, dtype, heads: dict[str, torch.nn.Module]):
         super().__init__(name, tokenizer, model, layout, dense, dtype)
         self.heads = dict(heads)
-        self.capabilities = frozenset({EMBED_TEXT, *self.heads})
+        self.capabilities = frozenset({EMBED_TEXT, TOKENS, *self.heads})
         self.excluded_ids = excluded_ids(tokenizer)
 
     @classmethod
@@ -109,7 +109,8 @@ class BGEM3Model(SentenceTransformerModel):
         if COLBERT in outputs:
             vectors = self.heads[COLBERT](hidden[:, 1:]).float().cpu().numpy()
             multivector = [np.ascontiguousarray(vectors[i, :len(row) - 1]) for i, row in enumerate(rows)]
-        return BatchOutput(dense=dense, sparse=sparse, multivector=multivector)
+        return BatchOutput(dense=dense, sparse=sparse, multivector=multivector,
+                           tokens=self.token_states(hidden, rows, outputs))
 
     def modules(self) -> list[torch.nn.Module]:
         return [*super().modules(), *self.heads.values()]

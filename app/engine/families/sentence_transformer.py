@@ -17,7 +17,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from ..dense import load_dense
 from ..layout import ModelLayout, read_layout
-from ..outputs import EMBED_TEXT, BatchOutput
+from ..outputs import EMBED_TEXT, TOKENS, BatchOutput
 from ..pooling import pool
 from ..rows import Prepared, TextRow, pad_right
 from ..text_inputs import TextInputs
@@ -26,7 +26,7 @@ from .base import TextFamily
 
 class SentenceTransformerModel(TextFamily):
     family = "sentence-transformers"
-    capabilities = frozenset({EMBED_TEXT})
+    capabilities = frozenset({EMBED_TEXT, TOKENS})
     kinds = ("text",)
     # How a directory without sentence-transformers files pools.
     default_pooling: tuple[str, ...] = ("mean",)
@@ -69,7 +69,15 @@ class SentenceTransformerModel(TextFamily):
     def forward(self, kind: str, rows: list[TextRow], outputs: frozenset[str]) -> BatchOutput:
         inputs = self.padded(rows)
         hidden = self.hidden_states(inputs)
-        return BatchOutput(dense=self.pooled(hidden, inputs["attention_mask"], rows))
+        return BatchOutput(dense=self.pooled(hidden, inputs["attention_mask"], rows),
+                           tokens=self.token_states(hidden, rows, outputs))
+
+    @staticmethod
+    def token_states(hidden: torch.Tensor, rows: list[TextRow], outputs: frozenset[str]) -> list | None:
+        if TOKENS not in outputs:
+            return None
+        states = hidden.float().cpu().numpy()
+        return [np.ascontiguousarray(states[i, :len(row)]) for i, row in enumerate(rows)]
 
     def padded(self, rows: list[TextRow]) -> dict[str, torch.Tensor]:
         """input_ids and attention_mask on the model's device, right-padded to the longest row."""

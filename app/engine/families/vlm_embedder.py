@@ -119,19 +119,25 @@ class VLMEmbedder(ModelFamily):
     # ------------------------------------------------------------ preparation
     def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
                       prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
-                      instruction: str | None = None, is_query: bool = True) -> Prepared:
+                      instruction: str | None = None, is_query: bool = True, direction: str = "right",
+                      max_tokens: int | None = None) -> Prepared:
         if prompt is not None or prompt_name is not None:
             raise InvalidRequest(f"the model {self.name!r} takes an instruction (and is_query), not a prompt",
                                  param="prompt_name" if prompt is None else "prompt")
+        if direction != "right" and truncate:
+            # The text sits inside a chat template: cutting the start would cut the instruction.
+            raise InvalidRequest(f"the model {self.name!r} truncates inputs at their end only",
+                                 param="truncation_direction")
+        limit = self.max_length if max_tokens is None else min(max_tokens, self.max_length)
         prompts = [self._prompt(text, 0, instruction, is_query) for text in texts]
         encoded = self.tokenizer(prompts, add_special_tokens=True, truncation=truncate,
-                                 max_length=self.max_length if truncate else None, padding=False,
+                                 max_length=limit if truncate else None, padding=False,
                                  return_attention_mask=False)["input_ids"]
         for index, ids in enumerate(encoded):
-            if len(ids) > self.max_length:
+            if len(ids) > limit:
                 raise InvalidRequest(
-                    f"{field}[{index}] is {len(ids)} tokens with GME's prompt, over VLM_MAX_LENGTH "
-                    f"({self.max_length}); shorten it or send truncate=true", param=f"{field}[{index}]",
+                    f"{field}[{index}] is {len(ids)} tokens with GME's prompt, over the limit of {limit} "
+                    "(VLM_MAX_LENGTH or the request's); shorten it or send truncate=true", param=f"{field}[{index}]",
                     code="input_too_long")
         return Prepared(rows=[MultimodalRow(ids) for ids in encoded])
 

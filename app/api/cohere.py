@@ -1,0 +1,160 @@
+"""Cohere's `POST /v2/embed`, for Cohere's clients (`cohere.ClientV2.embed`).
+
+`input_type` picks the model's own prompt for that use where it has one
+(search_query -> a `search_query` or `query` prompt; search_document -> a
+`search_document`, `document` or `passage` prompt; classification and
+clustering -> prompts of those names), and for vision-language embedders
+says whether an input is a query (with the instruction) or a document.
+`embedding_types` returns several precisions from one forward pass. Errors
+are Cohere's `{"message": ...}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Annotated, Literal, Optional
+
+from flask import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import InvalidRequest, ServiceError
+from . import context
+from .encoding import json_response
+from .image_inputs import embed, embed_items, gather
+from .multimodal_inputs import input_items
+from .observability import record_embedding
+from .parsing import check_items, parse_json
+from .schemas import Dimensions, _image_list, _text_list
+from .spec import operation
+
+bp = Blueprint("cohere", __name__)
+
+InputType = Literal["search_document", "search_query", "classification", "clustering", "image"]
+EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
+
+# input_type -> the prompt names that mean it, in the order they are looked for.
+PROMPTS_FOR = {"search_query": ("search_query", "query"),
+               "search_document": ("search_document", "document", "passage", "doc"),
+               "classification": ("classification",), "clustering": ("clustering",)}
+
+
+@bp.errorhandler(ServiceError)
+def _cohere_error(error: ServiceError) -> Response:
+    return json_response({"message": error.message}, status=error.status, headers=error.headers)
+
+
+class CohereEmbedRequest(BaseModel):
+    """Cohere's `POST /v2/embed` body: one of texts, images or inputs."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: Optional[str] = None
+    texts: Optional[list[str]] = None
+    images: Optional[list[str]] = Field(default=None, description="data: URIs (or URLs with IMAGE_URL_FETCH).")
+    inputs: Optional[list[dict]] = Field(
+        default=None, description='Items of {"content": [{"type": "text", "text"} | {"type": "image_url", '
+                                  '"image_url": {"url"}}]}; several parts in one item need a vision-language model.')
+    input_type: Optional[InputType] = None
+    embedding_types: list[EmbeddingType] = Field(default=["float"], min_length=1)
+    output_dimension: Optional[Dimensions] = None
+    truncate: Literal["NONE", "START", "END"] = "END"
+    max_tokens: Optional[Annotated[int, Field(gt=0)]] = None
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _check_texts(cls, value):
+        return None if value is None else _text_list(value, "texts")
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _check_images(cls, value):
+        return None if value is None else _image_list(value, "images")
+
+
+class CohereEmbeddings(BaseModel):
+    float_: Optional[list[list[float]]] = Field(default=None, alias="float")
+    int8: Optional[list[list[int]]] = None
+    uint8: Optional[list[list[int]]] = None
+    binary: Optional[list[list[int]]] = None
+    ubinary: Optional[list[list[int]]] = None
+    base64: Optional[list[str]] = None
+
+
+class CohereEmbedResponse(BaseModel):
+    id: str
+    embeddings: CohereEmbeddings
+    texts: Optional[list[str]] = None
+    meta: dict
+    response_type: Literal["embeddings_by_type"]
+
+
+def prompt_name_for(card: dict, input_type: str | None) -> str | None:
+    for name in PROMPTS_FOR.get(input_type or "", ()):
+        if name in card["prompts"]:
+            return name
+    return None
+
+
+@bp.post("/v2/embed")
+@operation(summary="Embed texts, images or mixed inputs (Cohere's v2 shape), at several precisions at once",
+           request=CohereEmbedRequest, response=CohereEmbedResponse, auth=True, tags=("cohere",),
+           errors=(400, 401, 404, 413, 415, 503))
+def v2_embed():
+    req = parse_json(CohereEmbedRequest)
+    given = [name for name in ("texts", "images", "inputs") if getattr(req, name) is not None]
+    if len(given) != 1:
+        raise InvalidRequest("send one of texts, images or inputs", param="texts")
+    engine = context.engine()
+    wants = {"texts": "embed:text", "images": "embed:image", "inputs": "embed:interleaved"}[given[0]]
+    model = engine.resolve(req.model, wants)
+    card = model.describe()
+    truncate = req.truncate != "NONE"
+    direction = "left" if req.truncate == "START" else "right"
+    # A vision-language embedder takes documents without the query instruction.
+    options = {"dimensions": req.output_dimension, "is_query": req.input_type != "search_document"}
+    if req.texts is not None:
+        check_items(req.texts, context.settings(), "texts")
+        result = engine.embed_texts(model, req.texts, truncate=truncate, truncation_direction=direction,
+                                    max_tokens=req.max_tokens, prompt_name=prompt_name_for(card, req.input_type),
+                                    field="texts", **options)
+        record_embedding(result, len(req.texts))
+    elif req.images is not None:
+        engine.require(model, "image", "images")
+        result = embed(model, gather(req.images, "images"), **options)
+    else:
+        items = input_items([_content(item, index) for index, item in enumerate(req.inputs)], "inputs")
+        if not items:
+            raise InvalidRequest("inputs must not be empty", param="inputs")
+        if all(item.image is None for item in items) and "embed:interleaved" not in model.capabilities:
+            texts = [item.text for item in items]
+            check_items(texts, context.settings(), "inputs")
+            result = engine.embed_texts(model, texts, truncate=truncate, truncation_direction=direction,
+                                        max_tokens=req.max_tokens, field="inputs",
+                                        prompt_name=prompt_name_for(card, req.input_type), **options)
+            record_embedding(result, len(texts))
+        else:
+            result = embed_items(model, items, "inputs", **options)
+    embeddings = {}
+    for kind in dict.fromkeys(req.embedding_types):
+        if kind == "float":
+            embeddings["float"] = result.vectors
+        elif kind == "base64":
+            embeddings["base64"] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+                                    for row in result.vectors]
+        else:
+            embeddings[kind] = engine.quantize(model, result.vectors, kind, dimensions=req.output_dimension)
+    body = {"id": str(uuid.uuid4()), "embeddings": embeddings}
+    if req.texts is not None:
+        body["texts"] = req.texts
+    body["meta"] = {"api_version": {"version": "2"}, "billed_units": {"input_tokens": result.prompt_tokens}}
+    body["response_type"] = "embeddings_by_type"
+    return json_response(body)
+
+
+def _content(item: dict, index: int) -> list:
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        raise InvalidRequest(f"inputs[{index}].content must be a non-empty list of content parts",
+                             param=f"inputs[{index}].content")
+    return content

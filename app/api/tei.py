@@ -1,0 +1,219 @@
+"""text-embeddings-inference's API, for its clients (huggingface_hub's InferenceClient, LlamaIndex's and
+LangChain's TEI embeddings): `/embed`, `/embed_all`, `/embed_sparse`, `/rerank`, `/tokenize`, `/decode`,
+`/info`, `POST /` (by what the body holds), and `/similarity` with TEI's body.
+
+Errors on these routes are TEI's `{"error", "error_type"}` with its status codes:
+422 for an invalid input, 400 for an empty one, 413 for a too large one.
+
+`/embed` is also the earlier BGE-M3 server's route: a body with `texts` (not
+`inputs`) is that server's request, answered as `/embed_text` answers it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from flask import Blueprint, Response, request
+
+from .. import __version__
+from ..errors import ServiceError
+from . import context
+from .embeddings import embed_text_body, refuse_foreign_token_ids
+from .encoding import json_response
+from .observability import record_embedding
+from .parsing import check_items, parse_object, validate
+from .rerank import rerank_tei_body
+from .rerank_schemas import TEIRerankRequest, TEIRerankResponse
+from .schemas import EMPTY, EmbedSparseResponse, EmbedTextRequest
+from .spec import operation
+from .tei_schemas import (DecodeRequest, DecodeResponse, TEIEmbedAllResponse, TEIEmbedRequest, TEIEmbedResponse,
+                          TEIInfo, TEISimilarityRequest, TEISimilarityResponse, TEITextsRequest,
+                          TokenizeRequest, TokenizeResponse, SimilarityParameters)
+
+bp = Blueprint("tei", __name__)
+
+_ERRORS = (400, 401, 404, 413, 415, 422, 503)
+
+
+def tei_error(error: ServiceError) -> Response:
+    status, kind = error.status, "Backend"
+    if error.status == 400:
+        status, kind = (400, "Empty") if error.code == EMPTY else (422, "Validation")
+    elif error.status in (404, 413, 415):
+        kind = "Validation"
+    elif error.status == 503:
+        kind = "Overloaded" if error.code == "overloaded" else "Unhealthy"
+    return json_response({"error": error.message, "error_type": kind}, status=status, headers=error.headers)
+
+
+def speaks_tei(view):
+    """The view's errors in TEI's shape (a blueprint handler would also catch the BGE-M3 shape on /embed)."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except ServiceError as error:
+            return tei_error(error)
+    return wrapped
+
+
+# ---------------------------------------------------------------- the routes
+@bp.post("/embed")
+@operation(summary="Embed (text-embeddings-inference's shape: `inputs`); with `texts`, the earlier BGE-M3 "
+                   "server's shape, answered as /embed_text", request=TEIEmbedRequest, response=TEIEmbedResponse,
+           auth=True, tags=("tei",), errors=_ERRORS)
+def embed():
+    try:
+        body = parse_object()
+    except ServiceError as error:
+        return tei_error(error)
+    if "texts" in body and "inputs" not in body:
+        return json_response(embed_text_body(validate(EmbedTextRequest, body)))
+    return _tei_embed(body)
+
+
+@speaks_tei
+def _tei_embed(body: dict):
+    req = validate(TEIEmbedRequest, body)
+    settings = context.settings()
+    check_items(req.inputs, settings, "inputs")
+    engine = context.engine()
+    model = engine.resolve(req.model, "embed:text")
+    options = {"normalize": req.normalize, "truncate": req.truncates, "dimensions": req.dimensions,
+               "field": "inputs", "truncation_direction": req.truncation_direction}
+    if isinstance(req.inputs[0], str):
+        result = engine.embed_texts(model, req.inputs, prompt_name=req.prompt_name, **options)
+    else:
+        refuse_foreign_token_ids(settings, "inputs")
+        result = engine.embed_token_ids(model, req.inputs, **options)
+    record_embedding(result, len(req.inputs))
+    return json_response(result.vectors)
+
+
+@bp.post("/embed_all")
+@operation(summary="Every token's vector, before pooling (text-embeddings-inference's shape)",
+           request=TEITextsRequest, response=TEIEmbedAllResponse, auth=True, tags=("tei",), errors=_ERRORS)
+@speaks_tei
+def embed_all():
+    req = validate(TEITextsRequest, parse_object())
+    check_items(req.inputs, context.settings(), "inputs")
+    engine = context.engine()
+    model = engine.resolve(req.model, "tokens")
+    result = engine.embed_texts(model, req.inputs, normalize=False, truncate=req.truncates,
+                                prompt_name=req.prompt_name, field="inputs", outputs=frozenset({"tokens"}),
+                                truncation_direction=req.truncation_direction, use_cache=False)
+    record_embedding(result, len(req.inputs))
+    return json_response(result.tokens)
+
+
+@bp.post("/embed_sparse")
+@operation(summary="Sparse lexical weights (text-embeddings-inference's shape)", request=TEITextsRequest,
+           response=EmbedSparseResponse, auth=True, tags=("tei",), errors=_ERRORS)
+@speaks_tei
+def embed_sparse():
+    req = validate(TEITextsRequest, parse_object())
+    check_items(req.inputs, context.settings(), "inputs")
+    engine = context.engine()
+    model = engine.resolve(req.model, "sparse")
+    engine.check_outputs(model, ["sparse"], "inputs")
+    result = engine.embed_texts(model, req.inputs, truncate=req.truncates, prompt_name=req.prompt_name,
+                                field="inputs", outputs=frozenset({"sparse"}),
+                                truncation_direction=req.truncation_direction)
+    record_embedding(result, len(req.inputs))
+    return json_response([[{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]
+                          for ids, values in result.sparse])
+
+
+@bp.post("/rerank")
+@operation(summary="Rerank texts against a query (text-embeddings-inference's shape)", request=TEIRerankRequest,
+           response=TEIRerankResponse, auth=True, tags=("tei",), errors=_ERRORS)
+@speaks_tei
+def rerank():
+    return json_response(rerank_tei_body(validate(TEIRerankRequest, parse_object())))
+
+
+def similarity_body(body: dict) -> Response:
+    """TEI's `/similarity`: the cosine of each sentence to the source sentence."""
+    return _similarity(body)
+
+
+@speaks_tei
+def _similarity(body: dict):
+    req = validate(TEISimilarityRequest, body)
+    parameters = req.parameters or SimilarityParameters()
+    texts = [req.inputs.source_sentence, *req.inputs.sentences]
+    check_items(texts, context.settings(), "inputs.sentences")
+    engine = context.engine()
+    model = engine.resolve(req.model or parameters.model, "embed:text")
+    result = engine.embed_texts(model, texts, truncate=parameters.truncates, prompt_name=parameters.prompt_name,
+                                field="inputs.sentences", truncation_direction=parameters.truncation_direction)
+    record_embedding(result, len(texts))
+    vectors = result.vectors  # L2-normalised: a dot product is the cosine
+    return json_response(np.clip(vectors[1:] @ vectors[0], -1.0, 1.0))
+
+
+@bp.post("/tokenize")
+@operation(summary="How the model's tokenizer splits texts (text-embeddings-inference's shape)",
+           request=TokenizeRequest, response=TokenizeResponse, auth=True, tags=("tei",), errors=_ERRORS)
+@speaks_tei
+def tokenize():
+    req = validate(TokenizeRequest, parse_object())
+    check_items(req.inputs, context.settings(), "inputs")
+    engine = context.engine()
+    model = engine.resolve(req.model)
+    return json_response(engine.tokenize(model, req.inputs, add_special_tokens=req.add_special_tokens,
+                                         prompt_name=req.prompt_name))
+
+
+@bp.post("/decode")
+@operation(summary="Token ids back to text (text-embeddings-inference's shape)", request=DecodeRequest,
+           response=DecodeResponse, auth=True, tags=("tei",), errors=_ERRORS)
+@speaks_tei
+def decode():
+    req = validate(DecodeRequest, parse_object())
+    check_items(req.ids, context.settings(), "ids")
+    engine = context.engine()
+    return json_response(engine.decode(engine.resolve(req.model), req.ids,
+                                       skip_special_tokens=req.skip_special_tokens))
+
+
+@bp.get("/info")
+@operation(summary="The served model and the server's limits (text-embeddings-inference's shape; ?model= picks "
+                   "another served model)", response=TEIInfo, auth=True, tags=("tei",), errors=(404,))
+@speaks_tei
+def info():
+    engine = context.engine()
+    settings = context.settings()
+    model = engine.resolve(request.args.get("model"))
+    card = model.describe()
+    if "rerank" in card["capabilities"]:
+        model_type = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    else:
+        model_type = {"embedding": {"pooling": (card.get("pooling") or ["mean"])[0]}}
+    return json_response({
+        "model_id": model.name, "model_sha": None, "model_dtype": engine.health()["dtype"],
+        "served_model_name": model.name, "model_type": model_type,
+        "max_concurrent_requests": settings.max_queue, "max_input_length": card["max_input_tokens"],
+        "max_batch_tokens": settings.max_batch_tokens, "max_batch_requests": settings.max_batch_size,
+        "max_client_batch_size": settings.max_batch_items, "auto_truncate": True, "tokenization_workers": 1,
+        "version": __version__, "sha": None, "docker_label": None,
+    })
+
+
+@bp.post("/")
+@operation(summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
+                   "similarity, `query` and `texts` -> rerank, `inputs` -> embed (rerank for a reranker)",
+           request=TEIEmbedRequest, response=TEIEmbedResponse, auth=True, tags=("tei",), errors=_ERRORS)
+def root():
+    try:
+        body = parse_object()
+    except ServiceError as error:
+        return tei_error(error)
+    if isinstance(body.get("inputs"), dict):
+        return _similarity(body)
+    if "query" in body:
+        return speaks_tei(lambda: json_response(rerank_tei_body(validate(TEIRerankRequest, body))))()
+    return _tei_embed(body)
+

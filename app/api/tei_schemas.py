@@ -1,0 +1,201 @@
+"""Request and response models of text-embeddings-inference's routes, in its field names and defaults
+(router/src/http/types.rs): `/embed`, `/embed_all`, `/embed_sparse`, `/similarity`, `/tokenize`,
+`/decode`, `/info`. Fields it has that do not apply here are accepted and ignored."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+
+from ..errors import InvalidRequest
+from .schemas import (EMPTY, Dimensions, TruncationDirection, _json_type, _openai_input, _text_list, _token_row,
+                      direction_of)
+
+TEIInput = Union[str, list[str], list[int], list[list[int]]]
+
+
+def _inputs(value) -> Union[list[str], list[list[int]]]:
+    """TEI's `inputs`: a text, texts, one row of token ids, or rows of them."""
+    if isinstance(value, list) and not value:
+        raise InvalidRequest("inputs must not be empty", param="inputs", code=EMPTY)
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        raise InvalidRequest("inputs must be a string, a list of strings or lists of token ids", param="inputs")
+    try:
+        return _openai_input(value)
+    except InvalidRequest as error:
+        raise InvalidRequest(error.message.replace("input", "inputs", 1), param=(error.param or "input").replace(
+            "input", "inputs", 1), code=error.code) from None
+
+
+class _TEIBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    truncate: Optional[bool] = Field(default=None, description="Cut over-long inputs (null: yes, as TEI's "
+                                                               "--auto-truncate default); false makes them a 4xx.")
+    truncation_direction: TruncationDirection = "right"
+    prompt_name: Optional[str] = Field(
+        default=None, description="A prompt from the model's config_sentence_transformers.json, by name.")
+    model: Optional[str] = Field(default=None, description="This service's extension: a served model id.")
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        return direction_of(value)
+
+    @property
+    def truncates(self) -> bool:
+        return self.truncate is not False
+
+
+class TEIEmbedRequest(_TEIBody):
+    """text-embeddings-inference's `POST /embed` (and `POST /`) body."""
+
+    inputs: TEIInput = Field(description="A text, texts, or token ids (with ACCEPT_TOKEN_IDS).")
+    normalize: bool = True
+    dimensions: Optional[Dimensions] = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_inputs(cls, value):
+        return _inputs(value)
+
+
+class TEITextsRequest(_TEIBody):
+    """`/embed_all` and `/embed_sparse`: texts only."""
+
+    inputs: Union[str, list[str]] = Field(description="One text or a list of texts.")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_inputs(cls, value):
+        if isinstance(value, list) and not value:
+            raise InvalidRequest("inputs must not be empty", param="inputs", code=EMPTY)
+        return _text_list(value, "inputs")
+
+
+class SimilarityInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    source_sentence: str
+    sentences: list[str]
+
+    @field_validator("source_sentence", mode="before")
+    @classmethod
+    def _check_source(cls, value):
+        return _text_list(value, "inputs.source_sentence")[0] if isinstance(value, str) else value
+
+    @field_validator("sentences", mode="before")
+    @classmethod
+    def _check_sentences(cls, value):
+        if isinstance(value, list) and not value:
+            raise InvalidRequest("inputs.sentences cannot be empty", param="inputs.sentences", code=EMPTY)
+        return _text_list(value, "inputs.sentences")
+
+
+class SimilarityParameters(_TEIBody):
+    pass
+
+
+class TEISimilarityRequest(BaseModel):
+    """text-embeddings-inference's `POST /similarity` body (huggingface_hub's `sentence_similarity`)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    inputs: SimilarityInput
+    parameters: Optional[SimilarityParameters] = None
+    model: Optional[str] = None
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    inputs: Union[str, list[str]]
+    add_special_tokens: bool = True
+    prompt_name: Optional[str] = None
+    model: Optional[str] = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_inputs(cls, value):
+        if isinstance(value, list) and not value:
+            raise InvalidRequest("inputs cannot be empty", param="inputs", code=EMPTY)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise InvalidRequest(f"inputs[{index}] must be a string, got {_json_type(item)}",
+                                         param=f"inputs[{index}]")
+            return value
+        if not isinstance(value, str):
+            raise InvalidRequest("inputs must be a string or a list of strings", param="inputs")
+        return [value]
+
+
+class DecodeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    ids: Union[list[int], list[list[int]]]
+    skip_special_tokens: bool = True
+    model: Optional[str] = None
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _check_ids(cls, value):
+        if not isinstance(value, list) or not value:
+            raise InvalidRequest("ids must be a non-empty list of token ids, or a list of them", param="ids",
+                                 code=EMPTY if value == [] else None)
+        rows = value if isinstance(value[0], list) else [value]
+        return [_token_row(row, f"ids[{index}]") for index, row in enumerate(rows)]
+
+
+# -------------------------------------------------------------------- responses
+class TEIEmbedResponse(RootModel[list[list[float]]]):
+    """Per input, its vector."""
+
+
+class TEIEmbedAllResponse(RootModel[list[list[list[float]]]]):
+    """Per input, a vector per token (special tokens included), before pooling."""
+
+
+class TEISimilarityResponse(RootModel[list[float]]):
+    """Per sentence, its cosine similarity to the source sentence."""
+
+
+class SimpleToken(BaseModel):
+    id: int
+    text: str
+    special: bool
+    start: Optional[int] = Field(description="Byte offset in the input; null for special tokens.")
+    stop: Optional[int]
+
+
+class TokenizeResponse(RootModel[list[list[SimpleToken]]]):
+    """Per input, its tokens."""
+
+
+class DecodeResponse(RootModel[list[str]]):
+    """Per row of ids, its text."""
+
+
+class TEIInfo(BaseModel):
+    model_id: str
+    model_sha: Optional[str]
+    model_dtype: str
+    served_model_name: str
+    model_type: dict = Field(description='{"embedding": {"pooling": ...}} or {"reranker": {"id2label", '
+                                         '"label2id"}}, as text-embeddings-inference says it.')
+    max_concurrent_requests: int
+    max_input_length: int
+    max_batch_tokens: int
+    max_batch_requests: Optional[int]
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int
+    version: str
+    sha: Optional[str]
+    docker_label: Optional[str]
+
+
+class TEIError(BaseModel):
+    error: str
+    error_type: str = Field(description="Validation, Empty, Tokenizer, Overloaded, Unhealthy or Backend.")

@@ -398,3 +398,20 @@ def test_an_elongated_image_embeds_as_its_processor_would(engines, references):
     with torch.no_grad():
         expected = features(reference.get_image_features(**processor(images=[picture], return_tensors="pt")))
     assert cosines(ours, expected).min() >= 0.999
+
+
+def test_cohere_v2_embed_images_and_image_precision(clip, clip_app):
+    """Cohere's `images` and `inputs` image parts, and `precision` on /embed_image, on a text+image model."""
+    uris = ["data:image/png;base64," + b64(picture) for picture in PICTURES[:2]]
+    native = vectors_of(clip.post("/embed_image", json={"images": uris}))
+    body = clip.post("/v2/embed", json={"model": "clip", "images": uris, "input_type": "image",
+                                        "embedding_types": ["float", "ubinary"]}).get_json()
+    assert cosines(np.array(body["embeddings"]["float"], dtype=np.float32), native).min() >= 0.99999
+    packed = clip.post("/embed_image", json={"images": uris, "precision": "ubinary"}).get_json()
+    assert body["embeddings"]["ubinary"] == packed["embeddings"] and packed["precision"] == "ubinary"
+    assert np.array(packed["embeddings"]).shape == (2, 3)  # 24 dimensions, 8 to a byte
+    parts = [{"content": [{"type": "image_url", "image_url": {"url": uri}}]} for uri in uris]
+    inputs = clip.post("/v2/embed", json={"model": "clip", "inputs": parts}).get_json()
+    assert cosines(np.array(inputs["embeddings"]["float"], dtype=np.float32), native).min() >= 0.99999
+    int8 = clip.post("/embed_image", json={"images": uris, "precision": "int8"}).get_json()["embeddings"]
+    assert np.array(int8).dtype.kind == "i" and np.abs(int8).max() <= 128

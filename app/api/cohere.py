@@ -72,6 +72,10 @@ class CohereEmbedRequest(BaseModel):
         return None if value is None else _image_list(value, "images")
 
 
+class CohereError(BaseModel):
+    message: str
+
+
 class CohereEmbeddings(BaseModel):
     float_: Optional[list[list[float]]] = Field(default=None, alias="float")
     int8: Optional[list[list[int]]] = None
@@ -99,7 +103,7 @@ def prompt_name_for(card: dict, input_type: str | None) -> str | None:
 @bp.post("/v2/embed")
 @operation(summary="Embed texts, images or mixed inputs (Cohere's v2 shape), at several precisions at once",
            request=CohereEmbedRequest, response=CohereEmbedResponse, auth=True, tags=("cohere",),
-           errors=(400, 401, 404, 413, 415, 503))
+           errors=(400, 401, 404, 413, 415, 503), error=CohereError)
 def v2_embed():
     req = parse_json(CohereEmbedRequest)
     given = [name for name in ("texts", "images", "inputs") if getattr(req, name) is not None]

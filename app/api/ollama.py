@@ -96,6 +96,10 @@ class OllamaShowResponse(BaseModel):
     modified_at: str
 
 
+class OllamaError(BaseModel):
+    error: str
+
+
 class OllamaVersion(BaseModel):
     version: str
 
@@ -123,7 +127,7 @@ def _card(card: dict, engine) -> dict:
 
 @bp.post("/api/embed")
 @operation(summary="Embed texts (Ollama's shape)", request=OllamaEmbedRequest, response=OllamaEmbedResponse,
-           auth=True, tags=("ollama",), errors=_ERRORS)
+           auth=True, tags=("ollama",), errors=_ERRORS, error=OllamaError)
 def api_embed():
     started = time.perf_counter()
     req = parse_json(OllamaEmbedRequest)
@@ -138,7 +142,7 @@ def api_embed():
 
 @bp.post("/api/embeddings")
 @operation(summary="Embed one prompt, unnormalised (Ollama's legacy shape)", request=OllamaEmbeddingsRequest,
-           response=OllamaEmbeddingsResponse, auth=True, tags=("ollama",), errors=_ERRORS)
+           response=OllamaEmbeddingsResponse, auth=True, tags=("ollama",), errors=_ERRORS, error=OllamaError)
 def api_embeddings():
     req = parse_json(OllamaEmbeddingsRequest)
     if not req.prompt:

@@ -11,6 +11,16 @@ from .. import __version__
 from .schemas import ErrorResponse
 from .spec import operation_of
 
+# The order /docs lists the groups in: this service's own routes first, then each peer's.
+_TAGS = [("native", "This service's routes: texts, images, similarity, every output and option"),
+         ("openai", "OpenAI's embeddings API (and Infinity's image extension)"),
+         ("rerank", "Rerank in Jina's and Cohere's shapes"),
+         ("tei", "text-embeddings-inference's API, in its error shape"),
+         ("cohere", "Cohere's v2 embed, in its error shape"),
+         ("ollama", "Ollama's API, in its error shape"),
+         ("gme", "The earlier GME Qwen2-VL server's routes"),
+         ("operations", "Health, readiness, metrics, this document")]
+
 _STATUS_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 404: "Unknown model",
                 413: "Request body too large", 415: "Unsupported Content-Type",
                 500: "Inference or internal error", 503: "Not ready or overloaded"}
@@ -26,6 +36,8 @@ def openapi_document(app: Flask) -> dict:
     wanted = {(ErrorResponse, "serialization")}
     for _, _, op in routes:
         wanted.add((op.response, "serialization"))
+        if op.error is not None:
+            wanted.add((op.error, "serialization"))
         if op.request is not None:
             wanted.add((op.request, "validation"))
         if op.multipart is not None:
@@ -37,9 +49,9 @@ def openapi_document(app: Flask) -> dict:
     def json_content(schema: dict, media_type: str = "application/json") -> dict:
         return {media_type: {"schema": schema}}
 
-    error = json_content(refs[(ErrorResponse, "serialization")])
     paths: dict[str, dict] = {}
     for rule, methods, op in routes:
+        error = json_content(refs[(op.error or ErrorResponse, "serialization")])
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in methods:
             ok = json_content(refs[(op.response, "serialization")], op.media_type)
@@ -66,6 +78,7 @@ def openapi_document(app: Flask) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Embedding service", "version": __version__,
                  "description": "Text and image embeddings over HTTP; errors use the OpenAI error envelope."},
+        "tags": [{"name": name, "description": description} for name, description in _TAGS],
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),

@@ -75,28 +75,27 @@ def _is_token(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _openai_input(value) -> Union[list[str], list[list[int]], list]:
+def _openai_input(value, field: str = "input") -> Union[list[str], list[list[int]], list]:
     """OpenAI's four input shapes -> a list of texts or a list of token-id rows; inputs with content
     parts (vLLM's multimodal form) -> (text, image) items."""
-    field = "input"
     if isinstance(value, list) and any(is_parts(item) for item in value):
         return input_items(value, field)
     if isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], str)):
         return _text_list(value, field)
     if not isinstance(value, list):
         raise InvalidRequest(
-            "input must be a string, a list of strings, a list of token ids or a list of lists of token ids",
+            f"{field} must be a string, a list of strings, a list of token ids or a list of lists of token ids",
             param=field)
     if not value:
-        raise InvalidRequest("input must not be empty", param=field)
+        raise InvalidRequest(f"{field} must not be empty", param=field, code=EMPTY)
     if _is_token(value[0]):
         return [_token_row(value, field)]
     rows = []
     for index, row in enumerate(value):
         if not isinstance(row, list):
-            raise InvalidRequest(f"input[{index}] must be a list of token ids like input[0], got {_json_type(row)}",
-                                 param=f"input[{index}]")
-        rows.append(_token_row(row, f"input[{index}]"))
+            raise InvalidRequest(f"{field}[{index}] must be a list of token ids like {field}[0], got "
+                                 f"{_json_type(row)}", param=f"{field}[{index}]")
+        rows.append(_token_row(row, f"{field}[{index}]"))
     return rows
 
 
@@ -401,6 +400,7 @@ class ErrorResponse(BaseModel):
 class OpenAPIDocument(BaseModel):
     openapi: str
     info: dict
+    tags: list[dict]
     paths: dict
     components: dict
 

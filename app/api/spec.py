@@ -19,6 +19,8 @@ class Operation:
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
     media_type: str = "application/json"
+    # The error body's shape where it is not the OpenAI envelope (the compatibility routes answer in their peer's).
+    error: Optional[type[BaseModel]] = None
 
 
 def operation(**kwargs) -> Callable:

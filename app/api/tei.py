@@ -29,7 +29,7 @@ from .rerank_schemas import TEIRerankRequest, TEIRerankResponse
 from .schemas import EMPTY, EmbedSparseResponse, EmbedTextRequest
 from .spec import operation
 from .tei_schemas import (DecodeRequest, DecodeResponse, TEIEmbedAllResponse, TEIEmbedRequest, TEIEmbedResponse,
-                          TEIInfo, TEISimilarityRequest, TEISimilarityResponse, TEITextsRequest,
+                          TEIError, TEIInfo, TEISimilarityRequest, TEISimilarityResponse, TEITextsRequest,
                           TokenizeRequest, TokenizeResponse, SimilarityParameters)
 
 bp = Blueprint("tei", __name__)
@@ -39,8 +39,12 @@ _ERRORS = (400, 401, 404, 413, 415, 422, 503)
 
 def tei_error(error: ServiceError) -> Response:
     status, kind = error.status, "Backend"
-    if error.status == 400:
-        status, kind = (400, "Empty") if error.code == EMPTY else (422, "Validation")
+    if error.code == EMPTY:
+        status, kind = 400, "Empty"
+    elif error.code == "too_many_items":  # TEI's batch size error
+        status, kind = 413, "Validation"
+    elif error.status == 400:
+        status, kind = 422, "Validation"
     elif error.status in (404, 413, 415):
         kind = "Validation"
     elif error.status == 503:
@@ -63,7 +67,7 @@ def speaks_tei(view):
 @bp.post("/embed")
 @operation(summary="Embed (text-embeddings-inference's shape: `inputs`); with `texts`, the earlier BGE-M3 "
                    "server's shape, answered as /embed_text", request=TEIEmbedRequest, response=TEIEmbedResponse,
-           auth=True, tags=("tei",), errors=_ERRORS)
+           auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
 def embed():
     try:
         body = parse_object()
@@ -94,7 +98,8 @@ def _tei_embed(body: dict):
 
 @bp.post("/embed_all")
 @operation(summary="Every token's vector, before pooling (text-embeddings-inference's shape)",
-           request=TEITextsRequest, response=TEIEmbedAllResponse, auth=True, tags=("tei",), errors=_ERRORS)
+           request=TEITextsRequest, response=TEIEmbedAllResponse, auth=True, tags=("tei",), errors=_ERRORS,
+           error=TEIError)
 @speaks_tei
 def embed_all():
     req = validate(TEITextsRequest, parse_object())
@@ -110,7 +115,7 @@ def embed_all():
 
 @bp.post("/embed_sparse")
 @operation(summary="Sparse lexical weights (text-embeddings-inference's shape)", request=TEITextsRequest,
-           response=EmbedSparseResponse, auth=True, tags=("tei",), errors=_ERRORS)
+           response=EmbedSparseResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
 @speaks_tei
 def embed_sparse():
     req = validate(TEITextsRequest, parse_object())
@@ -128,7 +133,7 @@ def embed_sparse():
 
 @bp.post("/rerank")
 @operation(summary="Rerank texts against a query (text-embeddings-inference's shape)", request=TEIRerankRequest,
-           response=TEIRerankResponse, auth=True, tags=("tei",), errors=_ERRORS)
+           response=TEIRerankResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
 @speaks_tei
 def rerank():
     return json_response(rerank_tei_body(validate(TEIRerankRequest, parse_object())))
@@ -156,7 +161,7 @@ def _similarity(body: dict):
 
 @bp.post("/tokenize")
 @operation(summary="How the model's tokenizer splits texts (text-embeddings-inference's shape)",
-           request=TokenizeRequest, response=TokenizeResponse, auth=True, tags=("tei",), errors=_ERRORS)
+           request=TokenizeRequest, response=TokenizeResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
 @speaks_tei
 def tokenize():
     req = validate(TokenizeRequest, parse_object())
@@ -169,7 +174,7 @@ def tokenize():
 
 @bp.post("/decode")
 @operation(summary="Token ids back to text (text-embeddings-inference's shape)", request=DecodeRequest,
-           response=DecodeResponse, auth=True, tags=("tei",), errors=_ERRORS)
+           response=DecodeResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
 @speaks_tei
 def decode():
     req = validate(DecodeRequest, parse_object())
@@ -181,7 +186,7 @@ def decode():
 
 @bp.get("/info")
 @operation(summary="The served model and the server's limits (text-embeddings-inference's shape; ?model= picks "
-                   "another served model)", response=TEIInfo, auth=True, tags=("tei",), errors=(404,))
+                   "another served model)", response=TEIInfo, auth=True, tags=("tei",), errors=(404,), error=TEIError)
 @speaks_tei
 def info():
     engine = context.engine()
@@ -205,7 +210,7 @@ def info():
 @bp.post("/")
 @operation(summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
                    "similarity, `query` and `texts` -> rerank, `inputs` -> embed (rerank for a reranker)",
-           request=TEIEmbedRequest, response=TEIEmbedResponse, auth=True, tags=("tei",), errors=_ERRORS)
+           request=TEIEmbedRequest, response=TEIEmbedResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
 def root():
     try:
         body = parse_object()

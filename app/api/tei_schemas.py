@@ -17,15 +17,13 @@ TEIInput = Union[str, list[str], list[int], list[list[int]]]
 
 def _inputs(value) -> Union[list[str], list[list[int]]]:
     """TEI's `inputs`: a text, texts, one row of token ids, or rows of them."""
-    if isinstance(value, list) and not value:
-        raise InvalidRequest("inputs must not be empty", param="inputs", code=EMPTY)
     if isinstance(value, list) and any(isinstance(item, dict) for item in value):
         raise InvalidRequest("inputs must be a string, a list of strings or lists of token ids", param="inputs")
-    try:
-        return _openai_input(value)
-    except InvalidRequest as error:
-        raise InvalidRequest(error.message.replace("input", "inputs", 1), param=(error.param or "input").replace(
-            "input", "inputs", 1), code=error.code) from None
+    inputs = _openai_input(value, "inputs")
+    if not isinstance(inputs[0], (str, list)):  # content parts: this service's other routes take images
+        raise InvalidRequest("inputs must be texts or token ids; send images to /embed_image or /v1/embeddings",
+                             param="inputs")
+    return inputs
 
 
 class _TEIBody(BaseModel):
@@ -69,8 +67,6 @@ class TEITextsRequest(_TEIBody):
     @field_validator("inputs", mode="before")
     @classmethod
     def _check_inputs(cls, value):
-        if isinstance(value, list) and not value:
-            raise InvalidRequest("inputs must not be empty", param="inputs", code=EMPTY)
         return _text_list(value, "inputs")
 
 
@@ -88,8 +84,6 @@ class SimilarityInput(BaseModel):
     @field_validator("sentences", mode="before")
     @classmethod
     def _check_sentences(cls, value):
-        if isinstance(value, list) and not value:
-            raise InvalidRequest("inputs.sentences cannot be empty", param="inputs.sentences", code=EMPTY)
         return _text_list(value, "inputs.sentences")
 
 

@@ -60,6 +60,9 @@ logconfig_dict = gunicorn_logconfig(_settings) or {}
 
 # ------------------------------------------------------------------ hooks
 def on_starting(server):
+    from app.gunicorn_errors import install
+
+    install()  # gunicorn's own 400/414/431 answers in the JSON envelope, not HTML
     if worker_class != "gthread" and _settings.threads > 1:
         server.log.info("WORKER_CLASS=%s: THREADS=%d applies to gthread workers only, not used", worker_class,
                         _settings.threads)

@@ -72,6 +72,7 @@ class Settings:
     max_request_chars: int = 1_000_000
     accept_token_ids: bool = False
     max_content_length: int = 16 * 1024 * 1024
+    body_timeout: float = 30.0
     enable_warmup: bool = True
     preload: bool = True
     log_level: str = "info"
@@ -174,6 +175,7 @@ class Settings:
             max_request_chars=read.integer("MAX_REQUEST_CHARS", 1_000_000, minimum=1),
             accept_token_ids=read.boolean("ACCEPT_TOKEN_IDS", False),
             max_content_length=read.integer("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
+            body_timeout=read.decimal("BODY_TIMEOUT", 30.0, minimum=0.1),
             enable_warmup=read.boolean("ENABLE_WARMUP", True),
             preload=read.boolean("PRELOAD", True),
             log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),

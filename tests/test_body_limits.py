@@ -1,10 +1,13 @@
 """MAX_CONTENT_LENGTH on every framing, over raw sockets against a real gunicorn: a chunked body is counted as it
-is read and refused with 413 as soon as it goes over; a body shorter than its Content-Length is a 400."""
+is read and refused with 413 as soon as it goes over; a body shorter than its Content-Length is a 400. A body that
+arrives too slowly is a 408 after BODY_TIMEOUT; gunicorn's own errors (a request line or headers too long, a
+request it cannot parse) are in the JSON envelope too."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -13,12 +16,14 @@ from .gunicorn_process import GunicornProcess
 pytestmark = pytest.mark.slow
 
 LIMIT = 64 * 1024
+BODY_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("limits") / "server.log"
-    with GunicornProcess({"MAX_CONTENT_LENGTH": str(LIMIT), "DTYPE": "float32"}, workers=1, log_path=log) as proc:
+    env = {"MAX_CONTENT_LENGTH": str(LIMIT), "DTYPE": "float32", "BODY_TIMEOUT": str(BODY_TIMEOUT)}
+    with GunicornProcess(env, workers=1, log_path=log) as proc:
         yield proc
 
 
@@ -82,3 +87,43 @@ def test_a_body_shorter_than_its_content_length_is_a_400(server):
     assert status == 400 and "Content-Length" in body["error"]["message"]
     status, _ = exchange(server, HEAD, chunked([b'{"texts": "after all that"}']))
     assert status == 200
+
+
+def drip(data: bytes, pause: float):
+    for byte in data:
+        yield bytes([byte])
+        time.sleep(pause)
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_a_stalled_body_is_a_408_and_the_worker_serves_on(tmp_path, worker_class):
+    env = {"DTYPE": "float32", "BODY_TIMEOUT": str(BODY_TIMEOUT), "WORKER_CLASS": worker_class}
+    with GunicornProcess(env, workers=1, log_path=tmp_path / "server.log") as server:
+        head = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n")
+        started = time.monotonic()
+        status, body = exchange(server, head, [b'{"texts": '])  # then nothing, connection kept open
+        assert status == 408 and body["error"]["code"] == "body_timeout"
+        assert BODY_TIMEOUT <= time.monotonic() - started < BODY_TIMEOUT + 5
+        status, _ = exchange(server, HEAD, chunked([b'{"texts": "still serving"}']))
+        assert status == 200
+
+
+def test_a_dripped_body_is_cut_off_as_a_whole_under_gevent(server):
+    """Each byte arrives well within BODY_TIMEOUT; the body as a whole does not."""
+    head = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 40\r\n\r\n")
+    started = time.monotonic()
+    status, body = exchange(server, head, drip(b'{"texts": "one byte at a time........"}', 0.2))
+    assert status == 408 and time.monotonic() - started < BODY_TIMEOUT + 3
+
+
+@pytest.mark.parametrize("raw,status,code", [
+    (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n", 431, "headers_too_large"),
+    (b"NOT A REQUEST\r\n\r\n", 400, "invalid_request"),
+])
+def test_gunicorns_own_errors_are_json(server, raw, status, code):
+    got, body = exchange(server, raw, [])
+    assert got == status and body["error"]["code"] == code and body["error"]["message"]
+    assert exchange(server, HEAD, chunked([b'{"texts": "fine"}']))[0] == 200

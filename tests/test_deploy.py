@@ -259,7 +259,17 @@ def test_nginx_spreads_load_and_hides_metrics(cluster):
     assert re.fullmatch(r"[0-9a-f]{32}", generated)  # nginx's $request_id, passed through
     too_big = requests.post(cluster.url + "/embed_text", data=b"x" * (17 * 1024 * 1024),
                             headers={"Content-Type": "application/json"}, timeout=60)
-    assert too_big.status_code == 413
+    # nginx's own errors come in the service's JSON envelope too
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
+    long_line = requests.get(cluster.url + "/" + "a" * 20_000, timeout=10)
+    assert long_line.status_code == 414 and long_line.json()["error"]["code"] == "uri_too_long"
+    huge_header = requests.get(cluster.url + "/health", headers={"X-Big": "b" * 20_000}, timeout=10)
+    assert huge_header.status_code == 400 and huge_header.json()["error"]["code"] == "invalid_request"
+    for instance in cluster.instances:
+        instance.kill()
+    down = requests.post(cluster.url + "/embed_text", json={"texts": "anyone?"}, timeout=30)
+    assert down.status_code == 503 and down.headers["Retry-After"] == "1"
+    assert down.json()["error"]["code"] == "overloaded"
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from . import context
+from .body_deadline import body_deadline
 from .encoding import encode_rows, json_response, usage
 from .image_inputs import embed, form_request, gather, is_multipart, uploads
 from .parsing import parse_json
@@ -22,7 +23,8 @@ def embed_image():
     engine = context.engine()
     multipart = is_multipart()
     if multipart:
-        options = form_request(ImageOptions)
+        with body_deadline(context.settings().body_timeout):  # the form parser reads the whole body here
+            options = form_request(ImageOptions)
     else:
         options = parse_json(EmbedImageRequest, accepted="application/json or multipart/form-data")
     model = engine.resolve(options.model, "embed:image")

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from .body_deadline import body_deadline
+from .context import SETTINGS_KEY
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,7 +32,7 @@ def parse_object(accepted: str = "application/json") -> dict:
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type")
-    raw = read_body(current_app.config["MAX_CONTENT_LENGTH"])
+    raw = read_body(current_app.config["MAX_CONTENT_LENGTH"], current_app.extensions[SETTINGS_KEY].body_timeout)
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
@@ -42,7 +44,12 @@ def parse_object(accepted: str = "application/json") -> dict:
     return body
 
 
-def read_body(limit: int) -> bytes:
+def read_body(limit: int, timeout: float = 30.0) -> bytes:
+    with body_deadline(timeout):
+        return _read_body(limit)
+
+
+def _read_body(limit: int) -> bytes:
     """The request body, at most `limit` bytes, whatever its framing: a chunked body has no Content-Length
     for the server to refuse up front, so it is counted while it is read and refused (413) as soon as it
     goes over, without reading the rest. A body shorter than its Content-Length is the client's 400."""
@@ -51,7 +58,9 @@ def read_body(limit: int) -> bytes:
     while True:
         try:
             chunk = stream.read(min(1 << 16, limit + 1 - size))
-        except ClientDisconnected:
+        except ClientDisconnected as exc:
+            if isinstance(exc.__context__, TimeoutError):  # the socket's read timed out (BODY_TIMEOUT)
+                raise exc.__context__ from None
             raise InvalidRequest("the request body ended before its Content-Length", code="invalid_json") from None
         if not chunk:
             break

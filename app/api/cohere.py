@@ -25,7 +25,7 @@ from .image_inputs import embed, embed_items, gather
 from .multimodal_inputs import input_items
 from .observability import record_embedding
 from .parsing import check_items, parse_json
-from .schemas import Dimensions, _image_list, _text_list
+from .schemas import Dimensions, TextList, _image_list, _text_list
 from .spec import operation
 
 bp = Blueprint("cohere", __name__)
@@ -50,8 +50,8 @@ class CohereEmbedRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Optional[str] = None
-    texts: Optional[list[str]] = None
-    images: Optional[list[str]] = Field(default=None, description="data: URIs (or URLs with IMAGE_URL_FETCH).")
+    texts: Optional[TextList] = None
+    images: Optional[TextList] = Field(default=None, description="data: URIs (or URLs with IMAGE_URL_FETCH).")
     inputs: Optional[list[dict]] = Field(
         default=None, description='Items of {"content": [{"type": "text", "text"} | {"type": "image_url", '
                                   '"image_url": {"url"}}]}; several parts in one item need a vision-language model.')

@@ -6,7 +6,7 @@ from typing import Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .schemas import CacheOption, _image_list, _text_list
+from .schemas import CacheOption, Texts, _image_list, _text_list
 
 
 class GMEOptions(BaseModel):
@@ -20,7 +20,7 @@ class GMEOptions(BaseModel):
 
 
 class GMETextRequest(GMEOptions):
-    texts: Union[str, list[str]]
+    texts: Texts
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -29,7 +29,7 @@ class GMETextRequest(GMEOptions):
 
 
 class GMEImageRequest(GMEOptions):
-    images: Union[str, list[str]] = Field(
+    images: Texts = Field(
         description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on.")
 
     @field_validator("images", mode="before")
@@ -39,7 +39,7 @@ class GMEImageRequest(GMEOptions):
 
 
 class GMEFusedRequest(GMEImageRequest):
-    texts: Union[str, list[str]] = Field(description="One text per image: texts[i] and images[i] make one input.")
+    texts: Texts = Field(description="One text per image: texts[i] and images[i] make one input.")
 
     @field_validator("texts", mode="before")
     @classmethod

@@ -47,5 +47,6 @@ def ready():
 @operation(summary="This OpenAPI 3.1 document", response=OpenAPIDocument, tags=("operations",))
 def openapi():
     if "openapi_document" not in current_app.extensions:
-        current_app.extensions["openapi_document"] = openapi_document(current_app)
+        current_app.extensions["openapi_document"] = openapi_document(current_app,
+                                                                      bool(context.settings().api_keys))
     return json_response(current_app.extensions["openapi_document"])

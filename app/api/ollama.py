@@ -21,7 +21,7 @@ from . import context
 from .encoding import json_response
 from .observability import record_embedding
 from .parsing import check_items, parse_json
-from .schemas import Dimensions, _text_list
+from .schemas import Dimensions, Texts, _text_list
 from .spec import operation
 
 bp = Blueprint("ollama", __name__)
@@ -40,7 +40,7 @@ class OllamaEmbedRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str
-    input: Union[str, list[str]]
+    input: Texts
     truncate: bool = Field(default=True, description="false: an input over the model's context is an error.")
     dimensions: Optional[Dimensions] = None
     keep_alive: Optional[Union[str, int, float]] = Field(default=None, description="Accepted; models stay loaded.")
@@ -166,7 +166,7 @@ def api_tags():
 
 @bp.post("/api/show")
 @operation(summary="One model's details (Ollama's shape)", request=OllamaShowRequest, response=OllamaShowResponse,
-           auth=True, tags=("ollama",), errors=(400, 401, 404, 415))
+           auth=True, tags=("ollama",), errors=(400, 401, 404, 415), error=OllamaError)
 def api_show():
     req = parse_json(OllamaShowRequest)
     name = req.model or req.name

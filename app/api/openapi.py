@@ -22,11 +22,15 @@ _TAGS = [("native", "This service's routes: texts, images, similarity, every out
          ("operations", "Health, readiness, metrics, this document")]
 
 _STATUS_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 404: "Unknown model",
+                405: "Method not allowed (see the Allow header)", 408: "The request body arrived too slowly",
                 413: "Request body too large", 415: "Unsupported Content-Type",
                 500: "Inference or internal error", 503: "Not ready or overloaded"}
 
 
-def openapi_document(app: Flask) -> dict:
+def openapi_document(app: Flask, keys_required: bool = False) -> dict:
+    """`keys_required`: the service runs with API_KEYS, so the protected routes need a bearer key (without
+    them the key is optional: `{}` is an alternative requirement)."""
+    security = [{"bearerAuth": []}] if keys_required else [{"bearerAuth": []}, {}]
     routes = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         op = operation_of(app.view_functions.get(rule.endpoint))
@@ -56,7 +60,8 @@ def openapi_document(app: Flask) -> dict:
         for method in methods:
             ok = json_content(refs[(op.response, "serialization")], op.media_type)
             responses = {"200": {"description": "OK", "content": ok}}
-            codes = set(op.errors) | {500} | ({401} if op.auth else set())
+            # Any route answers a wrong method with 405; an engine route (the protected ones) may be overloaded.
+            codes = set(op.errors) | {405, 500} | ({401, 503} if op.auth else set())
             for code in sorted(codes):
                 responses[str(code)] = {"description": _STATUS_TEXT.get(code, "Error"), "content": error}
             entry = {"operationId": rule.endpoint.replace(".", "_"), "summary": op.summary,
@@ -71,7 +76,7 @@ def openapi_document(app: Flask) -> dict:
                 entry["requestBody"]["content"]["multipart/form-data"] = {
                     "schema": {"allOf": [refs[(op.multipart, "validation")], files]}}
             if op.auth:
-                entry["security"] = [{"bearerAuth": []}]
+                entry["security"] = security
             paths.setdefault(path, {})[method.lower()] = entry
 
     return {

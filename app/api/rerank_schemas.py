@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
-from .schemas import CacheOption, TruncationDirection, Usage, _json_type, _text_list, direction_of
+from .schemas import CacheOption, Text, TextList, TruncationDirection, Usage, _json_type, _text_list, direction_of
 
 
 def _query(value) -> str:
@@ -33,7 +33,7 @@ class _RerankBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Optional[str] = Field(default=None, description="A served reranker; defaults to the first one.")
-    query: str
+    query: Text
     instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
     cache: CacheOption = True
 
@@ -46,7 +46,7 @@ class _RerankBody(BaseModel):
 class TEIRerankRequest(_RerankBody):
     """text-embeddings-inference's `POST /rerank` body; fields it has that do not apply are ignored."""
 
-    texts: list[str] = Field(description="The documents to score against the query.")
+    texts: TextList = Field(description="The documents to score against the query.")
     raw_scores: bool = Field(default=False, description="The model's logit instead of its activated score.")
     return_text: bool = Field(default=False, description="Add each document's text to its result.")
     truncate: bool = Field(default=True, description="Cut over-long pairs, the document first; false makes them a 400.")
@@ -76,7 +76,7 @@ class TEIRerankResponse(RootModel[list[Rank]]):
 class RerankRequest(_RerankBody):
     """Jina's and Cohere's `POST /v1/rerank` and Cohere's `POST /v2/rerank` body."""
 
-    documents: list[str] = Field(description="Strings, or objects with a `text` field.")
+    documents: TextList = Field(description="Strings, or objects with a `text` field.")
     top_n: Optional[int] = Field(default=None, ge=1, description="Return only the best N.")
     return_documents: bool = Field(default=False, description="Add each document as {\"text\": ...}.")
     max_tokens_per_doc: Optional[int] = Field(default=None, ge=1, description="Cut each document to N tokens.")

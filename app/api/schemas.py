@@ -22,6 +22,11 @@ TruncationDirection = Annotated[Literal["left", "right"], Field(
 Precision = Annotated[Literal["float32", "int8", "uint8", "binary", "ubinary"], Field(
     description="As sentence-transformers' encode(precision=...): int8/uint8 scale each dimension by ranges "
                 "calibrated once per model; binary/ubinary pack one bit per dimension (> 0) into bytes.")]
+# What the before-validators enforce, said in the schema too (minLength, minItems), so /openapi.json and the
+# service agree on what is valid.
+Text = Annotated[str, Field(min_length=1)]
+TextList = Annotated[list[Text], Field(min_length=1)]
+Texts = Union[Text, TextList]
 # The error code of an empty input list, which text-embeddings-inference answers as its own kind of error.
 EMPTY = "empty_input"
 OutputType = Literal["dense", "sparse", "colbert"]
@@ -176,7 +181,7 @@ class EmbedTextRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    texts: Union[str, list[str]] = Field(description="One text or a list of texts.")
+    texts: Texts = Field(description="One text or a list of texts.")
     model: Optional[str] = None
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
     truncate: bool = Field(
@@ -240,7 +245,7 @@ class ImageOptions(BaseModel):
 class EmbedImageRequest(ImageOptions):
     """The JSON `POST /embed_image` body (or multipart/form-data with image files and these fields)."""
 
-    images: Union[str, list[str]] = Field(
+    images: Texts = Field(
         description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on.")
 
     @field_validator("images", mode="before")
@@ -254,9 +259,9 @@ class SimilarityRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    texts: Optional[Union[str, list[str]]] = None
-    images: Optional[Union[str, list[str]]] = None
-    documents: Optional[Union[str, list[str]]] = Field(
+    texts: Optional[Texts] = None
+    images: Optional[Texts] = None
+    documents: Optional[Texts] = Field(
         default=None, description="Texts for the columns: texts x documents (queries x passages).")
     model: Optional[str] = None
     output_types: Optional[list[OutputType]] = Field(

@@ -9,8 +9,8 @@ from typing import Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
-from .schemas import (EMPTY, Dimensions, TruncationDirection, _json_type, _openai_input, _text_list, _token_row,
-                      direction_of)
+from .schemas import (EMPTY, Dimensions, Text, TextList, Texts, TruncationDirection, _json_type, _openai_input,
+                      _text_list, _token_row, direction_of)
 
 TEIInput = Union[str, list[str], list[int], list[list[int]]]
 
@@ -62,7 +62,7 @@ class TEIEmbedRequest(_TEIBody):
 class TEITextsRequest(_TEIBody):
     """`/embed_all` and `/embed_sparse`: texts only."""
 
-    inputs: Union[str, list[str]] = Field(description="One text or a list of texts.")
+    inputs: Texts = Field(description="One text or a list of texts.")
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -73,8 +73,8 @@ class TEITextsRequest(_TEIBody):
 class SimilarityInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    source_sentence: str
-    sentences: list[str]
+    source_sentence: Text
+    sentences: TextList
 
     @field_validator("source_sentence", mode="before")
     @classmethod
@@ -104,7 +104,7 @@ class TEISimilarityRequest(BaseModel):
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    inputs: Union[str, list[str]]
+    inputs: Texts
     add_special_tokens: bool = True
     prompt_name: Optional[str] = None
     model: Optional[str] = None

@@ -99,6 +99,18 @@ def gevent_offload():
     pool = get_hub().threadpool
 
     def offload(fn, *args):
-        return pool.apply(fn, args)
+        # An exception is carried back and raised in the calling greenlet: one raised in the pool itself
+        # would also be printed by gevent as a traceback, a dozen lines per rejected image.
+        ok, value = pool.apply(_outcome, (fn, *args))
+        if not ok:
+            raise value
+        return value
 
     return offload
+
+
+def _outcome(fn, *args):
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc

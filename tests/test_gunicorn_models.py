@@ -94,3 +94,19 @@ def test_a_broken_entry_stops_start_up_with_one_line_naming_it(model_dirs, tmp_p
                                              "BIND": "127.0.0.1:0"})
     lines = [line for line in output.splitlines() if line.startswith("config error:")]
     assert len(lines) == 1 and re.match(r"config error: MODELS: entry bad=", lines[0])
+
+
+def test_a_rejected_image_and_a_clean_stop_log_only_json_lines(server):
+    """Runs last: it stops the module's server. A refused image is one access line that says why (no traceback
+    from the thread pool), and SIGTERM leaves nothing but JSON records behind."""
+    truncated_png = png("red")[:60]
+    refused = requests.post(server.url + "/embed_image", json={"model": "clip", "images": [truncated_png]},
+                            headers={"X-Request-ID": "refused-image"}, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_image"
+    assert server.stop() == 0
+    lines = [line for line in server.log_path.read_text().splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json[:20]
+    records = [__import__("json").loads(line) for line in lines]
+    (access,) = [r for r in records if r.get("request_id") == "refused-image"]
+    assert access["error_code"] == "invalid_image" and access["error"].startswith("images[0]")

@@ -23,7 +23,7 @@ from . import context
 from .encoding import json_response
 from .image_inputs import embed, embed_items, gather
 from .multimodal_inputs import input_items
-from .observability import record_embedding
+from .observability import record_embedding, record_error
 from .parsing import check_items, parse_json
 from .schemas import Dimensions, TextList, _image_list, _text_list
 from .spec import operation
@@ -41,6 +41,7 @@ PROMPTS_FOR = {"search_query": ("search_query", "query"),
 
 @bp.errorhandler(ServiceError)
 def _cohere_error(error: ServiceError) -> Response:
+    record_error(error)
     return json_response({"message": error.message}, status=error.status, headers=error.headers)
 
 

@@ -10,11 +10,13 @@ from werkzeug.exceptions import HTTPException
 from ..errors import (InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError,
                       UnsupportedMediaType)
 from .encoding import json_response
+from .observability import record_error
 
 log = logging.getLogger(__name__)
 
 
 def error_response(error: ServiceError):
+    record_error(error)
     return json_response(error.envelope(), status=error.status, headers=error.headers)
 
 

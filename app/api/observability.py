@@ -34,6 +34,11 @@ class _Recorded:
     cache: str | None = None  # hit, partial or miss over all of the request's engine calls
 
 
+def record_error(error) -> None:
+    """Called by every error handler: the access log's one line for a refused request says why."""
+    g.error = (error.code, error.message[:300])
+
+
 def record_embedding(result, items: int, modality: str = "text") -> None:
     """Called by the embedding views with each of the engine's results."""
     before = g.get("embedding") or _Recorded()
@@ -81,6 +86,9 @@ def init_observability(app: Flask, settings, engine) -> None:
             fields = {"items": embedding.items, "tokens": embedding.prompt_tokens,
                       "queue_ms": round(embedding.queue * 1e3, 3),
                       "inference_ms": round(embedding.inference * 1e3, 3)}
+        error = g.get("error")
+        if error is not None:
+            fields["error_code"], fields["error"] = error
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.observe_request(route, request.method, response.status_code, total)
         if log_requests:

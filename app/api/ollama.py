@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import InvalidRequest, ModelNotFound, ServiceError
 from . import context
 from .encoding import json_response
-from .observability import record_embedding
+from .observability import record_embedding, record_error
 from .parsing import check_items, parse_json
 from .schemas import Dimensions, Texts, _text_list
 from .spec import operation
@@ -31,6 +31,7 @@ _ERRORS = (400, 401, 404, 413, 415, 503)
 
 @bp.errorhandler(ServiceError)
 def _ollama_error(error: ServiceError) -> Response:
+    record_error(error)
     return json_response({"error": error.message}, status=error.status, headers=error.headers)
 
 

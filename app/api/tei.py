@@ -22,7 +22,7 @@ from ..errors import ServiceError
 from . import context
 from .embeddings import embed_text_body, refuse_foreign_token_ids
 from .encoding import json_response
-from .observability import record_embedding
+from .observability import record_embedding, record_error
 from .parsing import check_items, parse_object, validate
 from .rerank import rerank_tei_body
 from .rerank_schemas import TEIRerankRequest, TEIRerankResponse
@@ -38,6 +38,7 @@ _ERRORS = (400, 401, 404, 413, 415, 422, 503)
 
 
 def tei_error(error: ServiceError) -> Response:
+    record_error(error)
     status, kind = error.status, "Backend"
     if error.code == EMPTY:
         status, kind = 400, "Empty"

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -165,8 +166,9 @@ def render_nginx(directory: Path, ports: list[int], listen: int) -> Path:
 
 
 class Cluster:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, env: dict[str, str] | None = None):
         self.directory = directory
+        self.env = {"LOG_REQUESTS": "false", **(env or {})}
         self.ports = [free_port(), free_port()]
         self.instances = [self._instance(i) for i in range(2)]
         self.listen = free_port()
@@ -174,7 +176,7 @@ class Cluster:
         self.nginx = None
 
     def _instance(self, index: int) -> GunicornProcess:
-        return GunicornProcess({"LOG_REQUESTS": "false"}, workers=1, port=self.ports[index],
+        return GunicornProcess(self.env, workers=1, port=self.ports[index],
                                log_path=self.directory / f"instance{index}-{time.monotonic_ns()}.log")
 
     def start(self):
@@ -313,3 +315,29 @@ def test_rolling_restart_loses_nothing(cluster):
     complete, failed = ab_result(load)
     print(f"rolling restart under ab: {complete} requests, {failed} failed")
     assert complete > 50 and failed == 0, ab_result.last_summary  # what kind of failure (length, connect, non-2xx)
+
+
+@pytest.mark.slow
+@needs_tools
+def test_nginx_shields_gthread_instances_from_slow_clients(tmp_path):
+    """gthread and sync workers hold a thread per connection; 40 clients dripping their bodies would take every
+    thread of both instances. In front of them nginx reads whole bodies itself, so the instances never see the
+    slow ones and a normal request is answered at once."""
+    cluster = Cluster(tmp_path, {"WORKER_CLASS": "gthread", "THREADS": "2"}).start()
+    slow = []
+    try:
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", cluster.listen), timeout=10)
+            sock.sendall(b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"texts\": ")  # and then nothing for now
+            slow.append(sock)
+        started = time.monotonic()
+        for _ in range(8):
+            response = requests.post(cluster.url + "/embed_text", json={"texts": "not slow"}, timeout=30)
+            assert response.status_code == 200
+        assert time.monotonic() - started < 10
+        assert cluster.served(0) + cluster.served(1) == 8  # the slow ones never reached an instance
+    finally:
+        for sock in slow:
+            sock.close()
+        cluster.stop()

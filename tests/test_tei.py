@@ -111,7 +111,7 @@ def test_info_describes_the_model_and_limits(client, settings):
     ("/embed", {"inputs": 3}, 422, "Validation"),
     ("/embed", {"inputs": ["a", ""]}, 422, "Validation"),
     ("/embed", {"inputs": [LONG], "truncate": False}, 422, "Validation"),
-    ("/embed", {"inputs": [101, 102]}, 422, "Validation"),  # token ids need ACCEPT_TOKEN_IDS
+    ("/embed", {"inputs": [[101, 10 ** 6]]}, 422, "Validation"),  # outside the vocabulary
     ("/embed", {"inputs": "x", "truncation_direction": "middle"}, 422, "Validation"),
     ("/embed", {"inputs": ["a"] * 3000}, 413, "Validation"),  # MAX_BATCH_ITEMS, TEI's batch size error
     ("/embed_all", {"inputs": [3]}, 422, "Validation"),
@@ -136,3 +136,9 @@ def test_bge_m3_servers_body_on_embed(client, reference_model):
     assert np.allclose(answer["embeddings"], reference_model.encode(TEXTS), atol=1e-5)
     refused = client.post("/embed", json={"texts": TEXTS, "output_type": "unknown"})
     assert refused.status_code == 400 and refused.get_json()["error"]["param"] == "output_type"  # the native shape
+
+
+def test_embed_takes_this_models_token_ids_from_tokenize(client):
+    ids = [token["id"] for token in client.post("/tokenize", json={"inputs": TEXTS[0]}).get_json()[0]]
+    from_ids = client.post("/embed", json={"inputs": [ids]}).get_json()
+    assert np.allclose(from_ids, client.post("/embed", json={"inputs": TEXTS[:1]}).get_json(), atol=1e-6)

@@ -102,6 +102,16 @@ def test_cohere_client_v2_embed(server, native):
     still_serving(server)
 
 
+def test_cohere_client_v1_embed(server, native):
+    import cohere
+
+    client = cohere.Client(api_key="unused", base_url=server.url)
+    floats = client.embed(texts=TEXTS, model=MODEL, input_type="search_document")
+    assert floats.response_type == "embeddings_floats" and np.allclose(floats.embeddings, native, atol=1e-6)
+    typed = client.embed(texts=TEXTS, model=MODEL, input_type="search_query", embedding_types=["float", "uint8"])
+    assert typed.response_type == "embeddings_by_type" and len(typed.embeddings.uint8[0]) == 384
+
+
 def test_the_earlier_bge_m3_servers_bodies(server, native):
     body = {"texts": TEXTS, "output_type": "dense", "normalize": True, "max_length": 512, "batch_size": 32}
     answer = requests.post(server.url + "/embed", json=body, timeout=60).json()

@@ -1,4 +1,5 @@
-"""Cohere's `POST /v2/embed`, for Cohere's clients (`cohere.ClientV2.embed`).
+"""Cohere's `POST /v2/embed` and `POST /v1/embed`, for Cohere's clients (`cohere.ClientV2.embed`,
+`cohere.Client.embed`).
 
 `input_type` picks the model's own prompt for that use where it has one
 (search_query -> a `search_query` or `query` prompt; search_document -> a
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,7 +58,8 @@ class CohereEmbedRequest(BaseModel):
         default=None, description='Items of {"content": [{"type": "text", "text"} | {"type": "image_url", '
                                   '"image_url": {"url"}}]}; several parts in one item need a vision-language model.')
     input_type: Optional[InputType] = None
-    embedding_types: list[EmbeddingType] = Field(default=["float"], min_length=1)
+    embedding_types: Optional[list[EmbeddingType]] = Field(
+        default=None, min_length=1, description="Default: float (v2); v1 without it answers bare float vectors.")
     output_dimension: Optional[Dimensions] = None
     truncate: Literal["NONE", "START", "END"] = "END"
     max_tokens: Optional[Annotated[int, Field(gt=0)]] = None
@@ -94,6 +96,14 @@ class CohereEmbedResponse(BaseModel):
     response_type: Literal["embeddings_by_type"]
 
 
+class CohereEmbedV1Response(BaseModel):
+    id: str
+    embeddings: Union[list[list[float]], CohereEmbeddings]
+    texts: list[str]
+    meta: dict
+    response_type: Literal["embeddings_floats", "embeddings_by_type"]
+
+
 def prompt_name_for(card: dict, input_type: str | None) -> str | None:
     for name in PROMPTS_FOR.get(input_type or "", ()):
         if name in card["prompts"]:
@@ -106,7 +116,18 @@ def prompt_name_for(card: dict, input_type: str | None) -> str | None:
            request=CohereEmbedRequest, response=CohereEmbedResponse, auth=True, tags=("cohere",),
            errors=(400, 401, 404, 413, 415, 503), error=CohereError)
 def v2_embed():
-    req = parse_json(CohereEmbedRequest)
+    return json_response(_embed(parse_json(CohereEmbedRequest), "2"))
+
+
+@bp.post("/v1/embed")
+@operation(summary="Embed (Cohere's v1 shape: bare float vectors unless embedding_types asks for more)",
+           request=CohereEmbedRequest, response=CohereEmbedV1Response, auth=True, tags=("cohere",),
+           errors=(400, 401, 404, 413, 415, 503), error=CohereError)
+def v1_embed():
+    return json_response(_embed(parse_json(CohereEmbedRequest), "1"))
+
+
+def _embed(req: CohereEmbedRequest, version: str) -> dict:
     given = [name for name in ("texts", "images", "inputs") if getattr(req, name) is not None]
     if len(given) != 1:
         raise InvalidRequest("send one of texts, images or inputs", param="texts")
@@ -141,7 +162,7 @@ def v2_embed():
         else:
             result = embed_items(model, items, "inputs", **options)
     embeddings = {}
-    for kind in dict.fromkeys(req.embedding_types):
+    for kind in dict.fromkeys(req.embedding_types or ["float"]):
         if kind == "float":
             embeddings["float"] = result.vectors
         elif kind == "base64":
@@ -149,12 +170,13 @@ def v2_embed():
                                     for row in result.vectors]
         else:
             embeddings[kind] = engine.quantize(model, result.vectors, kind, dimensions=req.output_dimension)
-    body = {"id": str(uuid.uuid4()), "embeddings": embeddings}
-    if req.texts is not None:
-        body["texts"] = req.texts
-    body["meta"] = {"api_version": {"version": "2"}, "billed_units": {"input_tokens": result.prompt_tokens}}
-    body["response_type"] = "embeddings_by_type"
-    return json_response(body)
+    floats_only = version == "1" and req.embedding_types is None
+    body = {"id": str(uuid.uuid4()), "embeddings": embeddings["float"] if floats_only else embeddings}
+    if req.texts is not None or version == "1":
+        body["texts"] = req.texts or []
+    body["meta"] = {"api_version": {"version": version}, "billed_units": {"input_tokens": result.prompt_tokens}}
+    body["response_type"] = "embeddings_floats" if floats_only else "embeddings_by_type"
+    return body
 
 
 def _content(item: dict, index: int) -> list:

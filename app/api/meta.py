@@ -25,8 +25,9 @@ def list_models():
 
 
 @bp.get("/health")
-@operation(summary="Liveness: the model is loaded; device, dtype and versions", response=HealthResponse,
-           tags=("operations",))
+@bp.get("/", endpoint="root_health")
+@operation(summary="Liveness: the model is loaded; device, dtype and versions (also `GET /`, where "
+                   "text-embeddings-inference answers its health)", response=HealthResponse, tags=("operations",))
 def health():
     return json_response({"status": "ok", "version": __version__, **context.engine().health()})
 

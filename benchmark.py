@@ -99,8 +99,12 @@ def _png_data_uri(size: int, seed: int) -> str:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -294,8 +298,9 @@ def run_level(args, bodies: Bodies, concurrency: int) -> dict:
     return summarise(samples, elapsed, concurrency, args.rate)
 
 
-def _run(args, bodies: Bodies, concurrency: int, requests: int | None, duration: float | None,
-         progress: Progress | None) -> tuple[list[Sample], float]:
+def _run(
+    args, bodies: Bodies, concurrency: int, requests: int | None, duration: float | None, progress: Progress | None
+) -> tuple[list[Sample], float]:
     samples: list[Sample] = []
     lock = threading.Lock()
     start = time.perf_counter()
@@ -336,8 +341,9 @@ def _run(args, bodies: Bodies, concurrency: int, requests: int | None, duration:
             record(client.send(path, body, items, scheduled))
         client.close()
 
-    threads = [threading.Thread(target=open_loop if args.rate else closed_loop, daemon=True)
-               for _ in range(concurrency)]
+    threads = [
+        threading.Thread(target=open_loop if args.rate else closed_loop, daemon=True) for _ in range(concurrency)
+    ]
     for thread in threads:
         thread.start()
     if args.rate:
@@ -358,10 +364,19 @@ def _run(args, bodies: Bodies, concurrency: int, requests: int | None, duration:
 
 
 # ----------------------------------------------------------------------------- output
-COLUMNS = [("concurrency", "conc", "{:d}"), ("requests", "reqs", "{:d}"), ("errors", "errors", "{:d}"),
-           ("requests_per_s", "req/s", "{:.1f}"), ("items_per_s", "items/s", "{:.1f}"),
-           ("mean_ms", "mean ms", "{:.1f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("p90_ms", "p90 ms", "{:.1f}"),
-           ("p95_ms", "p95 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"), ("max_ms", "max ms", "{:.1f}")]
+COLUMNS = [
+    ("concurrency", "conc", "{:d}"),
+    ("requests", "reqs", "{:d}"),
+    ("errors", "errors", "{:d}"),
+    ("requests_per_s", "req/s", "{:.1f}"),
+    ("items_per_s", "items/s", "{:.1f}"),
+    ("mean_ms", "mean ms", "{:.1f}"),
+    ("p50_ms", "p50 ms", "{:.1f}"),
+    ("p90_ms", "p90 ms", "{:.1f}"),
+    ("p95_ms", "p95 ms", "{:.1f}"),
+    ("p99_ms", "p99 ms", "{:.1f}"),
+    ("max_ms", "max ms", "{:.1f}"),
+]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -373,11 +388,18 @@ def format_table(rows: list[dict]) -> str:
     for row in rows:
         details = []
         if row["errors_by_status"]:
-            details.append("errors by status " + ", ".join(f"{k}: {v}" for k, v in sorted(row["errors_by_status"].items())))
+            details.append(
+                "errors by status " + ", ".join(f"{k}: {v}" for k, v in sorted(row["errors_by_status"].items()))
+            )
         if row["errors_by_exception"]:
-            details.append("errors by exception " + ", ".join(f"{k}: {v}" for k, v in row["errors_by_exception"].items()))
-        split = [f"{stage} {row[f'server_{stage}_mean_ms']:.1f}" for stage in TIMING_HEADERS
-                 if f"server_{stage}_mean_ms" in row]
+            details.append(
+                "errors by exception " + ", ".join(f"{k}: {v}" for k, v in row["errors_by_exception"].items())
+            )
+        split = [
+            f"{stage} {row[f'server_{stage}_mean_ms']:.1f}"
+            for stage in TIMING_HEADERS
+            if f"server_{stage}_mean_ms" in row
+        ]
         if split:
             details.append("server time, mean ms: " + ", ".join(split))
         if details:
@@ -390,12 +412,18 @@ def write_csv(rows: list[dict], path: str) -> None:
     for row in rows[1:]:
         keys += [k for k in row if k not in keys and not isinstance(row[k], dict)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys + ["errors_by_status", "errors_by_exception"],
-                            extrasaction="ignore")
+    writer = csv.DictWriter(
+        buffer, fieldnames=keys + ["errors_by_status", "errors_by_exception"], extrasaction="ignore"
+    )
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "errors_by_status": json.dumps(row["errors_by_status"]),
-                         "errors_by_exception": json.dumps(row["errors_by_exception"])})
+        writer.writerow(
+            {
+                **row,
+                "errors_by_status": json.dumps(row["errors_by_status"]),
+                "errors_by_exception": json.dumps(row["errors_by_exception"]),
+            }
+        )
     with open(path, "w", newline="", encoding="utf-8") as handle:
         handle.write(buffer.getvalue())
 
@@ -428,8 +456,9 @@ def plot(rows: list[dict], path: str) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://localhost:8080", help="service base URL")
-    parser.add_argument("--concurrency", default="8",
-                        help="clients (connections); a comma-separated list runs a sweep, one row each")
+    parser.add_argument(
+        "--concurrency", default="8", help="clients (connections); a comma-separated list runs a sweep, one row each"
+    )
     parser.add_argument("--requests", type=int, help="requests per level (default 200 unless --duration)")
     parser.add_argument("--duration", type=float, help="seconds per level (instead of, or as a cap on, --requests)")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds of unrecorded traffic before each level")
@@ -470,11 +499,17 @@ def main(argv=None) -> int:
     bodies = Bodies(args, texts, images)
     rows = [run_level(args, bodies, level) for level in args.levels]
     if args.json:
-        print(json.dumps({"url": args.url, "mode": args.mode, "endpoint": args.endpoint, "batch": args.batch,
-                          "results": rows}, indent=2))
+        print(
+            json.dumps(
+                {"url": args.url, "mode": args.mode, "endpoint": args.endpoint, "batch": args.batch, "results": rows},
+                indent=2,
+            )
+        )
     else:
-        print(f"{args.url} {args.endpoint} {args.mode}, {args.batch} item(s) per request"
-              + (f", open loop at {args.rate:g} req/s" if args.rate else ""))
+        print(
+            f"{args.url} {args.endpoint} {args.mode}, {args.batch} item(s) per request"
+            + (f", open loop at {args.rate:g} req/s" if args.rate else "")
+        )
         print(format_table(rows))
     if args.csv:
         write_csv(rows, args.csv)

@@ -64,10 +64,16 @@ def on_starting(server):
 
     install()  # gunicorn's own 400/414/431 answers in the JSON envelope, not HTML
     if worker_class != "gthread" and _settings.threads > 1:
-        server.log.info("WORKER_CLASS=%s: THREADS=%d applies to gthread workers only, not used", worker_class,
-                        _settings.threads)
-    server.log.info("sizing: %s%s -> %d workers x %d torch threads", _budget.found, ", a GPU" if _gpu else "",
-                    workers, _settings.resolved_cpu_threads(_budget.cpus, gpu=_gpu))
+        server.log.info(
+            "WORKER_CLASS=%s: THREADS=%d applies to gthread workers only, not used", worker_class, _settings.threads
+        )
+    server.log.info(
+        "sizing: %s%s -> %d workers x %d torch threads",
+        _budget.found,
+        ", a GPU" if _gpu else "",
+        workers,
+        _settings.resolved_cpu_threads(_budget.cpus, gpu=_gpu),
+    )
 
 
 def when_ready(server):

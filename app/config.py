@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from .sizing import cpu_budget
 
@@ -145,7 +145,7 @@ class Settings:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         read = _Reader(env)
         settings = cls(
@@ -201,14 +201,19 @@ class Settings:
             redis_retry_after=read.decimal("REDIS_RETRY_AFTER", 30.0, minimum=0.1),
         )
         if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL", f"must start with redis://, rediss:// or unix://; got {settings.redis_url!r}")
+            raise ConfigError(
+                "REDIS_URL", f"must start with redis://, rediss:// or unix://; got {settings.redis_url!r}"
+            )
         if settings.vlm_min_image_tokens > settings.vlm_max_image_tokens:
-            raise ConfigError("VLM_MIN_IMAGE_TOKENS", f"{settings.vlm_min_image_tokens} is more than "
-                                                      f"VLM_MAX_IMAGE_TOKENS ({settings.vlm_max_image_tokens})")
+            raise ConfigError(
+                "VLM_MIN_IMAGE_TOKENS",
+                f"{settings.vlm_min_image_tokens} is more than VLM_MAX_IMAGE_TOKENS ({settings.vlm_max_image_tokens})",
+            )
         if settings.models and (settings.model_path or settings.model_name):
             both = "MODEL_PATH" if settings.model_path else "MODEL_NAME"
-            raise ConfigError("MODELS", f"MODELS and {both} are both set; give every model in MODELS as name=path "
-                                        f"and unset {both}")
+            raise ConfigError(
+                "MODELS", f"MODELS and {both} are both set; give every model in MODELS as name=path and unset {both}"
+            )
         if settings.model_path and not Path(settings.model_path).is_dir():
             raise ConfigError("MODEL_PATH", f"{settings.model_path!r} is not a directory")
         return settings

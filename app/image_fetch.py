@@ -25,7 +25,7 @@ import http.client
 import ipaddress
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from .errors import InvalidRequest, PayloadTooLarge
@@ -35,8 +35,10 @@ _CHUNK = 64 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
 # Instance metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, ECS task role, Alibaba):
 # never reachable, whatever ALLOWED_IMAGE_NETWORKS says.
-_METADATA = tuple(ipaddress.ip_network(n) for n in (
-    "169.254.169.254/32", "169.254.170.2/32", "fd00:ec2::254/128", "100.100.100.200/32"))
+_METADATA = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.169.254/32", "169.254.170.2/32", "fd00:ec2::254/128", "100.100.100.200/32")
+)
 
 
 class _Refused(Exception):
@@ -56,9 +58,14 @@ class AddressPolicy:
             return "a cloud metadata address"
         if any(ip.version == network.version and ip in network for network in self.allowed):
             return None
-        for kind, flag in (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
-                           ("a private", ip.is_private), ("a multicast", ip.is_multicast),
-                           ("an unspecified", ip.is_unspecified), ("a non-public", not ip.is_global)):
+        for kind, flag in (
+            ("a loopback", ip.is_loopback),
+            ("a link-local", ip.is_link_local),
+            ("a private", ip.is_private),
+            ("a multicast", ip.is_multicast),
+            ("an unspecified", ip.is_unspecified),
+            ("a non-public", not ip.is_global),
+        ):
             if flag:
                 return f"{kind} address"
         return None
@@ -78,9 +85,16 @@ def host_allowed(host: str, allowed_hosts: tuple[str, ...]) -> bool:
 
 
 class ImageFetcher:
-    def __init__(self, *, allowed_hosts: tuple[str, ...] = (), allowed_networks: tuple[str, ...] = (),
-                 timeout: float = 10.0, max_bytes: int = 10 * 1024 * 1024, max_redirects: int = MAX_REDIRECTS,
-                 resolve: Callable | None = None):
+    def __init__(
+        self,
+        *,
+        allowed_hosts: tuple[str, ...] = (),
+        allowed_networks: tuple[str, ...] = (),
+        timeout: float = 10.0,
+        max_bytes: int = 10 * 1024 * 1024,
+        max_redirects: int = MAX_REDIRECTS,
+        resolve: Callable | None = None,
+    ):
         self.allowed_hosts = allowed_hosts
         self.policy = AddressPolicy(allowed_networks)
         self.timeout = timeout
@@ -96,8 +110,9 @@ class ImageFetcher:
             if isinstance(location, bytes):
                 return location
             url = urljoin(url, location)
-        raise InvalidRequest(f"{param}: more than {self.max_redirects} redirects", param=param,
-                             code="image_fetch_failed")
+        raise InvalidRequest(
+            f"{param}: more than {self.max_redirects} redirects", param=param, code="image_fetch_failed"
+        )
 
     # ------------------------------------------------------------------ one hop
     def _get(self, url: str, param: str, deadline: float) -> bytes | str:
@@ -124,8 +139,15 @@ class ImageFetcher:
         connection._create_connection = self._connect
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            connection.request("GET", target, headers={"Accept": "image/*", "Accept-Encoding": "identity",
-                                                       "User-Agent": "embedding-service/1 (image fetch)"})
+            connection.request(
+                "GET",
+                target,
+                headers={
+                    "Accept": "image/*",
+                    "Accept-Encoding": "identity",
+                    "User-Agent": "embedding-service/1 (image fetch)",
+                },
+            )
             sock = connection.sock  # the TLS socket for https; kept before getresponse may drop it
             sock.settimeout(self._left(deadline, param))
             response = connection.getresponse()
@@ -139,7 +161,7 @@ class ImageFetcher:
             return self._read(response, sock, param, deadline)
         except _Refused as exc:
             raise _refused(param, str(exc)) from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise _failed(param, f"timed out after {self.timeout:g}s (IMAGE_FETCH_TIMEOUT)") from None
         except (OSError, http.client.HTTPException) as exc:
             raise _failed(param, f"{type(exc).__name__}: {exc}") from None
@@ -171,8 +193,9 @@ class ImageFetcher:
         for *_, sockaddr in infos:
             reason = self.policy.refusal(sockaddr[0])
             if reason:
-                raise _Refused(f"{host!r} resolves to {sockaddr[0]}, {reason} "
-                               "(ALLOWED_IMAGE_NETWORKS can allow internal networks)")
+                raise _Refused(
+                    f"{host!r} resolves to {sockaddr[0]}, {reason} (ALLOWED_IMAGE_NETWORKS can allow internal networks)"
+                )
         error: OSError | None = None
         for family, kind, proto, _, sockaddr in infos:
             sock = socket.socket(family, kind, proto)
@@ -197,8 +220,7 @@ def _refused(param: str, reason: str) -> InvalidRequest:
 
 
 def _failed(param: str, reason: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: the image could not be fetched: {reason}", param=param,
-                          code="image_fetch_failed")
+    return InvalidRequest(f"{param}: the image could not be fetched: {reason}", param=param, code="image_fetch_failed")
 
 
 def _too_large(param: str, limit: int) -> PayloadTooLarge:

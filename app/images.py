@@ -29,8 +29,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import InvalidRequest, PayloadTooLarge
 
 DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,",
-                       re.IGNORECASE)
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,12 @@ class ImageLimits:
     formats: frozenset[str] = DEFAULT_FORMATS
 
     @classmethod
-    def from_settings(cls, settings) -> "ImageLimits":
-        return cls(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
-                   formats=frozenset(settings.image_formats))
+    def from_settings(cls, settings) -> ImageLimits:
+        return cls(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            formats=frozenset(settings.image_formats),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
         mime = (match.group("mime") or "").lower()
         if not mime.startswith("image/"):
             raise InvalidRequest(f"{param} is a data URI of type {mime or 'none'!r}, not an image", param=param)
-        payload = value[match.end():]
+        payload = value[match.end() :]
     else:
         payload = value
     # base64 is 4 characters per 3 bytes: refuse an over-size image before decoding it.
@@ -91,21 +95,25 @@ def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
         # every plugin it has, EPS through Ghostscript among them). Header only.
         image = Image.open(io.BytesIO(data), formats=sorted(limits.formats))
     except Image.DecompressionBombError as exc:  # PIL's own guard, far above ours
-        raise InvalidRequest(f"{param} claims too many pixels: {exc}", param=param,
-                             code="image_too_large") from None
+        raise InvalidRequest(f"{param} claims too many pixels: {exc}", param=param, code="image_too_large") from None
     except UnidentifiedImageError:
         detected = _detect_format(data)
         if detected:
-            raise InvalidRequest(f"{param} is {detected}; allowed formats: {allowed}", param=param,
-                                 code="unsupported_image_format") from None
-        raise InvalidRequest(f"{param} is not an image in a known format (allowed: {allowed})", param=param,
-                             code="invalid_image") from None
+            raise InvalidRequest(
+                f"{param} is {detected}; allowed formats: {allowed}", param=param, code="unsupported_image_format"
+            ) from None
+        raise InvalidRequest(
+            f"{param} is not an image in a known format (allowed: {allowed})", param=param, code="invalid_image"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequest(f"{param} could not be read: {exc}", param=param, code="invalid_image") from None
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise InvalidRequest(f"{param} is {width}x{height} = {width * height} pixels, over the limit of "
-                             f"{limits.max_pixels}", param=param, code="image_too_large")
+        raise InvalidRequest(
+            f"{param} is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}",
+            param=param,
+            code="image_too_large",
+        )
     try:
         if getattr(image, "is_animated", False):
             image.seek(0)
@@ -113,13 +121,24 @@ def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise InvalidRequest(f"{param} is a corrupt or truncated {image.format}: {exc}", param=param,
-                             code="invalid_image") from None
+        raise InvalidRequest(
+            f"{param} is a corrupt or truncated {image.format}: {exc}", param=param, code="invalid_image"
+        ) from None
 
 
-_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"),
-               (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"\x00\x00\x00\x0cjP  ", "JPEG2000"))
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
+)
 
 
 def _detect_format(data: bytes) -> str | None:

@@ -64,8 +64,7 @@ def gunicorn_logconfig(settings: Settings) -> dict | None:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "app.logs.JsonFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
-                                "stream": "ext://sys.stderr"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},

@@ -11,35 +11,51 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 TOKENS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 
 REQUESTS = Counter("embedding_requests_total", "HTTP requests answered.", ["route", "method", "status"])
-REQUEST_SECONDS = Histogram("embedding_request_duration_seconds", "Whole request time, parse to response.",
-                            ["route"], buckets=LATENCY)
+REQUEST_SECONDS = Histogram(
+    "embedding_request_duration_seconds", "Whole request time, parse to response.", ["route"], buckets=LATENCY
+)
 # Everything about model work carries the served model's name: one instance serves several.
-TOKENIZE_SECONDS = Histogram("embedding_tokenize_duration_seconds", "Tokenisation / preprocessing per request.",
-                             ["model"], buckets=LATENCY)
-QUEUE_SECONDS = Histogram("embedding_queue_duration_seconds", "Time a request waited for the model.",
-                          ["model"], buckets=LATENCY)
-INFERENCE_SECONDS = Histogram("embedding_inference_duration_seconds", "Model time per request.", ["model"],
-                              buckets=LATENCY)
+TOKENIZE_SECONDS = Histogram(
+    "embedding_tokenize_duration_seconds", "Tokenisation / preprocessing per request.", ["model"], buckets=LATENCY
+)
+QUEUE_SECONDS = Histogram(
+    "embedding_queue_duration_seconds", "Time a request waited for the model.", ["model"], buckets=LATENCY
+)
+INFERENCE_SECONDS = Histogram(
+    "embedding_inference_duration_seconds", "Model time per request.", ["model"], buckets=LATENCY
+)
 BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass.", ["model"], buckets=SIZES)
-BATCH_TOKENS = Histogram("embedding_batch_tokens", "Real (unpadded) tokens per forward pass.", ["model"],
-                         buckets=TOKENS)
+BATCH_TOKENS = Histogram(
+    "embedding_batch_tokens", "Real (unpadded) tokens per forward pass.", ["model"], buckets=TOKENS
+)
 REQUEST_ITEMS = Histogram("embedding_request_items", "Inputs per request.", ["model"], buckets=SIZES)
-INPUT_TOKENS = Counter("embedding_input_tokens_total",
-                       "Tokens embedded, special tokens included (image patches for images).", ["model"])
+INPUT_TOKENS = Counter(
+    "embedding_input_tokens_total", "Tokens embedded, special tokens included (image patches for images).", ["model"]
+)
 INPUTS = Counter("embedding_inputs_total", "Inputs embedded, by modality and model.", ["modality", "model"])
-CACHE_LOOKUPS = Counter("embedding_cache_lookups_total", "Cache lookups of rows, by tier and result.",
-                        ["model", "tier", "result"])
+CACHE_LOOKUPS = Counter(
+    "embedding_cache_lookups_total", "Cache lookups of rows, by tier and result.", ["model", "tier", "result"]
+)
 IN_FLIGHT = Gauge("embedding_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
-QUEUE_DEPTH = Gauge("embedding_queue_depth", "Requests waiting for the model now.", ["model"],
-                    multiprocess_mode="livesum")
+QUEUE_DEPTH = Gauge(
+    "embedding_queue_depth", "Requests waiting for the model now.", ["model"], multiprocess_mode="livesum"
+)
 
 
 class MetricsObserver:

@@ -26,8 +26,7 @@ def load_engine(settings: Settings, observer=None):
     except ModelLoadError as exc:
         if settings.models:
             raise ConfigError("MODELS", f"entry {exc}") from exc
-        raise ConfigError("MODEL_PATH", f"cannot load a model from {str(exc.spec.path)!r}: "
-                                        f"{exc.__cause__}") from exc
+        raise ConfigError("MODEL_PATH", f"cannot load a model from {str(exc.spec.path)!r}: {exc.__cause__}") from exc
 
 
 def gpu_visible(device: str) -> bool:
@@ -77,8 +76,10 @@ def start_worker(worker) -> None:
     # /ready turns 503 as soon as gunicorn tells this worker to stop.
     app.extensions[DRAINING_KEY] = lambda: not worker.alive
     # A sync worker handles one request at a time: nothing to batch across.
-    engine.start_worker(batching=False if worker_module.endswith(".sync") else None,
-                        offload=gevent_offload() if worker_module.endswith("ggevent") else None)
+    engine.start_worker(
+        batching=False if worker_module.endswith(".sync") else None,
+        offload=gevent_offload() if worker_module.endswith("ggevent") else None,
+    )
 
 
 def worker_exited(pid: int) -> None:

@@ -45,7 +45,7 @@ def paragraphs() -> list[str]:
     for _ in range(400):
         length = rng.randint(10, 60)
         start = rng.randrange(0, len(words) - length)
-        out.append(" ".join(words[start:start + length]))
+        out.append(" ".join(words[start : start + length]))
     return out
 
 
@@ -74,7 +74,7 @@ def measure(port: int, items: int, clients: int, hit_rate: float, source: TextSo
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         warm = [source.fresh() for _ in range(warm_size)]
         for i in range(0, warm_size, 16):
-            post_json(port, "/embed_text", {"texts": warm[i:i + 16]}, connection)
+            post_json(port, "/embed_text", {"texts": warm[i : i + 16]}, connection)
         start_line.wait()
         done, deadline = 0, time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -109,13 +109,16 @@ def in_process_miss_cost(base: list[str], rounds: int = 40) -> dict:
     source = TextSource(base, "in-process")
     seconds = {True: 0.0, False: 0.0}
     for round_ in range(rounds):
-        for use_cache in ((True, False) if round_ % 2 else (False, True)):
+        for use_cache in (True, False) if round_ % 2 else (False, True):
             texts = [source.fresh() for _ in range(16)]
             started = time.perf_counter()
             engine.embed_texts(model, texts, use_cache=use_cache)
             seconds[use_cache] += time.perf_counter() - started
-    return {"off_ms": seconds[False] / rounds * 1e3, "on_ms": seconds[True] / rounds * 1e3,
-            "ratio": seconds[True] / seconds[False]}
+    return {
+        "off_ms": seconds[False] / rounds * 1e3,
+        "on_ms": seconds[True] / rounds * 1e3,
+        "ratio": seconds[True] / seconds[False],
+    }
 
 
 def main() -> None:
@@ -126,13 +129,19 @@ def main() -> None:
     args = parser.parse_args()
     base = paragraphs()
     miss = in_process_miss_cost(base)
-    print(f"  in-process, 16 new texts: {miss['off_ms']:.1f} ms cache off, {miss['on_ms']:.1f} ms cache on",
-          file=sys.stderr, flush=True)
+    print(
+        f"  in-process, 16 new texts: {miss['off_ms']:.1f} ms cache off, {miss['on_ms']:.1f} ms cache on",
+        file=sys.stderr,
+        flush=True,
+    )
     redis_port = free_port()
     redis = None
     if args.redis_server:
-        redis = subprocess.Popen([args.redis_server, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        redis = subprocess.Popen(
+            [args.redis_server, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     configs = {"off": {"CACHE_BYTES": "0"}, "local": {}}
     if redis is not None:
         configs["local + Redis"] = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
@@ -145,13 +154,15 @@ def main() -> None:
                 del env["MODEL_PATH"]
             with running(config, gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=300):
                 for scenario, items, clients in SCENARIOS:
-                    for hit_rate in (HIT_RATES if config != "off" else (0.0,)):
+                    for hit_rate in HIT_RATES if config != "off" else (0.0,):
                         source = TextSource(base, f"{config}-{scenario}-{hit_rate}")
                         rate = measure(port, items, clients, hit_rate, source, args.seconds)
-                        rows.append({"config": config, "scenario": scenario, "hit_rate": hit_rate,
-                                     "texts_per_s": rate})
-                        print(f"  {config}, {scenario}, {hit_rate:.0%} hits: {rate:.0f} texts/s", file=sys.stderr,
-                              flush=True)
+                        rows.append({"config": config, "scenario": scenario, "hit_rate": hit_rate, "texts_per_s": rate})
+                        print(
+                            f"  {config}, {scenario}, {hit_rate:.0%} hits: {rate:.0f} texts/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
     finally:
         if redis is not None:
             redis.terminate()
@@ -163,10 +174,14 @@ def main() -> None:
     print("| scenario | cache | hit rate | texts/s | x cache off |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['scenario']} | {row['config']} | {row['hit_rate']:.0%} | {row['texts_per_s']:.0f} | "
-              f"{row['texts_per_s'] / off[row['scenario']]:.2f} |")
-    print(f"\nA miss, in-process (16 new texts a call, cache on and off alternating, 40 calls each): "
-          f"{miss['on_ms']:.2f} ms with the cache against {miss['off_ms']:.2f} ms without: x{miss['ratio']:.3f}")
+        print(
+            f"| {row['scenario']} | {row['config']} | {row['hit_rate']:.0%} | {row['texts_per_s']:.0f} | "
+            f"{row['texts_per_s'] / off[row['scenario']]:.2f} |"
+        )
+    print(
+        f"\nA miss, in-process (16 new texts a call, cache on and off alternating, 40 calls each): "
+        f"{miss['on_ms']:.2f} ms with the cache against {miss['off_ms']:.2f} ms without: x{miss['ratio']:.3f}"
+    )
 
 
 if __name__ == "__main__":

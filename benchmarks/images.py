@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from serving import ROOT, free_port, gunicorn_command, running, service_env
+
 SCENARIOS = [("1 image, c=8", 1, 8), ("8 images, c=4", 8, 4)]
 
 
@@ -43,8 +44,9 @@ def random_clip(directory: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = transformers.AutoTokenizer.from_pretrained(get_model_path())
     tokenizer.model_max_length = 77
-    config = transformers.CLIPConfig(text_config={"vocab_size": tokenizer.vocab_size,
-                                                  "eos_token_id": tokenizer.sep_token_id})
+    config = transformers.CLIPConfig(
+        text_config={"vocab_size": tokenizer.vocab_size, "eos_token_id": tokenizer.sep_token_id}
+    )
     processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
     processor = transformers.CLIPProcessor(image_processor=processor_cls(), tokenizer=tokenizer)
     transformers.CLIPModel(config).eval().save_pretrained(directory)
@@ -101,14 +103,17 @@ def bare_model(model_path: str, image_dir: Path, dtype_name: str, threads: int, 
             done += items
         return done / (time.perf_counter() - started)
 
-    batches = [blobs[i:i + 16] for i in range(0, len(blobs), 16)]
+    batches = [blobs[i : i + 16] for i in range(0, len(blobs), 16)]
     prepared = [pixels(batch) for batch in batches]
     full = rate(lambda: [forward(pixels(batch)) for batch in batches], len(blobs))
     model_only = rate(lambda: [forward(inputs) for inputs in prepared], len(blobs))
     torch.set_num_threads(1)
     preprocess_one_core = rate(lambda: [pixels(batch) for batch in batches], len(blobs))
-    return {"pipeline_images_per_s": full, "model_only_images_per_s": model_only,
-            "preprocess_images_per_s_one_core": preprocess_one_core}
+    return {
+        "pipeline_images_per_s": full,
+        "model_only_images_per_s": model_only,
+        "preprocess_images_per_s_one_core": preprocess_one_core,
+    }
 
 
 # ---------------------------------------------------------------- 2. over HTTP
@@ -116,12 +121,34 @@ def service(config: str, model_path: str, image_dir: Path, args) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     rows = {}
-    with running(f"service [{config or 'defaults'}]", gunicorn_command(),
-                 service_env(model_path, port, config, DTYPE=args.dtype), url + "/ready", args.start_timeout):
+    with running(
+        f"service [{config or 'defaults'}]",
+        gunicorn_command(),
+        service_env(model_path, port, config, DTYPE=args.dtype),
+        url + "/ready",
+        args.start_timeout,
+    ):
         for name, batch, concurrency in SCENARIOS:
-            command = [sys.executable, str(ROOT / "benchmark.py"), "--url", url, "--mode", "image",
-                       "--corpus", str(image_dir), "--batch", str(batch), "--concurrency", str(concurrency),
-                       "--duration", str(args.seconds), "--warmup", str(args.warmup), "--json", "--quiet"]
+            command = [
+                sys.executable,
+                str(ROOT / "benchmark.py"),
+                "--url",
+                url,
+                "--mode",
+                "image",
+                "--corpus",
+                str(image_dir),
+                "--batch",
+                str(batch),
+                "--concurrency",
+                str(concurrency),
+                "--duration",
+                str(args.seconds),
+                "--warmup",
+                str(args.warmup),
+                "--json",
+                "--quiet",
+            ]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             rows[name] = json.loads(out)["results"][0]
     return rows
@@ -131,16 +158,21 @@ def service(config: str, model_path: str, image_dir: Path, args) -> dict:
 def report(results: dict) -> str:
     bare = results["bare"]
     limit = bare["pipeline_images_per_s"]
-    lines = [f"bare model, {results['threads']} threads: decode+preprocess+model {limit:.1f} images/s; "
-             f"model alone {bare['model_only_images_per_s']:.1f} images/s; preprocessing alone on one core "
-             f"{bare['preprocess_images_per_s_one_core']:.1f} images/s",
-             "", "| server | scenario | images/s | x bare pipeline | p50 ms | p99 ms | errors |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"bare model, {results['threads']} threads: decode+preprocess+model {limit:.1f} images/s; "
+        f"model alone {bare['model_only_images_per_s']:.1f} images/s; preprocessing alone on one core "
+        f"{bare['preprocess_images_per_s_one_core']:.1f} images/s",
+        "",
+        "| server | scenario | images/s | x bare pipeline | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for config, rows in results["services"].items():
         for name, row in rows.items():
-            lines.append(f"| service [{config or 'defaults'}] | {name} | {row['items_per_s']:.1f} | "
-                         f"{row['items_per_s'] / limit:.2f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
-                         f"{row['errors']} |")
+            lines.append(
+                f"| service [{config or 'defaults'}] | {name} | {row['items_per_s']:.1f} | "
+                f"{row['items_per_s'] / limit:.2f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+                f"{row['errors']} |"
+            )
     return "\n".join(lines)
 
 
@@ -161,8 +193,12 @@ def main() -> None:
     image_dir = Path(args.images) if args.images else photo_like_jpegs(work / "images")
     threads = os.cpu_count() or 1
     print("bare model ...", file=sys.stderr, flush=True)
-    results = {"threads": threads, "dtype": args.dtype,
-               "bare": bare_model(model_path, image_dir, args.dtype, threads, args.seconds), "services": {}}
+    results = {
+        "threads": threads,
+        "dtype": args.dtype,
+        "bare": bare_model(model_path, image_dir, args.dtype, threads, args.seconds),
+        "services": {},
+    }
     for config in args.config or [""]:
         results["services"][config] = service(config, model_path, image_dir, args)
     print(report(results))

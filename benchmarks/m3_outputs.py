@@ -50,9 +50,16 @@ def random_m3(directory: Path) -> Path:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(get_model_path())
-    config = XLMRobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=384, num_hidden_layers=6,
-                              num_attention_heads=12, intermediate_size=1536, max_position_embeddings=514,
-                              pad_token_id=tokenizer.pad_token_id, type_vocab_size=1)
+    config = XLMRobertaConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=514,
+        pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=1,
+    )
     XLMRobertaModel(config, add_pooling_layer=False).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     torch.save(torch.nn.Linear(384, 1).state_dict(), directory / "sparse_linear.pt")
@@ -113,13 +120,17 @@ def main() -> None:
         rows.append((label, engine_ms, route_ms, size))
 
     base_engine, base_route = rows[0][1], rows[0][2]
-    print(f"{args.batch} texts, {tokens} tokens per request, torch threads {engine.health()['torch_threads']}, "
-          f"dtype {args.dtype}, median of {args.repeats}\n")
+    print(
+        f"{args.batch} texts, {tokens} tokens per request, torch threads {engine.health()['torch_threads']}, "
+        f"dtype {args.dtype}, median of {args.repeats}\n"
+    )
     print("| outputs | engine ms | x dense | route ms | x dense | response KiB |")
     print("|---|---|---|---|---|---|")
     for label, engine_ms, route_ms, size in rows:
-        print(f"| {label} | {engine_ms:.1f} | {engine_ms / base_engine:.2f} | {route_ms:.1f} | "
-              f"{route_ms / base_route:.2f} | {size / 1024:.0f} |")
+        print(
+            f"| {label} | {engine_ms:.1f} | {engine_ms / base_engine:.2f} | {route_ms:.1f} | "
+            f"{route_ms / base_route:.2f} | {size / 1024:.0f} |"
+        )
 
 
 if __name__ == "__main__":

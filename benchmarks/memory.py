@@ -33,7 +33,10 @@ from serving import ROOT, free_port, gunicorn_command
 MiB = 1024 * 1024
 PRELOAD = {"both": (True, False), "on": (True,), "off": (False,)}
 # A 24 x 24 grey PNG, for models that embed images.
-IMAGE = "iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAAIklEQVR4nGNsaGhgoAZgooopowaNGjRq0KhBowaNGkQRAADsrgGw98EGIwAAAABJRU5ErkJggg=="
+IMAGE = (
+    "iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAAIklEQVR4nGNsaGhgoAZgooopowaNGjRq0KhBowaNGkQRAADsrgGw98"
+    "EGIwAAAABJRU5ErkJggg=="
+)
 
 TEXTS = [
     "Copy-on-write keeps one physical copy of every page until a process writes to it.",
@@ -52,8 +55,13 @@ def build_large_model(directory: Path, hidden: int, layers: int) -> Path:
     from app.config import default_model_path
 
     torch.manual_seed(0)
-    config = BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                        intermediate_size=4 * hidden, max_position_embeddings=512)
+    config = BertConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=512,
+    )
     BertModel(config).eval().save_pretrained(directory)
     AutoTokenizer.from_pretrained(str(default_model_path())).save_pretrained(directory)
     return directory
@@ -118,8 +126,9 @@ def get_json(url: str) -> dict:
 
 
 def post_json(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
 
@@ -135,11 +144,25 @@ def traffic(url: str) -> None:
 def measure(models: dict[str, str], workers: int, preload: bool, requests_per_worker: int, dtype: str) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **models, "WORKERS": str(workers), "BIND": f"127.0.0.1:{port}",
-           "PRELOAD": "true" if preload else "false", "WORKER_CLASS": "sync", "LOG_REQUESTS": "false",
-           "MAX_REQUESTS": "0", "DTYPE": dtype}
-    proc = subprocess.Popen(gunicorn_command(), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        **models,
+        "WORKERS": str(workers),
+        "BIND": f"127.0.0.1:{port}",
+        "PRELOAD": "true" if preload else "false",
+        "WORKER_CLASS": "sync",
+        "LOG_REQUESTS": "false",
+        "MAX_REQUESTS": "0",
+        "DTYPE": dtype,
+    }
+    proc = subprocess.Popen(
+        gunicorn_command(),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 600
         served: set[int] = set()
@@ -174,8 +197,11 @@ def measure(models: dict[str, str], workers: int, preload: bool, requests_per_wo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", type=Path, help="model directory (default: build a random BERT-large)")
-    parser.add_argument("--three-models", action="store_true",
-                        help="serve the default model, the BERT-large-sized one and a tiny CLIP together (MODELS)")
+    parser.add_argument(
+        "--three-models",
+        action="store_true",
+        help="serve the default model, the BERT-large-sized one and a tiny CLIP together (MODELS)",
+    )
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--workers", type=int, default=4)
@@ -189,31 +215,43 @@ def main() -> None:
         if args.three_models:
             models = {"MODELS": build_three_models(Path(scratch), args.hidden, args.layers)}
         else:
-            models = {"MODEL_PATH": str(args.model_path or build_large_model(Path(scratch) / "bert-large-random",
-                                                                             args.hidden, args.layers))}
+            models = {
+                "MODEL_PATH": str(
+                    args.model_path or build_large_model(Path(scratch) / "bert-large-random", args.hidden, args.layers)
+                )
+            }
         size = sum(weight_bytes(path) for path in model_dirs(models))
         label = ", ".join(model_names(models))
-        rows = [measure(models, n, preload, args.requests_per_worker, args.dtype)
-                for preload in PRELOAD[args.preload] for n in (1, args.workers)]
+        rows = [
+            measure(models, n, preload, args.requests_per_worker, args.dtype)
+            for preload in PRELOAD[args.preload]
+            for n in (1, args.workers)
+        ]
 
     if args.json:
         print(json.dumps({"model_weight_bytes": size, "runs": rows}, indent=2))
         return
-    print(f"models: {label}, weights {size / MiB:.0f} MiB on disk in all, served as {args.dtype}; "
-          f"{args.requests_per_worker} requests "
-          f"per worker before measuring\n")
+    print(
+        f"models: {label}, weights {size / MiB:.0f} MiB on disk in all, served as {args.dtype}; "
+        f"{args.requests_per_worker} requests "
+        f"per worker before measuring\n"
+    )
     print("| preload | workers | total PSS MiB | master PSS MiB | mean worker PSS MiB | mean worker private MiB |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {'on' if row['preload'] else 'off'} | {row['workers']} | {row['total_pss'] / MiB:.0f} | "
-              f"{row['master_pss'] / MiB:.0f} | {sum(row['worker_pss']) / len(row['worker_pss']) / MiB:.0f} | "
-              f"{sum(row['worker_private']) / len(row['worker_private']) / MiB:.0f} |")
+        print(
+            f"| {'on' if row['preload'] else 'off'} | {row['workers']} | {row['total_pss'] / MiB:.0f} | "
+            f"{row['master_pss'] / MiB:.0f} | {sum(row['worker_pss']) / len(row['worker_pss']) / MiB:.0f} | "
+            f"{sum(row['worker_private']) / len(row['worker_private']) / MiB:.0f} |"
+        )
     print()
     for preload in PRELOAD[args.preload]:
         one, many = [r for r in rows if r["preload"] == preload]
         extra = (many["total_pss"] - one["total_pss"]) / (many["workers"] - one["workers"])
-        print(f"preload {'on ' if preload else 'off'}: each extra worker adds {extra / MiB:.0f} MiB "
-              f"= {extra / size:.2f} x the model's weight bytes on disk")
+        print(
+            f"preload {'on ' if preload else 'off'}: each extra worker adds {extra / MiB:.0f} MiB "
+            f"= {extra / size:.2f} x the model's weight bytes on disk"
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,14 @@ PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 def docstrings(limit: int) -> list[tuple[str, str]]:
     """(query, document) pairs from the standard library's docstrings, in a fixed order."""
     pairs, seen = [], set()
-    names = sorted(m.name for m in pkgutil.iter_modules() if m.module_finder.path.startswith(sys.base_prefix)
-                   and not m.name.startswith("_") and "test" not in m.name and m.name not in ("antigravity", "this"))
+    names = sorted(
+        m.name
+        for m in pkgutil.iter_modules()
+        if m.module_finder.path.startswith(sys.base_prefix)
+        and not m.name.startswith("_")
+        and "test" not in m.name
+        and m.name not in ("antigravity", "this")
+    )
     for name in names:
         try:
             module = importlib.import_module(name)
@@ -68,7 +74,7 @@ def docstrings(limit: int) -> list[tuple[str, str]]:
 def embed(client, texts: list[str], precision: str) -> np.ndarray:
     rows = []
     for start in range(0, len(texts), 64):
-        body = client.post("/embed_text", json={"texts": texts[start:start + 64], "precision": precision}).get_json()
+        body = client.post("/embed_text", json={"texts": texts[start : start + 64], "precision": precision}).get_json()
         rows.extend(body["embeddings"])
     dtype = {"float32": np.float32, "int8": np.int8, "binary": np.int8}.get(precision, np.uint8)
     return np.array(rows, dtype=dtype)
@@ -81,7 +87,7 @@ def scores(queries: np.ndarray, documents: np.ndarray, precision: str) -> np.nda
         return -(q @ (1 - d).T + (1 - q) @ d.T)  # minus the Hamming distance
     q, d = queries.astype(np.float32), documents.astype(np.float32)
     if precision == "uint8":  # unsigned buckets carry an offset a dot product would reward: minus L2, as faiss
-        return -((q ** 2).sum(1)[:, None] - 2 * q @ d.T + (d ** 2).sum(1)[None, :])
+        return -((q**2).sum(1)[:, None] - 2 * q @ d.T + (d**2).sum(1)[None, :])
     return q @ d.T
 
 
@@ -96,7 +102,7 @@ def main() -> None:
     from app.config import Settings
 
     pairs = docstrings(args.documents)
-    queries = [query for query, _ in pairs[:args.queries]]
+    queries = [query for query, _ in pairs[: args.queries]]
     documents = [document for _, document in pairs]
     client = create_app(Settings.from_env({"LOG_REQUESTS": "false"})).test_client()
     model = client.get("/v1/models").get_json()["data"][0]
@@ -112,10 +118,25 @@ def main() -> None:
         top = ranked[precision]
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, exact)])
         first = np.mean(top[:, 0] == exact[:, 0])
-        results.append({"precision": precision, "bytes": sizes[precision], "recall@10": round(float(recall), 3),
-                        "first": round(float(first), 3)})
-    print(json.dumps({"model": model["id"], "dimension": model["dimension"], "documents": len(documents),
-                      "queries": len(queries), "seconds": round(time.perf_counter() - started, 1)}))
+        results.append(
+            {
+                "precision": precision,
+                "bytes": sizes[precision],
+                "recall@10": round(float(recall), 3),
+                "first": round(float(first), 3),
+            }
+        )
+    print(
+        json.dumps(
+            {
+                "model": model["id"],
+                "dimension": model["dimension"],
+                "documents": len(documents),
+                "queries": len(queries),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
     print("| precision | bytes per vector | recall@10 vs float32 | same top hit |")
     print("|---|---|---|---|")
     for row in results:

@@ -29,8 +29,11 @@ from pathlib import Path
 
 from serving import ROOT, free_port, gunicorn_command, post_json, run_clients, running, service_env
 
-CORPUS_FILES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0",
-                "/usr/share/common-licenses/MPL-2.0"]
+CORPUS_FILES = [
+    "/usr/share/common-licenses/GPL-3",
+    "/usr/share/common-licenses/Apache-2.0",
+    "/usr/share/common-licenses/MPL-2.0",
+]
 QUERY = "what may I do with the source code when I distribute the program?"
 
 
@@ -46,7 +49,7 @@ def corpus(count: int, seed: int = 0) -> list[str]:
     for _ in range(count):
         length = rng.randint(8, 120)
         start = rng.randrange(0, len(words) - length)
-        documents.append(" ".join(words[start:start + length]))
+        documents.append(" ".join(words[start : start + length]))
     return documents
 
 
@@ -118,10 +121,12 @@ def over_http(model_path: Path, documents: list[str], dtype: str, requests: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", type=Path, help="a cross-encoder directory (default: build a random "
-                                                        "BERT-base-sized one)")
-    parser.add_argument("--dtype", action="append", choices=["float32", "bfloat16"],
-                        help="repeatable; default float32 and bfloat16")
+    parser.add_argument(
+        "--model-path", type=Path, help="a cross-encoder directory (default: build a random BERT-base-sized one)"
+    )
+    parser.add_argument(
+        "--dtype", action="append", choices=["float32", "bfloat16"], help="repeatable; default float32 and bfloat16"
+    )
     parser.add_argument("--documents", type=int, default=100, help="documents per request")
     parser.add_argument("--requests", type=int, default=8, help="requests per measurement")
     parser.add_argument("--concurrency", type=int, default=4)
@@ -138,18 +143,28 @@ def main() -> None:
             print(f"{dtype}: the service, c={args.concurrency}", file=sys.stderr, flush=True)
             served = over_http(model_path, documents, dtype, args.requests, args.concurrency)
             difference = max(abs(a - b) for a, b in zip(bare["scores"], served["scores"]))
-            rows.append({"dtype": dtype, "in_process_pairs_per_s": bare["pairs_per_s"],
-                         "service_pairs_per_s": served["pairs_per_s"],
-                         "ratio": served["pairs_per_s"] / bare["pairs_per_s"], "max_score_difference": difference})
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "in_process_pairs_per_s": bare["pairs_per_s"],
+                    "service_pairs_per_s": served["pairs_per_s"],
+                    "ratio": served["pairs_per_s"] / bare["pairs_per_s"],
+                    "max_score_difference": difference,
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"1 query x {args.documents} documents per request, {os.cpu_count()} cores; service at c={args.concurrency}\n")
+    print(
+        f"1 query x {args.documents} documents per request, {os.cpu_count()} cores; service at c={args.concurrency}\n"
+    )
     print("| dtype | CrossEncoder.predict pairs/s | service pairs/s | service / in-process | max score difference |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['dtype']} | {row['in_process_pairs_per_s']:.0f} | {row['service_pairs_per_s']:.0f} | "
-              f"{row['ratio']:.2f} | {row['max_score_difference']:.1e} |")
+        print(
+            f"| {row['dtype']} | {row['in_process_pairs_per_s']:.0f} | {row['service_pairs_per_s']:.0f} | "
+            f"{row['ratio']:.2f} | {row['max_score_difference']:.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ against sentence-transformers float32, and what each costs to prepare.
 
 Each runtime runs the transformer; pooling (the model's, from its sentence-transformers config) and
 normalisation are the same numpy code for all. Texts: the standard library's docstrings (see quantization.py),
-tokenised once, sorted by length into batches (as the service's planner does), each padded to its longest row. "prepare" is the one-off cost per process (export,
-conversion or compilation, plus the first call) that a worker would pay at start-up unless it is cached.
+tokenised once, sorted by length into batches (as the service's planner does), each padded to its longest row.
+"prepare" is the one-off cost per process (export, conversion or compilation, plus the first call) that a worker
+would pay at start-up unless it is cached.
 A runtime that is not installed, or fails on this model, is reported as such.
 """
 
@@ -39,13 +40,13 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def batches(encoded: list[list[int]], size: int, pad_id: int):
     for start in range(0, len(encoded), size):
-        rows = encoded[start:start + size]
+        rows = encoded[start : start + size]
         width = max(map(len, rows))
         ids = np.full((len(rows), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
-            ids[i, :len(row)] = row
-            mask[i, :len(row)] = 1
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
         yield ids, mask
 
 
@@ -58,6 +59,7 @@ def eager(model, dtype):
         with torch.inference_mode():
             out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         return out.last_hidden_state.float().numpy()
+
     return run
 
 
@@ -71,6 +73,7 @@ def compiled(model, dtype):
         with torch.inference_mode():
             out = forward(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         return out.last_hidden_state.float().numpy()
+
     return run
 
 
@@ -87,11 +90,20 @@ def exported_onnx(model, directory: Path) -> Path:
 
     path = directory / "model.onnx"
     ids = torch.ones((2, 16), dtype=torch.long)
-    torch.onnx.export(Positional(model), (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
-                      output_names=["last_hidden_state"], dynamo=False, opset_version=17,
-                      dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                    "attention_mask": {0: "batch", 1: "sequence"},
-                                    "last_hidden_state": {0: "batch", 1: "sequence"}})
+    torch.onnx.export(
+        Positional(model),
+        (ids, torch.ones_like(ids)),
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state"],
+        dynamo=False,
+        opset_version=17,
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "last_hidden_state": {0: "batch", 1: "sequence"},
+        },
+    )
     return path
 
 
@@ -105,6 +117,7 @@ def onnxruntime_(model, directory: Path, threads: int):
 
     def run(ids, mask):
         return session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})[0]
+
     return run
 
 
@@ -113,12 +126,14 @@ def openvino_(model, directory: Path, precision: str, threads: int):
 
     core = ov.Core()
     converted = core.read_model(str(exported_onnx(model, directory)))
-    compiled_model = core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": precision,
-                                                           "INFERENCE_NUM_THREADS": threads})
+    compiled_model = core.compile_model(
+        converted, "CPU", {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads}
+    )
     request = compiled_model.create_infer_request()
 
     def run(ids, mask):
         return request.infer({"input_ids": ids, "attention_mask": mask})[0]
+
     return run
 
 
@@ -169,8 +184,9 @@ def main() -> None:
                 first = next(batches(encoded[:16], 16, pad_id))
                 run(*first)
                 row["prepare_s"] = round(time.perf_counter() - started, 1)
-                vectors = np.concatenate([mean_pool(run(ids, mask), mask) for ids, mask in
-                                          batches(encoded, 16, pad_id)])
+                vectors = np.concatenate(
+                    [mean_pool(run(ids, mask), mask) for ids, mask in batches(encoded, 16, pad_id)]
+                )
                 cosines = (vectors * reference).sum(1)
                 row["min_cosine"] = round(float(cosines.min()), 5)
                 for size in (16, 1):
@@ -188,8 +204,16 @@ def main() -> None:
         print(json.dumps(row), file=sys.stderr, flush=True)
 
     base = next((r for r in results if r["runtime"] == "eager float32" and "failed" not in r), None)
-    print(json.dumps({"model": Path(path).name, "texts": len(texts), "tokens_per_text": round(tokens / len(texts)),
-                      "threads": args.threads}))
+    print(
+        json.dumps(
+            {
+                "model": Path(path).name,
+                "texts": len(texts),
+                "tokens_per_text": round(tokens / len(texts)),
+                "threads": args.threads,
+            }
+        )
+    )
     print("| runtime | prepare s | min cosine vs ST fp32 | texts/s batch 16 | x eager fp32 | texts/s batch 1 | x |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
@@ -198,8 +222,10 @@ def main() -> None:
             continue
         x16 = r["texts_per_s_b16"] / base["texts_per_s_b16"] if base else float("nan")
         x1 = r["texts_per_s_b1"] / base["texts_per_s_b1"] if base else float("nan")
-        print(f"| {r['runtime']} | {r['prepare_s']} | {r['min_cosine']:.5f} | {r['texts_per_s_b16']} | "
-              f"{x16:.2f} | {r['texts_per_s_b1']} | {x1:.2f} |")
+        print(
+            f"| {r['runtime']} | {r['prepare_s']} | {r['min_cosine']:.5f} | {r['texts_per_s_b16']} | "
+            f"{x16:.2f} | {r['texts_per_s_b1']} | {x1:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ def gunicorn_command() -> list[str]:
 
 def service_env(model_path: str, port: int, config: str, **settings: str) -> dict:
     """This project's environment for one run: the model, the port, quiet logs, then `config`'s overrides."""
-    env = {**os.environ, "MODEL_PATH": model_path, "BIND": f"127.0.0.1:{port}", "LOG_REQUESTS": "false",
-           "MAX_REQUESTS": "0", **settings}
+    env = {
+        **os.environ,
+        "MODEL_PATH": model_path,
+        "BIND": f"127.0.0.1:{port}",
+        "LOG_REQUESTS": "false",
+        "MAX_REQUESTS": "0",
+        **settings,
+    }
     env.update(dict(item.split("=", 1) for item in shlex.split(config)))
     return env
 
@@ -63,8 +69,7 @@ def running(name: str, command: list[str], env: dict, ready_url: str, timeout: f
     swallowed, so one failed configuration does not end a whole run.
     """
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(ready_url, proc, timeout)
         print(f"  {name}: ready, measuring", file=sys.stderr, flush=True)

@@ -28,9 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import ROOT, free_port, gunicorn_command, running, service_env  # noqa: E402
 
-WORDS = ("embedding vector model token batch worker request latency memory cache index query document search "
-         "retrieval rerank cosine dimension normal prompt server client socket thread queue signal reload "
-         "recycle gunicorn nginx kubernetes python torch tensor matrix layer attention head pooling").split()
+WORDS = (
+    "embedding vector model token batch worker request latency memory cache index query document search "
+    "retrieval rerank cosine dimension normal prompt server client socket thread queue signal reload "
+    "recycle gunicorn nginx kubernetes python torch tensor matrix layer attention head pooling"
+).split()
 
 
 def children(pid: int) -> list[int]:
@@ -48,9 +50,12 @@ def memory_mib(pid: int) -> dict | None:
     except OSError:
         return None
     kib = {key: int(value.split()[0]) for key, value in fields.items()}
-    return {"rss": round(kib["Rss"] / 1024, 1),
-            "private": round((kib["Private_Clean"] + kib["Private_Dirty"]) / 1024, 1),
-            "anonymous": round(kib["Anonymous"] / 1024, 1), "private_dirty": round(kib["Private_Dirty"] / 1024, 1)}
+    return {
+        "rss": round(kib["Rss"] / 1024, 1),
+        "private": round((kib["Private_Clean"] + kib["Private_Dirty"]) / 1024, 1),
+        "anonymous": round(kib["Anonymous"] / 1024, 1),
+        "private_dirty": round(kib["Private_Dirty"] / 1024, 1),
+    }
 
 
 class Load:
@@ -127,10 +132,17 @@ def main() -> None:
     if not args.model_path:
         sys.path.insert(0, str(ROOT))
         from app.config import default_model_path
+
         args.model_path = str(default_model_path())
     port = free_port()
-    env = service_env(args.model_path, port, args.config, WORKERS=str(args.workers),
-                      MAX_REQUESTS=str(args.max_requests), MAX_REQUESTS_JITTER="0")
+    env = service_env(
+        args.model_path,
+        port,
+        args.config,
+        WORKERS=str(args.workers),
+        MAX_REQUESTS=str(args.max_requests),
+        MAX_REQUESTS_JITTER="0",
+    )
     samples: list[dict] = []
     events: list[dict] = []
     with running("soak", gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=300) as server:
@@ -143,8 +155,13 @@ def main() -> None:
         while any(thread.is_alive() for thread in threads):
             now = time.monotonic() - started
             workers = children(server.pid)
-            samples.append({"t": round(now, 1), "master": memory_mib(server.pid),
-                            "workers": {str(pid): memory_mib(pid) for pid in workers}})
+            samples.append(
+                {
+                    "t": round(now, 1),
+                    "master": memory_mib(server.pid),
+                    "workers": {str(pid): memory_mib(pid) for pid in workers},
+                }
+            )
             if not hup_sent and now >= args.seconds / 2:
                 os.kill(server.pid, signal.SIGHUP)
                 events.append({"t": round(now, 1), "event": "SIGHUP"})
@@ -158,19 +175,31 @@ def main() -> None:
     by_worker = {}
     for pid in sorted(seen, key=int):
         values = [(s["t"], s["workers"][pid]) for s in samples if s["workers"].get(pid)]
-        by_worker[pid] = {"from_t": values[0][0], "to_t": values[-1][0],
-                          "rss_mib": [values[0][1]["rss"], values[-1][1]["rss"]],
-                          "private_mib": [values[0][1]["private"], values[-1][1]["private"]],
-                          "private_max_mib": max(v["private"] for _, v in values)}
+        by_worker[pid] = {
+            "from_t": values[0][0],
+            "to_t": values[-1][0],
+            "rss_mib": [values[0][1]["rss"], values[-1][1]["rss"]],
+            "private_mib": [values[0][1]["private"], values[-1][1]["private"]],
+            "private_max_mib": max(v["private"] for _, v in values),
+        }
     result = {
-        "seconds": round(elapsed, 1), "clients": args.clients, "workers": args.workers,
-        "max_requests": args.max_requests, "requests": sum(load.statuses.values()), "statuses": load.statuses,
-        "errors": len(load.errors), "error_kinds": sorted(set(load.errors))[:10],
-        "latency_ms": {q: round(percentile(load.latencies, p) * 1e3, 1)
-                       for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))},
+        "seconds": round(elapsed, 1),
+        "clients": args.clients,
+        "workers": args.workers,
+        "max_requests": args.max_requests,
+        "requests": sum(load.statuses.values()),
+        "statuses": load.statuses,
+        "errors": len(load.errors),
+        "error_kinds": sorted(set(load.errors))[:10],
+        "latency_ms": {
+            q: round(percentile(load.latencies, p) * 1e3, 1)
+            for q, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+        },
         "requests_per_s": round(sum(load.statuses.values()) / elapsed, 1),
-        "worker_pids_seen": len(seen), "events": events, "rss_by_worker": by_worker,
-        "master_private_mib": [s["master"]["private"] for s in samples if s["master"]][::max(1, len(samples) // 10)],
+        "worker_pids_seen": len(seen),
+        "events": events,
+        "rss_by_worker": by_worker,
+        "master_private_mib": [s["master"]["private"] for s in samples if s["master"]][:: max(1, len(samples) // 10)],
     }
     print(json.dumps(result, indent=2))
     if args.json:

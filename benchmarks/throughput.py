@@ -32,8 +32,12 @@ import time
 from pathlib import Path
 
 from serving import ROOT, free_port, gunicorn_command, running, service_env
-CORPUS_FILES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0",
-                "/usr/share/common-licenses/MPL-2.0"]
+
+CORPUS_FILES = [
+    "/usr/share/common-licenses/GPL-3",
+    "/usr/share/common-licenses/Apache-2.0",
+    "/usr/share/common-licenses/MPL-2.0",
+]
 SCENARIOS = [  # (name, items per request, concurrency)
     ("1 text, c=1", 1, 1),
     ("1 text, c=8", 1, 8),
@@ -78,7 +82,7 @@ def bare_model(model_path: str, texts: list[str], dtype_name: str, threads: int,
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for i in range(0, len(ordered), 32):
-            embed(ordered[i:i + 32])
+            embed(ordered[i : i + 32])
         done += len(ordered)
     batched = done / (time.perf_counter() - started)
     singles = []
@@ -86,17 +90,37 @@ def bare_model(model_path: str, texts: list[str], dtype_name: str, threads: int,
         began = time.perf_counter()
         embed([text])
         singles.append((time.perf_counter() - began) * 1000)
-    return {"texts_per_s": batched, "single_p50_ms": statistics.median(singles),
-            "single_texts_per_s": 1000 / statistics.mean(singles)}
+    return {
+        "texts_per_s": batched,
+        "single_p50_ms": statistics.median(singles),
+        "single_texts_per_s": 1000 / statistics.mean(singles),
+    }
 
 
 # ---------------------------------------------------------------- 2 and 3. over HTTP
 def drive(url: str, endpoint: str, corpus: Path, seconds: float, warmup: float, model: str | None) -> dict:
     rows = {}
     for name, batch, concurrency in SCENARIOS:
-        command = [sys.executable, str(ROOT / "benchmark.py"), "--url", url, "--endpoint", endpoint,
-                   "--corpus", str(corpus), "--batch", str(batch), "--concurrency", str(concurrency),
-                   "--duration", str(seconds), "--warmup", str(warmup), "--json", "--quiet"]
+        command = [
+            sys.executable,
+            str(ROOT / "benchmark.py"),
+            "--url",
+            url,
+            "--endpoint",
+            endpoint,
+            "--corpus",
+            str(corpus),
+            "--batch",
+            str(batch),
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+            "--json",
+            "--quiet",
+        ]
         if model:
             command += ["--model", model]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -104,8 +128,17 @@ def drive(url: str, endpoint: str, corpus: Path, seconds: float, warmup: float, 
     return rows
 
 
-def serve_and_drive(name: str, command: list[str], env: dict, ready_path: str, endpoint: str, port: int,
-                    corpus: Path, args, model: str | None = None) -> dict:
+def serve_and_drive(
+    name: str,
+    command: list[str],
+    env: dict,
+    ready_path: str,
+    endpoint: str,
+    port: int,
+    corpus: Path,
+    args,
+    model: str | None = None,
+) -> dict:
     url = f"http://127.0.0.1:{port}"
     with running(name, command, env, url + ready_path, args.start_timeout):
         return drive(url, endpoint, corpus, args.seconds, args.warmup, model)
@@ -114,49 +147,78 @@ def serve_and_drive(name: str, command: list[str], env: dict, ready_path: str, e
 
 def service(config: str, model_path: str, corpus: Path, args) -> dict:
     port = free_port()
-    return serve_and_drive(f"service [{config or 'defaults'}]", gunicorn_command(),
-                           service_env(model_path, port, config), "/ready", "native", port, corpus, args)
+    return serve_and_drive(
+        f"service [{config or 'defaults'}]",
+        gunicorn_command(),
+        service_env(model_path, port, config),
+        "/ready",
+        "native",
+        port,
+        corpus,
+        args,
+    )
 
 
 def infinity(venv: str, extra: str, model_path: str, corpus: Path, args) -> dict:
     port = free_port()
-    command = [str(Path(venv) / "bin" / "infinity_emb"), "v2", "--model-id", model_path, "--port", str(port),
-               "--url-prefix", "/v1", "--served-model-name", "bench", *shlex.split(extra)]
+    command = [
+        str(Path(venv) / "bin" / "infinity_emb"),
+        "v2",
+        "--model-id",
+        model_path,
+        "--port",
+        str(port),
+        "--url-prefix",
+        "/v1",
+        "--served-model-name",
+        "bench",
+        *shlex.split(extra),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
-    return serve_and_drive(f"infinity [{extra}]", command, env, "/health", "openai", port, corpus, args,
-                           model="bench")
+    return serve_and_drive(f"infinity [{extra}]", command, env, "/health", "openai", port, corpus, args, model="bench")
 
 
 # --------------------------------------------------------------------------- report
 def report(results: dict) -> str:
     limit = results["bare_model"]
-    lines = [f"bare model ({results['dtype']}, {results['threads']} threads): "
-             f"{limit['texts_per_s']:.1f} texts/s batched, single text p50 {limit['single_p50_ms']:.1f} ms "
-             f"({limit['single_texts_per_s']:.1f} texts/s)", ""]
+    lines = [
+        f"bare model ({results['dtype']}, {results['threads']} threads): "
+        f"{limit['texts_per_s']:.1f} texts/s batched, single text p50 {limit['single_p50_ms']:.1f} ms "
+        f"({limit['single_texts_per_s']:.1f} texts/s)",
+        "",
+    ]
     lines.append("| server | scenario | texts/s | x limit | p50 ms | p99 ms | errors |")
     lines.append("|---|---|---|---|---|---|---|")
     for server, rows in results["servers"].items():
         for scenario, row in rows.items():
-            lines.append(f"| {server} | {scenario} | {row['items_per_s']:.1f} | "
-                         f"{row['items_per_s'] / limit['texts_per_s']:.2f} | {row['p50_ms']:.1f} | "
-                         f"{row['p99_ms']:.1f} | {row['errors']} |")
+            lines.append(
+                f"| {server} | {scenario} | {row['items_per_s']:.1f} | "
+                f"{row['items_per_s'] / limit['texts_per_s']:.2f} | {row['p50_ms']:.1f} | "
+                f"{row['p99_ms']:.1f} | {row['errors']} |"
+            )
     ours = {k: v for k, v in results["servers"].items() if k.startswith("service") and v}
     peers = {k: v for k, v in results["servers"].items() if k.startswith("infinity") and v}
     if ours:
         lines.append("")
         for scenario in ("1 text, c=8", "16 texts, c=4"):
             best = max(ours.items(), key=lambda kv: kv[1][scenario]["items_per_s"])
-            text = (f"{scenario}: best service config {best[0]} = {best[1][scenario]['items_per_s']:.1f} texts/s"
-                    f" = {best[1][scenario]['items_per_s'] / limit['texts_per_s']:.2f} x the bare limit")
+            text = (
+                f"{scenario}: best service config {best[0]} = {best[1][scenario]['items_per_s']:.1f} texts/s"
+                f" = {best[1][scenario]['items_per_s'] / limit['texts_per_s']:.2f} x the bare limit"
+            )
             if peers:
                 peer = max(peers.items(), key=lambda kv: kv[1][scenario]["items_per_s"])
-                text += (f", {best[1][scenario]['items_per_s'] / peer[1][scenario]['items_per_s']:.2f} x "
-                         f"Infinity's best ({peer[0]})")
+                text += (
+                    f", {best[1][scenario]['items_per_s'] / peer[1][scenario]['items_per_s']:.2f} x "
+                    f"Infinity's best ({peer[0]})"
+                )
             lines.append(text)
         best_c1 = min(ours.items(), key=lambda kv: kv[1]["1 text, c=1"]["p50_ms"])
         p50 = best_c1[1]["1 text, c=1"]["p50_ms"]
-        lines.append(f"1 text, c=1: p50 {p50:.1f} ms = {p50 / limit['single_p50_ms']:.2f} x the bare single-text "
-                     f"forward ({best_c1[0]})")
+        lines.append(
+            f"1 text, c=1: p50 {p50:.1f} ms = {p50 / limit['single_p50_ms']:.2f} x the bare single-text "
+            f"forward ({best_c1[0]})"
+        )
     return "\n".join(lines)
 
 
@@ -164,11 +226,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", help="model directory (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--dtype", default=None, help="dtype of the bare model (default: what DTYPE=auto picks)")
-    parser.add_argument("--config", action="append", default=None,
-                        help='service settings to try, e.g. "WORKERS=1 CPU_THREADS=2" (repeatable)')
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help='service settings to try, e.g. "WORKERS=1 CPU_THREADS=2" (repeatable)',
+    )
     parser.add_argument("--infinity-venv", help="virtual environment with infinity-emb[server,torch]")
-    parser.add_argument("--infinity-args", action="append", default=None,
-                        help='extra infinity_emb v2 arguments to try (repeatable)')
+    parser.add_argument(
+        "--infinity-args", action="append", default=None, help="extra infinity_emb v2 arguments to try (repeatable)"
+    )
     parser.add_argument("--corpus-file", action="append", default=None)
     parser.add_argument("--corpus-size", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per scenario")
@@ -188,8 +255,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="throughput-") as scratch:
         corpus = Path(scratch) / "corpus.txt"
         corpus.write_text("\n\n".join(texts), encoding="utf-8")
-        print(f"corpus: {len(texts)} paragraphs, {sum(map(len, texts)) / len(texts):.0f} characters on average",
-              file=sys.stderr)
+        print(
+            f"corpus: {len(texts)} paragraphs, {sum(map(len, texts)) / len(texts):.0f} characters on average",
+            file=sys.stderr,
+        )
         results = {"dtype": dtype, "threads": threads, "corpus_paragraphs": len(texts), "servers": {}}
         print("bare model ...", file=sys.stderr, flush=True)
         results["bare_model"] = bare_model(model_path, texts, dtype, threads, args.seconds)
@@ -197,7 +266,9 @@ def main() -> None:
             results["servers"][f"service [{config or 'defaults'}]"] = service(config, model_path, corpus, args)
         if args.infinity_venv:
             for extra in args.infinity_args or ["--engine torch --device cpu"]:
-                results["servers"][f"infinity [{extra}]"] = infinity(args.infinity_venv, extra, model_path, corpus, args)
+                results["servers"][f"infinity [{extra}]"] = infinity(
+                    args.infinity_venv, extra, model_path, corpus, args
+                )
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

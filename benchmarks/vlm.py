@@ -45,23 +45,45 @@ def build_model(directory: Path) -> Path:
     from tests.tiny_models import tiny_qwen2_vl
 
     base = tiny_qwen2_vl(directory.parent / "tokenizer-source")
-    from transformers import AutoTokenizer, AutoImageProcessor
+    from transformers import AutoImageProcessor, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
-                                                            "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    ids = {
+        t: tokenizer.convert_tokens_to_ids(t)
+        for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+    }
     torch.manual_seed(0)
     config = Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=192, intermediate_size=1120, num_hidden_layers=4,
-                         num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=32768,
-                         rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},
-                         pad_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                         bos_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=4, embed_dim=160, hidden_size=192, num_heads=2, mlp_ratio=4, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True)
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=192,
+            intermediate_size=1120,
+            num_hidden_layers=4,
+            num_attention_heads=3,
+            num_key_value_heads=1,
+            max_position_embeddings=32768,
+            rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]},
+            pad_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            bos_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=4,
+            embed_dim=160,
+            hidden_size=192,
+            num_heads=2,
+            mlp_ratio=4,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_channels=3,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
     Qwen2VLForConditionalGeneration(config).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     processor = AutoImageProcessor.from_pretrained(base)
@@ -79,7 +101,7 @@ def inputs(seed: int = 0) -> tuple[list[str], list[bytes]]:
     for _ in range(32):
         length = rng.randint(10, 60)
         start = rng.randrange(0, len(words) - length)
-        texts.append(" ".join(words[start:start + length]))
+        texts.append(" ".join(words[start : start + length]))
     images = []
     for index in range(16):
         width, height = SIZES[index % len(SIZES)]
@@ -102,28 +124,36 @@ def in_process(model_path: Path, texts: list[str], images: list[bytes], dtype: s
     reference = GmeReference(model_path, min_tokens=256, max_tokens=1280)
     reference.model.to(getattr(torch, dtype))
     pictures = [Image.open(io.BytesIO(data)) for data in images]
-    kinds = {"texts": (texts, [None] * len(texts)), "images": ([None] * len(pictures), pictures),
-             "fused": (texts[:len(pictures)], pictures)}
+    kinds = {
+        "texts": (texts, [None] * len(texts)),
+        "images": ([None] * len(pictures), pictures),
+        "fused": (texts[: len(pictures)], pictures),
+    }
     rates = {}
     for kind, (batch_texts, batch_images) in kinds.items():
         reference.embed(batch_texts[:2], batch_images[:2])  # warm-up
         started = time.perf_counter()
         for _ in range(repeats):
             for start in range(0, len(batch_texts), 8):
-                reference.embed(batch_texts[start:start + 8], batch_images[start:start + 8])
+                reference.embed(batch_texts[start : start + 8], batch_images[start : start + 8])
         rates[kind] = repeats * len(batch_texts) / (time.perf_counter() - started)
     return rates
 
 
-def over_http(model_path: Path, texts: list[str], images: list[bytes], dtype: str, repeats: int,
-              concurrency: int) -> dict:
+def over_http(
+    model_path: Path, texts: list[str], images: list[bytes], dtype: str, repeats: int, concurrency: int
+) -> dict:
     port = free_port()
     env = service_env(str(model_path), port, "", DTYPE=dtype)
     encoded = [base64.b64encode(data).decode() for data in images]
-    jobs = {"texts": ("/embeddings/text", [{"texts": texts[i:i + 8]} for i in range(0, len(texts), 8)]),
-            "images": ("/embeddings/image", [{"images": encoded[i:i + 4]} for i in range(0, len(encoded), 4)]),
-            "fused": ("/embeddings/fused", [{"texts": texts[i:i + 4], "images": encoded[i:i + 4]}
-                                           for i in range(0, len(encoded), 4)])}
+    jobs = {
+        "texts": ("/embeddings/text", [{"texts": texts[i : i + 8]} for i in range(0, len(texts), 8)]),
+        "images": ("/embeddings/image", [{"images": encoded[i : i + 4]} for i in range(0, len(encoded), 4)]),
+        "fused": (
+            "/embeddings/fused",
+            [{"texts": texts[i : i + 4], "images": encoded[i : i + 4]} for i in range(0, len(encoded), 4)],
+        ),
+    }
     rates = {}
     with running("service", gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=600):
         for kind, (route, bodies) in jobs.items():
@@ -167,8 +197,10 @@ def main() -> None:
         bare = in_process(model_path, texts, images, args.dtype, args.repeats)
         print(f"the service, c={args.concurrency}", file=sys.stderr, flush=True)
         served = over_http(model_path, texts, images, args.dtype, args.repeats, args.concurrency)
-    rows = [{"kind": kind, "recipe_per_s": bare[kind], "service_per_s": served[kind],
-             "ratio": served[kind] / bare[kind]} for kind in bare]
+    rows = [
+        {"kind": kind, "recipe_per_s": bare[kind], "service_per_s": served[kind], "ratio": served[kind] / bare[kind]}
+        for kind in bare
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return

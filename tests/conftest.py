@@ -6,8 +6,8 @@ import pytest
 
 from app import create_app
 from app.config import Settings
-from .engines import engine_for
 
+from .engines import engine_for
 
 # Correctness is checked against sentence-transformers in float32; DTYPE=auto
 # (bfloat16 on CPUs with native bf16) has its own accuracy test.

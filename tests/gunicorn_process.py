@@ -24,23 +24,36 @@ def free_port() -> int:
 
 
 class GunicornProcess:
-    def __init__(self, env: dict[str, str] | None = None, workers: int = 2, log_path: Path | None = None,
-                 port: int | None = None, command: list[str] | None = None, cwd: Path | None = None):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        workers: int = 2,
+        log_path: Path | None = None,
+        port: int | None = None,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+    ):
         self.port = port or free_port()
         self.command = command
         self.cwd = cwd or ROOT
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
-        self.env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "WORKERS": str(workers), "LOG_FORMAT": "json",
-                    **(env or {})}
+        self.env = {
+            **os.environ,
+            "BIND": f"127.0.0.1:{self.port}",
+            "WORKERS": str(workers),
+            "LOG_FORMAT": "json",
+            **(env or {}),
+        }
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120.0) -> "GunicornProcess":
+    def start(self, timeout: float = 120.0) -> GunicornProcess:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         command = self.command or [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
-        self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_ready(timeout)
         return self
 
@@ -76,8 +89,11 @@ class GunicornProcess:
 
     def model_loads(self) -> list[int]:
         """Pids of the processes that loaded the model."""
-        return [r["pid"] for r in self.log_records()
-                if r.get("logger") == "app.engine.loader" and r["msg"].startswith("loaded model")]
+        return [
+            r["pid"]
+            for r in self.log_records()
+            if r.get("logger") == "app.engine.loader" and r["msg"].startswith("loaded model")
+        ]
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample from /metrics (0 when absent)."""
@@ -129,7 +145,7 @@ class GunicornProcess:
                 self.proc.wait()
         return self.proc.returncode if self.proc else 0
 
-    def __enter__(self) -> "GunicornProcess":
+    def __enter__(self) -> GunicornProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -20,10 +20,12 @@ class RedisProcess:
     def available() -> bool:
         return shutil.which("redis-server") is not None
 
-    def start(self, timeout: float = 20.0) -> "RedisProcess":
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(self, timeout: float = 20.0) -> RedisProcess:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.ping():
@@ -44,7 +46,7 @@ class RedisProcess:
             self.proc.terminate()
             self.proc.wait(timeout=20)
 
-    def __enter__(self) -> "RedisProcess":
+    def __enter__(self) -> RedisProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

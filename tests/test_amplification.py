@@ -17,8 +17,9 @@ from .gunicorn_process import GunicornProcess
 
 @pytest.fixture
 def limited(engine):
-    return create_app(Settings.from_env({"DTYPE": "float32", "MAX_CONTENT_LENGTH": str(64 * 2**20)}),
-                      engine).test_client()
+    return create_app(
+        Settings.from_env({"DTYPE": "float32", "MAX_CONTENT_LENGTH": str(64 * 2**20)}), engine
+    ).test_client()
 
 
 def timed(client, route, body):
@@ -32,8 +33,12 @@ def test_a_prompt_counts_toward_each_text_and_the_request(limited):
     assert response.status_code == 400 and response.get_json()["error"]["param"] == "prompt" and seconds < 2
     response, seconds = timed(limited, "/embed_text", {"texts": ["a"] * 128, "prompt": "x" * 90_000})
     error = response.get_json()["error"]
-    assert response.status_code == 413 and error["code"] == "request_too_large" and "MAX_REQUEST_CHARS" in \
-        error["message"] and seconds < 2
+    assert (
+        response.status_code == 413
+        and error["code"] == "request_too_large"
+        and "MAX_REQUEST_CHARS" in error["message"]
+        and seconds < 2
+    )
     response, _ = timed(limited, "/embed_text", {"texts": ["a", "b" * 99_995], "prompt": "x" * 10})
     assert response.status_code == 400 and response.get_json()["error"]["param"] == "texts[1]"
 
@@ -55,8 +60,14 @@ def test_a_rerank_query_counts_once_per_document(limited):
 
 @pytest.mark.slow
 def test_a_large_request_leaves_the_event_loop_and_the_heartbeat_free(tmp_path):
-    env = {"TIMEOUT": "10", "MAX_REQUEST_CHARS": "20000000", "MAX_INPUT_CHARS": "1000000",
-           "MAX_CONTENT_LENGTH": str(64 * 2**20), "DTYPE": "float32", "WORKER_CLASS": "gevent"}
+    env = {
+        "TIMEOUT": "10",
+        "MAX_REQUEST_CHARS": "20000000",
+        "MAX_INPUT_CHARS": "1000000",
+        "MAX_CONTENT_LENGTH": str(64 * 2**20),
+        "DTYPE": "float32",
+        "WORKER_CLASS": "gevent",
+    }
     with GunicornProcess(env, workers=1, log_path=tmp_path / "server.log") as server:
         pid = requests.get(server.url + "/health", timeout=10).json()["pid"]
         # 15 M characters in 15 texts: seconds of tokenising, then only 15 rows for the model.
@@ -80,7 +91,8 @@ def test_a_large_request_leaves_the_event_loop_and_the_heartbeat_free(tmp_path):
         assert outcome["response"].status_code == 200 and len(outcome["response"].json()["embeddings"]) == 15
         # Unbounded tokenising on the event loop held every other request for seconds (5.7 s measured here).
         assert answered >= 2 and slowest < 2.0, f"a bystander waited {slowest:.2f} s while the request was tokenised"
-        amplified = requests.post(server.url + "/embed_text", json={"texts": ["a"] * 128, "prompt": "x" * 1_000_000},
-                                  timeout=30)
+        amplified = requests.post(
+            server.url + "/embed_text", json={"texts": ["a"] * 128, "prompt": "x" * 1_000_000}, timeout=30
+        )
         assert amplified.status_code == 400
         assert requests.get(server.url + "/health", timeout=10).json()["pid"] == pid  # the same worker, alive

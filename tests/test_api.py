@@ -8,6 +8,7 @@ import pytest
 from app import create_app
 from app.api.schemas import EmbedTextResponse, ErrorResponse, HealthResponse, ModelList, OpenAIEmbeddingResponse
 from app.config import Settings
+
 from .engines import engine_for
 
 
@@ -37,8 +38,9 @@ def test_openai_route_returns_the_openai_shape(client, reference_model):
 
 def test_openai_single_string_and_base64(client):
     floats = client.post("/v1/embeddings", json={"input": "hello", "model": "all-MiniLM-L6-v2"}).get_json()
-    packed = client.post("/v1/embeddings", json={"input": "hello", "model": "all-MiniLM-L6-v2",
-                                                 "encoding_format": "base64"}).get_json()
+    packed = client.post(
+        "/v1/embeddings", json={"input": "hello", "model": "all-MiniLM-L6-v2", "encoding_format": "base64"}
+    ).get_json()
     assert len(floats["data"]) == 1
     decoded = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
     assert decoded.shape == (384,)
@@ -47,8 +49,9 @@ def test_openai_single_string_and_base64(client):
 
 def test_token_ids_are_refused_unless_accepted(client):
     """tiktoken ids (LangChain's default) are not this model's: embedding them would be a silent wrong answer."""
-    error = assert_error(client.post("/v1/embeddings", json={"input": [[9906, 1917]]}), 400,
-                         code="token_ids_not_accepted", param="input")
+    error = assert_error(
+        client.post("/v1/embeddings", json={"input": [[9906, 1917]]}), 400, code="token_ids_not_accepted", param="input"
+    )
     assert "check_embedding_ctx_length=False" in error["message"] and "ACCEPT_TOKEN_IDS" in error["message"]
 
 
@@ -73,36 +76,44 @@ def test_openai_token_id_inputs(ids_client, model):
 
 
 def test_openai_dimensions_and_ignored_fields(client):
-    body = client.post("/v1/embeddings", json={"input": "x", "dimensions": 32, "user": "u-1",
-                                               "some_client_extension": True}).get_json()
+    body = client.post(
+        "/v1/embeddings", json={"input": "x", "dimensions": 32, "user": "u-1", "some_client_extension": True}
+    ).get_json()
     vector = np.array(body["data"][0]["embedding"])
     assert vector.shape == (32,) and abs(np.linalg.norm(vector) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"input": []}, "input"),
-    ({"input": ""}, "input[0]"),
-    ({"input": ["ok", ""]}, "input[1]"),
-    ({"input": ["ok", 3]}, "input[1]"),
-    ({"input": [[1, 2], []]}, "input[1]"),
-    ({"input": [[1, 2], "x"]}, "input[1]"),
-    ({"input": [1, -2]}, "input"),
-    ({"input": [[5, 10**7]]}, "input"),  # token ids are refused by default (ACCEPT_TOKEN_IDS)
-    ({"input": 42}, "input"),
-    ({"input": None}, "input"),
-    ({}, "input"),
-    ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
-    ({"input": "x", "dimensions": 0}, "dimensions"),
-    ({"input": "x", "dimensions": "8"}, "dimensions"),
-    ({"input": "x", "dimensions": 4096}, "dimensions"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"input": []}, "input"),
+        ({"input": ""}, "input[0]"),
+        ({"input": ["ok", ""]}, "input[1]"),
+        ({"input": ["ok", 3]}, "input[1]"),
+        ({"input": [[1, 2], []]}, "input[1]"),
+        ({"input": [[1, 2], "x"]}, "input[1]"),
+        ({"input": [1, -2]}, "input"),
+        ({"input": [[5, 10**7]]}, "input"),  # token ids are refused by default (ACCEPT_TOKEN_IDS)
+        ({"input": 42}, "input"),
+        ({"input": None}, "input"),
+        ({}, "input"),
+        ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"input": "x", "dimensions": 0}, "dimensions"),
+        ({"input": "x", "dimensions": "8"}, "dimensions"),
+        ({"input": "x", "dimensions": 4096}, "dimensions"),
+    ],
+)
 def test_openai_bad_inputs_name_the_field(client, body, param):
     assert_error(client.post("/v1/embeddings", json=body), 400, param=param)
 
 
 def test_unknown_model_is_404(client):
-    error = assert_error(client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-3-small"}),
-                         404, code="model_not_found", param="model")
+    error = assert_error(
+        client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-3-small"}),
+        404,
+        code="model_not_found",
+        param="model",
+    )
     assert "all-MiniLM-L6-v2" in error["message"]
 
 
@@ -121,8 +132,9 @@ def test_native_route(client, reference_model):
 
 
 def test_native_single_text_options(client):
-    body = client.post("/embed_text", json={"texts": "hello", "normalize": False, "dimensions": 16,
-                                            "encoding_format": "base64"}).get_json()
+    body = client.post(
+        "/embed_text", json={"texts": "hello", "normalize": False, "dimensions": 16, "encoding_format": "base64"}
+    ).get_json()
     vector = np.frombuffer(base64.b64decode(body["embeddings"][0]), dtype="<f4")
     assert body["dimension"] == 16 and vector.shape == (16,)
     assert abs(np.linalg.norm(vector) - 1) > 1e-3  # left un-normalised
@@ -131,28 +143,36 @@ def test_native_single_text_options(client):
 def test_native_truncate_false_rejects_over_long_text_by_index(client):
     texts = ["short", "word " * 600]
     assert client.post("/embed_text", json={"texts": texts}).status_code == 200
-    error = assert_error(client.post("/embed_text", json={"texts": texts, "truncate": False}), 400,
-                         code="input_too_long", param="texts[1]")
+    error = assert_error(
+        client.post("/embed_text", json={"texts": texts, "truncate": False}),
+        400,
+        code="input_too_long",
+        param="texts[1]",
+    )
     assert "256" in error["message"]
 
 
 def test_native_prompt_on_a_model_without_prompts(client):
     assert client.post("/embed_text", json={"texts": "x", "prompt": "query: "}).status_code == 200
-    error = assert_error(client.post("/embed_text", json={"texts": "x", "prompt_name": "query"}), 400,
-                         param="prompt_name")
+    error = assert_error(
+        client.post("/embed_text", json={"texts": "x", "prompt_name": "query"}), 400, param="prompt_name"
+    )
     assert "known prompts: none" in error["message"]
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"texts": []}, "texts"),
-    ({"texts": ""}, "texts[0]"),
-    ({"texts": ["a", None]}, "texts[1]"),
-    ({"texts": [["nested"]]}, "texts[0]"),
-    ({"texts": "x", "normalize": "yes"}, "normalize"),
-    ({"texts": "x", "truncate": 1}, "truncate"),
-    ({"texts": "x", "normalise": True}, "normalise"),
-    ({"text": "x"}, "texts"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"texts": []}, "texts"),
+        ({"texts": ""}, "texts[0]"),
+        ({"texts": ["a", None]}, "texts[1]"),
+        ({"texts": [["nested"]]}, "texts[0]"),
+        ({"texts": "x", "normalize": "yes"}, "normalize"),
+        ({"texts": "x", "truncate": 1}, "truncate"),
+        ({"texts": "x", "normalise": True}, "normalise"),
+        ({"text": "x"}, "texts"),
+    ],
+)
 def test_native_bad_inputs_name_the_field(client, body, param):
     assert_error(client.post("/embed_text", json=body), 400, param=param)
 
@@ -161,16 +181,18 @@ def test_native_bad_inputs_name_the_field(client, body, param):
 def test_too_many_items(engine):
     client = create_app(Settings.from_env({"MAX_BATCH_ITEMS": "3"}), engine).test_client()
     assert client.post("/embed_text", json={"texts": ["a"] * 3}).status_code == 200
-    error = assert_error(client.post("/embed_text", json={"texts": ["a"] * 4}), 400, code="too_many_items",
-                         param="texts")
+    error = assert_error(
+        client.post("/embed_text", json={"texts": ["a"] * 4}), 400, code="too_many_items", param="texts"
+    )
     assert "MAX_BATCH_ITEMS" in error["message"]
     assert_error(client.post("/v1/embeddings", json={"input": [[1]] * 4}), 400, code="too_many_items")
 
 
 def test_over_long_text_in_characters(engine):
     client = create_app(Settings.from_env({"MAX_INPUT_CHARS": "10"}), engine).test_client()
-    assert_error(client.post("/embed_text", json={"texts": ["ok", "x" * 11]}), 400, code="input_too_long",
-                 param="texts[1]")
+    assert_error(
+        client.post("/embed_text", json={"texts": ["ok", "x" * 11]}), 400, code="input_too_long", param="texts[1]"
+    )
 
 
 def test_body_over_max_content_length_is_413(engine):
@@ -180,12 +202,16 @@ def test_body_over_max_content_length_is_413(engine):
 
 
 def test_invalid_json_wrong_content_type_and_non_objects(client):
-    assert_error(client.post("/embed_text", data="{not json", content_type="application/json"), 400,
-                 code="invalid_json")
+    assert_error(
+        client.post("/embed_text", data="{not json", content_type="application/json"), 400, code="invalid_json"
+    )
     assert_error(client.post("/embed_text", data="", content_type="application/json"), 400, code="invalid_json")
     assert_error(client.post("/embed_text", json=["a list"]), 400, code="invalid_json")
-    assert_error(client.post("/embed_text", data="texts=x", content_type="application/x-www-form-urlencoded"),
-                 415, code="unsupported_media_type")
+    assert_error(
+        client.post("/embed_text", data="texts=x", content_type="application/x-www-form-urlencoded"),
+        415,
+        code="unsupported_media_type",
+    )
     assert_error(client.post("/embed_text", data="hello", content_type="text/plain"), 415)
     # No Content-Type at all is read as JSON.
     assert client.post("/embed_text", data='{"texts": "x"}').status_code == 200
@@ -254,13 +280,18 @@ def test_openapi_document_covers_every_route_and_is_valid(client, app):
     validate(document)
     documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
     # Every API route; the docs page and its assets are the document's viewer, not part of it.
-    served = {(rule.rule, method) for rule in app.url_map.iter_rules()
-              if rule.endpoint != "static" and not rule.endpoint.startswith("docs.")
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    served = {
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static" and not rule.endpoint.startswith("docs.")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert served == documented
     request = document["paths"]["/embed_text"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     schema = document["components"]["schemas"][request["$ref"].rsplit("/", 1)[-1]]
-    assert {"texts", "normalize", "truncate", "prompt_name", "dimensions", "encoding_format"} <= set(schema["properties"])
+    assert {"texts", "normalize", "truncate", "prompt_name", "dimensions", "encoding_format"} <= set(
+        schema["properties"]
+    )
     assert document["paths"]["/v1/embeddings"]["post"]["security"] == [{"bearerAuth": []}, {}]  # no API_KEYS
 
 
@@ -268,8 +299,10 @@ def test_the_web_layer_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, app.api, app.api.similarity, app.api.images, app.api.embeddings\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    code = (
+        "import sys, app.api, app.api.similarity, app.api.images, app.api.embeddings\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
     from .gunicorn_process import ROOT
 
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

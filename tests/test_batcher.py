@@ -17,8 +17,8 @@ from app.engine.engine import run_inline
 from app.errors import InferenceFailed, Overloaded
 
 from .conftest import FLOAT32
-from .tiny_models import tiny_sentence_transformer
 from .engines import engine_for, vectors_of
+from .tiny_models import tiny_sentence_transformer
 
 
 class GatedModel:
@@ -54,8 +54,9 @@ class GatedModel:
 def make_batcher(model, **limits) -> tuple[Batcher, GatedModel, list]:
     gated = GatedModel(model)
     depths = []
-    batcher = Batcher(gated, BatchLimits(**limits), offload=run_inline, on_batch=lambda *a: None,
-                      on_queue=depths.append)
+    batcher = Batcher(
+        gated, BatchLimits(**limits), offload=run_inline, on_batch=lambda *a: None, on_queue=depths.append
+    )
     return batcher, gated, depths
 
 

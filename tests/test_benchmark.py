@@ -31,9 +31,12 @@ def test_percentiles_match_linear_interpolation():
 
 
 def test_summary_counts_and_splits_errors():
-    samples = ([benchmark.Sample(0.010 * (i + 1), 2, 200, None, {"queue": 1.0, "inference": 4.0}) for i in range(8)]
-               + [benchmark.Sample(0.001, 2, 503), benchmark.Sample(0.001, 2, 503), benchmark.Sample(0.001, 2, 400),
-                  benchmark.Sample(0.5, 2, None, "ConnectionResetError")])
+    samples = [benchmark.Sample(0.010 * (i + 1), 2, 200, None, {"queue": 1.0, "inference": 4.0}) for i in range(8)] + [
+        benchmark.Sample(0.001, 2, 503),
+        benchmark.Sample(0.001, 2, 503),
+        benchmark.Sample(0.001, 2, 400),
+        benchmark.Sample(0.5, 2, None, "ConnectionResetError"),
+    ]
     row = benchmark.summarise(samples, elapsed=2.0, concurrency=4, rate=None)
     assert row["requests"] == 12 and row["ok"] == 8 and row["errors"] == 4
     assert row["errors_by_status"] == {"503": 2, "400": 1}
@@ -69,7 +72,9 @@ def test_builtin_images_are_valid_pngs():
 def test_request_shapes():
     assert benchmark.request_for("openai", "text", ["a"], None) == ("/v1/embeddings", {"input": ["a"]})
     assert benchmark.request_for("openai", "image", ["d"], "m") == (
-        "/v1/embeddings", {"input": ["d"], "model": "m", "modality": "image"})
+        "/v1/embeddings",
+        {"input": ["d"], "model": "m", "modality": "image"},
+    )
     assert benchmark.request_for("native", "text", ["a"], None) == ("/embed_text", {"texts": ["a"]})
     assert benchmark.request_for("native", "image", ["d"], None) == ("/embed_image", {"images": ["d"]})
 
@@ -83,8 +88,9 @@ def test_bad_arguments_are_refused():
 
 def test_it_imports_nothing_from_the_app():
     tree = ast.parse((ROOT / "benchmark.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "app" not in imported
     third_party = imported - set(sys.stdlib_module_names) - {""}
@@ -93,8 +99,13 @@ def test_it_imports_nothing_from_the_app():
 
 # ------------------------------------------------------------ against a real service
 def run_benchmark(*argv: str) -> dict:
-    out = subprocess.run([sys.executable, str(ROOT / "benchmark.py"), "--json", "--quiet", *argv],
-                         capture_output=True, text=True, check=True, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmark.py"), "--json", "--quiet", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
     return json.loads(out)
 
 
@@ -121,8 +132,18 @@ def test_counts_add_up_and_match_what_the_server_saw(server):
 @pytest.mark.slow
 def test_sweep_openai_endpoint_csv_and_plot(server, tmp_path):
     csv_file, png = tmp_path / "out.csv", tmp_path / "out.png"
-    argv = ["--url", server.url, "--concurrency", "1,2", "--requests", "8", "--endpoint", "openai",
-            "--csv", str(csv_file)]
+    argv = [
+        "--url",
+        server.url,
+        "--concurrency",
+        "1,2",
+        "--requests",
+        "8",
+        "--endpoint",
+        "openai",
+        "--csv",
+        str(csv_file),
+    ]
     if _has_matplotlib():
         argv += ["--plot", str(png)]
     result = run_benchmark(*argv)
@@ -154,8 +175,9 @@ def test_503s_from_a_full_queue_are_counted_by_status(tmp_path):
     corpus.write_text("\n\n".join(f"paragraph {i} " + "words that take time to embed " * 60 for i in range(20)))
     env = {"MAX_QUEUE": "1", "THREADS": "16"}
     with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:
-        result = run_benchmark("--url", server.url, "--concurrency", "16", "--requests", "64", "--batch", "16",
-                               "--corpus", str(corpus))
+        result = run_benchmark(
+            "--url", server.url, "--concurrency", "16", "--requests", "64", "--batch", "16", "--corpus", str(corpus)
+        )
     (row,) = result["results"]
     assert row["requests"] == 64 == row["ok"] + row["errors"]
     assert row["errors_by_status"].get("503", 0) > 0 and row["ok"] > 0
@@ -166,9 +188,25 @@ def test_503s_from_a_full_queue_are_counted_by_status(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ab") is None, reason="ab (apache2-utils) is not installed")
 def test_ab_recipe_from_the_readme(server):
-    out = subprocess.run(["ab", "-k", "-n", "60", "-c", "4", "-p", str(ROOT / "bench/embed_text.json"),
-                          "-T", "application/json", server.url + "/embed_text"],
-                         capture_output=True, text=True, check=True, timeout=120).stdout
+    out = subprocess.run(
+        [
+            "ab",
+            "-k",
+            "-n",
+            "60",
+            "-c",
+            "4",
+            "-p",
+            str(ROOT / "bench/embed_text.json"),
+            "-T",
+            "application/json",
+            server.url + "/embed_text",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     assert "Complete requests:      60" in out
     assert "Failed requests:        0" in out and "Non-2xx" not in out
 
@@ -179,7 +217,13 @@ def test_ab_recipe_from_the_readme(server):
 def test_wrk_script_from_the_readme(server, env):
     import os
 
-    out = subprocess.run(["wrk", "-t1", "-c2", "-d2s", "-s", str(ROOT / "bench/wrk_embed.lua"), server.url],
-                         capture_output=True, text=True, check=True, timeout=60, env={**os.environ, **env}).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", "-c2", "-d2s", "-s", str(ROOT / "bench/wrk_embed.lua"), server.url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, **env},
+    ).stdout
     assert "non-2xx: 0, socket errors: 0" in out
     assert "p99 latency:" in out and float(out.split("texts/s: ")[1].split()[0]) > 0

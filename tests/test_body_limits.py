@@ -61,8 +61,10 @@ def chunked(payloads):
     yield b"0\r\n\r\n"
 
 
-HEAD = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+HEAD = (
+    b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+)
 
 
 def test_a_chunked_body_within_the_limit_is_served(server):
@@ -81,8 +83,10 @@ def test_a_50_mb_chunked_body_is_refused_without_reading_it_all(server):
 
 
 def test_a_body_shorter_than_its_content_length_is_a_400(server):
-    head = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\nConnection: close\r\n\r\n")
+    head = (
+        b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\nConnection: close\r\n\r\n"
+    )
     status, body = exchange(server, head, [b'{"texts": "x"}'], half_close=True)
     assert status == 400 and "Content-Length" in body["error"]["message"]
     status, _ = exchange(server, HEAD, chunked([b'{"texts": "after all that"}']))
@@ -99,8 +103,7 @@ def drip(data: bytes, pause: float):
 def test_a_stalled_body_is_a_408_and_the_worker_serves_on(tmp_path, worker_class):
     env = {"DTYPE": "float32", "BODY_TIMEOUT": str(BODY_TIMEOUT), "WORKER_CLASS": worker_class}
     with GunicornProcess(env, workers=1, log_path=tmp_path / "server.log") as server:
-        head = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n")
+        head = b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         started = time.monotonic()
         status, body = exchange(server, head, [b'{"texts": '])  # then nothing, connection kept open
         assert status == 408 and body["error"]["code"] == "body_timeout"
@@ -111,18 +114,20 @@ def test_a_stalled_body_is_a_408_and_the_worker_serves_on(tmp_path, worker_class
 
 def test_a_dripped_body_is_cut_off_as_a_whole_under_gevent(server):
     """Each byte arrives well within BODY_TIMEOUT; the body as a whole does not."""
-    head = (b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 40\r\n\r\n")
+    head = b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
     started = time.monotonic()
     status, body = exchange(server, head, drip(b'{"texts": "one byte at a time........"}', 0.2))
     assert status == 408 and time.monotonic() - started < BODY_TIMEOUT + 3
 
 
-@pytest.mark.parametrize("raw,status,code", [
-    (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
-    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n", 431, "headers_too_large"),
-    (b"NOT A REQUEST\r\n\r\n", 400, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "raw,status,code",
+    [
+        (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n", 431, "headers_too_large"),
+        (b"NOT A REQUEST\r\n\r\n", 400, "invalid_request"),
+    ],
+)
 def test_gunicorns_own_errors_are_json(server, raw, status, code):
     got, body = exchange(server, raw, [])
     assert got == status and body["error"]["code"] == code and body["error"]["message"]

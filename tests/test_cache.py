@@ -11,8 +11,7 @@ import pytest
 
 from app import create_app
 from app.config import Settings
-from app.engine.cache import CacheConfig, LocalCache, TieredCache, model_fingerprint, row_key
-from app.engine.cache import codec
+from app.engine.cache import CacheConfig, LocalCache, TieredCache, codec, model_fingerprint, row_key
 from app.engine.rows import PairRow, TextRow
 
 from .engines import engine_for
@@ -23,12 +22,15 @@ TEXTS = ["the cache keeps raw vectors", "a second text", "and a third one, a lit
 
 
 # ---------------------------------------------------------------- values and keys
-@pytest.mark.parametrize("kind,value", [
-    ("dense", np.arange(5, dtype=np.float32) / 7),
-    ("score", np.float32(-1.25)),
-    ("sparse", (np.array([3, 9, 40], dtype=np.int64), np.array([0.5, 0.25, 2.0], dtype=np.float32))),
-    ("colbert", np.arange(12, dtype=np.float32).reshape(3, 4) / 3),
-])
+@pytest.mark.parametrize(
+    "kind,value",
+    [
+        ("dense", np.arange(5, dtype=np.float32) / 7),
+        ("score", np.float32(-1.25)),
+        ("sparse", (np.array([3, 9, 40], dtype=np.int64), np.array([0.5, 0.25, 2.0], dtype=np.float32))),
+        ("colbert", np.arange(12, dtype=np.float32).reshape(3, 4) / 3),
+    ],
+)
 def test_values_round_trip_and_damage_is_a_miss(kind, value):
     data = codec.encode(kind, value)
     back = codec.decode(kind, data)
@@ -103,12 +105,18 @@ def test_per_request_options_apply_to_cached_raw_vectors(m3_dir):
     engine, client = served(m3_dir)
     _, uncached = served(m3_dir, CACHE_BYTES="0")
     client.post("/embed_text", json={"texts": TEXTS})  # cached, normalised on the way out
-    for options in ({"normalize": False}, {"dimensions": 8}, {"normalize": False, "dimensions": 4},
-                    {"encoding_format": "base64"}):
+    for options in (
+        {"normalize": False},
+        {"dimensions": 8},
+        {"normalize": False, "dimensions": 4},
+        {"encoding_format": "base64"},
+    ):
         hit = client.post("/embed_text", json={"texts": TEXTS, **options})
         assert hit.headers["X-Cache"] == "hit"
-        assert hit.get_json()["embeddings"] == uncached.post("/embed_text", json={"texts": TEXTS, **options}
-                                                              ).get_json()["embeddings"]
+        assert (
+            hit.get_json()["embeddings"]
+            == uncached.post("/embed_text", json={"texts": TEXTS, **options}).get_json()["embeddings"]
+        )
     assert "X-Cache" not in uncached.post("/embed_text", json={"texts": TEXTS}).headers
 
 
@@ -149,8 +157,9 @@ def test_rerank_scores_and_images_are_cached_too(tmp_path):
 
 
 # ---------------------------------------------------------------- a real Redis
-pytestmark_redis = pytest.mark.skipif(not RedisProcess.available(), reason="redis-server comes from Debian "
-                                                                          "(.ci/run installs it)")
+pytestmark_redis = pytest.mark.skipif(
+    not RedisProcess.available(), reason="redis-server comes from Debian (.ci/run installs it)"
+)
 
 
 @pytestmark_redis

@@ -39,10 +39,8 @@ def still_serving(server) -> None:
 
 
 def test_huggingface_hub_inference_client(server, native, monkeypatch):
-    from huggingface_hub import InferenceClient
+    from huggingface_hub import InferenceClient, constants
     from huggingface_hub.errors import HfHubHTTPError
-
-    from huggingface_hub import constants
 
     # The engine, imported into this test process, turns the Hub's offline mode on for model loading; a
     # client's own process has no such setting, and offline mode would refuse even this local URL.
@@ -85,16 +83,19 @@ def test_cohere_client_v2_embed(server, native):
     import cohere
 
     client = cohere.ClientV2(api_key="unused", base_url=server.url)
-    response = client.embed(texts=TEXTS, model=MODEL, input_type="search_document",
-                            embedding_types=["float", "int8", "ubinary", "binary"])
+    response = client.embed(
+        texts=TEXTS, model=MODEL, input_type="search_document", embedding_types=["float", "int8", "ubinary", "binary"]
+    )
     assert np.allclose(response.embeddings.float_, native, atol=1e-6)
     for precision in ("int8", "ubinary", "binary"):
-        expected = requests.post(server.url + "/embed_text", json={"texts": TEXTS, "precision": precision},
-                                 timeout=30).json()["embeddings"]
+        expected = requests.post(
+            server.url + "/embed_text", json={"texts": TEXTS, "precision": precision}, timeout=30
+        ).json()["embeddings"]
         assert getattr(response.embeddings, precision) == expected
     assert response.meta.billed_units.input_tokens > 0
-    short = client.embed(texts=TEXTS[:1], model=MODEL, input_type="search_query", embedding_types=["float"],
-                         output_dimension=128)
+    short = client.embed(
+        texts=TEXTS[:1], model=MODEL, input_type="search_query", embedding_types=["float"], output_dimension=128
+    )
     assert len(short.embeddings.float_[0]) == 128
     with pytest.raises(cohere.errors.BadRequestError) as info:
         client.embed(texts=["word " * 400], model=MODEL, input_type="search_query", truncate="NONE")
@@ -128,8 +129,9 @@ CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver (.ci/run "
-                                                            "installs them)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver (.ci/run installs them)"
+)
 def test_docs_page_lists_the_routes_and_tries_one(server):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -139,16 +141,23 @@ def test_docs_page_lists_the_routes_and_tries_one(server):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         wait = WebDriverWait(browser, 30)
         browser.get(server.url + "/docs")
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
-        paths = {element.get_attribute("data-path") for element in
-                 browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        paths = {
+            element.get_attribute("data-path")
+            for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        }
         for route in ("/embed_text", "/v1/embeddings", "/embed", "/v2/embed", "/api/embed", "/rerank", "/info"):
             assert route in paths, sorted(paths)
         operation = browser.find_element(By.ID, "operations-native-embeddings_embed_text")
@@ -160,8 +169,9 @@ def test_docs_page_lists_the_routes_and_tries_one(server):
         editor.clear()
         editor.send_keys('{"texts": ["typed into the docs page"]}')
         operation.find_element(By.CSS_SELECTOR, ".execute").click()
-        response = wait.until(lambda _: operation.find_element(
-            By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status"))
+        response = wait.until(
+            lambda _: operation.find_element(By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status")
+        )
         assert response.text.strip().startswith("200")
         body = operation.find_element(By.CSS_SELECTOR, ".live-responses-table .highlight-code").text
         assert '"embeddings"' in body and '"dimension": 384' in body

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from app.config import DEFAULT_MODEL_NAME, ConfigError, Settings
@@ -14,11 +16,21 @@ def test_defaults_serve_the_packaged_model():
 
 
 def test_environment_values_are_parsed(tmp_path):
-    settings = Settings.from_env({
-        "MODEL_PATH": str(tmp_path), "DEVICE": "CPU", "DTYPE": "bfloat16", "WORKERS": "3", "CPU_THREADS": "2",
-        "WORKER_CLASS": "gthread", "MAX_BATCH_SIZE": "8", "ENABLE_WARMUP": "false", "API_KEYS": "a, b,,",
-        "LOG_LEVEL": "DEBUG", "PORT": "9000",
-    })
+    settings = Settings.from_env(
+        {
+            "MODEL_PATH": str(tmp_path),
+            "DEVICE": "CPU",
+            "DTYPE": "bfloat16",
+            "WORKERS": "3",
+            "CPU_THREADS": "2",
+            "WORKER_CLASS": "gthread",
+            "MAX_BATCH_SIZE": "8",
+            "ENABLE_WARMUP": "false",
+            "API_KEYS": "a, b,,",
+            "LOG_LEVEL": "DEBUG",
+            "PORT": "9000",
+        }
+    )
     assert settings.served_model_name == tmp_path.name
     assert (settings.device, settings.dtype, settings.workers, settings.cpu_threads) == ("cpu", "bfloat16", 3, 2)
     assert settings.worker_class == "gthread" and settings.max_batch_size == 8
@@ -34,11 +46,23 @@ def test_bind_wins_over_port():
     assert Settings.from_env({"BIND": "127.0.0.1:1234", "PORT": "9"}).bind == "127.0.0.1:1234"
 
 
-@pytest.mark.parametrize("variable,value", [
-    ("DEVICE", "tpu"), ("DTYPE", "int4"), ("WORKERS", "many"), ("WORKERS", "-1"), ("CPU_THREADS", "1.5"),
-    ("WORKER_CLASS", "eventlet"), ("MAX_BATCH_SIZE", "0"), ("ENABLE_WARMUP", "perhaps"), ("PORT", "99999"),
-    ("LOG_LEVEL", "loud"), ("MODEL_PATH", "/no/such/dir"), ("MAX_BATCH_ITEMS", "0"),
-])
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("DEVICE", "tpu"),
+        ("DTYPE", "int4"),
+        ("WORKERS", "many"),
+        ("WORKERS", "-1"),
+        ("CPU_THREADS", "1.5"),
+        ("WORKER_CLASS", "eventlet"),
+        ("MAX_BATCH_SIZE", "0"),
+        ("ENABLE_WARMUP", "perhaps"),
+        ("PORT", "99999"),
+        ("LOG_LEVEL", "loud"),
+        ("MODEL_PATH", "/no/such/dir"),
+        ("MAX_BATCH_ITEMS", "0"),
+    ],
+)
 def test_invalid_values_name_the_variable(variable, value):
     with pytest.raises(ConfigError) as info:
         Settings.from_env({variable: value})
@@ -56,7 +80,7 @@ def test_thread_budget_never_exceeds_cores():
 
 def test_settings_are_frozen_and_secrets_masked():
     settings = Settings.from_env({"API_KEYS": "secret-key"})
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.workers = 5
     public = settings.public_dict()
     assert "secret-key" not in repr(public) and "secret-key" not in repr(settings)

@@ -114,8 +114,9 @@ def test_a_plain_causal_lm_directory_pools_its_last_token(tmp_path):
 
 
 def test_served_over_http_with_prompts(decoder_engine, qwen3_dir, reference):
-    client = create_app(Settings.from_env({"MODEL_PATH": str(qwen3_dir), "DTYPE": "float32"}),
-                        decoder_engine).test_client()
+    client = create_app(
+        Settings.from_env({"MODEL_PATH": str(qwen3_dir), "DTYPE": "float32"}), decoder_engine
+    ).test_client()
     body = client.post("/embed_text", json={"texts": TEXTS[:2], "prompt_name": "query"}).get_json()
     theirs = reference.encode(TEXTS[:2], prompt_name="query", convert_to_numpy=True)
     assert cosines(np.array(body["embeddings"]), theirs).min() >= 0.9999

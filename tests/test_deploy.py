@@ -23,8 +23,14 @@ from app.config import Settings, setting_names
 from .gunicorn_process import ROOT, GunicornProcess, free_port
 
 DOCKERFILES = {"cpu": ROOT / "cpu/Dockerfile.prod", "gpu": ROOT / "gpu/Dockerfile.prod"}
-RUNTIME_ENV = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "VIRTUAL_ENV", "PATH", "DEBIAN_FRONTEND",
-               "PYTORCH_NVML_BASED_CUDA_CHECK"}
+RUNTIME_ENV = {
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "VIRTUAL_ENV",
+    "PATH",
+    "DEBIAN_FRONTEND",
+    "PYTORCH_NVML_BASED_CUDA_CHECK",
+}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -94,8 +100,12 @@ def test_gpu_image_matches_cuda_and_torch_builds():
     args = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for k, a in steps if k == "ARG"), re.M))
     cuda = re.search(r"nvidia/cuda:(\d+)\.(\d+)", args["CUDA_IMAGE"])
     assert cuda and args["TORCH_INDEX"].endswith(f"/cu{cuda.group(1)}{cuda.group(2)}")
-    assert args["TORCH_VERSION"] == dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(
-        a for k, a in instructions(DOCKERFILES["cpu"]) if k == "ARG"), re.M))["TORCH_VERSION"]
+    assert (
+        args["TORCH_VERSION"]
+        == dict(
+            re.findall(r"^(\w+)=(\S+)$", "\n".join(a for k, a in instructions(DOCKERFILES["cpu"]) if k == "ARG"), re.M)
+        )["TORCH_VERSION"]
+    )
     settings = Settings.from_env({k: v for k, v in env_of(steps).items() if k in setting_names()})
     assert settings.device == "cuda" and settings.resolved_workers() <= 2 and settings.max_batch_size >= 64
 
@@ -122,8 +132,12 @@ def test_image_install_steps_in_a_fresh_virtualenv(tmp_path):
     """What the CPU image does, minus Docker: wheel -> fresh venv -> torch + wheel -> entrypoint."""
     torch_version = re.search(r"ARG TORCH_VERSION=(\S+)", DOCKERFILES["cpu"].read_text()).group(1)
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), "."],
-                   cwd=ROOT, check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), "."],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet"]
@@ -132,10 +146,15 @@ def test_image_install_steps_in_a_fresh_virtualenv(tmp_path):
     home = tmp_path / "srv"
     home.mkdir()
     shutil.copy(ROOT / "gunicorn.conf.py", home)  # the image has the config, not the source tree
-    env = {"APP_HOME": str(home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "WORKER_CLASS": "gevent"}
-    server = GunicornProcess(env, workers=1, log_path=tmp_path / "log", cwd=home,
-                             command=["sh", str(ROOT / "deploy/docker-entrypoint.sh")])
+    env = {
+        "APP_HOME": str(home),
+        "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "WORKER_CLASS": "gevent",
+    }
+    server = GunicornProcess(
+        env, workers=1, log_path=tmp_path / "log", cwd=home, command=["sh", str(ROOT / "deploy/docker-entrypoint.sh")]
+    )
     with server:
         body = requests.post(server.url + "/v1/embeddings", json={"input": ["from the wheel"]}, timeout=60).json()
         assert len(body["data"][0]["embedding"]) == 384
@@ -147,8 +166,10 @@ def test_image_install_steps_in_a_fresh_virtualenv(tmp_path):
 
 # ------------------------------------------------------------ nginx in front, for real
 NGINX = shutil.which("nginx")
-needs_tools = pytest.mark.skipif(not (NGINX and shutil.which("ab") and shutil.which("wrk")),
-                                 reason="nginx, ab and wrk come from Debian (.ci/run installs them)")
+needs_tools = pytest.mark.skipif(
+    not (NGINX and shutil.which("ab") and shutil.which("wrk")),
+    reason="nginx, ab and wrk come from Debian (.ci/run installs them)",
+)
 
 
 def render_nginx(directory: Path, ports: list[int], listen: int) -> Path:
@@ -157,8 +178,9 @@ def render_nginx(directory: Path, ports: list[int], listen: int) -> Path:
     config = config.replace("server instance2:8080", f"server 127.0.0.1:{ports[1]}")
     config = config.replace("listen 80;", f"listen 127.0.0.1:{listen};")
     config = config.replace("pid /tmp/nginx-embedding.pid;", f"pid {directory}/nginx.pid;")
-    temp = "".join(f"    {kind}_temp_path {directory}/{kind};\n"
-                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "".join(
+        f"    {kind}_temp_path {directory}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     config = config.replace("http {\n", "http {\n" + temp, 1)
     path = directory / "nginx.conf"
     path.write_text(config)
@@ -176,15 +198,22 @@ class Cluster:
         self.nginx = None
 
     def _instance(self, index: int) -> GunicornProcess:
-        return GunicornProcess(self.env, workers=1, port=self.ports[index],
-                               log_path=self.directory / f"instance{index}-{time.monotonic_ns()}.log")
+        return GunicornProcess(
+            self.env,
+            workers=1,
+            port=self.ports[index],
+            log_path=self.directory / f"instance{index}-{time.monotonic_ns()}.log",
+        )
 
     def start(self):
         for instance in self.instances:
             instance.start()
         config = render_nginx(self.directory, self.ports, self.listen)
-        self.nginx = subprocess.Popen([NGINX, "-p", str(self.directory), "-c", str(config), "-g", "daemon off;"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.nginx = subprocess.Popen(
+            [NGINX, "-p", str(self.directory), "-c", str(config), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -199,8 +228,9 @@ class Cluster:
         self.instances[index].start()
 
     def served(self, index: int) -> float:
-        return self.instances[index].metric("embedding_requests_total", route="/embed_text", method="POST",
-                                            status="200")
+        return self.instances[index].metric(
+            "embedding_requests_total", route="/embed_text", method="POST", status="200"
+        )
 
     def stop(self):
         if self.nginx:
@@ -228,19 +258,48 @@ WRK_CONNECTIONS = 8
 
 
 def wrk(url: str, seconds: int, connections: int = WRK_CONNECTIONS) -> subprocess.Popen:
-    return subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
-                             "-s", str(ROOT / "bench/wrk_embed.lua"), url], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(ROOT / "bench/wrk_embed.lua"),
+            url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def ab(url: str, requests_: int, concurrency: int = 4) -> subprocess.Popen:
-    return subprocess.Popen(["ab", "-k", "-n", str(requests_), "-c", str(concurrency), "-s", "60",
-                             "-p", str(ROOT / "bench/embed_text.json"), "-T", "application/json",
-                             url + "/embed_text"], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            "ab",
+            "-k",
+            "-n",
+            str(requests_),
+            "-c",
+            str(concurrency),
+            "-s",
+            "60",
+            "-p",
+            str(ROOT / "bench/embed_text.json"),
+            "-T",
+            "application/json",
+            url + "/embed_text",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def ab_result(proc: subprocess.Popen) -> tuple[int, int]:
     out, _ = proc.communicate(timeout=300)
-    ab_result.last_summary = out[out.find("Complete requests"):][:600]
+    ab_result.last_summary = out[out.find("Complete requests") :][:600]
     complete = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
@@ -254,13 +313,18 @@ def test_nginx_spreads_load_and_hides_metrics(cluster):
     assert complete == 200 and failed == 0
     assert cluster.served(0) > 0 and cluster.served(1) > 0  # least_conn used both
     assert requests.get(cluster.url + "/metrics", timeout=5).status_code == 404
-    response = requests.post(cluster.url + "/embed_text", json={"texts": "id"}, headers={"X-Request-ID": "via-nginx"},
-                             timeout=30)
+    response = requests.post(
+        cluster.url + "/embed_text", json={"texts": "id"}, headers={"X-Request-ID": "via-nginx"}, timeout=30
+    )
     assert response.headers["X-Request-ID"] == "via-nginx"
     generated = requests.post(cluster.url + "/embed_text", json={"texts": "id"}, timeout=30).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)  # nginx's $request_id, passed through
-    too_big = requests.post(cluster.url + "/embed_text", data=b"x" * (17 * 1024 * 1024),
-                            headers={"Content-Type": "application/json"}, timeout=60)
+    too_big = requests.post(
+        cluster.url + "/embed_text",
+        data=b"x" * (17 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
     # nginx's own errors come in the service's JSON envelope too
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
     long_line = requests.get(cluster.url + "/" + "a" * 20_000, timeout=10)
@@ -328,8 +392,10 @@ def test_nginx_shields_gthread_instances_from_slow_clients(tmp_path):
     try:
         for _ in range(40):
             sock = socket.create_connection(("127.0.0.1", cluster.listen), timeout=10)
-            sock.sendall(b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n{\"texts\": ")  # and then nothing for now
+            sock.sendall(
+                b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"texts": '
+            )  # and then nothing for now
             slow.append(sock)
         started = time.monotonic()
         for _ in range(8):

@@ -26,8 +26,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread", "sync"])
 def test_sigterm_after_endpoint_removal_fails_no_request(tmp_path, worker_class):
-    server = GunicornProcess({"WORKER_CLASS": worker_class, "GRACEFUL_TIMEOUT": "20", "DTYPE": "float32"},
-                             workers=2, log_path=tmp_path / "server.log").start()
+    server = GunicornProcess(
+        {"WORKER_CLASS": worker_class, "GRACEFUL_TIMEOUT": "20", "DTYPE": "float32"},
+        workers=2,
+        log_path=tmp_path / "server.log",
+    ).start()
     removed = threading.Event()
     lock = threading.Lock()
     counts = {"ok": 0, "after_sigterm": 0}

@@ -6,8 +6,8 @@ import pytest
 from app.config import Settings
 from app.errors import InvalidRequest, ModelNotFound
 
-from .tiny_models import tiny_bert, tiny_sentence_transformer
 from .engines import engine_for, vectors_of
+from .tiny_models import tiny_bert, tiny_sentence_transformer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -114,8 +114,9 @@ def test_unknown_model_and_hub_style_names(engine):
         engine.resolve("text-embedding-3-small")
 
 
-@pytest.mark.parametrize("pooling", ["cls", "max", "lasttoken", "weightedmean", "mean_sqrt_len_tokens",
-                                     ("cls", "mean")])
+@pytest.mark.parametrize(
+    "pooling", ["cls", "max", "lasttoken", "weightedmean", "mean_sqrt_len_tokens", ("cls", "mean")]
+)
 def test_pooling_read_from_sentence_transformers_files(tmp_path, pooling):
     from sentence_transformers import SentenceTransformer
 
@@ -131,8 +132,13 @@ def test_dense_prompts_and_default_prompt(tmp_path):
     from sentence_transformers import SentenceTransformer
 
     directory = tiny_sentence_transformer(
-        tmp_path / "st", pooling="mean", dense=16, prompts={"query": "query: ", "doc": "passage: "},
-        default_prompt_name="query", include_prompt=False)
+        tmp_path / "st",
+        pooling="mean",
+        dense=16,
+        prompts={"query": "query: ", "doc": "passage: "},
+        default_prompt_name="query",
+        include_prompt=False,
+    )
     engine = load(directory)
     model = engine.resolve(None)
     reference = SentenceTransformer(str(directory), device="cpu")
@@ -147,8 +153,9 @@ def test_dense_prompts_and_default_prompt(tmp_path):
     assert cosines(literal, reference.encode(TEXTS, prompt="custom: ")).min() >= 0.9999
     # The default prompt really was prepended: "query: " adds 2 tokens to each short input.
     short = TEXTS[:2]
-    assert (engine.embed_texts(model, short).prompt_tokens
-            == engine.embed_texts(model, short, prompt="").prompt_tokens + 2 * len(short))
+    assert engine.embed_texts(model, short).prompt_tokens == engine.embed_texts(
+        model, short, prompt=""
+    ).prompt_tokens + 2 * len(short)
     with pytest.raises(InvalidRequest) as info:
         engine.embed_texts(model, TEXTS, prompt_name="passage")
     assert info.value.param == "prompt_name" and "query" in info.value.message
@@ -190,7 +197,6 @@ def test_an_inference_fault_fails_only_that_call(engine, model, monkeypatch):
         engine.embed_texts(model, ["x"], use_cache=False)
     monkeypatch.undo()
     assert engine.embed_texts(model, ["x"]).vectors.shape == (1, 384)
-
 
 
 def test_auto_dtype_is_fast_and_stays_correct(engine, model):

@@ -38,8 +38,12 @@ def picture(size, color, stripes=True) -> Image.Image:
     return image
 
 
-PICTURES = [picture((40, 60), (200, 30, 30)), picture((120, 50), (30, 30, 200)), picture((33, 33), (20, 180, 20)),
-            picture((300, 9), (250, 250, 0))]
+PICTURES = [
+    picture((40, 60), (200, 30, 30)),
+    picture((120, 50), (30, 30, 200)),
+    picture((33, 33), (20, 180, 20)),
+    picture((300, 9), (250, 250, 0)),
+]
 
 
 def png(image: Image.Image) -> bytes:
@@ -81,8 +85,9 @@ class GmeReference:
         self.model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.float32).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         self.tokenizer.padding_side = "right"
-        self.images = AutoImageProcessor.from_pretrained(directory, min_pixels=min_tokens * 28 * 28,
-                                                         max_pixels=max_tokens * 28 * 28)
+        self.images = AutoImageProcessor.from_pretrained(
+            directory, min_pixels=min_tokens * 28 * 28, max_pixels=max_tokens * 28 * 28
+        )
         self.max_length = max_length
 
     def embed(self, texts, images, is_query=True, instruction=None) -> np.ndarray:
@@ -98,16 +103,19 @@ class GmeReference:
                 input_images.append(fetch_resize(i))
             if t is not None:
                 input_str += t
-            input_texts.append(f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{input_str}"
-                               "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>")
+            input_texts.append(
+                f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{input_str}"
+                "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"
+            )
         extra = {}
         if input_images:
             extra = dict(self.images(images=input_images, return_tensors="pt"))
-            merge = self.images.merge_size ** 2
+            merge = self.images.merge_size**2
             counts = iter((extra["image_grid_thw"].prod(-1) // merge).tolist())
             input_texts = [text.replace("<|image_pad|>", "<|image_pad|>" * next(counts)) for text in input_texts]
-        inputs = self.tokenizer(input_texts, padding=True, truncation=True, max_length=self.max_length,
-                                return_tensors="pt")
+        inputs = self.tokenizer(
+            input_texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         with torch.no_grad():
             return self.forward(**inputs, **extra).numpy()
 
@@ -118,8 +126,9 @@ class GmeReference:
             image_embeds = base.model.visual(pixel_values, grid_thw=image_grid_thw).pooler_output
             image_mask = input_ids == base.config.image_token_id
             inputs_embeds[image_mask] = image_embeds
-        outputs = base.model.language_model(input_ids=None, position_ids=None, attention_mask=attention_mask,
-                                            inputs_embeds=inputs_embeds)
+        outputs = base.model.language_model(
+            input_ids=None, position_ids=None, attention_mask=attention_mask, inputs_embeds=inputs_embeds
+        )
         sequence_lengths = attention_mask.sum(dim=1) - 1
         embeddings = outputs.last_hidden_state[torch.arange(len(input_ids)), sequence_lengths]
         return torch.nn.functional.normalize(embeddings, p=2, dim=1)
@@ -154,8 +163,14 @@ def test_recognised_as_gme(engine):
     assert card["dimension"] == 32 and card["max_input_tokens"] == 1800
 
 
-@pytest.mark.parametrize("instruction,is_query", [(None, True), ("Find an image that matches the given text.", True),
-                                                  ("Find an image that matches the given text.", False)])
+@pytest.mark.parametrize(
+    "instruction,is_query",
+    [
+        (None, True),
+        ("Find an image that matches the given text.", True),
+        ("Find an image that matches the given text.", False),
+    ],
+)
 def test_texts_images_and_fused_equal_the_recipe(engine, reference, instruction, is_query):
     model = engine.resolve(None)
     options = {"instruction": instruction, "is_query": is_query}
@@ -171,14 +186,20 @@ def test_texts_images_and_fused_equal_the_recipe(engine, reference, instruction,
 
 def test_one_pass_mixes_texts_images_and_fused_inputs_of_different_sizes(engine, reference):
     model = engine.resolve(None)
-    rows = (model.prepare_texts(TEXTS[:2]).rows
-            + [model.prepare_image(PICTURES[i], f"images[{i}]") for i in (1, 3)]
-            + [model.prepare_fused(TEXTS[2], PICTURES[0], "fused")])
+    rows = (
+        model.prepare_texts(TEXTS[:2]).rows
+        + [model.prepare_image(PICTURES[i], f"images[{i}]") for i in (1, 3)]
+        + [model.prepare_fused(TEXTS[2], PICTURES[0], "fused")]
+    )
     results = forward_planned(Lane(model, "multimodal"), Prepared(rows=rows), batch_size=32).dense
     assert len({len(row) for row in rows}) == 5  # five lengths, padded into one pass
-    expected = np.concatenate([reference.embed(TEXTS[:2], [None, None]),
-                               reference.embed([None, None], [PICTURES[1], PICTURES[3]]),
-                               reference.embed([TEXTS[2]], [PICTURES[0]])])
+    expected = np.concatenate(
+        [
+            reference.embed(TEXTS[:2], [None, None]),
+            reference.embed([None, None], [PICTURES[1], PICTURES[3]]),
+            reference.embed([TEXTS[2]], [PICTURES[0]]),
+        ]
+    )
     assert cosines(results, expected).min() >= 0.9999
 
 
@@ -186,8 +207,9 @@ def test_instruction_applies_to_queries_only(engine):
     model = engine.resolve(None)
     plain = engine.embed_texts(model, TEXTS[:1]).vectors
     query = engine.embed_texts(model, TEXTS[:1], instruction="Find an image that matches the given text.").vectors
-    document = engine.embed_texts(model, TEXTS[:1], instruction="Find an image that matches the given text.",
-                                  is_query=False).vectors
+    document = engine.embed_texts(
+        model, TEXTS[:1], instruction="Find an image that matches the given text.", is_query=False
+    ).vectors
     assert cosines(plain, query).max() < 0.9999 and np.allclose(plain, document, atol=1e-6)
 
 
@@ -208,10 +230,13 @@ def b64(image: Image.Image) -> str:
 def test_the_earlier_servers_routes(client, reference):
     body = client.post("/embeddings/text", json={"texts": TEXTS, "instruction": "Find an image."}).get_json()
     assert set(body) == {"embeddings", "dimension"} and body["dimension"] == 32
-    assert cosines(np.array(body["embeddings"]), reference.embed(TEXTS, [None] * 3, True, "Find an image.")).min() \
+    assert (
+        cosines(np.array(body["embeddings"]), reference.embed(TEXTS, [None] * 3, True, "Find an image.")).min()
         >= 0.9999
-    body = client.post("/embeddings/image", json={"images": [b64(p) for p in PICTURES[:2]],
-                                                  "is_query": False}).get_json()
+    )
+    body = client.post(
+        "/embeddings/image", json={"images": [b64(p) for p in PICTURES[:2]], "is_query": False}
+    ).get_json()
     assert cosines(np.array(body["embeddings"]), reference.embed([None] * 2, PICTURES[:2], False)).min() >= 0.9999
     body = client.post("/embeddings/fused", json={"texts": TEXTS[:2], "images": [b64(p) for p in PICTURES[:2]]})
     assert cosines(np.array(body.get_json()["embeddings"]), reference.embed(TEXTS[:2], PICTURES[:2])).min() >= 0.9999
@@ -222,8 +247,12 @@ def test_native_and_openai_routes(client, reference):
     body = client.post("/embed_text", json={"texts": TEXTS[:1], "instruction": "Find an image."}).get_json()
     assert cosines(np.array(body["embeddings"]), expected_text).min() >= 0.9999
     body = client.post("/embed_image", json={"images": [b64(PICTURES[0])], "instruction": "Find an image."})
-    assert cosines(np.array(body.get_json()["embeddings"]),
-                   reference.embed([None], PICTURES[:1], True, "Find an image.")).min() >= 0.9999
+    assert (
+        cosines(
+            np.array(body.get_json()["embeddings"]), reference.embed([None], PICTURES[:1], True, "Find an image.")
+        ).min()
+        >= 0.9999
+    )
     uri = "data:image/png;base64," + b64(PICTURES[1])
     fused_part = [{"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": TEXTS[1]}]
     body = client.post("/v1/embeddings", json={"input": [fused_part, TEXTS[0]]}).get_json()
@@ -233,23 +262,37 @@ def test_native_and_openai_routes(client, reference):
     chat = [{"role": "system", "content": "Find an image."}, {"role": "user", "content": fused_part}]
     body = client.post("/v1/embeddings", json={"messages": chat}).get_json()
     assert len(body["data"]) == 1
-    assert cosines(np.array([body["data"][0]["embedding"]]),
-                   reference.embed(TEXTS[1:2], PICTURES[1:2], True, "Find an image.")).min() >= 0.9999
+    assert (
+        cosines(
+            np.array([body["data"][0]["embedding"]]), reference.embed(TEXTS[1:2], PICTURES[1:2], True, "Find an image.")
+        ).min()
+        >= 0.9999
+    )
     similarity = client.post("/similarity", json={"texts": TEXTS[:2], "images": [b64(p) for p in PICTURES[:3]]})
     assert similarity.get_json()["shape"] == [2, 3]
 
 
-@pytest.mark.parametrize("route,body,param", [
-    ("/embeddings/fused", {"texts": ["a", "b"], "images": ["x"]}, "images"),
-    ("/embeddings/image", {"images": ["bm90IGFuIGltYWdl"]}, "images[0]"),
-    ("/embeddings/image", {"images": []}, "images"),
-    ("/embeddings/text", {"texts": [""]}, "texts[0]"),
-    ("/embed_text", {"texts": "x", "prompt_name": "query"}, "prompt_name"),
-    ("/v1/embeddings", {"input": [[{"type": "audio", "audio": "x"}]]}, "input[0][0]"),
-    ("/v1/embeddings", {"input": [[{"type": "image_url", "image_url": {"url": "a"}},
-                                   {"type": "image_url", "image_url": {"url": "b"}}]]}, "input[0]"),
-    ("/v1/embeddings", {"input": "x", "messages": [{"role": "user", "content": "y"}]}, "input"),
-])
+@pytest.mark.parametrize(
+    "route,body,param",
+    [
+        ("/embeddings/fused", {"texts": ["a", "b"], "images": ["x"]}, "images"),
+        ("/embeddings/image", {"images": ["bm90IGFuIGltYWdl"]}, "images[0]"),
+        ("/embeddings/image", {"images": []}, "images"),
+        ("/embeddings/text", {"texts": [""]}, "texts[0]"),
+        ("/embed_text", {"texts": "x", "prompt_name": "query"}, "prompt_name"),
+        ("/v1/embeddings", {"input": [[{"type": "audio", "audio": "x"}]]}, "input[0][0]"),
+        (
+            "/v1/embeddings",
+            {
+                "input": [
+                    [{"type": "image_url", "image_url": {"url": "a"}}, {"type": "image_url", "image_url": {"url": "b"}}]
+                ]
+            },
+            "input[0]",
+        ),
+        ("/v1/embeddings", {"input": "x", "messages": [{"role": "user", "content": "y"}]}, "input"),
+    ],
+)
 def test_bad_inputs_are_400s_and_the_model_keeps_serving(client, route, body, param):
     response = client.post(route, json=body)
     assert response.status_code == 400, response.get_json()
@@ -258,8 +301,9 @@ def test_bad_inputs_are_400s_and_the_model_keeps_serving(client, route, body, pa
 
 
 def test_instruction_on_a_model_without_one_is_a_400(client):
-    app_client = create_app(Settings.from_env({"DTYPE": "float32"}), engine_for(Settings.from_env(
-        {"DTYPE": "float32"}))).test_client()
+    app_client = create_app(
+        Settings.from_env({"DTYPE": "float32"}), engine_for(Settings.from_env({"DTYPE": "float32"}))
+    ).test_client()
     response = app_client.post("/embed_text", json={"texts": "x", "instruction": "Find it."})
     assert response.status_code == 400 and response.get_json()["error"]["param"] == "instruction"
     response = app_client.post("/embeddings/fused", json={"texts": ["x"], "images": [b64(PICTURES[0])]})

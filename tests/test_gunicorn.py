@@ -74,8 +74,21 @@ def test_openai_client_sees_errors_as_api_errors(server):
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_native_route(server, reference_model):
     out = subprocess.run(
-        ["curl", "-sS", "-X", "POST", server.url + "/embed_text", "-H", "Content-Type: application/json",
-         "-d", json.dumps({"texts": TEXTS})], capture_output=True, check=True, timeout=60).stdout
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            server.url + "/embed_text",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps({"texts": TEXTS}),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     body = json.loads(out)
     assert (np.array(body["embeddings"]) * reference_model.encode(TEXTS)).sum(axis=1).min() >= 0.9999
 
@@ -84,8 +97,9 @@ def test_bad_input_leaves_the_workers_up(server):
     before = server.worker_pids()
     bad_bodies = [b"{oops", b"[]", b'{"texts": []}', b'{"texts": [""]}', b'{"texts": "x", "dimensions": -1}']
     for body in bad_bodies * 4:
-        response = requests.post(server.url + "/embed_text", data=body,
-                                 headers={"Content-Type": "application/json"}, timeout=30)
+        response = requests.post(
+            server.url + "/embed_text", data=body, headers={"Content-Type": "application/json"}, timeout=30
+        )
         assert response.status_code == 400 and "error" in response.json()
     assert requests.post(server.url + "/embed_text", json={"texts": "fine"}, timeout=30).status_code == 200
     assert server.worker_pids() == before
@@ -93,19 +107,28 @@ def test_bad_input_leaves_the_workers_up(server):
 
 def run_gunicorn_expecting_failure(env: dict[str, str]) -> str:
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    result = subprocess.run([gunicorn, "-c", "gunicorn.conf.py"], cwd=ROOT, env={**os.environ, **env},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [gunicorn, "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Traceback" not in output
     return output
 
 
-@pytest.mark.parametrize("env,variable", [
-    ({"DTYPE": "float8"}, "DTYPE"),
-    ({"WORKERS": "lots"}, "WORKERS"),
-    ({"MODEL_PATH": "/nonexistent/model"}, "MODEL_PATH"),
-])
+@pytest.mark.parametrize(
+    "env,variable",
+    [
+        ({"DTYPE": "float8"}, "DTYPE"),
+        ({"WORKERS": "lots"}, "WORKERS"),
+        ({"MODEL_PATH": "/nonexistent/model"}, "MODEL_PATH"),
+    ],
+)
 def test_invalid_setting_stops_start_up_with_one_line(env, variable):
     output = run_gunicorn_expecting_failure(env)
     lines = [line for line in output.splitlines() if line.startswith("config error:")]
@@ -131,8 +154,9 @@ def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     log = tmp_path / "server.log"
     env = {"WORKERS": "0", "CPU_THREADS": "0", "DTYPE": "float32"}
-    with GunicornProcess(env, workers=1, log_path=log,
-                         command=["taskset", "-c", "0", gunicorn, "-c", "gunicorn.conf.py"]) as server:
+    with GunicornProcess(
+        env, workers=1, log_path=log, command=["taskset", "-c", "0", gunicorn, "-c", "gunicorn.conf.py"]
+    ) as server:
         health = requests.get(server.url + "/health", timeout=10).json()
         assert health["torch_threads"] == 1
         ready = {r["pid"] for r in server.log_records() if r["msg"].startswith("worker ") and "ready" in r["msg"]}
@@ -143,8 +167,9 @@ def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
 
 def test_worker_class_sync_really_runs_sync_workers(tmp_path):
     """gunicorn turns `sync` with threads > 1 into gthread; THREADS (4 by default) must not do that."""
-    with GunicornProcess({"WORKER_CLASS": "sync", "THREADS": "4", "DTYPE": "float32"}, workers=1,
-                         log_path=tmp_path / "server.log") as server:
+    with GunicornProcess(
+        {"WORKER_CLASS": "sync", "THREADS": "4", "DTYPE": "float32"}, workers=1, log_path=tmp_path / "server.log"
+    ) as server:
         assert requests.post(server.url + "/embed_text", json={"texts": "x"}, timeout=30).status_code == 200
         messages = [r["msg"] for r in server.log_records()]
         assert "Using worker: sync" in messages and "Using worker: gthread" not in messages

@@ -15,8 +15,10 @@ from .gunicorn_process import GunicornProcess
 from .redis_process import RedisProcess
 from .tiny_models import models_setting, tiny_bge_m3, tiny_vision_model
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not RedisProcess.available(), reason="redis-server comes from Debian")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not RedisProcess.available(), reason="redis-server comes from Debian"),
+]
 
 TEXTS = ["shared between instances", "through one Redis", "with the same bits on both"]
 
@@ -38,8 +40,14 @@ def instances(redis, tmp_path_factory):
     root = tmp_path_factory.mktemp("cache-served")
     models = models_setting({"m3": tiny_bge_m3(root / "bge-m3-tiny"), "clip": tiny_vision_model(root / "clip", "clip")})
     # CACHE_BYTES=0: no local tier, so every hit below is a Redis hit.
-    env = {"MODELS": models, "DTYPE": "float32", "REDIS_URL": redis.url, "CACHE_BYTES": "0",
-           "REDIS_TIMEOUT": "0.05", "REDIS_RETRY_AFTER": "1"}
+    env = {
+        "MODELS": models,
+        "DTYPE": "float32",
+        "REDIS_URL": redis.url,
+        "CACHE_BYTES": "0",
+        "REDIS_TIMEOUT": "0.05",
+        "REDIS_RETRY_AFTER": "1",
+    }
     a = GunicornProcess(env, workers=2, log_path=root / "a.log").start()
     b = GunicornProcess(env, workers=2, log_path=root / "b.log").start()
     yield a, b
@@ -63,14 +71,26 @@ def until_hit(server, route, body, timeout=10.0):
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("route,body", [
-    ("/embed_text", {"texts": [t + " (dense)" for t in TEXTS], "model": "m3"}),
-    ("/embed_text", {"texts": [t + " (all)" for t in TEXTS], "model": "m3",
-                     "output_types": ["dense", "sparse", "colbert"], "encoding_format": "base64"}),
-    ("/embed_text", {"texts": [t + " (sparse)" for t in TEXTS], "model": "m3", "output_type": "sparse",
-                     "return_tokens": True}),
-    ("/embed_image", {"images": [png((200, 10, 10)), png((10, 10, 200))], "model": "clip"}),
-])
+@pytest.mark.parametrize(
+    "route,body",
+    [
+        ("/embed_text", {"texts": [t + " (dense)" for t in TEXTS], "model": "m3"}),
+        (
+            "/embed_text",
+            {
+                "texts": [t + " (all)" for t in TEXTS],
+                "model": "m3",
+                "output_types": ["dense", "sparse", "colbert"],
+                "encoding_format": "base64",
+            },
+        ),
+        (
+            "/embed_text",
+            {"texts": [t + " (sparse)" for t in TEXTS], "model": "m3", "output_type": "sparse", "return_tokens": True},
+        ),
+        ("/embed_image", {"images": [png((200, 10, 10)), png((10, 10, 200))], "model": "clip"}),
+    ],
+)
 def test_what_a_computes_b_answers_from_redis_with_the_same_bits(instances, route, body):
     a, b = instances
     computed = post(a, route, body)

@@ -10,8 +10,8 @@ import requests
 from app.config import default_model_path
 
 from .gunicorn_process import GunicornProcess
-from .test_gme import ENV, PICTURES, TEXTS, GmeReference, b64
 from .test_engine import cosines
+from .test_gme import ENV, PICTURES, TEXTS, GmeReference, b64
 from .tiny_models import models_setting, tiny_qwen2_vl
 
 pytestmark = pytest.mark.slow
@@ -32,15 +32,17 @@ def server(gme_dir, tmp_path_factory):
 
 def test_gme_routes_over_http_on_both_workers(server, gme_dir):
     reference = GmeReference(gme_dir)
-    expected = {"text": reference.embed(TEXTS, [None] * 3), "image": reference.embed([None] * 2, PICTURES[:2]),
-                "fused": reference.embed(TEXTS[:2], PICTURES[:2])}
+    expected = {
+        "text": reference.embed(TEXTS, [None] * 3),
+        "image": reference.embed([None] * 2, PICTURES[:2]),
+        "fused": reference.embed(TEXTS[:2], PICTURES[:2]),
+    }
     images = [b64(p) for p in PICTURES[:2]]
     for session in server.pinned_sessions(2).values():
         # No model named: each route finds the model that takes its input (GME; the default is a text model).
         text = session.post(server.url + "/embeddings/text", json={"texts": TEXTS, "model": "gme"}, timeout=60)
         image = session.post(server.url + "/embeddings/image", json={"images": images}, timeout=60)
-        fused = session.post(server.url + "/embeddings/fused", json={"texts": TEXTS[:2], "images": images},
-                             timeout=60)
+        fused = session.post(server.url + "/embeddings/fused", json={"texts": TEXTS[:2], "images": images}, timeout=60)
         for kind, response in (("text", text), ("image", image), ("fused", fused)):
             assert response.status_code == 200, response.text
             assert cosines(np.array(response.json()["embeddings"]), expected[kind]).min() >= 0.9999
@@ -48,10 +50,12 @@ def test_gme_routes_over_http_on_both_workers(server, gme_dir):
 
 def test_bad_images_and_mismatched_pairs_are_400s_and_the_workers_keep_serving(server):
     before = server.worker_pids()
-    bad = [("/embeddings/fused", {"texts": ["a", "b"], "images": [b64(PICTURES[0])]}, "images"),
-           ("/embeddings/image", {"images": ["bm90IGFuIGltYWdl"]}, "images[0]"),
-           ("/embeddings/image", {"images": ["data:image/png;base64,iVBORw0KGgo="]}, "images[0]"),
-           ("/embeddings/fused", {"texts": ["a"], "images": ["http://127.0.0.1/x.png"]}, "images[0]")]
+    bad = [
+        ("/embeddings/fused", {"texts": ["a", "b"], "images": [b64(PICTURES[0])]}, "images"),
+        ("/embeddings/image", {"images": ["bm90IGFuIGltYWdl"]}, "images[0]"),
+        ("/embeddings/image", {"images": ["data:image/png;base64,iVBORw0KGgo="]}, "images[0]"),
+        ("/embeddings/fused", {"texts": ["a"], "images": ["http://127.0.0.1/x.png"]}, "images[0]"),
+    ]
     for route, body, param in bad * 3:
         response = requests.post(server.url + route, json=body, timeout=30)
         assert response.status_code == 400 and response.json()["error"]["param"] == param, response.text

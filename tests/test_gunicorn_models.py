@@ -12,7 +12,6 @@ import pytest
 import requests
 from PIL import Image
 
-
 from .gunicorn_process import GunicornProcess
 from .test_gunicorn import run_gunicorn_expecting_failure
 from .tiny_models import models_setting, three_models
@@ -49,8 +48,11 @@ def test_every_model_is_loaded_once_in_the_master(server):
 
 def test_models_lists_all_three(server):
     cards = requests.get(server.url + "/v1/models", timeout=10).json()["data"]
-    assert [(c["id"], c["family"]) for c in cards] == [("minilm", "sentence-transformers"), ("qwen3", "decoder"),
-                                                       ("clip", "dual-encoder")]
+    assert [(c["id"], c["family"]) for c in cards] == [
+        ("minilm", "sentence-transformers"),
+        ("qwen3", "decoder"),
+        ("clip", "dual-encoder"),
+    ]
 
 
 def test_each_model_answers_on_its_routes_on_both_workers(server, model_dirs, reference_model):
@@ -63,21 +65,29 @@ def test_each_model_answers_on_its_routes_on_both_workers(server, model_dirs, re
         minilm = session.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=30).json()
         assert minilm["model"] == "minilm"  # the first entry is the default
         assert (np.array(minilm["embeddings"]) * expected["minilm"]).sum(axis=1).min() >= 0.9999
-        decoder = session.post(server.url + "/embed_text",
-                               json={"texts": TEXTS, "model": "qwen3", "prompt_name": "query"}, timeout=30).json()
+        decoder = session.post(
+            server.url + "/embed_text", json={"texts": TEXTS, "model": "qwen3", "prompt_name": "query"}, timeout=30
+        ).json()
         assert (np.array(decoder["embeddings"]) * expected["qwen3"]).sum(axis=1).min() >= 0.9999
-        images = session.post(server.url + "/embed_image",
-                              json={"images": [png((250, 0, 0)), png((0, 0, 250))], "model": "clip"}, timeout=30)
+        images = session.post(
+            server.url + "/embed_image",
+            json={"images": [png((250, 0, 0)), png((0, 0, 250))], "model": "clip"},
+            timeout=30,
+        )
         assert images.status_code == 200 and images.json()["dimension"] == 24
-        refused = session.post(server.url + "/embed_image", json={"images": [png((0, 0, 0))], "model": "qwen3"},
-                               timeout=30)
+        refused = session.post(
+            server.url + "/embed_image", json={"images": [png((0, 0, 0))], "model": "qwen3"}, timeout=30
+        )
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_modality"
         assert session.get(server.url + "/health", timeout=10).json()["pid"] == pid
     client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     result = client.embeddings.create(model="qwen3", input=TEXTS)
     assert result.model == "qwen3" and len(result.data[0].embedding) == 32
-    similarity = requests.post(server.url + "/similarity", json={"texts": ["red", "blue"], "model": "clip",
-                                                                 "images": [png((250, 0, 0))]}, timeout=30).json()
+    similarity = requests.post(
+        server.url + "/similarity",
+        json={"texts": ["red", "blue"], "model": "clip", "images": [png((250, 0, 0))]},
+        timeout=30,
+    ).json()
     assert similarity["shape"] == [2, 1]
 
 
@@ -90,8 +100,9 @@ def test_metrics_carry_the_model(server):
 
 def test_a_broken_entry_stops_start_up_with_one_line_naming_it(model_dirs, tmp_path):
     (tmp_path / "empty").mkdir()
-    output = run_gunicorn_expecting_failure({"MODELS": f"minilm={model_dirs['minilm']},bad={tmp_path / 'empty'}",
-                                             "BIND": "127.0.0.1:0"})
+    output = run_gunicorn_expecting_failure(
+        {"MODELS": f"minilm={model_dirs['minilm']},bad={tmp_path / 'empty'}", "BIND": "127.0.0.1:0"}
+    )
     lines = [line for line in output.splitlines() if line.startswith("config error:")]
     assert len(lines) == 1 and re.match(r"config error: MODELS: entry bad=", lines[0])
 
@@ -100,8 +111,12 @@ def test_a_rejected_image_and_a_clean_stop_log_only_json_lines(server):
     """Runs last: it stops the module's server. A refused image is one access line that says why (no traceback
     from the thread pool), and SIGTERM leaves nothing but JSON records behind."""
     truncated_png = png("red")[:60]
-    refused = requests.post(server.url + "/embed_image", json={"model": "clip", "images": [truncated_png]},
-                            headers={"X-Request-ID": "refused-image"}, timeout=30)
+    refused = requests.post(
+        server.url + "/embed_image",
+        json={"model": "clip", "images": [truncated_png]},
+        headers={"X-Request-ID": "refused-image"},
+        timeout=30,
+    )
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_image"
     assert server.stop() == 0
     lines = [line for line in server.log_path.read_text().splitlines() if line.strip()]

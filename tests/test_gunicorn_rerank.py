@@ -26,8 +26,10 @@ def cross_encoder_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(cross_encoder_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("gunicorn-rerank") / "server.log"
-    env = {"MODELS": models_setting({"minilm": default_model_path(), "bge-reranker": cross_encoder_dir}),
-           "DTYPE": "float32"}
+    env = {
+        "MODELS": models_setting({"minilm": default_model_path(), "bge-reranker": cross_encoder_dir}),
+        "DTYPE": "float32",
+    }
     with GunicornProcess(env, workers=2, log_path=log) as proc:
         yield proc
 

@@ -134,16 +134,24 @@ def test_a_redirect_off_the_host_allow_list_is_refused(local):
 def test_names_are_checked_after_resolution_on_every_connection(local):
     first_url, _ = local
     port = int(first_url.rsplit(":", 1)[1])
-    answers = {"images.example": "10.1.2.3", "metadata.example": "169.254.169.254", "v6.example": "::1",
-               "mapped.example": "::ffff:127.0.0.1"}
+    answers = {
+        "images.example": "10.1.2.3",
+        "metadata.example": "169.254.169.254",
+        "v6.example": "::1",
+        "mapped.example": "::ffff:127.0.0.1",
+    }
 
     def resolve(host, port, type=0):  # noqa: A002 - getaddrinfo's keyword
         address = answers[host]
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
 
-    for host, words in (("images.example", "private"), ("metadata.example", "metadata"),
-                        ("v6.example", "loopback"), ("mapped.example", "loopback")):
+    for host, words in (
+        ("images.example", "private"),
+        ("metadata.example", "metadata"),
+        ("v6.example", "loopback"),
+        ("mapped.example", "loopback"),
+    ):
         error = refused(lambda: fetcher(resolve=resolve).fetch(f"http://{host}:{port}/cat.png", "x"))
         assert words in error.message, (host, error.message)
     # Metadata stays refused even inside an allowed network.
@@ -177,8 +185,9 @@ def test_url_shapes():
 def test_settings_validate_networks():
     with pytest.raises(ConfigError, match="ALLOWED_IMAGE_NETWORKS"):
         Settings.from_env({"ALLOWED_IMAGE_NETWORKS": "not-a-network"})
-    settings = Settings.from_env({"ALLOWED_IMAGE_NETWORKS": "10.0.0.0/8, 127.0.0.1",
-                                  "ALLOWED_IMAGE_HOSTS": "Images.Example.com.,*.cdn.net"})
+    settings = Settings.from_env(
+        {"ALLOWED_IMAGE_NETWORKS": "10.0.0.0/8, 127.0.0.1", "ALLOWED_IMAGE_HOSTS": "Images.Example.com.,*.cdn.net"}
+    )
     assert settings.allowed_image_networks == ("10.0.0.0/8", "127.0.0.1/32")
     assert settings.allowed_image_hosts == ("images.example.com", "*.cdn.net")
 
@@ -190,8 +199,7 @@ def clip_dir(tmp_path_factory):
 
 
 def route_client(clip_dir, **env):
-    settings = Settings.from_env({"MODEL_PATH": str(clip_dir), "DTYPE": "float32", "IMAGE_URL_FETCH": "true",
-                                  **env})
+    settings = Settings.from_env({"MODEL_PATH": str(clip_dir), "DTYPE": "float32", "IMAGE_URL_FETCH": "true", **env})
     return create_app(settings).test_client()
 
 
@@ -209,8 +217,9 @@ def test_routes_fetch_from_an_allowed_network(clip_dir, local):
     first_url, second_url = local
     client = route_client(clip_dir, ALLOWED_IMAGE_NETWORKS="127.0.0.0/8")
     from_url = client.post("/embed_image", json={"images": [f"{first_url}/cat.png", f"{second_url}/redirect"]})
-    inline = client.post("/embed_image", data={"image": (io.BytesIO(PNG), "cat.png")},
-                         content_type="multipart/form-data")
+    inline = client.post(
+        "/embed_image", data={"image": (io.BytesIO(PNG), "cat.png")}, content_type="multipart/form-data"
+    )
     assert from_url.status_code == 200 and inline.status_code == 200
     urls = np.array(from_url.get_json()["embeddings"])
     np.testing.assert_allclose(urls[0], inline.get_json()["embeddings"][0], atol=1e-6)

@@ -25,11 +25,16 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 # -------------------------------------------------------------------- sources
@@ -43,12 +48,15 @@ def test_sources_base64_data_uri_and_url():
     assert url.kind == "url" and url.url == "https://example.org/cat.jpg"
 
 
-@pytest.mark.parametrize("value,fragment", [
-    ("", "non-empty"),
-    ("not base64 !!", "valid base64"),
-    ("data:text/plain;base64,aGVsbG8=", "not an image"),
-    ("data:image/png,rawbytes", "not base64"),
-])
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        ("", "non-empty"),
+        ("not base64 !!", "valid base64"),
+        ("data:text/plain;base64,aGVsbG8=", "not an image"),
+        ("data:image/png,rawbytes", "not base64"),
+    ],
+)
 def test_bad_sources_name_the_index(value, fragment):
     with pytest.raises(InvalidRequest, match=fragment) as info:
         parse_source(value, LIMITS, "images[2]")
@@ -106,14 +114,17 @@ def test_exif_orientation_is_applied():
     assert image.size == (20, 40)
 
 
-@pytest.mark.parametrize("mode,pixel,expected", [
-    ("RGBA", (255, 0, 0, 255), (255, 0, 0)),
-    ("RGBA", (255, 0, 0, 0), (255, 255, 255)),  # fully transparent shows as white
-    ("LA", (0, 255), (0, 0, 0)),
-    ("L", 128, (128, 128, 128)),
-    ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
-    ("1", 1, (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    "mode,pixel,expected",
+    [
+        ("RGBA", (255, 0, 0, 255), (255, 0, 0)),
+        ("RGBA", (255, 0, 0, 0), (255, 255, 255)),  # fully transparent shows as white
+        ("LA", (0, 255), (0, 0, 0)),
+        ("L", 128, (128, 128, 128)),
+        ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
+        ("1", 1, (255, 255, 255)),
+    ],
+)
 def test_every_mode_becomes_rgb(mode, pixel, expected):
     image = Image.new(mode, (4, 4), pixel)
     fmt = "JPEG" if mode == "CMYK" else "PNG"

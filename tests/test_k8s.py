@@ -20,8 +20,9 @@ OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir())
 CUSTOM_KINDS = {"ServiceMonitor"}
 KUBERNETES_VERSION = "1.32.0"
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
-                                reason="kubectl comes from Debian's package (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl comes from Debian's package (.ci/run installs it)"
+)
 
 
 def render(path) -> list[dict]:

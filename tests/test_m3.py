@@ -14,11 +14,16 @@ import pytest
 from app import create_app
 from app.config import Settings
 
-from .tiny_models import tiny_bge_m3
 from .engines import engine_for
+from .tiny_models import tiny_bge_m3
 
-TEXTS = ["the cat sat on the mat", "dense sparse hybrid search with an unknownword",
-         "the the the cat", "a", "query passage retrieval model embedding colbert late interaction score " * 3]
+TEXTS = [
+    "the cat sat on the mat",
+    "dense sparse hybrid search with an unknownword",
+    "the the the cat",
+    "a",
+    "query passage retrieval model embedding colbert late interaction score " * 3,
+]
 ALL = frozenset({"dense", "sparse", "colbert"})
 
 
@@ -96,12 +101,18 @@ def test_sentence_transformers_layout_with_heads_in_the_root(m3_dir, tmp_path, r
     root = tmp_path / "bge-m3-st"
     shutil.copytree(m3_dir, root)
     (root / "1_Pooling").mkdir()
-    (root / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
-                                                                 "pooling_mode_cls_token": True}))
-    (root / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (root / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True})
+    )
+    (root / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ]
+        )
+    )
     engine = engine_for(Settings.from_env({"MODEL_PATH": str(root), "DTYPE": "float32"}))
     result = engine.embed_texts(engine.resolve(None), TEXTS, outputs=ALL)
     assert_matches_reference(result.vectors, result.sparse, result.colbert, reference)
@@ -109,8 +120,9 @@ def test_sentence_transformers_layout_with_heads_in_the_root(m3_dir, tmp_path, r
 
 # ----------------------------------------------------------------------- routes
 def test_embed_text_output_types_in_one_response(m3, reference):
-    body = m3.post("/embed_text", json={"texts": TEXTS, "output_types": ["dense", "sparse", "colbert"],
-                                        "return_tokens": True}).get_json()
+    body = m3.post(
+        "/embed_text", json={"texts": TEXTS, "output_types": ["dense", "sparse", "colbert"], "return_tokens": True}
+    ).get_json()
     dense = np.array(body["embeddings"], dtype=np.float32)
     sparse = [(s["indices"], s["values"]) for s in body["sparse"]]
     colbert = [np.array(c, dtype=np.float32).reshape(-1, body["colbert_dimension"]) for c in body["colbert"]]
@@ -124,8 +136,9 @@ def test_single_output_type_and_base64_colbert(m3, reference):
     assert "embeddings" not in sparse_only and "colbert" not in sparse_only
     assert "tokens" not in sparse_only["sparse"][0]
     floats = m3.post("/embed_text", json={"texts": TEXTS, "output_type": "colbert"}).get_json()
-    packed = m3.post("/embed_text", json={"texts": TEXTS, "output_type": "colbert",
-                                          "encoding_format": "base64"}).get_json()
+    packed = m3.post(
+        "/embed_text", json={"texts": TEXTS, "output_type": "colbert", "encoding_format": "base64"}
+    ).get_json()
     width = packed["colbert_dimension"]
     for as_floats, as_base64 in zip(floats["colbert"], packed["colbert"]):
         decoded = np.frombuffer(base64.b64decode(as_base64), dtype="<f4").reshape(-1, width)
@@ -149,8 +162,9 @@ def test_embed_sparse_speaks_teis_shape(m3, reference):
 
 def test_similarity_scores_match_bgem3s_own(m3, flag):
     queries, passages = TEXTS[:2], TEXTS[2:]
-    body = m3.post("/similarity", json={"texts": queries, "documents": passages,
-                                        "output_types": ["dense", "sparse", "colbert"]}).get_json()
+    body = m3.post(
+        "/similarity", json={"texts": queries, "documents": passages, "output_types": ["dense", "sparse", "colbert"]}
+    ).get_json()
     assert body["shape"] == [2, 3] and set(body["scores"]) == {"dense", "sparse", "colbert", "hybrid"}
     q = flag.encode(queries, return_dense=True, return_sparse=True, return_colbert_vecs=True)
     p = flag.encode(passages, return_dense=True, return_sparse=True, return_colbert_vecs=True)
@@ -161,9 +175,15 @@ def test_similarity_scores_match_bgem3s_own(m3, flag):
     np.testing.assert_allclose(body["scores"]["colbert"], colbert, atol=1e-4)
     hybrid = (0.4 * np.array(body["scores"]["dense"]) + 0.2 * lexical + 0.4 * np.array(colbert)) / 1.0
     np.testing.assert_allclose(body["similarity_matrix"], hybrid, atol=1e-4)
-    weighted = m3.post("/similarity", json={"texts": queries, "documents": passages,
-                                            "output_types": ["dense", "sparse"],
-                                            "weights": {"dense": 1, "sparse": 3}}).get_json()
+    weighted = m3.post(
+        "/similarity",
+        json={
+            "texts": queries,
+            "documents": passages,
+            "output_types": ["dense", "sparse"],
+            "weights": {"dense": 1, "sparse": 3},
+        },
+    ).get_json()
     expected = (np.array(body["scores"]["dense"]) + 3 * lexical) / 4
     np.testing.assert_allclose(weighted["similarity_matrix"], expected, atol=1e-4)
 
@@ -196,8 +216,10 @@ def test_request_shape_errors(m3):
 def test_mixed_requests_share_batches_and_each_gets_its_own_outputs(m3_app, m3_engine, reference):
     """Dense-only and all-output requests ride the same forward passes; each answer matches FlagEmbedding."""
     # cache off: the point is that these requests' rows meet in forward passes
-    bodies = [{"texts": TEXTS, "output_types": ["dense", "sparse", "colbert"], "cache": False},
-              {"texts": TEXTS, "cache": False}]
+    bodies = [
+        {"texts": TEXTS, "output_types": ["dense", "sparse", "colbert"], "cache": False},
+        {"texts": TEXTS, "cache": False},
+    ]
 
     def call(i):
         return i, m3_app.test_client().post("/embed_text", json=bodies[i % 2]).get_json()
@@ -228,10 +250,14 @@ def test_gunicorn_serves_all_outputs(m3_dir, reference, tmp_path):
 
     from .gunicorn_process import GunicornProcess
 
-    with GunicornProcess({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}, workers=2,
-                         log_path=tmp_path / "server.log") as server:
-        body = requests.post(server.url + "/embed_text", json={"texts": TEXTS, "output_types": ["sparse", "colbert"],
-                                                               "encoding_format": "base64"}, timeout=60).json()
+    with GunicornProcess(
+        {"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}, workers=2, log_path=tmp_path / "server.log"
+    ) as server:
+        body = requests.post(
+            server.url + "/embed_text",
+            json={"texts": TEXTS, "output_types": ["sparse", "colbert"], "encoding_format": "base64"},
+            timeout=60,
+        ).json()
         width = body["colbert_dimension"]
         colbert = [np.frombuffer(base64.b64decode(c), dtype="<f4").reshape(-1, width) for c in body["colbert"]]
         dense = requests.post(server.url + "/v1/embeddings", json={"input": TEXTS}, timeout=60).json()
@@ -242,8 +268,9 @@ def test_gunicorn_serves_all_outputs(m3_dir, reference, tmp_path):
         assert {item["index"] for item in tei[0]} == {int(k) for k in reference["lexical_weights"][0]}
 
 
-@pytest.mark.parametrize("weights", [{"dense": 1e308, "sparse": 1e308}, {"dense": 1e-320, "sparse": 1e-320},
-                                     {"dense": float("inf")}])
+@pytest.mark.parametrize(
+    "weights", [{"dense": 1e308, "sparse": 1e308}, {"dense": 1e-320, "sparse": 1e-320}, {"dense": float("inf")}]
+)
 def test_hybrid_weights_that_overflow_are_refused(m3, weights):
     body = {"texts": TEXTS[:1], "documents": TEXTS[1:2], "output_types": ["dense", "sparse"], "weights": weights}
     response = m3.post("/similarity", data=json.dumps(body, allow_nan=True), content_type="application/json")

@@ -50,11 +50,14 @@ def test_models_entries_name_and_path(model_dirs):
     assert [m["name"] for m in settings.public_dict()["models"]] == ["minilm", "clip-tiny"]
 
 
-@pytest.mark.parametrize("value,fragment", [
-    ("a=/nonexistent/dir", "'a=/nonexistent/dir'"),
-    ("=/tmp", "empty name"),
-    ("a=", "no path"),
-])
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        ("a=/nonexistent/dir", "'a=/nonexistent/dir'"),
+        ("=/tmp", "empty name"),
+        ("a=", "no path"),
+    ],
+)
 def test_a_wrong_models_entry_names_it(value, fragment):
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"MODELS": value})
@@ -150,8 +153,13 @@ def test_warm_up_covers_every_model_before_ready(models_env, monkeypatch):
     warmed = []
     for family in FAMILIES:
         original = family.forward
-        monkeypatch.setattr(family, "forward", lambda self, kind, rows, outputs, original=original:
-                            warmed.append((self.name, kind)) or original(self, kind, rows, outputs))
+        monkeypatch.setattr(
+            family,
+            "forward",
+            lambda self, kind, rows, outputs, original=original: (
+                warmed.append((self.name, kind)) or original(self, kind, rows, outputs)
+            ),
+        )
     client = create_app(settings, engine).test_client()
     assert client.get("/ready").status_code == 503
     engine.start_worker()

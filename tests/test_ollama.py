@@ -17,16 +17,24 @@ def test_embed_is_normalised_and_embeddings_is_raw(client, engine, model):
     raw = client.post("/api/embeddings", json={"model": "all-MiniLM-L6-v2", "prompt": TEXTS[0]}).get_json()
     unnormalised = engine.embed_texts(model, TEXTS[:1], normalize=False).vectors[0]
     assert np.allclose(raw["embedding"], unnormalised, atol=1e-6) and abs(np.linalg.norm(unnormalised) - 1) > 1e-3
-    assert client.post("/api/embeddings", json={"model": "all-MiniLM-L6-v2", "prompt": ""}).get_json() == \
-        {"embedding": []}
+    assert client.post("/api/embeddings", json={"model": "all-MiniLM-L6-v2", "prompt": ""}).get_json() == {
+        "embedding": []
+    }
 
 
 def test_tags_latest_dimensions_and_truncation(client):
-    short = client.post("/api/embed", json={"model": "all-MiniLM-L6-v2:latest", "input": "x", "dimensions": 64,
-                                            "keep_alive": "5m", "options": {"temperature": 0}}).get_json()
+    short = client.post(
+        "/api/embed",
+        json={
+            "model": "all-MiniLM-L6-v2:latest",
+            "input": "x",
+            "dimensions": 64,
+            "keep_alive": "5m",
+            "options": {"temperature": 0},
+        },
+    ).get_json()
     assert len(short["embeddings"][0]) == 64
-    refused = client.post("/api/embed", json={"model": "all-MiniLM-L6-v2", "input": "word " * 1000,
-                                              "truncate": False})
+    refused = client.post("/api/embed", json={"model": "all-MiniLM-L6-v2", "input": "word " * 1000, "truncate": False})
     assert refused.status_code == 400 and set(refused.get_json()) == {"error"}
 
 
@@ -38,13 +46,16 @@ def test_listing_routes_for_front_ends(client):
     assert client.get("/api/version").get_json()["version"]
 
 
-@pytest.mark.parametrize("route,body,status", [
-    ("/api/embed", {"model": "nomic-embed-text", "input": "x"}, 404),
-    ("/api/embed", {"model": "all-MiniLM-L6-v2", "input": []}, 400),
-    ("/api/embed", {"model": "all-MiniLM-L6-v2"}, 400),
-    ("/api/embeddings", {"model": "all-MiniLM-L6-v2", "prompt": 3}, 400),
-    ("/api/show", {}, 400),
-])
+@pytest.mark.parametrize(
+    "route,body,status",
+    [
+        ("/api/embed", {"model": "nomic-embed-text", "input": "x"}, 404),
+        ("/api/embed", {"model": "all-MiniLM-L6-v2", "input": []}, 400),
+        ("/api/embed", {"model": "all-MiniLM-L6-v2"}, 400),
+        ("/api/embeddings", {"model": "all-MiniLM-L6-v2", "prompt": 3}, 400),
+        ("/api/show", {}, 400),
+    ],
+)
 def test_errors_are_in_ollamas_shape(client, route, body, status):
     response = client.post(route, json=body)
     assert response.status_code == status and set(response.get_json()) == {"error"}

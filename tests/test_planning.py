@@ -22,12 +22,15 @@ def brute_force(lengths, max_rows, max_tokens, overhead):
     return best
 
 
-@pytest.mark.parametrize("lengths", [
-    [200, 180, 30, 28, 25, 5, 4, 3],
-    [64] * 8,
-    [256, 8, 8, 8, 8, 8, 8, 8],
-    [120, 100, 90, 60, 50, 12, 11, 10, 9, 2],
-])
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [200, 180, 30, 28, 25, 5, 4, 3],
+        [64] * 8,
+        [256, 8, 8, 8, 8, 8, 8, 8],
+        [120, 100, 90, 60, 50, 12, 11, 10, 9, 2],
+    ],
+)
 def test_plan_is_optimal_and_within_limits(lengths):
     plan = plan_batches(lengths, max_rows=4, max_tokens=400, overhead=64)
     assert plan[0][0] == 0 and plan[-1][1] == len(lengths)

@@ -139,8 +139,9 @@ def test_metrics_count_requests_across_workers(tmp_path):
 
 def test_timing_headers_and_request_id(tmp_path):
     with GunicornProcess({}, workers=1, log_path=tmp_path / "log") as server:
-        response = requests.post(server.url + "/v1/embeddings", json={"input": ["a", "b"]},
-                                 headers={"X-Request-ID": "trace-42"}, timeout=30)
+        response = requests.post(
+            server.url + "/v1/embeddings", json={"input": ["a", "b"]}, headers={"X-Request-ID": "trace-42"}, timeout=30
+        )
         assert response.headers["X-Request-ID"] == "trace-42"
         total = float(response.headers["X-Total-Time"])
         parts = [float(response.headers[h]) for h in ("X-Tokenization-Time", "X-Queue-Time", "X-Inference-Time")]

@@ -12,8 +12,12 @@ from sentence_transformers.util.quantization import quantize_embeddings
 
 from app.engine.quantization import calibration_texts
 
-TEXTS = ["quantized vectors are smaller", "binary vectors are 32 times smaller", "a third text",
-         "int8 keeps most of the recall"]
+TEXTS = [
+    "quantized vectors are smaller",
+    "binary vectors are 32 times smaller",
+    "a third text",
+    "int8 keeps most of the recall",
+]
 PRECISIONS = ["int8", "uint8", "binary", "ubinary"]
 
 
@@ -46,8 +50,11 @@ def test_precision_is_quantize_embeddings_of_the_float_vectors(client, engine, m
 def test_end_to_end_against_sentence_transformers(client, reference_model, precision):
     """sentence-transformers' own encode + quantize_embeddings with the shipped calibration corpus."""
     calibration = reference_model.encode(calibration_texts())
-    expected = quantize_embeddings(reference_model.encode(TEXTS), precision,
-                                   calibration_embeddings=calibration if precision in ("int8", "uint8") else None)
+    expected = quantize_embeddings(
+        reference_model.encode(TEXTS),
+        precision,
+        calibration_embeddings=calibration if precision in ("int8", "uint8") else None,
+    )
     got = native(client, precision)
     assert got.shape == expected.shape
     # float32 rounding may move a value across a step boundary, never further
@@ -65,19 +72,27 @@ def test_dimensions_and_base64_with_a_precision(client, engine, model):
     floats = native(client, "float32", dimensions=128)
     ranges = engine.calibrations[model.name].ranges(128, True)
     assert np.array_equal(short, quantize_embeddings(floats.astype(np.float32), "int8", ranges=ranges))
-    encoded = client.post("/embed_text", json={"texts": TEXTS, "precision": "ubinary",
-                                               "encoding_format": "base64"}).get_json()["embeddings"]
-    assert np.array_equal([np.frombuffer(base64.b64decode(row), np.uint8) for row in encoded],
-                          native(client, "ubinary"))
+    encoded = client.post(
+        "/embed_text", json={"texts": TEXTS, "precision": "ubinary", "encoding_format": "base64"}
+    ).get_json()["embeddings"]
+    assert np.array_equal(
+        [np.frombuffer(base64.b64decode(row), np.uint8) for row in encoded], native(client, "ubinary")
+    )
     refused = client.post("/embed_text", json={"texts": TEXTS, "precision": "int4"})
     assert refused.status_code == 400 and refused.get_json()["error"]["param"] == "precision"
 
 
 # ----------------------------------------------------------------- Cohere's /v2/embed
 def test_v2_embed_returns_every_type_asked_for(client):
-    body = client.post("/v2/embed", json={"model": "all-MiniLM-L6-v2", "texts": TEXTS, "input_type": "search_query",
-                                          "embedding_types": ["float", "int8", "uint8", "binary", "ubinary",
-                                                              "base64"]}).get_json()
+    body = client.post(
+        "/v2/embed",
+        json={
+            "model": "all-MiniLM-L6-v2",
+            "texts": TEXTS,
+            "input_type": "search_query",
+            "embedding_types": ["float", "int8", "uint8", "binary", "ubinary", "base64"],
+        },
+    ).get_json()
     assert body["response_type"] == "embeddings_by_type" and body["texts"] == TEXTS and body["id"]
     assert body["meta"]["billed_units"]["input_tokens"] > 0
     embeddings = body["embeddings"]
@@ -92,6 +107,7 @@ def test_v2_embed_returns_every_type_asked_for(client):
 
 def test_v2_embed_truncate_max_tokens_and_output_dimension(client):
     long = " ".join(f"word{i}" for i in range(400))
+
     def vector(**extra):
         return client.post("/v2/embed", json={"texts": [long], "input_type": "clustering", **extra})
 
@@ -106,22 +122,27 @@ def test_v2_embed_truncate_max_tokens_and_output_dimension(client):
 
 
 def test_v2_embed_inputs_with_text_content(client):
-    body = {"inputs": [{"content": [{"type": "text", "text": text}]} for text in TEXTS],
-            "input_type": "search_document"}
+    body = {
+        "inputs": [{"content": [{"type": "text", "text": text}]} for text in TEXTS],
+        "input_type": "search_document",
+    }
     got = client.post("/v2/embed", json=body).get_json()["embeddings"]["float"]
     assert np.allclose(got, native(client, "float32"), atol=1e-6)
 
 
-@pytest.mark.parametrize("body,status", [
-    ({"texts": TEXTS, "images": ["data:image/png;base64,AAAA"]}, 400),
-    ({"input_type": "search_query"}, 400),
-    ({"texts": [], "input_type": "search_query"}, 400),
-    ({"texts": ["a"], "embedding_types": ["int4"]}, 400),
-    ({"texts": ["a"], "truncate": "MIDDLE"}, 400),
-    ({"texts": ["a"], "model": "embed-english-v3.0"}, 404),
-    ({"images": ["data:image/png;base64,AAAA"]}, 400),  # a text model
-    ({"inputs": [{"content": []}]}, 400),
-])
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"texts": TEXTS, "images": ["data:image/png;base64,AAAA"]}, 400),
+        ({"input_type": "search_query"}, 400),
+        ({"texts": [], "input_type": "search_query"}, 400),
+        ({"texts": ["a"], "embedding_types": ["int4"]}, 400),
+        ({"texts": ["a"], "truncate": "MIDDLE"}, 400),
+        ({"texts": ["a"], "model": "embed-english-v3.0"}, 404),
+        ({"images": ["data:image/png;base64,AAAA"]}, 400),  # a text model
+        ({"inputs": [{"content": []}]}, 400),
+    ],
+)
 def test_v2_embed_errors_are_in_cohere_shape(client, body, status):
     response = client.post("/v2/embed", json=body)
     assert response.status_code == status and set(response.get_json()) == {"message"}, response.get_json()

@@ -25,8 +25,10 @@ DOCUMENTS = [
     "x",
     "a very long document that goes on and on " * 30,  # over the tiny models' 64 tokens
 ]
-QWEN3_PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
-                "Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
+QWEN3_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
 QWEN3_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 QWEN3_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
@@ -34,9 +36,11 @@ QWEN3_INSTRUCTION = "Given a web search query, retrieve relevant passages that a
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerankers")
-    return {"bert": tiny_cross_encoder(root / "ce-bert", "bert"),
-            "xlmr": tiny_cross_encoder(root / "ce-xlmr", "xlmr", sentence_transformers=False, seed=1),
-            "llm": tiny_qwen3_reranker(root / "qwen3-reranker-tiny")}
+    return {
+        "bert": tiny_cross_encoder(root / "ce-bert", "bert"),
+        "xlmr": tiny_cross_encoder(root / "ce-xlmr", "xlmr", sentence_transformers=False, seed=1),
+        "llm": tiny_qwen3_reranker(root / "qwen3-reranker-tiny"),
+    }
 
 
 def served(path, **env):
@@ -91,10 +95,10 @@ def test_truncation_cuts_the_document_from_either_end(dirs):
     left = model.prepare_pairs(QUERY, [long_document], direction="left").rows[0]
     assert len(right) == len(left) == model.max_length == 64
     query_ids = model.tokenizer(QUERY, add_special_tokens=False)["input_ids"]
-    assert right.ids[1:1 + len(query_ids)] == query_ids == left.ids[1:1 + len(query_ids)]  # the query is whole
+    assert right.ids[1 : 1 + len(query_ids)] == query_ids == left.ids[1 : 1 + len(query_ids)]  # the query is whole
     document_ids = model.tokenizer(long_document, add_special_tokens=False)["input_ids"]
-    assert right.ids[right.first_segment:-1] == document_ids[:len(right) - right.first_segment - 1]
-    assert left.ids[left.first_segment:-1] == document_ids[-(len(left) - left.first_segment - 1):]
+    assert right.ids[right.first_segment : -1] == document_ids[: len(right) - right.first_segment - 1]
+    assert left.ids[left.first_segment : -1] == document_ids[-(len(left) - left.first_segment - 1) :]
     with pytest.raises(InvalidRequest) as info:
         model.prepare_pairs(QUERY, ["fine", long_document], truncate=False)
     assert info.value.param == "documents[1]" and info.value.code == "input_too_long"
@@ -106,17 +110,25 @@ def test_a_classifier_with_several_labels_is_refused(tmp_path):
     from app.config import default_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                             num_attention_heads=4, intermediate_size=64, num_labels=3)
-                                  ).save_pretrained(tmp_path / "classifier")
+    BertForSequenceClassification(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+            num_labels=3,
+        )
+    ).save_pretrained(tmp_path / "classifier")
     tokenizer.save_pretrained(tmp_path / "classifier")
     with pytest.raises(ConfigError, match="3 labels is a classifier"):
         load_engine(Settings.from_env({"MODEL_PATH": str(tmp_path / "classifier")}))
 
 
 # ------------------------------------------------------------------ LLM reranker
-def qwen3_recipe(directory, query: str, documents: list[str], instruction: str | None = None,
-                 max_length: int = 8192) -> np.ndarray:
+def qwen3_recipe(
+    directory, query: str, documents: list[str], instruction: str | None = None, max_length: int = 8192
+) -> np.ndarray:
     """Qwen3-Reranker's published usage with transformers, step by step."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,8 +140,13 @@ def qwen3_recipe(directory, query: str, documents: list[str], instruction: str |
     suffix_tokens = tokenizer.encode(QWEN3_SUFFIX, add_special_tokens=False)
     instruction = instruction or QWEN3_INSTRUCTION
     pairs = [f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}" for doc in documents]
-    inputs = tokenizer(pairs, padding=False, truncation="longest_first", return_attention_mask=False,
-                       max_length=max_length - len(prefix_tokens) - len(suffix_tokens))
+    inputs = tokenizer(
+        pairs,
+        padding=False,
+        truncation="longest_first",
+        return_attention_mask=False,
+        max_length=max_length - len(prefix_tokens) - len(suffix_tokens),
+    )
     for i, ele in enumerate(inputs["input_ids"]):
         inputs["input_ids"][i] = prefix_tokens + ele + suffix_tokens
     with warnings.catch_warnings():  # the recipe passes max_length with padding=True, which transformers notes
@@ -155,14 +172,17 @@ def test_llm_reranker_equals_the_published_recipe(dirs, instruction):
 
 
 def test_llm_reranker_template_from_the_directory(tmp_path):
-    directory = tiny_qwen3_reranker(tmp_path / "custom-llm", template={
-        "instruction": "Given a question, find the passage that answers it", "max_length": 160})
+    directory = tiny_qwen3_reranker(
+        tmp_path / "custom-llm",
+        template={"instruction": "Given a question, find the passage that answers it", "max_length": 160},
+    )
     engine = served(directory)
     model = engine.resolve(None)
     assert model.max_length == 160 and model.describe()["default_instruction"].startswith("Given a question")
     ours = engine.rerank(model, [QUERY], DOCUMENTS).scores[0]
-    expected = qwen3_recipe(directory, QUERY, DOCUMENTS, "Given a question, find the passage that answers it",
-                            max_length=160)
+    expected = qwen3_recipe(
+        directory, QUERY, DOCUMENTS, "Given a question, find the passage that answers it", max_length=160
+    )
     assert np.abs(ours - expected).max() <= 1e-4
     assert max(len(row) for row in model.prepare_pairs(QUERY, DOCUMENTS).rows) == 160  # the long one was cut
 
@@ -178,9 +198,15 @@ def test_a_causal_lm_reranker_without_yes_and_no_tokens_does_not_start(tmp_path)
 def client(dirs):
     from app.config import default_model_path
 
-    settings = Settings.from_env({"MODELS": models_setting({"minilm": default_model_path(), "bge-reranker":
-                                                            dirs["bert"], "qwen3-reranker": dirs["llm"]}),
-                                  "DTYPE": "float32", "MAX_BATCH_ITEMS": "8"})
+    settings = Settings.from_env(
+        {
+            "MODELS": models_setting(
+                {"minilm": default_model_path(), "bge-reranker": dirs["bert"], "qwen3-reranker": dirs["llm"]}
+            ),
+            "DTYPE": "float32",
+            "MAX_BATCH_ITEMS": "8",
+        }
+    )
     engine = engine_for(settings)
     engine.start_worker()
     return create_app(settings, engine).test_client(), engine
@@ -189,12 +215,14 @@ def client(dirs):
 def test_tei_rerank_shape(client):
     http, engine = client
     expected = engine.rerank(engine.resolve("bge-reranker"), [QUERY], DOCUMENTS).scores[0]
-    ranks = http.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS, "model": "bge-reranker",
-                                       "return_text": True}).get_json()
+    ranks = http.post(
+        "/rerank", json={"query": QUERY, "texts": DOCUMENTS, "model": "bge-reranker", "return_text": True}
+    ).get_json()
     assert [r["index"] for r in ranks] == list(np.argsort(-expected, kind="stable"))
     assert all(abs(r["score"] - expected[r["index"]]) < 1e-6 and r["text"] == DOCUMENTS[r["index"]] for r in ranks)
-    raw = http.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS, "model": "bge-reranker",
-                                     "raw_scores": True}).get_json()
+    raw = http.post(
+        "/rerank", json={"query": QUERY, "texts": DOCUMENTS, "model": "bge-reranker", "raw_scores": True}
+    ).get_json()
     logits = engine.rerank(engine.resolve("bge-reranker"), [QUERY], DOCUMENTS, raw_scores=True).scores[0]
     assert "text" not in raw[0] and all(abs(r["score"] - logits[r["index"]]) < 1e-6 for r in raw)
     assert not np.allclose(logits, expected)
@@ -205,8 +233,16 @@ def test_cohere_and_jina_shapes(client):
     expected = engine.rerank(engine.resolve("qwen3-reranker"), [QUERY], DOCUMENTS).scores[0]
     order = list(np.argsort(-expected, kind="stable"))
     for route in ("/v1/rerank", "/v2/rerank"):
-        body = http.post(route, json={"model": "qwen3-reranker", "query": QUERY, "documents": DOCUMENTS,
-                                      "top_n": 2, "return_documents": True}).get_json()
+        body = http.post(
+            route,
+            json={
+                "model": "qwen3-reranker",
+                "query": QUERY,
+                "documents": DOCUMENTS,
+                "top_n": 2,
+                "return_documents": True,
+            },
+        ).get_json()
         assert body["model"] == "qwen3-reranker" and body["id"] and body["usage"]["total_tokens"] > 0
         assert [r["index"] for r in body["results"]] == order[:2]
         assert body["results"][0]["document"] == {"text": DOCUMENTS[order[0]]}
@@ -214,19 +250,42 @@ def test_cohere_and_jina_shapes(client):
         assert body["meta"]["api_version"]["version"] == route[2]
 
 
-@pytest.mark.parametrize("route,body", [
-    # LlamaIndex's TextEmbeddingInference reranker: no model named, the first reranker answers
-    ("/rerank", {"query": QUERY, "texts": DOCUMENTS[:3]}),
-    # litellm's Hugging Face (TEI) rerank
-    ("/rerank", {"query": QUERY, "texts": DOCUMENTS[:3], "raw_scores": False, "truncate": False,
-                 "truncation_direction": "Right"}),
-    # LangChain's and LlamaIndex's Jina rerankers, documents as objects, Cohere v1 extras
-    ("/v1/rerank", {"model": "bge-reranker", "query": QUERY, "documents": [{"text": d} for d in DOCUMENTS[:3]],
-                    "top_n": None, "return_documents": True, "rank_fields": None, "max_chunks_per_doc": 10}),
-    # Cohere's ClientV2.rerank
-    ("/v2/rerank", {"model": "bge-reranker", "query": QUERY, "documents": DOCUMENTS[:3], "top_n": 3,
-                    "max_tokens_per_doc": 4}),
-])
+@pytest.mark.parametrize(
+    "route,body",
+    [
+        # LlamaIndex's TextEmbeddingInference reranker: no model named, the first reranker answers
+        ("/rerank", {"query": QUERY, "texts": DOCUMENTS[:3]}),
+        # litellm's Hugging Face (TEI) rerank
+        (
+            "/rerank",
+            {
+                "query": QUERY,
+                "texts": DOCUMENTS[:3],
+                "raw_scores": False,
+                "truncate": False,
+                "truncation_direction": "Right",
+            },
+        ),
+        # LangChain's and LlamaIndex's Jina rerankers, documents as objects, Cohere v1 extras
+        (
+            "/v1/rerank",
+            {
+                "model": "bge-reranker",
+                "query": QUERY,
+                "documents": [{"text": d} for d in DOCUMENTS[:3]],
+                "top_n": None,
+                "return_documents": True,
+                "rank_fields": None,
+                "max_chunks_per_doc": 10,
+            },
+        ),
+        # Cohere's ClientV2.rerank
+        (
+            "/v2/rerank",
+            {"model": "bge-reranker", "query": QUERY, "documents": DOCUMENTS[:3], "top_n": 3, "max_tokens_per_doc": 4},
+        ),
+    ],
+)
 def test_bodies_real_clients_send(client, route, body):
     http, _ = client
     response = http.post(route, json=body)
@@ -238,8 +297,10 @@ def test_bodies_real_clients_send(client, route, body):
 
 def test_max_tokens_per_doc_cuts_documents(client):
     http, engine = client
-    short = http.post("/v2/rerank", json={"model": "bge-reranker", "query": QUERY, "documents": DOCUMENTS[:1],
-                                          "max_tokens_per_doc": 2}).get_json()["results"][0]["relevance_score"]
+    short = http.post(
+        "/v2/rerank",
+        json={"model": "bge-reranker", "query": QUERY, "documents": DOCUMENTS[:1], "max_tokens_per_doc": 2},
+    ).get_json()["results"][0]["relevance_score"]
     cut = engine.rerank(engine.resolve("bge-reranker"), [QUERY], ["paris is"]).scores[0][0]
     assert abs(short - cut) < 1e-6
 
@@ -247,8 +308,9 @@ def test_max_tokens_per_doc_cuts_documents(client):
 def test_similarity_with_a_reranker_is_the_score_matrix(client):
     http, engine = client
     queries = [QUERY, "who sat on the mat?"]
-    body = http.post("/similarity", json={"texts": queries, "documents": DOCUMENTS[:3],
-                                          "model": "bge-reranker"}).get_json()
+    body = http.post(
+        "/similarity", json={"texts": queries, "documents": DOCUMENTS[:3], "model": "bge-reranker"}
+    ).get_json()
     assert body["shape"] == [2, 3]
     for row, query in zip(body["similarity_matrix"], queries):
         expected = engine.rerank(engine.resolve("bge-reranker"), [query], DOCUMENTS[:3]).scores[0]
@@ -257,24 +319,28 @@ def test_similarity_with_a_reranker_is_the_score_matrix(client):
     assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "unsupported_task"
     refused = http.post("/similarity", json={"texts": ["q"] * 3, "documents": ["d"] * 3, "model": "bge-reranker"})
     assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "too_many_items"  # 9 pairs > 8
-    refused = http.post("/similarity", json={"texts": ["q" * 90_000] * 2, "documents": ["d" * 90_000] * 4,
-                                             "model": "bge-reranker"})
+    refused = http.post(
+        "/similarity", json={"texts": ["q" * 90_000] * 2, "documents": ["d" * 90_000] * 4, "model": "bge-reranker"}
+    )
     assert refused.status_code == 413 and refused.get_json()["error"]["code"] == "request_too_large"
 
 
-@pytest.mark.parametrize("route,body,param", [
-    ("/rerank", {"query": "", "texts": ["a"]}, "query"),
-    ("/rerank", {"query": "q", "texts": []}, "texts"),
-    ("/rerank", {"query": "q", "texts": ["a", ""]}, "texts[1]"),
-    ("/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "middle"}, "truncation_direction"),
-    ("/v1/rerank", {"query": "q", "documents": []}, "documents"),
-    ("/v1/rerank", {"query": "q", "documents": ["a", ""]}, "documents[1]"),
-    ("/v2/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, "top_n"),
-    ("/v2/rerank", {"query": "   ", "documents": ["a"]}, "query"),
-    ("/v2/rerank", {"documents": ["a"]}, "query"),
-    ("/v2/rerank", {"query": "q", "documents": ["a"] * 9}, "documents"),  # MAX_BATCH_ITEMS=8
-    ("/v2/rerank", {"query": "q" * 100_001, "documents": ["a"]}, "query"),  # MAX_INPUT_CHARS
-])
+@pytest.mark.parametrize(
+    "route,body,param",
+    [
+        ("/rerank", {"query": "", "texts": ["a"]}, "query"),
+        ("/rerank", {"query": "q", "texts": []}, "texts"),
+        ("/rerank", {"query": "q", "texts": ["a", ""]}, "texts[1]"),
+        ("/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "middle"}, "truncation_direction"),
+        ("/v1/rerank", {"query": "q", "documents": []}, "documents"),
+        ("/v1/rerank", {"query": "q", "documents": ["a", ""]}, "documents[1]"),
+        ("/v2/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, "top_n"),
+        ("/v2/rerank", {"query": "   ", "documents": ["a"]}, "query"),
+        ("/v2/rerank", {"documents": ["a"]}, "query"),
+        ("/v2/rerank", {"query": "q", "documents": ["a"] * 9}, "documents"),  # MAX_BATCH_ITEMS=8
+        ("/v2/rerank", {"query": "q" * 100_001, "documents": ["a"]}, "query"),  # MAX_INPUT_CHARS
+    ],
+)
 def test_bad_rerank_requests_are_400s_naming_the_field(client, route, body, param):
     http, _ = client
     response = http.post(route, json={"model": "bge-reranker", **body})
@@ -307,8 +373,9 @@ def test_models_list_rerank_and_pairs_are_batched(client):
     assert cards["qwen3-reranker"]["family"] == "llm-reranker"
     assert ("bge-reranker", "pair") in engine.batchers and ("qwen3-reranker", "pair") in engine.batchers
     before = engine.model_stats["bge-reranker"].items
-    response = http.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS, "model": "bge-reranker",
-                                          "cache": False})  # computed, not answered from the cache
+    response = http.post(
+        "/rerank", json={"query": QUERY, "texts": DOCUMENTS, "model": "bge-reranker", "cache": False}
+    )  # computed, not answered from the cache
     assert engine.model_stats["bge-reranker"].items == before + len(DOCUMENTS)
     assert int(response.headers["X-Compute-Tokens"]) > 0 and float(response.headers["X-Inference-Time"]) > 0
     metrics = http.get("/metrics").get_data(as_text=True)

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.engine.device import resolve_device, resolve_dtype
 from app.logs import JsonFormatter, gunicorn_logconfig
 from app.runtime import prepare_metrics_dir
+
 from .engines import engine_for
 
 
@@ -89,8 +90,10 @@ def test_metrics_route_counts_requests(client):
     assert "embedding_batch_size_bucket" in text
     before = _sample(text, 'embedding_requests_total{method="POST",route="/embed_text",status="200"}')
     client.post("/embed_text", json={"texts": "d"})
-    after = _sample(client.get("/metrics").get_data(as_text=True),
-                    'embedding_requests_total{method="POST",route="/embed_text",status="200"}')
+    after = _sample(
+        client.get("/metrics").get_data(as_text=True),
+        'embedding_requests_total{method="POST",route="/embed_text",status="200"}',
+    )
     assert after == before + 1
 
 

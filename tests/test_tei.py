@@ -29,17 +29,24 @@ def test_embed_equals_the_native_route_and_sentence_transformers(client, referen
     assert np.allclose(tei, native, atol=1e-6)
     expected = reference_model.encode(TEXTS)
     assert all(cosine(a, b) >= 0.9999 for a, b in zip(tei, expected))
-    single = client.post("/embed", json={"inputs": TEXTS[0], "normalize": False, "dimensions": 64,
-                                         "truncate": None, "prompt_name": None}).get_json()
+    single = client.post(
+        "/embed", json={"inputs": TEXTS[0], "normalize": False, "dimensions": 64, "truncate": None, "prompt_name": None}
+    ).get_json()
     assert len(single) == 1 and len(single[0]) == 64
 
 
-@pytest.mark.parametrize("route,body,vectors", [
-    ("/embed", {"inputs": [LONG], "truncation_direction": "Left"}, lambda b: b),
-    ("/embed_text", {"texts": [LONG], "truncation_direction": "left"}, lambda b: b["embeddings"]),
-    ("/v1/embeddings", {"input": [LONG], "truncation_direction": "left"},
-     lambda b: [d["embedding"] for d in b["data"]]),
-])
+@pytest.mark.parametrize(
+    "route,body,vectors",
+    [
+        ("/embed", {"inputs": [LONG], "truncation_direction": "Left"}, lambda b: b),
+        ("/embed_text", {"texts": [LONG], "truncation_direction": "left"}, lambda b: b["embeddings"]),
+        (
+            "/v1/embeddings",
+            {"input": [LONG], "truncation_direction": "left"},
+            lambda b: [d["embedding"] for d in b["data"]],
+        ),
+    ],
+)
 def test_truncation_direction_left_keeps_the_end(client, left_reference, reference_model, route, body, vectors):
     got = vectors(client.post(route, json=body).get_json())[0]
     assert cosine(got, left_reference.encode([LONG])[0]) >= 0.9999
@@ -76,8 +83,11 @@ def test_similarity_in_teis_shape_and_the_root_route(client, reference_model):
     expected = [cosine(vectors[0], v) for v in vectors[1:]]
     assert np.allclose(got, expected, atol=1e-4) and got[0] > got[1]
     assert client.post("/", json={**body, "parameters": {"truncate": True}}).get_json() == pytest.approx(got, abs=1e-6)
-    assert np.allclose(client.post("/", json={"inputs": TEXTS}).get_json(),
-                       client.post("/embed", json={"inputs": TEXTS}).get_json(), atol=1e-6)
+    assert np.allclose(
+        client.post("/", json={"inputs": TEXTS}).get_json(),
+        client.post("/embed", json={"inputs": TEXTS}).get_json(),
+        atol=1e-6,
+    )
     native = client.post("/similarity", json={"texts": ["a"], "documents": ["b"]}).get_json()
     assert native["shape"] == [1, 1]  # the native body still works
 
@@ -89,7 +99,7 @@ def test_tokenize_and_decode_as_the_tokenizer_does(client, model):
     assert tokens[0] == {"id": tokens[0]["id"], "text": "[CLS]", "special": True, "start": None, "stop": None}
     data = text.encode()
     for token in tokens[1:-1]:  # byte offsets into the input, as TEI gives them
-        assert data[token["start"]:token["stop"]].decode() == token["text"] and not token["special"]
+        assert data[token["start"] : token["stop"]].decode() == token["text"] and not token["special"]
     bare = client.post("/tokenize", json={"inputs": [text, "b"], "add_special_tokens": False}).get_json()
     assert len(bare) == 2 and not any(t["special"] for t in bare[0])
     ids = [t["id"] for t in tokens]
@@ -106,23 +116,26 @@ def test_info_describes_the_model_and_limits(client, settings):
     assert info["model_dtype"] == "float32" and info["auto_truncate"] is True
 
 
-@pytest.mark.parametrize("route,body,status,kind", [
-    ("/embed", {"inputs": []}, 400, "Empty"),
-    ("/embed", {"inputs": 3}, 422, "Validation"),
-    ("/embed", {"inputs": ["a", ""]}, 422, "Validation"),
-    ("/embed", {"inputs": [LONG], "truncate": False}, 422, "Validation"),
-    ("/embed", {"inputs": [[101, 10 ** 6]]}, 422, "Validation"),  # outside the vocabulary
-    ("/embed", {"inputs": "x", "truncation_direction": "middle"}, 422, "Validation"),
-    ("/embed", {"inputs": ["a"] * 3000}, 413, "Validation"),  # MAX_BATCH_ITEMS, TEI's batch size error
-    ("/embed_all", {"inputs": [3]}, 422, "Validation"),
-    ("/similarity", {"inputs": {"source_sentence": "a", "sentences": []}}, 400, "Empty"),
-    ("/similarity", {"inputs": {"source_sentence": "a"}}, 422, "Validation"),
-    ("/tokenize", {"inputs": []}, 400, "Empty"),
-    ("/decode", {"ids": [10 ** 9]}, 422, "Validation"),
-    ("/decode", {"ids": "abc"}, 422, "Validation"),
-    ("/", {"inputs": {"sentences": ["a"]}}, 422, "Validation"),
-    ("/embed", {"inputs": "x", "model": "nope"}, 404, "Validation"),
-])
+@pytest.mark.parametrize(
+    "route,body,status,kind",
+    [
+        ("/embed", {"inputs": []}, 400, "Empty"),
+        ("/embed", {"inputs": 3}, 422, "Validation"),
+        ("/embed", {"inputs": ["a", ""]}, 422, "Validation"),
+        ("/embed", {"inputs": [LONG], "truncate": False}, 422, "Validation"),
+        ("/embed", {"inputs": [[101, 10**6]]}, 422, "Validation"),  # outside the vocabulary
+        ("/embed", {"inputs": "x", "truncation_direction": "middle"}, 422, "Validation"),
+        ("/embed", {"inputs": ["a"] * 3000}, 413, "Validation"),  # MAX_BATCH_ITEMS, TEI's batch size error
+        ("/embed_all", {"inputs": [3]}, 422, "Validation"),
+        ("/similarity", {"inputs": {"source_sentence": "a", "sentences": []}}, 400, "Empty"),
+        ("/similarity", {"inputs": {"source_sentence": "a"}}, 422, "Validation"),
+        ("/tokenize", {"inputs": []}, 400, "Empty"),
+        ("/decode", {"ids": [10**9]}, 422, "Validation"),
+        ("/decode", {"ids": "abc"}, 422, "Validation"),
+        ("/", {"inputs": {"sentences": ["a"]}}, 422, "Validation"),
+        ("/embed", {"inputs": "x", "model": "nope"}, 404, "Validation"),
+    ],
+)
 def test_errors_are_in_teis_shape(client, route, body, status, kind):
     response = client.post(route, json=body)
     assert response.status_code == status, response.get_json()

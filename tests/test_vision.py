@@ -16,8 +16,8 @@ from app import create_app
 from app.config import Settings
 from app.images import ImageLimits
 
-from .tiny_models import tiny_vision_model
 from .engines import engine_for
+from .tiny_models import tiny_vision_model
 
 KINDS = ("clip", "siglip", "siglip2")
 TEXTS = ["a photo of a cat", "hello", "a much longer caption about a dog running on the beach at sunset"]
@@ -65,8 +65,10 @@ def engines(model_dirs):
 def references(model_dirs):
     from transformers import AutoModel, AutoProcessor
 
-    return {kind: (AutoModel.from_pretrained(str(path)).eval(), AutoProcessor.from_pretrained(str(path)))
-            for kind, path in model_dirs.items()}
+    return {
+        kind: (AutoModel.from_pretrained(str(path)).eval(), AutoProcessor.from_pretrained(str(path)))
+        for kind, path in model_dirs.items()
+    }
 
 
 def features(output) -> np.ndarray:
@@ -82,8 +84,12 @@ def test_image_vectors_equal_the_models_own_image_features(kind, engines, refere
     vectors = engine.embed_images(model, [encode(p) for p in PICTURES], ImageLimits(), normalize=False).vectors
     reference_model, processor = references[kind]
     with torch.no_grad():
-        expected = np.concatenate([features(reference_model.get_image_features(
-            **processor(images=[p], return_tensors="pt"))) for p in PICTURES])
+        expected = np.concatenate(
+            [
+                features(reference_model.get_image_features(**processor(images=[p], return_tensors="pt")))
+                for p in PICTURES
+            ]
+        )
     assert vectors.shape == expected.shape == (len(PICTURES), model.dimension)
     assert cosines(vectors, expected).min() >= 0.9999
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), np.linalg.norm(expected, axis=1), rtol=1e-4)
@@ -141,9 +147,15 @@ def test_sync_workers_without_batching_embed_images_the_same(model_dirs, engines
 # ----------------------------------------------------------------------- routes
 @pytest.fixture(scope="module")
 def clip_app(model_dirs, engines):
-    settings = Settings.from_env({"MODEL_PATH": str(model_dirs["clip"]), "DTYPE": "float32",
-                                  "MAX_IMAGES_PER_REQUEST": "8", "MAX_IMAGE_BYTES": "200000",
-                                  "MAX_IMAGE_PIXELS": "250000"})
+    settings = Settings.from_env(
+        {
+            "MODEL_PATH": str(model_dirs["clip"]),
+            "DTYPE": "float32",
+            "MAX_IMAGES_PER_REQUEST": "8",
+            "MAX_IMAGE_BYTES": "200000",
+            "MAX_IMAGE_PIXELS": "250000",
+        }
+    )
     return create_app(settings, engines["clip"])
 
 
@@ -165,9 +177,9 @@ def error_of(response, status: int) -> dict:
 def test_embed_image_json_takes_base64_and_data_uris(clip, engines):
     engine = engines["clip"]
     expected = engine.embed_images(engine.resolve(None), [encode(p) for p in PICTURES[:2]], ImageLimits()).vectors
-    response = clip.post("/embed_image", json={"images": [b64(PICTURES[0]),
-                                                          "data:image/png;base64," + b64(PICTURES[1])],
-                                               "cache": False})  # computed: its inference time is measured
+    response = clip.post(
+        "/embed_image", json={"images": [b64(PICTURES[0]), "data:image/png;base64," + b64(PICTURES[1])], "cache": False}
+    )  # computed: its inference time is measured
     body = response.get_json()
     assert body["model"] == "clip" and body["dimension"] == 24
     assert cosines(vectors_of(response), expected).min() >= 0.99999
@@ -176,11 +188,18 @@ def test_embed_image_json_takes_base64_and_data_uris(clip, engines):
 
 
 def test_embed_image_multipart_files_in_order_with_form_options(clip):
-    json_vectors = vectors_of(clip.post("/embed_image", json={"images": [b64(PICTURES[2]), b64(PICTURES[0])],
-                                                              "normalize": False}))
-    response = clip.post("/embed_image", data={
-        "image": [(io.BytesIO(encode(PICTURES[2])), "c.png"), (io.BytesIO(encode(PICTURES[0], "JPEG")), "a.jpg")],
-        "normalize": "false", "model": "clip"}, content_type="multipart/form-data")
+    json_vectors = vectors_of(
+        clip.post("/embed_image", json={"images": [b64(PICTURES[2]), b64(PICTURES[0])], "normalize": False})
+    )
+    response = clip.post(
+        "/embed_image",
+        data={
+            "image": [(io.BytesIO(encode(PICTURES[2])), "c.png"), (io.BytesIO(encode(PICTURES[0], "JPEG")), "a.jpg")],
+            "normalize": "false",
+            "model": "clip",
+        },
+        content_type="multipart/form-data",
+    )
     vectors = vectors_of(response)
     assert vectors.shape == (2, 24)
     assert cosines(vectors[:1], json_vectors[:1]).min() >= 0.99999
@@ -190,8 +209,9 @@ def test_embed_image_multipart_files_in_order_with_form_options(clip):
 
 def test_embed_image_base64_encoding_and_dimensions(clip):
     floats = vectors_of(clip.post("/embed_image", json={"images": b64(PICTURES[0]), "dimensions": 8}))
-    body = clip.post("/embed_image", json={"images": b64(PICTURES[0]), "dimensions": 8,
-                                           "encoding_format": "base64"}).get_json()
+    body = clip.post(
+        "/embed_image", json={"images": b64(PICTURES[0]), "dimensions": 8, "encoding_format": "base64"}
+    ).get_json()
     decoded = np.frombuffer(base64.b64decode(body["embeddings"][0]), dtype="<f4")
     assert floats.shape == (1, 8) and body["dimension"] == 8
     np.testing.assert_allclose(decoded, floats[0], rtol=1e-6)
@@ -199,8 +219,10 @@ def test_embed_image_base64_encoding_and_dimensions(clip):
 
 def test_openai_route_with_modality_image_matches_embed_image(clip):
     native = vectors_of(clip.post("/embed_image", json={"images": [b64(PICTURES[1])]}))
-    response = clip.post("/v1/embeddings", json={"model": "clip", "modality": "image",
-                                                 "input": ["data:image/png;base64," + b64(PICTURES[1])]})
+    response = clip.post(
+        "/v1/embeddings",
+        json={"model": "clip", "modality": "image", "input": ["data:image/png;base64," + b64(PICTURES[1])]},
+    )
     assert response.status_code == 200, response.get_json()
     data = response.get_json()["data"]
     assert cosines(np.array([data[0]["embedding"]], dtype=np.float32), native).min() >= 0.99999
@@ -223,9 +245,11 @@ def test_similarity_is_the_cosine_of_the_embeddings(clip):
 
 def test_text_only_model_has_no_vision_tower(client):
     image = b64(PICTURES[0])
-    for path, body in (("/embed_image", {"images": [image]}),
-                       ("/v1/embeddings", {"input": [image], "modality": "image"}),
-                       ("/similarity", {"texts": ["a"], "images": [image]})):
+    for path, body in (
+        ("/embed_image", {"images": [image]}),
+        ("/v1/embeddings", {"input": [image], "modality": "image"}),
+        ("/similarity", {"texts": ["a"], "images": [image]}),
+    ):
         error = error_of(client.post(path, json=body), 400)
         assert "no vision tower" in error["message"] and error["code"] == "unsupported_modality", path
     assert client.post("/similarity", json={"texts": ["a", "b"]}).status_code == 200
@@ -234,11 +258,12 @@ def test_text_only_model_has_no_vision_tower(client):
 # ----------------------------------------------------------------------- refusals
 def test_a_corrupt_image_is_a_400_that_names_its_index(clip):
     truncated = encode(PICTURES[0])[:60]
-    for bad, code in ((base64.b64encode(b"not an image").decode(), "invalid_image"),
-                      (base64.b64encode(truncated).decode(), "invalid_image"),
-                      ("%%% not base64 %%%", "invalid_request")):
-        error = error_of(clip.post("/embed_image", json={"images": [b64(PICTURES[0]), b64(PICTURES[1]), bad]}),
-                         400)
+    for bad, code in (
+        (base64.b64encode(b"not an image").decode(), "invalid_image"),
+        (base64.b64encode(truncated).decode(), "invalid_image"),
+        ("%%% not base64 %%%", "invalid_request"),
+    ):
+        error = error_of(clip.post("/embed_image", json={"images": [b64(PICTURES[0]), b64(PICTURES[1]), bad]}), 400)
         assert error["param"] == "images[2]" and error["code"] == code and "images[2]" in error["message"]
 
 
@@ -267,8 +292,7 @@ def test_request_shape_errors(clip):
     error = error_of(clip.post("/embed_image", data={"model": "clip"}, content_type="multipart/form-data"), 400)
     assert "no files" in error["message"]
     files = {"image": (io.BytesIO(encode(PICTURES[0])), "a.png"), "colour": "red"}
-    assert error_of(clip.post("/embed_image", data=files, content_type="multipart/form-data"), 400)["param"] == \
-        "colour"
+    assert error_of(clip.post("/embed_image", data=files, content_type="multipart/form-data"), 400)["param"] == "colour"
     error = error_of(clip.post("/v1/embeddings", json={"input": [[1, 2, 3]], "modality": "image"}), 400)
     assert error["param"] == "input"
     assert error_of(clip.post("/similarity", json={}), 400)["message"] == "send texts, images, or both"
@@ -296,7 +320,7 @@ def test_a_bad_image_fails_only_its_own_request_in_a_shared_batch(clip_app, engi
         if i == 3:
             assert error_of(response, 400)["param"] == "images[1]"
         else:
-            assert cosines(vectors_of(response), expected[i % 4: i % 4 + 1]).min() >= 0.99999
+            assert cosines(vectors_of(response), expected[i % 4 : i % 4 + 1]).min() >= 0.99999
     assert engine.stats.as_dict()["count"] > batches_before
 
 
@@ -335,33 +359,44 @@ def test_gunicorn_workers_serve_images_to_the_openai_client_curl_style_uploads_a
     from .test_image_fetch import PNG, serve
 
     image_server, image_url = serve("127.0.0.1")
-    env = {"MODEL_PATH": str(model_dirs["siglip2"]), "DTYPE": "float32", "IMAGE_URL_FETCH": "true",
-           "ALLOWED_IMAGE_NETWORKS": "127.0.0.1/32"}
+    env = {
+        "MODEL_PATH": str(model_dirs["siglip2"]),
+        "DTYPE": "float32",
+        "IMAGE_URL_FETCH": "true",
+        "ALLOWED_IMAGE_NETWORKS": "127.0.0.1/32",
+    }
     try:
         with GunicornProcess(env, workers=2, log_path=tmp_path / "server.log") as server:
             assert server.model_loads() == [server.proc.pid]
             client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
             data_uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
-            result = client.embeddings.create(model="siglip2", input=[data_uri, f"{image_url}/cat.png"],
-                                              extra_body={"modality": "image"})
+            result = client.embeddings.create(
+                model="siglip2", input=[data_uri, f"{image_url}/cat.png"], extra_body={"modality": "image"}
+            )
             vectors = np.array([d.embedding for d in result.data], dtype=np.float32)
             assert vectors.shape == (2, 32) and cosines(vectors[:1], vectors[1:]).min() >= 0.99999
-            upload = requests.post(server.url + "/embed_image", files=[("image", ("cat.png", PNG, "image/png"))],
-                                   timeout=60)
+            upload = requests.post(
+                server.url + "/embed_image", files=[("image", ("cat.png", PNG, "image/png"))], timeout=60
+            )
             assert upload.status_code == 200
             assert cosines(np.array(upload.json()["embeddings"], dtype=np.float32), vectors[:1]).min() >= 0.99999
             corrupt = base64.b64encode(PNG[:70]).decode()
             for session in server.pinned_sessions(2).values():  # each worker decodes in its thread pool
                 broken = session.post(server.url + "/embed_image", json={"images": [data_uri, corrupt]}, timeout=60)
                 assert broken.status_code == 400 and broken.json()["error"]["param"] == "images[1]"
-                assert session.post(server.url + "/embed_image", json={"images": [data_uri]},
-                                    timeout=60).status_code == 200
-            refused = requests.post(server.url + "/embed_image",
-                                    json={"images": [f"{image_url.replace('127.0.0.1', '127.0.0.2')}/cat.png"]},
-                                    timeout=60)
+                assert (
+                    session.post(server.url + "/embed_image", json={"images": [data_uri]}, timeout=60).status_code
+                    == 200
+                )
+            refused = requests.post(
+                server.url + "/embed_image",
+                json={"images": [f"{image_url.replace('127.0.0.1', '127.0.0.2')}/cat.png"]},
+                timeout=60,
+            )
             assert refused.status_code == 400 and refused.json()["error"]["code"] == "image_url_refused"
-            similarity = requests.post(server.url + "/similarity", json={"texts": TEXTS, "images": [data_uri]},
-                                       timeout=60).json()
+            similarity = requests.post(
+                server.url + "/similarity", json={"texts": TEXTS, "images": [data_uri]}, timeout=60
+            ).json()
             assert similarity["shape"] == [3, 1]
     finally:
         image_server.shutdown()
@@ -404,8 +439,10 @@ def test_cohere_v2_embed_images_and_image_precision(clip, clip_app):
     """Cohere's `images` and `inputs` image parts, and `precision` on /embed_image, on a text+image model."""
     uris = ["data:image/png;base64," + b64(picture) for picture in PICTURES[:2]]
     native = vectors_of(clip.post("/embed_image", json={"images": uris}))
-    body = clip.post("/v2/embed", json={"model": "clip", "images": uris, "input_type": "image",
-                                        "embedding_types": ["float", "ubinary"]}).get_json()
+    body = clip.post(
+        "/v2/embed",
+        json={"model": "clip", "images": uris, "input_type": "image", "embedding_types": ["float", "ubinary"]},
+    ).get_json()
     assert cosines(np.array(body["embeddings"]["float"], dtype=np.float32), native).min() >= 0.99999
     packed = clip.post("/embed_image", json={"images": uris, "precision": "ubinary"}).get_json()
     assert body["embeddings"]["ubinary"] == packed["embeddings"] and packed["precision"] == "ubinary"

@@ -15,29 +15,46 @@ def tiny_bert(directory: Path, max_position_embeddings: int = 128, seed: int = 0
     """A 2-layer, 32-wide BERT with the default model's tokenizer, as a plain HF directory."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=max_position_embeddings)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=max_position_embeddings,
+    )
     BertModel(config).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
 
-def tiny_sentence_transformer(directory: Path, *, pooling="mean", dense: int | None = None, normalize=True,
-                              prompts: dict[str, str] | None = None, default_prompt_name: str | None = None,
-                              include_prompt: bool = True, max_seq_length: int = 64) -> Path:
+def tiny_sentence_transformer(
+    directory: Path,
+    *,
+    pooling="mean",
+    dense: int | None = None,
+    normalize=True,
+    prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    include_prompt: bool = True,
+    max_seq_length: int = 64,
+) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
     base = tiny_bert(directory.parent / f"{directory.name}-base")
-    modules = [Transformer(str(base), max_seq_length=max_seq_length),
-               Pooling(32, pooling_mode=pooling, include_prompt=include_prompt)]
+    modules = [
+        Transformer(str(base), max_seq_length=max_seq_length),
+        Pooling(32, pooling_mode=pooling, include_prompt=include_prompt),
+    ]
     if dense:
         width = 32 * (1 if isinstance(pooling, str) else len(pooling))
         modules.append(Dense(width, dense, activation_function=torch.nn.Tanh()))
     if normalize:
         modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, prompts=prompts or {}, default_prompt_name=default_prompt_name,
-                                device="cpu")
+    model = SentenceTransformer(
+        modules=modules, prompts=prompts or {}, default_prompt_name=default_prompt_name, device="cpu"
+    )
     model.save(str(directory))
     return directory
 
@@ -51,9 +68,17 @@ def _image_processor(name: str, **kwargs):
 
 
 def _text_config(tokenizer, max_positions: int) -> dict:
-    return dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    return dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
 
 
 _VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -72,23 +97,29 @@ def tiny_vision_model(directory: Path, kind: str = "clip", seed: int = 0) -> Pat
     # As the real checkpoints ship them: the tokenizer's limit is the text tower's context.
     tokenizer.model_max_length = 77 if kind == "clip" else 16
     if kind == "clip":
-        config = transformers.CLIPConfig(text_config=_text_config(tokenizer, 77),
-                                         vision_config=dict(_VISION, image_size=32, patch_size=8), projection_dim=24)
+        config = transformers.CLIPConfig(
+            text_config=_text_config(tokenizer, 77),
+            vision_config=dict(_VISION, image_size=32, patch_size=8),
+            projection_dim=24,
+        )
         model = transformers.CLIPModel(config)
-        images = _image_processor("CLIPImageProcessor", size={"shortest_edge": 32},
-                                  crop_size={"height": 32, "width": 32})
+        images = _image_processor(
+            "CLIPImageProcessor", size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        )
         processor = transformers.CLIPProcessor(image_processor=images, tokenizer=tokenizer)
     elif kind == "siglip":
-        config = transformers.SiglipConfig(text_config=_text_config(tokenizer, 16),
-                                           vision_config=dict(_VISION, image_size=32, patch_size=8))
+        config = transformers.SiglipConfig(
+            text_config=_text_config(tokenizer, 16), vision_config=dict(_VISION, image_size=32, patch_size=8)
+        )
         model = transformers.SiglipModel(config)
         images = _image_processor("SiglipImageProcessor", size={"height": 32, "width": 32})
         processor = transformers.SiglipProcessor(image_processor=images, tokenizer=tokenizer)
     elif kind == "siglip2":
         # Siglip2Processor's call-time defaults (16-pixel patches, at most 256) win over its
         # image processor's settings, so the tiny vision tower takes exactly those.
-        config = transformers.Siglip2Config(text_config=_text_config(tokenizer, 16),
-                                            vision_config=dict(_VISION, patch_size=16, num_patches=256))
+        config = transformers.Siglip2Config(
+            text_config=_text_config(tokenizer, 16), vision_config=dict(_VISION, patch_size=16, num_patches=256)
+        )
         model = transformers.Siglip2Model(config)
         images = _image_processor("Siglip2ImageProcessor", patch_size=16, max_num_patches=256)
         processor = transformers.Siglip2Processor(image_processor=images, tokenizer=tokenizer)
@@ -99,8 +130,10 @@ def tiny_vision_model(directory: Path, kind: str = "clip", seed: int = 0) -> Pat
     return directory
 
 
-M3_WORDS = ("the cat sat on mat dog ran in park a an and of to is was for with hybrid search dense sparse "
-            "lexical vector token query passage retrieval model embedding colbert late interaction score").split()
+M3_WORDS = (
+    "the cat sat on mat dog ran in park a an and of to is was for with hybrid search dense sparse "
+    "lexical vector token query passage retrieval model embedding colbert late interaction score"
+).split()
 
 
 def xlmr_style_tokenizer():
@@ -114,10 +147,19 @@ def xlmr_style_tokenizer():
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", cls_token="<s>",
-                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
-                                   model_max_length=64)
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=64,
+    )
 
 
 def tiny_bge_m3(directory: Path, *, sparse: bool = True, colbert: bool = True, seed: int = 0) -> Path:
@@ -126,9 +168,18 @@ def tiny_bge_m3(directory: Path, *, sparse: bool = True, colbert: bool = True, s
 
     torch.manual_seed(seed)
     tokenizer = xlmr_style_tokenizer()
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0,
-                              eos_token_id=2, type_vocab_size=1)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+    )
     XLMRobertaModel(config, add_pooling_layer=False).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     if sparse:
@@ -156,8 +207,9 @@ def byte_level_bpe(corpus: list[str], specials: list[str], vocab_size: int):
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     backend.train_from_iterator(corpus, trainer)
     return backend
 
@@ -172,10 +224,16 @@ def qwen_style_tokenizer():
     backend = byte_level_bpe(DECODER_CORPUS, specials, 400)
     eos = backend.token_to_id("<|endoftext|>")
     backend.post_processor = processors.TemplateProcessing(
-        single="$A <|endoftext|>", pair="$A <|endoftext|> $B <|endoftext|>", special_tokens=[("<|endoftext|>", eos)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=specials[1:], padding_side="left",
-                                   model_max_length=131072)
+        single="$A <|endoftext|>", pair="$A <|endoftext|> $B <|endoftext|>", special_tokens=[("<|endoftext|>", eos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=specials[1:],
+        padding_side="left",
+        model_max_length=131072,
+    )
 
 
 def tiny_qwen3(directory: Path, seed: int = 0, max_positions: int = 4096) -> Path:
@@ -185,11 +243,21 @@ def tiny_qwen3(directory: Path, seed: int = 0, max_positions: int = 4096) -> Pat
 
     torch.manual_seed(seed)
     tokenizer = qwen_style_tokenizer()
-    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                         max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=True, architectures=["Qwen3ForCausalLM"])
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        architectures=["Qwen3ForCausalLM"],
+    )
     model = Qwen3ForCausalLM(config).eval()
     # Random weights are too small to tell positions apart; scale them so the test can fail.
     with torch.no_grad():
@@ -209,16 +277,18 @@ def tiny_qwen3_embedding(directory: Path, *, max_seq_length: int = 48, seed: int
     base = tiny_qwen3(directory.parent / f"{directory.name}-base", seed=seed)
     transformer = Transformer(str(base), max_seq_length=max_seq_length)
     modules = [transformer, Pooling(32, pooling_mode="lasttoken"), Normalize()]
-    model = SentenceTransformer(modules=modules, prompts={"query": QWEN3_QUERY_PROMPT, "document": ""},
-                                device="cpu")
+    model = SentenceTransformer(modules=modules, prompts={"query": QWEN3_QUERY_PROMPT, "document": ""}, device="cpu")
     model.save(str(directory))
     return directory
 
 
 def three_models(root: Path) -> dict[str, Path]:
     """The default model, a tiny decoder-LLM embedder and a tiny CLIP: one instance's MODELS, by name."""
-    return {"minilm": default_model_path(), "qwen3": tiny_qwen3_embedding(root / "qwen3-embedding"),
-            "clip": tiny_vision_model(root / "clip-tiny", "clip")}
+    return {
+        "minilm": default_model_path(),
+        "qwen3": tiny_qwen3_embedding(root / "qwen3-embedding"),
+        "clip": tiny_vision_model(root / "clip-tiny", "clip"),
+    }
 
 
 def models_setting(dirs: dict[str, Path]) -> str:
@@ -233,25 +303,47 @@ def _sharpen(model: torch.nn.Module, factor: float = 3.0) -> None:
             parameter.mul_(factor)
 
 
-def tiny_cross_encoder(directory: Path, kind: str = "bert", *, sentence_transformers: bool = True,
-                       seed: int = 0) -> Path:
+def tiny_cross_encoder(
+    directory: Path, kind: str = "bert", *, sentence_transformers: bool = True, seed: int = 0
+) -> Path:
     """A one-label sequence-classification model (BERT with the default model's WordPiece tokenizer, or
     XLM-RoBERTa with the XLM-R-style one), saved as sentence-transformers' CrossEncoder saves it, or as a
     plain Hugging Face directory."""
-    from transformers import BertConfig, BertForSequenceClassification, XLMRobertaConfig
-    from transformers import XLMRobertaForSequenceClassification
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+    )
 
     torch.manual_seed(seed)
     if kind == "bert":
         tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=4, intermediate_size=64, max_position_embeddings=64, num_labels=1)
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            num_labels=1,
+        )
         model = BertForSequenceClassification(config)
     elif kind == "xlmr":
         tokenizer = xlmr_style_tokenizer()
-        config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=66,
-                                  pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1, num_labels=1)
+        config = XLMRobertaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=66,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            type_vocab_size=1,
+            num_labels=1,
+        )
         model = XLMRobertaForSequenceClassification(config)
     else:
         raise ValueError(kind)
@@ -266,13 +358,17 @@ def tiny_cross_encoder(directory: Path, kind: str = "bert", *, sentence_transfor
     return directory
 
 
-RERANKER_CORPUS = DECODER_CORPUS + [
-    "<Instruct>: Given a web search query, retrieve relevant passages that answer the query",
-    "<Query>: what is the capital of France?\n<Document>: Paris is the capital of France.",
-    "Judge whether the Document meets the requirements based on the Query and the Instruct provided.",
-    'Note that the answer can only be "yes" or "no".',
-    "yes\nno\nyes\nno\nyes\nno",
-] * 10
+RERANKER_CORPUS = (
+    DECODER_CORPUS
+    + [
+        "<Instruct>: Given a web search query, retrieve relevant passages that answer the query",
+        "<Query>: what is the capital of France?\n<Document>: Paris is the capital of France.",
+        "Judge whether the Document meets the requirements based on the Query and the Instruct provided.",
+        'Note that the answer can only be "yes" or "no".',
+        "yes\nno\nyes\nno\nyes\nno",
+    ]
+    * 10
+)
 
 
 def tiny_qwen3_reranker(directory: Path, seed: int = 0, template: dict | None = None) -> Path:
@@ -283,13 +379,27 @@ def tiny_qwen3_reranker(directory: Path, seed: int = 0, template: dict | None = 
     torch.manual_seed(seed)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     backend = byte_level_bpe(RERANKER_CORPUS, specials, 500)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=specials[1:], padding_side="left",
-                                        model_max_length=131072)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=specials[1:],
+        padding_side="left",
+        model_max_length=131072,
+    )
     assert len(tokenizer("yes", add_special_tokens=False)["input_ids"]) == 1
-    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=4096,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     model = Qwen3ForCausalLM(config).eval()
     _sharpen(model)
     model.save_pretrained(directory)
@@ -301,13 +411,24 @@ def tiny_qwen3_reranker(directory: Path, seed: int = 0, template: dict | None = 
     return directory
 
 
-QWEN_VL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                    "<|image_pad|>", "<|video_pad|>"]
-GME_CORPUS = DECODER_CORPUS + [
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n",
-    "Find an image that matches the given text. What kind of car is this? A red square on a blue background.",
-    "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>",
-] * 10
+QWEN_VL_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+GME_CORPUS = (
+    DECODER_CORPUS
+    + [
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n",
+        "Find an image that matches the given text. What kind of car is this? A red square on a blue background.",
+        "<|im_end|>\n<|im_start|>assistant\n<|endoftext|>",
+    ]
+    * 10
+)
 
 
 def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
@@ -317,24 +438,51 @@ def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     backend = byte_level_bpe(GME_CORPUS, QWEN_VL_SPECIALS, 500)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=QWEN_VL_SPECIALS[1:], model_max_length=32768)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=QWEN_VL_SPECIALS[1:],
+        model_max_length=32768,
+    )
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}
     config = Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}, pad_token_id=ids["<|endoftext|>"],
-                         eos_token_id=ids["<|im_end|>"], bos_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=4,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True)
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+            pad_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            bos_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=32,
+            num_heads=4,
+            mlp_ratio=2,
+            patch_size=4,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_channels=3,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
     model = Qwen2VLForConditionalGeneration(config).eval()
     _sharpen(model, 2.0)
     model.save_pretrained(directory)
-    images = _image_processor("Qwen2VLImageProcessor", patch_size=4, merge_size=2, temporal_patch_size=2,
-                              min_pixels=8 * 8, max_pixels=64 * 64)
+    images = _image_processor(
+        "Qwen2VLImageProcessor", patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8, max_pixels=64 * 64
+    )
     # The files Qwen2VLProcessor would write; the processor object itself needs torchvision (for videos).
     images.save_pretrained(directory)
     tokenizer.save_pretrained(directory)

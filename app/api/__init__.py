@@ -6,10 +6,10 @@ from flask import Flask
 
 from ..config import Settings
 from . import cohere, docs, embeddings, gme, images, meta, ollama, rerank, similarity, tei
-from .image_inputs import make_fetcher
 from .auth import init_auth
 from .context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
 from .errors import init_error_handlers
+from .image_inputs import make_fetcher
 from .observability import init_observability
 
 

@@ -61,7 +61,7 @@ def body_deadline(seconds: float):
     sock.settimeout(seconds)
     try:
         yield
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         _stop_reading(sock)
         raise _too_slow(seconds) from None
     finally:

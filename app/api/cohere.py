@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,9 +35,12 @@ InputType = Literal["search_document", "search_query", "classification", "cluste
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
 # input_type -> the prompt names that mean it, in the order they are looked for.
-PROMPTS_FOR = {"search_query": ("search_query", "query"),
-               "search_document": ("search_document", "document", "passage", "doc"),
-               "classification": ("classification",), "clustering": ("clustering",)}
+PROMPTS_FOR = {
+    "search_query": ("search_query", "query"),
+    "search_document": ("search_document", "document", "passage", "doc"),
+    "classification": ("classification",),
+    "clustering": ("clustering",),
+}
 
 
 @bp.errorhandler(ServiceError)
@@ -51,18 +54,21 @@ class CohereEmbedRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: Optional[str] = None
-    texts: Optional[TextList] = None
-    images: Optional[TextList] = Field(default=None, description="data: URIs (or URLs with IMAGE_URL_FETCH).")
-    inputs: Optional[list[dict]] = Field(
-        default=None, description='Items of {"content": [{"type": "text", "text"} | {"type": "image_url", '
-                                  '"image_url": {"url"}}]}; several parts in one item need a vision-language model.')
-    input_type: Optional[InputType] = None
-    embedding_types: Optional[list[EmbeddingType]] = Field(
-        default=None, min_length=1, description="Default: float (v2); v1 without it answers bare float vectors.")
-    output_dimension: Optional[Dimensions] = None
+    model: str | None = None
+    texts: TextList | None = None
+    images: TextList | None = Field(default=None, description="data: URIs (or URLs with IMAGE_URL_FETCH).")
+    inputs: list[dict] | None = Field(
+        default=None,
+        description='Items of {"content": [{"type": "text", "text"} | {"type": "image_url", '
+        '"image_url": {"url"}}]}; several parts in one item need a vision-language model.',
+    )
+    input_type: InputType | None = None
+    embedding_types: list[EmbeddingType] | None = Field(
+        default=None, min_length=1, description="Default: float (v2); v1 without it answers bare float vectors."
+    )
+    output_dimension: Dimensions | None = None
     truncate: Literal["NONE", "START", "END"] = "END"
-    max_tokens: Optional[Annotated[int, Field(gt=0)]] = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -80,25 +86,25 @@ class CohereError(BaseModel):
 
 
 class CohereEmbeddings(BaseModel):
-    float_: Optional[list[list[float]]] = Field(default=None, alias="float")
-    int8: Optional[list[list[int]]] = None
-    uint8: Optional[list[list[int]]] = None
-    binary: Optional[list[list[int]]] = None
-    ubinary: Optional[list[list[int]]] = None
-    base64: Optional[list[str]] = None
+    float_: list[list[float]] | None = Field(default=None, alias="float")
+    int8: list[list[int]] | None = None
+    uint8: list[list[int]] | None = None
+    binary: list[list[int]] | None = None
+    ubinary: list[list[int]] | None = None
+    base64: list[str] | None = None
 
 
 class CohereEmbedResponse(BaseModel):
     id: str
     embeddings: CohereEmbeddings
-    texts: Optional[list[str]] = None
+    texts: list[str] | None = None
     meta: dict
     response_type: Literal["embeddings_by_type"]
 
 
 class CohereEmbedV1Response(BaseModel):
     id: str
-    embeddings: Union[list[list[float]], CohereEmbeddings]
+    embeddings: list[list[float]] | CohereEmbeddings
     texts: list[str]
     meta: dict
     response_type: Literal["embeddings_floats", "embeddings_by_type"]
@@ -112,17 +118,29 @@ def prompt_name_for(card: dict, input_type: str | None) -> str | None:
 
 
 @bp.post("/v2/embed")
-@operation(summary="Embed texts, images or mixed inputs (Cohere's v2 shape), at several precisions at once",
-           request=CohereEmbedRequest, response=CohereEmbedResponse, auth=True, tags=("cohere",),
-           errors=(400, 401, 404, 413, 415, 503), error=CohereError)
+@operation(
+    summary="Embed texts, images or mixed inputs (Cohere's v2 shape), at several precisions at once",
+    request=CohereEmbedRequest,
+    response=CohereEmbedResponse,
+    auth=True,
+    tags=("cohere",),
+    errors=(400, 401, 404, 413, 415, 503),
+    error=CohereError,
+)
 def v2_embed():
     return json_response(_embed(parse_json(CohereEmbedRequest), "2"))
 
 
 @bp.post("/v1/embed")
-@operation(summary="Embed (Cohere's v1 shape: bare float vectors unless embedding_types asks for more)",
-           request=CohereEmbedRequest, response=CohereEmbedV1Response, auth=True, tags=("cohere",),
-           errors=(400, 401, 404, 413, 415, 503), error=CohereError)
+@operation(
+    summary="Embed (Cohere's v1 shape: bare float vectors unless embedding_types asks for more)",
+    request=CohereEmbedRequest,
+    response=CohereEmbedV1Response,
+    auth=True,
+    tags=("cohere",),
+    errors=(400, 401, 404, 413, 415, 503),
+    error=CohereError,
+)
 def v1_embed():
     return json_response(_embed(parse_json(CohereEmbedRequest), "1"))
 
@@ -141,9 +159,16 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
     options = {"dimensions": req.output_dimension, "is_query": req.input_type != "search_document"}
     if req.texts is not None:
         check_items(req.texts, context.settings(), "texts")
-        result = engine.embed_texts(model, req.texts, truncate=truncate, truncation_direction=direction,
-                                    max_tokens=req.max_tokens, prompt_name=prompt_name_for(card, req.input_type),
-                                    field="texts", **options)
+        result = engine.embed_texts(
+            model,
+            req.texts,
+            truncate=truncate,
+            truncation_direction=direction,
+            max_tokens=req.max_tokens,
+            prompt_name=prompt_name_for(card, req.input_type),
+            field="texts",
+            **options,
+        )
         record_embedding(result, len(req.texts))
     elif req.images is not None:
         engine.require(model, "image", "images")
@@ -155,9 +180,16 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
         if all(item.image is None for item in items) and "embed:interleaved" not in model.capabilities:
             texts = [item.text for item in items]
             check_items(texts, context.settings(), "inputs")
-            result = engine.embed_texts(model, texts, truncate=truncate, truncation_direction=direction,
-                                        max_tokens=req.max_tokens, field="inputs",
-                                        prompt_name=prompt_name_for(card, req.input_type), **options)
+            result = engine.embed_texts(
+                model,
+                texts,
+                truncate=truncate,
+                truncation_direction=direction,
+                max_tokens=req.max_tokens,
+                field="inputs",
+                prompt_name=prompt_name_for(card, req.input_type),
+                **options,
+            )
             record_embedding(result, len(texts))
         else:
             result = embed_items(model, items, "inputs", **options)
@@ -166,8 +198,9 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
         if kind == "float":
             embeddings["float"] = result.vectors
         elif kind == "base64":
-            embeddings["base64"] = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
-                                    for row in result.vectors]
+            embeddings["base64"] = [
+                base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in result.vectors
+            ]
         else:
             embeddings[kind] = engine.quantize(model, result.vectors, kind, dimensions=req.output_dimension)
     floats_only = version == "1" and req.embedding_types is None
@@ -182,6 +215,7 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
 def _content(item: dict, index: int) -> list:
     content = item.get("content")
     if not isinstance(content, list) or not content:
-        raise InvalidRequest(f"inputs[{index}].content must be a non-empty list of content parts",
-                             param=f"inputs[{index}].content")
+        raise InvalidRequest(
+            f"inputs[{index}].content must be a non-empty list of content parts", param=f"inputs[{index}].content"
+        )
     return content

@@ -11,9 +11,11 @@ bp = Blueprint("docs", __name__)
 
 # The static files of Swagger UI 5 (OpenAPI 3.1), shipped by this PyPI package; its Python code is not used.
 _ASSETS = resources.files("flask_openapi3_swagger").joinpath("templates/swagger")
-_FILES = {"swagger-ui.css": ("css/swagger-ui.css", "text/css"),
-          "swagger-ui-bundle.js": ("js/swagger-ui-bundle.js", "text/javascript"),
-          "swagger-ui-standalone-preset.js": ("js/swagger-ui-standalone-preset.js", "text/javascript")}
+_FILES = {
+    "swagger-ui.css": ("css/swagger-ui.css", "text/css"),
+    "swagger-ui-bundle.js": ("js/swagger-ui-bundle.js", "text/javascript"),
+    "swagger-ui-standalone-preset.js": ("js/swagger-ui-standalone-preset.js", "text/javascript"),
+}
 
 _PAGE = """<!doctype html>
 <html lang="en">

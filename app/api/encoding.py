@@ -26,8 +26,7 @@ def encode_rows(vectors: np.ndarray, encoding_format: str) -> list:
 def encode_matrices(matrices: list[np.ndarray], encoding_format: str) -> list:
     """Per input, a matrix (ColBERT's token vectors): nested floats, or one base64 string of its rows."""
     if encoding_format == "base64":
-        return [base64.b64encode(np.ascontiguousarray(m, dtype="<f4").tobytes()).decode("ascii")
-                for m in matrices]
+        return [base64.b64encode(np.ascontiguousarray(m, dtype="<f4").tobytes()).decode("ascii") for m in matrices]
     return list(matrices)
 
 
@@ -47,5 +46,6 @@ def usage(tokens: int) -> dict:
 
 
 def json_response(payload, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload, option=_JSON_OPTIONS), status=status, headers=headers,
-                    mimetype="application/json")
+    return Response(
+        orjson.dumps(payload, option=_JSON_OPTIONS), status=status, headers=headers, mimetype="application/json"
+    )

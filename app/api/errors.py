@@ -7,8 +7,7 @@ import logging
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import (InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError,
-                      UnsupportedMediaType)
+from ..errors import InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from .encoding import json_response
 from .observability import record_error
 
@@ -38,8 +37,9 @@ def _translate(exc: HTTPException, max_content_length: int) -> ServiceError:
         return NotFound(f"no route {request.method} {request.path}")
     if exc.code == 405:
         allowed = sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS"))
-        error = MethodNotAllowed(f"method {request.method} is not allowed on {request.path}; "
-                                 f"allowed: {', '.join(allowed)}")
+        error = MethodNotAllowed(
+            f"method {request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}"
+        )
         error.headers = {"Allow": ", ".join(exc.valid_methods or [])}
         return error
     if exc.code == 413:

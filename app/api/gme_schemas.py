@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .schemas import CacheOption, Texts, _image_list, _text_list
@@ -12,9 +10,10 @@ from .schemas import CacheOption, Texts, _image_list, _text_list
 class GMEOptions(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: Optional[str] = Field(default=None, description="Defaults to the first model that takes the input.")
-    instruction: Optional[str] = Field(default=None, description="The instruction for queries; documents "
-                                                                 "(is_query=false) always get the default.")
+    model: str | None = Field(default=None, description="Defaults to the first model that takes the input.")
+    instruction: str | None = Field(
+        default=None, description="The instruction for queries; documents (is_query=false) always get the default."
+    )
     is_query: bool = True
     cache: CacheOption = True
 
@@ -30,7 +29,8 @@ class GMETextRequest(GMEOptions):
 
 class GMEImageRequest(GMEOptions):
     images: Texts = Field(
-        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on.")
+        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on."
+    )
 
     @field_validator("images", mode="before")
     @classmethod

@@ -18,22 +18,28 @@ from . import context
 from .observability import record_embedding
 from .parsing import validate
 
-
 _PARALLEL_FETCHES = 8
 
 
 def make_fetcher(settings: Settings) -> ImageFetcher | None:
     if not settings.image_url_fetch:
         return None
-    return ImageFetcher(allowed_hosts=settings.allowed_image_hosts,
-                        allowed_networks=settings.allowed_image_networks,
-                        timeout=settings.image_fetch_timeout, max_bytes=settings.max_image_bytes)
+    return ImageFetcher(
+        allowed_hosts=settings.allowed_image_hosts,
+        allowed_networks=settings.allowed_image_networks,
+        timeout=settings.image_fetch_timeout,
+        max_bytes=settings.max_image_bytes,
+    )
 
 
 def check_image_count(count: int, settings: Settings, field: str) -> None:
     if count > settings.max_images_per_request:
-        raise InvalidRequest(f"{field} has {count} images; at most {settings.max_images_per_request} are allowed "
-                             "per request (MAX_IMAGES_PER_REQUEST)", param=field, code="too_many_items")
+        raise InvalidRequest(
+            f"{field} has {count} images; at most {settings.max_images_per_request} are allowed "
+            "per request (MAX_IMAGES_PER_REQUEST)",
+            param=field,
+            code="too_many_items",
+        )
 
 
 def gather(values: list[str], field: str, positions: list[int] | None = None) -> list[bytes]:
@@ -51,9 +57,12 @@ def gather(values: list[str], field: str, positions: list[int] | None = None) ->
         source = parse_source(value, limits, param)
         if source.kind == "url":
             if fetcher is None:
-                raise InvalidRequest(f"{param} is a URL, and this server does not fetch image URLs "
-                                     "(IMAGE_URL_FETCH is off); send the image as base64 or a data: URI",
-                                     param=param, code="image_url_fetch_disabled")
+                raise InvalidRequest(
+                    f"{param} is a URL, and this server does not fetch image URLs "
+                    "(IMAGE_URL_FETCH is off); send the image as base64 or a data: URI",
+                    param=param,
+                    code="image_url_fetch_disabled",
+                )
             urls[index] = source.url
         images.append(source.data)
     if len(urls) == 1:
@@ -71,8 +80,9 @@ def gather(values: list[str], field: str, positions: list[int] | None = None) ->
 
 def embed(model, images: list[bytes], field: str = "images", **options):
     """Encoded images -> the engine's result, under this app's image limits, recorded for metrics and headers."""
-    result = context.engine().embed_images(model, images, ImageLimits.from_settings(context.settings()),
-                                           field=field, **options)
+    result = context.engine().embed_images(
+        model, images, ImageLimits.from_settings(context.settings()), field=field, **options
+    )
     record_embedding(result, len(images), "image")
     return result
 
@@ -81,20 +91,28 @@ def embed_items(model, items: list, field: str, **options):
     """(text, image) items -> one vector each (vision-language embedders embed both together)."""
     settings = context.settings()
     if len(items) > settings.max_batch_items:
-        raise InvalidRequest(f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per "
-                             "request (MAX_BATCH_ITEMS)", param=field, code="too_many_items")
+        raise InvalidRequest(
+            f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per "
+            "request (MAX_BATCH_ITEMS)",
+            param=field,
+            code="too_many_items",
+        )
     for index, item in enumerate(items):
         if item.text is not None and len(item.text) > settings.max_input_chars:
-            raise InvalidRequest(f"{field}[{index}] has {len(item.text)} characters; at most "
-                                 f"{settings.max_input_chars} are allowed (MAX_INPUT_CHARS)",
-                                 param=f"{field}[{index}]", code="input_too_long")
+            raise InvalidRequest(
+                f"{field}[{index}] has {len(item.text)} characters; at most "
+                f"{settings.max_input_chars} are allowed (MAX_INPUT_CHARS)",
+                param=f"{field}[{index}]",
+                code="input_too_long",
+            )
     with_images = [index for index, item in enumerate(items) if item.image is not None]
     fetched = gather([items[index].image for index in with_images], field, with_images) if with_images else []
     images: list = [None] * len(items)
     for index, data in zip(with_images, fetched):
         images[index] = data
-    result = context.engine().embed_inputs(model, [item.text for item in items], images,
-                                           ImageLimits.from_settings(settings), field=field, **options)
+    result = context.engine().embed_inputs(
+        model, [item.text for item in items], images, ImageLimits.from_settings(settings), field=field, **options
+    )
     record_embedding(result, len(items), "image" if with_images else "text")
     return result
 
@@ -108,16 +126,19 @@ def uploads(field: str = "images") -> list[bytes]:
     settings = context.settings()
     files = [upload for _, upload in request.files.items(multi=True)]
     if not files:
-        raise InvalidRequest("the multipart request has no files; send each image as a file part "
-                             "(curl -F image=@cat.jpg)", param=field)
+        raise InvalidRequest(
+            "the multipart request has no files; send each image as a file part (curl -F image=@cat.jpg)", param=field
+        )
     check_image_count(len(files), settings, field)
     images = []
     for index, upload in enumerate(files):
         data = upload.stream.read(settings.max_image_bytes + 1)
         if len(data) > settings.max_image_bytes:
             name = f" ({upload.filename})" if upload.filename else ""
-            raise PayloadTooLarge(f"{field}[{index}]{name} is larger than {settings.max_image_bytes} bytes "
-                                  "(MAX_IMAGE_BYTES)", param=f"{field}[{index}]")
+            raise PayloadTooLarge(
+                f"{field}[{index}]{name} is larger than {settings.max_image_bytes} bytes (MAX_IMAGE_BYTES)",
+                param=f"{field}[{index}]",
+            )
         images.append(data)
     return images
 
@@ -127,8 +148,10 @@ def form_options(allowed: set[str]) -> dict:
     options = {}
     for name, value in request.form.items(multi=False):
         if name not in allowed:
-            raise InvalidRequest(f"{name}: is not a known field; multipart requests take image files plus "
-                                 f"{', '.join(sorted(allowed))}", param=name)
+            raise InvalidRequest(
+                f"{name}: is not a known field; multipart requests take image files plus {', '.join(sorted(allowed))}",
+                param=name,
+            )
         if name in ("normalize", "is_query", "cache"):
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0"):

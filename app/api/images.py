@@ -16,9 +16,15 @@ bp = Blueprint("images", __name__)
 
 
 @bp.post("/embed_image")
-@operation(summary="Embed images (JSON strings or multipart files)", request=EmbedImageRequest,
-           multipart=ImageOptions, response=EmbedTextResponse, auth=True, tags=("native",),
-           errors=(400, 401, 404, 413, 415))
+@operation(
+    summary="Embed images (JSON strings or multipart files)",
+    request=EmbedImageRequest,
+    multipart=ImageOptions,
+    response=EmbedTextResponse,
+    auth=True,
+    tags=("native",),
+    errors=(400, 401, 404, 413, 415),
+)
 def embed_image():
     engine = context.engine()
     multipart = is_multipart()
@@ -31,14 +37,24 @@ def embed_image():
     # A text-only model refuses before any file is read or URL fetched.
     engine.require(model, "image", "images")
     images = uploads("images") if multipart else gather(options.images, "images")
-    result = embed(model, images, normalize=options.normalize, dimensions=options.dimensions,
-                   instruction=options.instruction, is_query=options.is_query, use_cache=options.cache)
-    vectors = engine.quantize(model, result.vectors, options.precision, dimensions=options.dimensions,
-                              normalize=options.normalize)
-    return json_response({
-        "model": model.name,
-        "embeddings": encode_rows(vectors, options.encoding_format),
-        "dimension": int(result.vectors.shape[1]),
-        "precision": options.precision,
-        "usage": usage(result.prompt_tokens),
-    })
+    result = embed(
+        model,
+        images,
+        normalize=options.normalize,
+        dimensions=options.dimensions,
+        instruction=options.instruction,
+        is_query=options.is_query,
+        use_cache=options.cache,
+    )
+    vectors = engine.quantize(
+        model, result.vectors, options.precision, dimensions=options.dimensions, normalize=options.normalize
+    )
+    return json_response(
+        {
+            "model": model.name,
+            "embeddings": encode_rows(vectors, options.encoding_format),
+            "dimension": int(result.vectors.shape[1]),
+            "precision": options.precision,
+            "usage": usage(result.prompt_tokens),
+        }
+    )

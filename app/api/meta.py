@@ -19,22 +19,32 @@ bp = Blueprint("meta", __name__)
 @operation(summary="List the served models", response=ModelList, auth=True, tags=("openai",), errors=(401,))
 def list_models():
     engine = context.engine()
-    cards = [{**card, "object": "model", "created": engine.created, "owned_by": "embedding-service"}
-             for card in engine.describe_models()]
+    cards = [
+        {**card, "object": "model", "created": engine.created, "owned_by": "embedding-service"}
+        for card in engine.describe_models()
+    ]
     return json_response({"object": "list", "data": cards})
 
 
 @bp.get("/health")
 @bp.get("/", endpoint="root_health")
-@operation(summary="Liveness: the model is loaded; device, dtype and versions (also `GET /`, where "
-                   "text-embeddings-inference answers its health)", response=HealthResponse, tags=("operations",))
+@operation(
+    summary="Liveness: the model is loaded; device, dtype and versions (also `GET /`, where "
+    "text-embeddings-inference answers its health)",
+    response=HealthResponse,
+    tags=("operations",),
+)
 def health():
     return json_response({"status": "ok", "version": __version__, **context.engine().health()})
 
 
 @bp.get("/ready")
-@operation(summary="Readiness: 200 once this worker has loaded and warmed up its model, else 503",
-           response=ReadyResponse, tags=("operations",), errors=(503,))
+@operation(
+    summary="Readiness: 200 once this worker has loaded and warmed up its model, else 503",
+    response=ReadyResponse,
+    tags=("operations",),
+    errors=(503,),
+)
 def ready():
     draining = current_app.extensions.get(context.DRAINING_KEY)
     if draining is not None and draining():
@@ -48,6 +58,5 @@ def ready():
 @operation(summary="This OpenAPI 3.1 document", response=OpenAPIDocument, tags=("operations",))
 def openapi():
     if "openapi_document" not in current_app.extensions:
-        current_app.extensions["openapi_document"] = openapi_document(current_app,
-                                                                      bool(context.settings().api_keys))
+        current_app.extensions["openapi_document"] = openapi_document(current_app, bool(context.settings().api_keys))
     return json_response(current_app.extensions["openapi_document"])

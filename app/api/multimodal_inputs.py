@@ -43,8 +43,10 @@ def parts_item(parts: list, param: str) -> Item:
                 raise InvalidRequest(f"{where}.image_url.url must be a non-empty string", param=where)
             images.append(url)
         else:
-            raise InvalidRequest(f"{where}: content parts are {{\"type\": \"text\"}} or {{\"type\": \"image_url\"}}, "
-                                 f"got type {kind!r}", param=where)
+            raise InvalidRequest(
+                f'{where}: content parts are {{"type": "text"}} or {{"type": "image_url"}}, got type {kind!r}',
+                param=where,
+            )
     if len(images) > 1:
         raise InvalidRequest(f"{param} has {len(images)} images; an input embeds at most one", param=param)
     text = "\n".join(texts) if texts else None

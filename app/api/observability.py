@@ -43,10 +43,14 @@ def record_embedding(result, items: int, modality: str = "text") -> None:
     """Called by the embedding views with each of the engine's results."""
     before = g.get("embedding") or _Recorded()
     timings = result.timings
-    g.embedding = _Recorded(before.items + items, before.prompt_tokens + result.prompt_tokens,
-                            before.tokenize + timings.tokenize, before.queue + timings.queue,
-                            before.inference + timings.inference,
-                            _combined(before.cache, getattr(result, "cache", None)))
+    g.embedding = _Recorded(
+        before.items + items,
+        before.prompt_tokens + result.prompt_tokens,
+        before.tokenize + timings.tokenize,
+        before.queue + timings.queue,
+        before.inference + timings.inference,
+        _combined(before.cache, getattr(result, "cache", None)),
+    )
     metrics.observe_embedding(result.model, items, result.prompt_tokens, timings, modality)
 
 
@@ -83,20 +87,34 @@ def init_observability(app: Flask, settings, engine) -> None:
             response.headers["X-Compute-Type"] = compute_type
             if embedding.cache is not None:
                 response.headers["X-Cache"] = embedding.cache
-            fields = {"items": embedding.items, "tokens": embedding.prompt_tokens,
-                      "queue_ms": round(embedding.queue * 1e3, 3),
-                      "inference_ms": round(embedding.inference * 1e3, 3)}
+            fields = {
+                "items": embedding.items,
+                "tokens": embedding.prompt_tokens,
+                "queue_ms": round(embedding.queue * 1e3, 3),
+                "inference_ms": round(embedding.inference * 1e3, 3),
+            }
         error = g.get("error")
         if error is not None:
             fields["error_code"], fields["error"] = error
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.observe_request(route, request.method, response.status_code, total)
         if log_requests:
-            access_log.info("%s %s %d %.1fms", request.method, request.path, response.status_code, total * 1e3,
-                            extra={"request_id": g.get("request_id"), "method": request.method,
-                                   "path": request.path, "status": response.status_code,
-                                   "duration_ms": round(total * 1e3, 3), "remote_addr": request.remote_addr,
-                                   **fields})
+            access_log.info(
+                "%s %s %d %.1fms",
+                request.method,
+                request.path,
+                response.status_code,
+                total * 1e3,
+                extra={
+                    "request_id": g.get("request_id"),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(total * 1e3, 3),
+                    "remote_addr": request.remote_addr,
+                    **fields,
+                },
+            )
         return response
 
     @app.teardown_request
@@ -112,16 +130,24 @@ def _ms(seconds: float) -> str:
 
 
 @bp.get("/metrics")
-@operation(summary="Prometheus metrics from all workers together", response=MetricsText,
-           media_type="text/plain", tags=("operations",))
+@operation(
+    summary="Prometheus metrics from all workers together",
+    response=MetricsText,
+    media_type="text/plain",
+    tags=("operations",),
+)
 def prometheus_metrics():
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)
 
 
 @bp.get("/stats")
-@operation(summary="Resolved configuration and this worker's device, model size, queue and batches",
-           response=StatsResponse, auth=True, tags=("operations",), errors=(401,))
+@operation(
+    summary="Resolved configuration and this worker's device, model size, queue and batches",
+    response=StatsResponse,
+    auth=True,
+    tags=("operations",),
+    errors=(401,),
+)
 def stats():
-    return json_response({"settings": context.settings().public_dict(),
-                          "worker": context.engine().describe_runtime()})
+    return json_response({"settings": context.settings().public_dict(), "worker": context.engine().describe_runtime()})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Optional, Union
 
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -43,9 +42,9 @@ class OllamaEmbedRequest(BaseModel):
     model: str
     input: Texts
     truncate: bool = Field(default=True, description="false: an input over the model's context is an error.")
-    dimensions: Optional[Dimensions] = None
-    keep_alive: Optional[Union[str, int, float]] = Field(default=None, description="Accepted; models stay loaded.")
-    options: Optional[dict] = Field(default=None, description="Accepted; generation options do not apply.")
+    dimensions: Dimensions | None = None
+    keep_alive: str | int | float | None = Field(default=None, description="Accepted; models stay loaded.")
+    options: dict | None = Field(default=None, description="Accepted; generation options do not apply.")
 
     @field_validator("input", mode="before")
     @classmethod
@@ -60,15 +59,15 @@ class OllamaEmbeddingsRequest(BaseModel):
 
     model: str
     prompt: str
-    keep_alive: Optional[Union[str, int, float]] = None
-    options: Optional[dict] = None
+    keep_alive: str | int | float | None = None
+    options: dict | None = None
 
 
 class OllamaShowRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: Optional[str] = None
-    name: Optional[str] = Field(default=None, description="The older clients' field for `model`.")
+    model: str | None = None
+    name: str | None = Field(default=None, description="The older clients' field for `model`.")
 
 
 class OllamaEmbedResponse(BaseModel):
@@ -111,8 +110,9 @@ def _resolve(name: str):
     try:
         return engine.resolve(name.removesuffix(":latest"))
     except ModelNotFound:
-        raise ModelNotFound(f'model "{name}" not found; served models: {", ".join(engine.models)}',
-                            param="model") from None
+        raise ModelNotFound(
+            f'model "{name}" not found; served models: {", ".join(engine.models)}', param="model"
+        ) from None
 
 
 def _created(engine) -> str:
@@ -120,15 +120,33 @@ def _created(engine) -> str:
 
 
 def _card(card: dict, engine) -> dict:
-    return {"name": card["id"], "model": card["id"], "modified_at": _created(engine), "size": 0,
-            "digest": "", "details": {"parent_model": "", "format": "safetensors", "family": card["family"],
-                                      "families": [card["family"]], "parameter_size": "",
-                                      "quantization_level": str(context.engine().health()["dtype"])}}
+    return {
+        "name": card["id"],
+        "model": card["id"],
+        "modified_at": _created(engine),
+        "size": 0,
+        "digest": "",
+        "details": {
+            "parent_model": "",
+            "format": "safetensors",
+            "family": card["family"],
+            "families": [card["family"]],
+            "parameter_size": "",
+            "quantization_level": str(context.engine().health()["dtype"]),
+        },
+    }
 
 
 @bp.post("/api/embed")
-@operation(summary="Embed texts (Ollama's shape)", request=OllamaEmbedRequest, response=OllamaEmbedResponse,
-           auth=True, tags=("ollama",), errors=_ERRORS, error=OllamaError)
+@operation(
+    summary="Embed texts (Ollama's shape)",
+    request=OllamaEmbedRequest,
+    response=OllamaEmbedResponse,
+    auth=True,
+    tags=("ollama",),
+    errors=_ERRORS,
+    error=OllamaError,
+)
 def api_embed():
     started = time.perf_counter()
     req = parse_json(OllamaEmbedRequest)
@@ -136,14 +154,27 @@ def api_embed():
     model = _resolve(req.model)
     result = context.engine().embed_texts(model, req.input, truncate=req.truncate, dimensions=req.dimensions)
     record_embedding(result, len(req.input))
-    return json_response({"model": req.model, "embeddings": result.vectors,
-                          "total_duration": int((time.perf_counter() - started) * 1e9), "load_duration": 0,
-                          "prompt_eval_count": result.prompt_tokens})
+    return json_response(
+        {
+            "model": req.model,
+            "embeddings": result.vectors,
+            "total_duration": int((time.perf_counter() - started) * 1e9),
+            "load_duration": 0,
+            "prompt_eval_count": result.prompt_tokens,
+        }
+    )
 
 
 @bp.post("/api/embeddings")
-@operation(summary="Embed one prompt, unnormalised (Ollama's legacy shape)", request=OllamaEmbeddingsRequest,
-           response=OllamaEmbeddingsResponse, auth=True, tags=("ollama",), errors=_ERRORS, error=OllamaError)
+@operation(
+    summary="Embed one prompt, unnormalised (Ollama's legacy shape)",
+    request=OllamaEmbeddingsRequest,
+    response=OllamaEmbeddingsResponse,
+    auth=True,
+    tags=("ollama",),
+    errors=_ERRORS,
+    error=OllamaError,
+)
 def api_embeddings():
     req = parse_json(OllamaEmbeddingsRequest)
     if not req.prompt:
@@ -158,16 +189,24 @@ def api_embeddings():
 
 
 @bp.get("/api/tags")
-@operation(summary="The served models (Ollama's list)", response=OllamaModels, auth=True, tags=("ollama",),
-           errors=(401,))
+@operation(
+    summary="The served models (Ollama's list)", response=OllamaModels, auth=True, tags=("ollama",), errors=(401,)
+)
 def api_tags():
     engine = context.engine()
     return json_response({"models": [_card(card, engine) for card in engine.describe_models()]})
 
 
 @bp.post("/api/show")
-@operation(summary="One model's details (Ollama's shape)", request=OllamaShowRequest, response=OllamaShowResponse,
-           auth=True, tags=("ollama",), errors=(400, 401, 404, 415), error=OllamaError)
+@operation(
+    summary="One model's details (Ollama's shape)",
+    request=OllamaShowRequest,
+    response=OllamaShowResponse,
+    auth=True,
+    tags=("ollama",),
+    errors=(400, 401, 404, 415),
+    error=OllamaError,
+)
 def api_show():
     req = parse_json(OllamaShowRequest)
     name = req.model or req.name
@@ -177,15 +216,21 @@ def api_show():
     model = _resolve(name)
     card = next(card for card in engine.describe_models() if card["id"] == model.name)
     capabilities = ["embedding"] if any(c.startswith("embed") for c in card["capabilities"]) else []
-    return json_response({
-        "modelfile": f"# served by embedding-service {__version__}\nFROM {model.name}\n",
-        "parameters": "", "template": "",
-        "details": _card(card, engine)["details"],
-        "model_info": {"general.architecture": card["family"], "embedding_length": card["dimension"],
-                       "context_length": card["max_input_tokens"]},
-        "capabilities": capabilities + (["rerank"] if "rerank" in card["capabilities"] else []),
-        "modified_at": _created(engine),
-    })
+    return json_response(
+        {
+            "modelfile": f"# served by embedding-service {__version__}\nFROM {model.name}\n",
+            "parameters": "",
+            "template": "",
+            "details": _card(card, engine)["details"],
+            "model_info": {
+                "general.architecture": card["family"],
+                "embedding_length": card["dimension"],
+                "context_length": card["max_input_tokens"],
+            },
+            "capabilities": capabilities + (["rerank"] if "rerank" in card["capabilities"] else []),
+            "modified_at": _created(engine),
+        }
+    )
 
 
 @bp.get("/api/version")

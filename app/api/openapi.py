@@ -12,19 +12,28 @@ from .schemas import ErrorResponse
 from .spec import operation_of
 
 # The order /docs lists the groups in: this service's own routes first, then each peer's.
-_TAGS = [("native", "This service's routes: texts, images, similarity, every output and option"),
-         ("openai", "OpenAI's embeddings API (and Infinity's image extension)"),
-         ("rerank", "Rerank in Jina's and Cohere's shapes"),
-         ("tei", "text-embeddings-inference's API, in its error shape"),
-         ("cohere", "Cohere's v2 embed, in its error shape"),
-         ("ollama", "Ollama's API, in its error shape"),
-         ("gme", "The earlier GME Qwen2-VL server's routes"),
-         ("operations", "Health, readiness, metrics, this document")]
+_TAGS = [
+    ("native", "This service's routes: texts, images, similarity, every output and option"),
+    ("openai", "OpenAI's embeddings API (and Infinity's image extension)"),
+    ("rerank", "Rerank in Jina's and Cohere's shapes"),
+    ("tei", "text-embeddings-inference's API, in its error shape"),
+    ("cohere", "Cohere's v2 embed, in its error shape"),
+    ("ollama", "Ollama's API, in its error shape"),
+    ("gme", "The earlier GME Qwen2-VL server's routes"),
+    ("operations", "Health, readiness, metrics, this document"),
+]
 
-_STATUS_TEXT = {400: "Invalid request", 401: "Missing or invalid API key", 404: "Unknown model",
-                405: "Method not allowed (see the Allow header)", 408: "The request body arrived too slowly",
-                413: "Request body too large", 415: "Unsupported Content-Type",
-                500: "Inference or internal error", 503: "Not ready or overloaded"}
+_STATUS_TEXT = {
+    400: "Invalid request",
+    401: "Missing or invalid API key",
+    404: "Unknown model",
+    405: "Method not allowed (see the Allow header)",
+    408: "The request body arrived too slowly",
+    413: "Request body too large",
+    415: "Unsupported Content-Type",
+    500: "Inference or internal error",
+    503: "Not ready or overloaded",
+}
 
 
 def openapi_document(app: Flask, keys_required: bool = False) -> dict:
@@ -47,8 +56,8 @@ def openapi_document(app: Flask, keys_required: bool = False) -> dict:
         if op.multipart is not None:
             wanted.add((op.multipart, "validation"))
     refs, definitions = models_json_schema(
-        sorted(wanted, key=lambda item: (item[0].__name__, item[1])),
-        ref_template="#/components/schemas/{model}")
+        sorted(wanted, key=lambda item: (item[0].__name__, item[1])), ref_template="#/components/schemas/{model}"
+    )
 
     def json_content(schema: dict, media_type: str = "application/json") -> dict:
         return {media_type: {"schema": schema}}
@@ -64,31 +73,49 @@ def openapi_document(app: Flask, keys_required: bool = False) -> dict:
             codes = set(op.errors) | {405, 500} | ({401, 503} if op.auth else set())
             for code in sorted(codes):
                 responses[str(code)] = {"description": _STATUS_TEXT.get(code, "Error"), "content": error}
-            entry = {"operationId": rule.endpoint.replace(".", "_"), "summary": op.summary,
-                     "tags": list(op.tags), "responses": responses}
+            entry = {
+                "operationId": rule.endpoint.replace(".", "_"),
+                "summary": op.summary,
+                "tags": list(op.tags),
+                "responses": responses,
+            }
             if op.request is not None:
-                entry["requestBody"] = {"required": True,
-                                        "content": json_content(refs[(op.request, "validation")])}
+                entry["requestBody"] = {"required": True, "content": json_content(refs[(op.request, "validation")])}
             if op.multipart is not None:
-                files = {"type": "object", "properties": {"image": {
-                    "type": "array", "items": {"type": "string", "format": "binary"},
-                    "description": "One or more image files, under any part name."}}}
+                files = {
+                    "type": "object",
+                    "properties": {
+                        "image": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more image files, under any part name.",
+                        }
+                    },
+                }
                 entry["requestBody"]["content"]["multipart/form-data"] = {
-                    "schema": {"allOf": [refs[(op.multipart, "validation")], files]}}
+                    "schema": {"allOf": [refs[(op.multipart, "validation")], files]}
+                }
             if op.auth:
                 entry["security"] = security
             paths.setdefault(path, {})[method.lower()] = entry
 
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Embedding service", "version": __version__,
-                 "description": "Text and image embeddings over HTTP; errors use the OpenAI error envelope."},
+        "info": {
+            "title": "Embedding service",
+            "version": __version__,
+            "description": "Text and image embeddings over HTTP; errors use the OpenAI error envelope.",
+        },
         "tags": [{"name": name, "description": description} for name, description in _TAGS],
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),
-            "securitySchemes": {"bearerAuth": {
-                "type": "http", "scheme": "bearer",
-                "description": "Required on routes marked with it when the service runs with API_KEYS."}},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Required on routes marked with it when the service runs with API_KEYS.",
+                }
+            },
         },
     }

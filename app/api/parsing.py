@@ -6,8 +6,8 @@ from typing import TypeVar
 
 import orjson
 from flask import current_app, request
-from werkzeug.exceptions import ClientDisconnected
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -31,7 +31,8 @@ def parse_object(accepted: str = "application/json") -> dict:
         raise UnsupportedMediaType(f"Content-Type must be {accepted}, got {declared!r}", param="Content-Type")
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
-            f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type")
+            f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type"
+        )
     raw = read_body(current_app.config["MAX_CONTENT_LENGTH"], current_app.extensions[SETTINGS_KEY].body_timeout)
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
@@ -70,8 +71,7 @@ def _read_body(limit: int) -> bytes:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes (MAX_CONTENT_LENGTH)")
     length = request.content_length
     if length is not None and size < length:
-        raise InvalidRequest(f"the request body has {size} of its {length} bytes (Content-Length)",
-                             code="invalid_json")
+        raise InvalidRequest(f"the request body has {size} of its {length} bytes (Content-Length)", code="invalid_json")
     return b"".join(chunks)
 
 
@@ -106,8 +106,9 @@ def _param(loc: tuple) -> str:
     return out
 
 
-def check_items(items: list, settings: Settings, field: str, prefix: str | None = None,
-                prefix_field: str = "prompt") -> None:
+def check_items(
+    items: list, settings: Settings, field: str, prefix: str | None = None, prefix_field: str = "prompt"
+) -> None:
     """Batch-size and length limits that depend on the settings, not on the schema.
 
     `prefix` is what is put before every item (a prompt, an instruction, a rerank query): it counts toward
@@ -117,11 +118,17 @@ def check_items(items: list, settings: Settings, field: str, prefix: str | None 
     if len(items) > settings.max_batch_items:
         raise InvalidRequest(
             f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per request "
-            "(MAX_BATCH_ITEMS)", param=field, code="too_many_items")
+            "(MAX_BATCH_ITEMS)",
+            param=field,
+            code="too_many_items",
+        )
     extra = len(prefix or "")
     if extra > settings.max_input_chars:
-        raise InvalidRequest(f"{prefix_field} has {extra} characters; at most {settings.max_input_chars} are "
-                             "allowed (MAX_INPUT_CHARS)", param=prefix_field, code="input_too_long")
+        raise InvalidRequest(
+            f"{prefix_field} has {extra} characters; at most {settings.max_input_chars} are allowed (MAX_INPUT_CHARS)",
+            param=prefix_field,
+            code="input_too_long",
+        )
     total = 0
     for index, item in enumerate(items):
         size = len(item) + extra
@@ -131,9 +138,14 @@ def check_items(items: list, settings: Settings, field: str, prefix: str | None 
             with_prefix = f" with the {prefix_field}" if extra else ""
             raise InvalidRequest(
                 f"{field}[{index}] has {size} {unit}{with_prefix}; at most {settings.max_input_chars} are allowed "
-                "(MAX_INPUT_CHARS)", param=f"{field}[{index}]", code="input_too_long")
+                "(MAX_INPUT_CHARS)",
+                param=f"{field}[{index}]",
+                code="input_too_long",
+            )
     if total > settings.max_request_chars:
         raise PayloadTooLarge(
             f"{field} add up to {total} characters{' with the ' + prefix_field + ' before each' if extra else ''}; "
-            f"at most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)", param=field,
-            code="request_too_large")
+            f"at most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)",
+            param=field,
+            code="request_too_large",
+        )

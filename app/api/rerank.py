@@ -42,9 +42,17 @@ def _rerank(model_name: str | None, query: str, documents: list[str], field: str
 
 def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
     """text-embeddings-inference's `/rerank` answer (its route is with TEI's others)."""
-    _, _, scores, order = _rerank(req.model, req.query, req.texts, "texts", raw_scores=req.raw_scores,
-                                  truncate=req.truncate, truncation_direction=req.truncation_direction,
-                                  instruction=req.instruction, use_cache=req.cache)
+    _, _, scores, order = _rerank(
+        req.model,
+        req.query,
+        req.texts,
+        "texts",
+        raw_scores=req.raw_scores,
+        truncate=req.truncate,
+        truncation_direction=req.truncation_direction,
+        instruction=req.instruction,
+        use_cache=req.cache,
+    )
     ranks = []
     for index in order.tolist():
         rank = {"index": index, "score": float(scores[index])}
@@ -56,33 +64,53 @@ def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
 
 def _cohere_shaped(version: str):
     req = parse_json(RerankRequest)
-    model, result, scores, order = _rerank(req.model, req.query, req.documents, "documents",
-                                           instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc,
-                                           use_cache=req.cache)
+    model, result, scores, order = _rerank(
+        req.model,
+        req.query,
+        req.documents,
+        "documents",
+        instruction=req.instruction,
+        max_document_tokens=req.max_tokens_per_doc,
+        use_cache=req.cache,
+    )
     results = []
-    for index in order.tolist()[:req.top_n]:
+    for index in order.tolist()[: req.top_n]:
         item = {"index": index, "relevance_score": float(scores[index])}
         if req.return_documents:
             item["document"] = {"text": req.documents[index]}
         results.append(item)
-    return json_response({
-        "id": str(uuid.uuid4()),
-        "model": model.name,
-        "results": results,
-        "usage": usage(result.prompt_tokens),
-        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
-    })
+    return json_response(
+        {
+            "id": str(uuid.uuid4()),
+            "model": model.name,
+            "results": results,
+            "usage": usage(result.prompt_tokens),
+            "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+        }
+    )
 
 
 @bp.post("/v1/rerank")
-@operation(summary="Rerank documents against a query (Jina's and Cohere's v1 shape)", request=RerankRequest,
-           response=RerankResponse, auth=True, tags=("rerank",), errors=_ERRORS)
+@operation(
+    summary="Rerank documents against a query (Jina's and Cohere's v1 shape)",
+    request=RerankRequest,
+    response=RerankResponse,
+    auth=True,
+    tags=("rerank",),
+    errors=_ERRORS,
+)
 def rerank_v1():
     return _cohere_shaped("1")
 
 
 @bp.post("/v2/rerank")
-@operation(summary="Rerank documents against a query (Cohere's v2 shape)", request=RerankRequest,
-           response=RerankResponse, auth=True, tags=("rerank",), errors=_ERRORS)
+@operation(
+    summary="Rerank documents against a query (Cohere's v2 shape)",
+    request=RerankRequest,
+    response=RerankResponse,
+    auth=True,
+    tags=("rerank",),
+    errors=_ERRORS,
+)
 def rerank_v2():
     return _cohere_shaped("2")

@@ -3,8 +3,6 @@ text-embeddings-inference's `/rerank`, Jina's and Cohere's `/v1/rerank`, Cohere'
 
 from __future__ import annotations
 
-from typing import Literal, Optional
-
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
@@ -22,8 +20,9 @@ def _query(value) -> str:
 def _documents(value) -> list[str]:
     """Strings, or Cohere v1 / Jina objects with a `text`, -> strings."""
     if isinstance(value, list):
-        value = [item["text"] if isinstance(item, dict) and isinstance(item.get("text"), str) else item
-                 for item in value]
+        value = [
+            item["text"] if isinstance(item, dict) and isinstance(item.get("text"), str) else item for item in value
+        ]
     return _text_list(value, "documents")
 
 
@@ -32,9 +31,9 @@ class _RerankBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: Optional[str] = Field(default=None, description="A served reranker; defaults to the first one.")
+    model: str | None = Field(default=None, description="A served reranker; defaults to the first one.")
     query: Text
-    instruction: Optional[str] = Field(default=None, description="LLM rerankers: the task instruction.")
+    instruction: str | None = Field(default=None, description="LLM rerankers: the task instruction.")
     cache: CacheOption = True
 
     @field_validator("query", mode="before")
@@ -66,7 +65,7 @@ class TEIRerankRequest(_RerankBody):
 class Rank(BaseModel):
     index: int
     score: float
-    text: Optional[str] = None
+    text: str | None = None
 
 
 class TEIRerankResponse(RootModel[list[Rank]]):
@@ -77,9 +76,9 @@ class RerankRequest(_RerankBody):
     """Jina's and Cohere's `POST /v1/rerank` and Cohere's `POST /v2/rerank` body."""
 
     documents: TextList = Field(description="Strings, or objects with a `text` field.")
-    top_n: Optional[int] = Field(default=None, ge=1, description="Return only the best N.")
-    return_documents: bool = Field(default=False, description="Add each document as {\"text\": ...}.")
-    max_tokens_per_doc: Optional[int] = Field(default=None, ge=1, description="Cut each document to N tokens.")
+    top_n: int | None = Field(default=None, ge=1, description="Return only the best N.")
+    return_documents: bool = Field(default=False, description='Add each document as {"text": ...}.')
+    max_tokens_per_doc: int | None = Field(default=None, ge=1, description="Cut each document to N tokens.")
 
     @field_validator("documents", mode="before")
     @classmethod
@@ -101,7 +100,7 @@ class RerankDocument(BaseModel):
 class RerankResult(BaseModel):
     index: int
     relevance_score: float
-    document: Optional[RerankDocument] = None
+    document: RerankDocument | None = None
 
 
 class RerankResponse(BaseModel):

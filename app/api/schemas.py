@@ -8,7 +8,7 @@ the exact offending index (pydantic's union errors would list every branch).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
@@ -17,16 +17,22 @@ from .multimodal_inputs import chat_item, input_items, is_parts
 
 EncodingFormat = Literal["float", "base64"]
 # text-embeddings-inference's spellings are accepted too ("Left", "Right").
-TruncationDirection = Annotated[Literal["left", "right"], Field(
-    description="Which end of an over-long input is cut: right (its end, the default) or left (its start).")]
-Precision = Annotated[Literal["float32", "int8", "uint8", "binary", "ubinary"], Field(
-    description="As sentence-transformers' encode(precision=...): int8/uint8 scale each dimension by ranges "
-                "calibrated once per model; binary/ubinary pack one bit per dimension (> 0) into bytes.")]
+TruncationDirection = Annotated[
+    Literal["left", "right"],
+    Field(description="Which end of an over-long input is cut: right (its end, the default) or left (its start)."),
+]
+Precision = Annotated[
+    Literal["float32", "int8", "uint8", "binary", "ubinary"],
+    Field(
+        description="As sentence-transformers' encode(precision=...): int8/uint8 scale each dimension by ranges "
+        "calibrated once per model; binary/ubinary pack one bit per dimension (> 0) into bytes."
+    ),
+]
 # What the before-validators enforce, said in the schema too (minLength, minItems), so /openapi.json and the
 # service agree on what is valid.
 Text = Annotated[str, Field(min_length=1)]
 TextList = Annotated[list[Text], Field(min_length=1)]
-Texts = Union[Text, TextList]
+Texts = Text | TextList
 # The error code of an empty input list, which text-embeddings-inference answers as its own kind of error.
 EMPTY = "empty_input"
 OutputType = Literal["dense", "sparse", "colbert"]
@@ -44,8 +50,9 @@ def _text_list(value, field: str) -> list[str]:
         raise InvalidRequest(f"{field} must not be empty", param=field, code=EMPTY)
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise InvalidRequest(f"{field}[{index}] must be a string, got {_json_type(item)}",
-                                 param=f"{field}[{index}]")
+            raise InvalidRequest(
+                f"{field}[{index}] must be a string, got {_json_type(item)}", param=f"{field}[{index}]"
+            )
         if not item:
             raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
     return value
@@ -56,14 +63,15 @@ def _image_list(value, field: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise InvalidRequest(f"{field} must be a string or a list of strings (base64, data: URIs or URLs)",
-                             param=field)
+        raise InvalidRequest(f"{field} must be a string or a list of strings (base64, data: URIs or URLs)", param=field)
     if not value:
         raise InvalidRequest(f"{field} must not be empty", param=field)
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise InvalidRequest(f"{field}[{index}] must be a string (base64, a data: URI or a URL), "
-                                 f"got {_json_type(item)}", param=f"{field}[{index}]")
+            raise InvalidRequest(
+                f"{field}[{index}] must be a string (base64, a data: URI or a URL), got {_json_type(item)}",
+                param=f"{field}[{index}]",
+            )
         if not item.strip():
             raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
     return value
@@ -80,7 +88,7 @@ def _is_token(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _openai_input(value, field: str = "input") -> Union[list[str], list[list[int]], list]:
+def _openai_input(value, field: str = "input") -> list[str] | list[list[int]] | list:
     """OpenAI's four input shapes -> a list of texts or a list of token-id rows; inputs with content
     parts (vLLM's multimodal form) -> (text, image) items."""
     if isinstance(value, list) and any(is_parts(item) for item in value):
@@ -90,7 +98,8 @@ def _openai_input(value, field: str = "input") -> Union[list[str], list[list[int
     if not isinstance(value, list):
         raise InvalidRequest(
             f"{field} must be a string, a list of strings, a list of token ids or a list of lists of token ids",
-            param=field)
+            param=field,
+        )
     if not value:
         raise InvalidRequest(f"{field} must not be empty", param=field, code=EMPTY)
     if _is_token(value[0]):
@@ -98,8 +107,10 @@ def _openai_input(value, field: str = "input") -> Union[list[str], list[list[int
     rows = []
     for index, row in enumerate(value):
         if not isinstance(row, list):
-            raise InvalidRequest(f"{field}[{index}] must be a list of token ids like {field}[0], got "
-                                 f"{_json_type(row)}", param=f"{field}[{index}]")
+            raise InvalidRequest(
+                f"{field}[{index}] must be a list of token ids like {field}[0], got {_json_type(row)}",
+                param=f"{field}[{index}]",
+            )
         rows.append(_token_row(row, f"{field}[{index}]"))
     return rows
 
@@ -109,16 +120,23 @@ def _token_row(row: list, field: str) -> list[int]:
         raise InvalidRequest(f"{field} is an empty list of token ids", param=field)
     for position, token in enumerate(row):
         if not _is_token(token) or token < 0:
-            raise InvalidRequest(f"{field}[{position}] must be a non-negative integer token id, got {token!r}",
-                                 param=field)
+            raise InvalidRequest(
+                f"{field}[{position}] must be a non-negative integer token id, got {token!r}", param=field
+            )
     return row
 
 
 def _json_type(value) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------- requests
@@ -127,23 +145,27 @@ class OpenAIEmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    input: Optional[Union[str, list[str], list[int], list[list[int]], list]] = Field(
-        default=None, description="Text, texts, one token-id list, a list of token-id lists (this model's "
-                                  "vocabulary), or (vision-language models) items that are lists of content parts: "
-                                  "{\"type\": \"text\", \"text\"} and {\"type\": \"image_url\", "
-                                  "\"image_url\": {\"url\"}}.")
-    messages: Optional[list] = Field(
-        default=None, description="vLLM's form: one chat (content parts as above) -> one embedding; a system "
-                                  "message's text is the instruction. Instead of `input`.")
-    instruction: Optional[str] = Field(default=None, description="Vision-language embedders (GME): the query "
-                                                                 "instruction.")
+    input: str | list[str] | list[int] | list[list[int]] | list | None = Field(
+        default=None,
+        description="Text, texts, one token-id list, a list of token-id lists (this model's "
+        "vocabulary), or (vision-language models) items that are lists of content parts: "
+        '{"type": "text", "text"} and {"type": "image_url", '
+        '"image_url": {"url"}}.',
+    )
+    messages: list | None = Field(
+        default=None,
+        description="vLLM's form: one chat (content parts as above) -> one embedding; a system "
+        "message's text is the instruction. Instead of `input`.",
+    )
+    instruction: str | None = Field(default=None, description="Vision-language embedders (GME): the query instruction.")
     is_query: bool = Field(default=True, description="GME: false embeds a document (default instruction).")
-    model: Optional[str] = Field(default=None, description="Served model id; defaults to the first model.")
+    model: str | None = Field(default=None, description="Served model id; defaults to the first model.")
     encoding_format: EncodingFormat = "float"
-    dimensions: Optional[Dimensions] = None
-    user: Optional[str] = None
+    dimensions: Dimensions | None = None
+    user: str | None = None
     modality: Literal["text", "image"] = Field(
-        default="text", description="Infinity's extension: 'image' makes `input` images (URLs, data URIs, base64).")
+        default="text", description="Infinity's extension: 'image' makes `input` images (URLs, data URIs, base64)."
+    )
     truncation_direction: TruncationDirection = "right"
 
     @field_validator("truncation_direction", mode="before")
@@ -170,7 +192,7 @@ class OpenAIEmbeddingRequest(BaseModel):
             raise InvalidRequest("send either input or messages", param="input")
         return self.input if self.input is not None else [self.messages[0]]
 
-    def effective_instruction(self) -> Optional[str]:
+    def effective_instruction(self) -> str | None:
         if self.instruction is not None or self.messages is None:
             return self.instruction
         return self.messages[1]
@@ -182,31 +204,39 @@ class EmbedTextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     texts: Texts = Field(description="One text or a list of texts.")
-    model: Optional[str] = None
+    model: str | None = None
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
     truncate: bool = Field(
-        default=True, description="Cut inputs at the model's maximum length; false makes an over-long input a 400.")
-    prompt: Optional[str] = Field(default=None, description="A literal prefix for every text.")
-    prompt_name: Optional[str] = Field(
-        default=None, description="A prompt from the model's config_sentence_transformers.json, by name.")
-    dimensions: Optional[Dimensions] = None
+        default=True, description="Cut inputs at the model's maximum length; false makes an over-long input a 400."
+    )
+    prompt: str | None = Field(default=None, description="A literal prefix for every text.")
+    prompt_name: str | None = Field(
+        default=None, description="A prompt from the model's config_sentence_transformers.json, by name."
+    )
+    dimensions: Dimensions | None = None
     encoding_format: EncodingFormat = "float"
-    output_type: Optional[OutputType] = Field(
-        default=None, description="One output: dense (default), sparse or colbert (BGE-M3-style models).")
-    output_types: Optional[list[OutputType]] = Field(
-        default=None, min_length=1, description="Several outputs, computed in one forward pass.")
+    output_type: OutputType | None = Field(
+        default=None, description="One output: dense (default), sparse or colbert (BGE-M3-style models)."
+    )
+    output_types: list[OutputType] | None = Field(
+        default=None, min_length=1, description="Several outputs, computed in one forward pass."
+    )
     return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
-    instruction: Optional[str] = Field(
-        default=None, description="Vision-language embedders (GME): the instruction for queries.")
+    instruction: str | None = Field(
+        default=None, description="Vision-language embedders (GME): the instruction for queries."
+    )
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
     cache: CacheOption = True
     precision: Precision = "float32"
     truncation_direction: TruncationDirection = "right"
-    max_length: Optional[Annotated[int, Field(gt=0)]] = Field(
-        default=None, description="Cut (or, with truncate=false, refuse) inputs at this many tokens, below the "
-                                  "model's maximum; the earlier BGE-M3 server's field.")
-    batch_size: Optional[Annotated[int, Field(gt=0)]] = Field(
-        default=None, description="Accepted from the earlier BGE-M3 server's clients; batching is the server's.")
+    max_length: Annotated[int, Field(gt=0)] | None = Field(
+        default=None,
+        description="Cut (or, with truncate=false, refuse) inputs at this many tokens, below the "
+        "model's maximum; the earlier BGE-M3 server's field.",
+    )
+    batch_size: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Accepted from the earlier BGE-M3 server's clients; batching is the server's."
+    )
 
     @field_validator("truncation_direction", mode="before")
     @classmethod
@@ -231,12 +261,13 @@ class ImageOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: Optional[str] = None
+    model: str | None = None
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
-    dimensions: Optional[Dimensions] = None
+    dimensions: Dimensions | None = None
     encoding_format: EncodingFormat = "float"
-    instruction: Optional[str] = Field(
-        default=None, description="Vision-language embedders (GME): the instruction for queries.")
+    instruction: str | None = Field(
+        default=None, description="Vision-language embedders (GME): the instruction for queries."
+    )
     is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
     cache: CacheOption = True
     precision: Precision = "float32"
@@ -246,7 +277,8 @@ class EmbedImageRequest(ImageOptions):
     """The JSON `POST /embed_image` body (or multipart/form-data with image files and these fields)."""
 
     images: Texts = Field(
-        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on.")
+        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on."
+    )
 
     @field_validator("images", mode="before")
     @classmethod
@@ -259,17 +291,21 @@ class SimilarityRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    texts: Optional[Texts] = None
-    images: Optional[Texts] = None
-    documents: Optional[Texts] = Field(
-        default=None, description="Texts for the columns: texts x documents (queries x passages).")
-    model: Optional[str] = None
-    output_types: Optional[list[OutputType]] = Field(
-        default=None, min_length=1,
+    texts: Texts | None = None
+    images: Texts | None = None
+    documents: Texts | None = Field(
+        default=None, description="Texts for the columns: texts x documents (queries x passages)."
+    )
+    model: str | None = None
+    output_types: list[OutputType] | None = Field(
+        default=None,
+        min_length=1,
         description="Scores to compute for texts: dense cosine (default), sparse lexical matching, colbert MaxSim; "
-                    "several add a weighted `hybrid`.")
-    weights: Optional[dict[OutputType, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]]] = Field(
-        default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4.")
+        "several add a weighted `hybrid`.",
+    )
+    weights: dict[OutputType, Annotated[float, Field(ge=0, le=1000000.0, allow_inf_nan=False)]] | None = Field(
+        default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4."
+    )
     cache: CacheOption = True
 
     @field_validator("texts", mode="before")
@@ -297,7 +333,7 @@ class Usage(BaseModel):
 class EmbeddingObject(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: Union[list[float], str] = Field(description="Floats, or base64 of little-endian float32.")
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32.")
 
 
 class OpenAIEmbeddingResponse(BaseModel):
@@ -310,22 +346,27 @@ class OpenAIEmbeddingResponse(BaseModel):
 class SparseVector(BaseModel):
     indices: list[int] = Field(description="Token ids, ascending.")
     values: list[float]
-    tokens: Optional[list[str]] = Field(default=None, description="With return_tokens.")
+    tokens: list[str] | None = Field(default=None, description="With return_tokens.")
 
 
 class EmbedTextResponse(BaseModel):
     model: str
-    embeddings: Optional[Union[list[list[float]], list[list[int]], list[str]]] = Field(
-        default=None, description="Dense vectors (when asked for; the default): floats, integers at another "
-                                  "precision, or base64 of the little-endian float32 (or int8/uint8) buffer.")
-    dimension: Optional[int] = Field(default=None, description="The vectors' dimensions (binary and ubinary rows "
-                                                               "hold one byte per 8 of them).")
-    precision: Optional[str] = None
-    sparse: Optional[list[SparseVector]] = None
-    colbert: Optional[Union[list[list[list[float]]], list[str]]] = Field(
-        default=None, description="Per input, a vector per token after the first; with base64, one string per "
-                                  "input of its [tokens x colbert_dimension] little-endian float32 matrix.")
-    colbert_dimension: Optional[int] = None
+    embeddings: list[list[float]] | list[list[int]] | list[str] | None = Field(
+        default=None,
+        description="Dense vectors (when asked for; the default): floats, integers at another "
+        "precision, or base64 of the little-endian float32 (or int8/uint8) buffer.",
+    )
+    dimension: int | None = Field(
+        default=None, description="The vectors' dimensions (binary and ubinary rows hold one byte per 8 of them)."
+    )
+    precision: str | None = None
+    sparse: list[SparseVector] | None = None
+    colbert: list[list[list[float]]] | list[str] | None = Field(
+        default=None,
+        description="Per input, a vector per token after the first; with base64, one string per "
+        "input of its [tokens x colbert_dimension] little-endian float32 matrix.",
+    )
+    colbert_dimension: int | None = None
     usage: Usage
 
 
@@ -342,8 +383,9 @@ class SimilarityResponse(BaseModel):
     model: str
     similarity_matrix: list[list[float]] = Field(description="Cosine similarities, rows x columns.")
     shape: list[int] = Field(description="[rows, columns]: [texts, images], or [n, n] for one kind.")
-    scores: Optional[dict[str, list[list[float]]]] = Field(
-        default=None, description="With output_types: a matrix per output type, and `hybrid` for several.")
+    scores: dict[str, list[list[float]]] | None = Field(
+        default=None, description="With output_types: a matrix per output type, and `hybrid` for several."
+    )
     usage: Usage
 
 
@@ -352,10 +394,13 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    family: str = Field(description="How the model is run: sentence-transformers, bge-m3, decoder, dual-encoder, "
-                                    "cross-encoder, llm-reranker.")
+    family: str = Field(
+        description="How the model is run: sentence-transformers, bge-m3, decoder, dual-encoder, "
+        "cross-encoder, llm-reranker."
+    )
     capabilities: list[str] = Field(
-        description="What the model does: embed:text, embed:image, sparse, colbert, rerank.")
+        description="What the model does: embed:text, embed:image, sparse, colbert, rerank."
+    )
     modality: str
     modalities: list[str]
     outputs: list[str] = Field(description="dense, plus sparse and colbert for BGE-M3-style models.")
@@ -363,11 +408,13 @@ class ModelCard(BaseModel):
     max_input_tokens: int
     pooling: list[str]
     prompts: list[str]
-    default_prompt_name: Optional[str]
-    activation: Optional[str] = Field(default=None, description="Rerankers: what turns the raw score into the "
-                                                                "default one (sigmoid, identity, tanh).")
-    default_instruction: Optional[str] = Field(default=None, description="LLM rerankers: the instruction used "
-                                                                         "when a request gives none.")
+    default_prompt_name: str | None
+    activation: str | None = Field(
+        default=None, description="Rerankers: what turns the raw score into the default one (sigmoid, identity, tanh)."
+    )
+    default_instruction: str | None = Field(
+        default=None, description="LLM rerankers: the instruction used when a request gives none."
+    )
 
 
 class ModelList(BaseModel):
@@ -383,7 +430,7 @@ class HealthResponse(BaseModel):
     dtype: str
     ready: bool
     pid: int
-    torch_threads: Optional[int]
+    torch_threads: int | None
     versions: dict[str, str]
 
 
@@ -394,8 +441,8 @@ class ReadyResponse(BaseModel):
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str]
-    code: Optional[str]
+    param: str | None
+    code: str | None
 
 
 class ErrorResponse(BaseModel):

@@ -18,9 +18,9 @@ from .encoding import json_response, usage
 from .image_inputs import embed, gather
 from .observability import record_embedding
 from .parsing import check_items, parse_object, validate
-from .tei import similarity_body
 from .schemas import SimilarityRequest, SimilarityResponse
 from .spec import operation
+from .tei import similarity_body
 
 bp = Blueprint("similarity", __name__)
 
@@ -29,10 +29,15 @@ DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
 
 
 @bp.post("/similarity")
-@operation(summary="Similarity of texts x images, texts x documents, or texts (images) among themselves; "
-                   "with a reranker, the relevance of every document to every text",
-           request=SimilarityRequest, response=SimilarityResponse, auth=True, tags=("native",),
-           errors=(400, 401, 404, 413, 415))
+@operation(
+    summary="Similarity of texts x images, texts x documents, or texts (images) among themselves; "
+    "with a reranker, the relevance of every document to every text",
+    request=SimilarityRequest,
+    response=SimilarityResponse,
+    auth=True,
+    tags=("native",),
+    errors=(400, 401, 404, 413, 415),
+)
 def similarity():
     body = parse_object()
     if "inputs" in body:  # text-embeddings-inference's body: {"inputs": {"source_sentence", "sentences"}}
@@ -75,8 +80,10 @@ def similarity():
         total = sum(weights[o] for o in outputs)
         # Denormal weights (1e-320) would divide into infinities and NaN scores.
         if total < 1e-6:
-            raise InvalidRequest("the weights of the requested output types sum to (almost) 0; give at least one "
-                                 "weight of 1e-6 or more", param="weights")
+            raise InvalidRequest(
+                "the weights of the requested output types sum to (almost) 0; give at least one weight of 1e-6 or more",
+                param="weights",
+            )
         scores["hybrid"] = sum(weights[o] * scores[o] for o in outputs) / total
     matrix = scores["hybrid"] if len(outputs) > 1 else scores[outputs[0]]
     body = {
@@ -93,28 +100,42 @@ def similarity():
 def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
     """A reranker scores every text (as a query) against every document: the relevance matrix."""
     if req.images or not req.documents:
-        raise InvalidRequest(f"the model {model.name!r} is a reranker: send texts (queries) and documents",
-                             param="documents" if not req.images else "images", code="unsupported_task")
+        raise InvalidRequest(
+            f"the model {model.name!r} is a reranker: send texts (queries) and documents",
+            param="documents" if not req.images else "images",
+            code="unsupported_task",
+        )
     if req.output_types:
-        raise InvalidRequest("a reranker has one score per pair; output_types does not apply",
-                             param="output_types")
+        raise InvalidRequest("a reranker has one score per pair; output_types does not apply", param="output_types")
     check_items(req.texts, settings, "texts")
     check_items(req.documents, settings, "documents")
     pairs = len(req.texts) * len(req.documents)
     if pairs > settings.max_batch_items:
-        raise InvalidRequest(f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
-                             f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
-                             param="documents", code="too_many_items")
+        raise InvalidRequest(
+            f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
+            f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
+            param="documents",
+            code="too_many_items",
+        )
     characters = len(req.documents) * sum(map(len, req.texts)) + len(req.texts) * sum(map(len, req.documents))
     if characters > settings.max_request_chars:
-        raise PayloadTooLarge(f"every text paired with every document makes {characters} characters to score; at "
-                              f"most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)",
-                              param="documents", code="request_too_large")
+        raise PayloadTooLarge(
+            f"every text paired with every document makes {characters} characters to score; at "
+            f"most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)",
+            param="documents",
+            code="request_too_large",
+        )
     result = engine.rerank(model, req.texts, req.documents, use_cache=req.cache)
     record_embedding(result, len(req.texts) * len(req.documents), "pair")
     matrix = result.scores
-    return json_response({"model": model.name, "similarity_matrix": matrix,
-                          "shape": [int(matrix.shape[0]), int(matrix.shape[1])], "usage": usage(result.prompt_tokens)})
+    return json_response(
+        {
+            "model": model.name,
+            "similarity_matrix": matrix,
+            "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
+            "usage": usage(result.prompt_tokens),
+        }
+    )
 
 
 def _score(output: str, rows, columns) -> np.ndarray:

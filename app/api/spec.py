@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from pydantic import BaseModel
 
@@ -12,15 +12,15 @@ from pydantic import BaseModel
 class Operation:
     summary: str
     response: type[BaseModel]
-    request: Optional[type[BaseModel]] = None
+    request: type[BaseModel] | None = None
     # The form fields of a multipart/form-data alternative, which also carries files.
-    multipart: Optional[type[BaseModel]] = None
+    multipart: type[BaseModel] | None = None
     auth: bool = False
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
     media_type: str = "application/json"
     # The error body's shape where it is not the OpenAI envelope (the compatibility routes answer in their peer's).
-    error: Optional[type[BaseModel]] = None
+    error: type[BaseModel] | None = None
 
 
 def operation(**kwargs) -> Callable:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-
 from flask import Blueprint, Response, request
 
 from .. import __version__
@@ -28,9 +27,20 @@ from .rerank import rerank_tei_body
 from .rerank_schemas import TEIRerankRequest, TEIRerankResponse
 from .schemas import EMPTY, EmbedSparseResponse, EmbedTextRequest
 from .spec import operation
-from .tei_schemas import (DecodeRequest, DecodeResponse, TEIEmbedAllResponse, TEIEmbedRequest, TEIEmbedResponse,
-                          TEIError, TEIInfo, TEISimilarityRequest, TEISimilarityResponse, TEITextsRequest,
-                          TokenizeRequest, TokenizeResponse, SimilarityParameters)
+from .tei_schemas import (
+    DecodeRequest,
+    DecodeResponse,
+    SimilarityParameters,
+    TEIEmbedAllResponse,
+    TEIEmbedRequest,
+    TEIEmbedResponse,
+    TEIError,
+    TEIInfo,
+    TEISimilarityRequest,
+    TEITextsRequest,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 
 bp = Blueprint("tei", __name__)
 
@@ -55,20 +65,29 @@ def tei_error(error: ServiceError) -> Response:
 
 def speaks_tei(view):
     """The view's errors in TEI's shape (a blueprint handler would also catch the BGE-M3 shape on /embed)."""
+
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         try:
             return view(*args, **kwargs)
         except ServiceError as error:
             return tei_error(error)
+
     return wrapped
 
 
 # ---------------------------------------------------------------- the routes
 @bp.post("/embed")
-@operation(summary="Embed (text-embeddings-inference's shape: `inputs`); with `texts`, the earlier BGE-M3 "
-                   "server's shape, answered as /embed_text", request=TEIEmbedRequest, response=TEIEmbedResponse,
-           auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
+@operation(
+    summary="Embed (text-embeddings-inference's shape: `inputs`); with `texts`, the earlier BGE-M3 "
+    "server's shape, answered as /embed_text",
+    request=TEIEmbedRequest,
+    response=TEIEmbedResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 def embed():
     try:
         body = parse_object()
@@ -85,8 +104,13 @@ def _tei_embed(body: dict):
     check_items(req.inputs, context.settings(), "inputs")
     engine = context.engine()
     model = engine.resolve(req.model, "embed:text")
-    options = {"normalize": req.normalize, "truncate": req.truncates, "dimensions": req.dimensions,
-               "field": "inputs", "truncation_direction": req.truncation_direction}
+    options = {
+        "normalize": req.normalize,
+        "truncate": req.truncates,
+        "dimensions": req.dimensions,
+        "field": "inputs",
+        "truncation_direction": req.truncation_direction,
+    }
     if isinstance(req.inputs[0], str):
         result = engine.embed_texts(model, req.inputs, prompt_name=req.prompt_name, **options)
     else:
@@ -98,25 +122,46 @@ def _tei_embed(body: dict):
 
 
 @bp.post("/embed_all")
-@operation(summary="Every token's vector, before pooling (text-embeddings-inference's shape)",
-           request=TEITextsRequest, response=TEIEmbedAllResponse, auth=True, tags=("tei",), errors=_ERRORS,
-           error=TEIError)
+@operation(
+    summary="Every token's vector, before pooling (text-embeddings-inference's shape)",
+    request=TEITextsRequest,
+    response=TEIEmbedAllResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 @speaks_tei
 def embed_all():
     req = validate(TEITextsRequest, parse_object())
     check_items(req.inputs, context.settings(), "inputs")
     engine = context.engine()
     model = engine.resolve(req.model, "tokens")
-    result = engine.embed_texts(model, req.inputs, normalize=False, truncate=req.truncates,
-                                prompt_name=req.prompt_name, field="inputs", outputs=frozenset({"tokens"}),
-                                truncation_direction=req.truncation_direction, use_cache=False)
+    result = engine.embed_texts(
+        model,
+        req.inputs,
+        normalize=False,
+        truncate=req.truncates,
+        prompt_name=req.prompt_name,
+        field="inputs",
+        outputs=frozenset({"tokens"}),
+        truncation_direction=req.truncation_direction,
+        use_cache=False,
+    )
     record_embedding(result, len(req.inputs))
     return json_response(result.tokens)
 
 
 @bp.post("/embed_sparse")
-@operation(summary="Sparse lexical weights (text-embeddings-inference's shape)", request=TEITextsRequest,
-           response=EmbedSparseResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
+@operation(
+    summary="Sparse lexical weights (text-embeddings-inference's shape)",
+    request=TEITextsRequest,
+    response=EmbedSparseResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 @speaks_tei
 def embed_sparse():
     req = validate(TEITextsRequest, parse_object())
@@ -124,17 +169,34 @@ def embed_sparse():
     engine = context.engine()
     model = engine.resolve(req.model, "sparse")
     engine.check_outputs(model, ["sparse"], "inputs")
-    result = engine.embed_texts(model, req.inputs, truncate=req.truncates, prompt_name=req.prompt_name,
-                                field="inputs", outputs=frozenset({"sparse"}),
-                                truncation_direction=req.truncation_direction)
+    result = engine.embed_texts(
+        model,
+        req.inputs,
+        truncate=req.truncates,
+        prompt_name=req.prompt_name,
+        field="inputs",
+        outputs=frozenset({"sparse"}),
+        truncation_direction=req.truncation_direction,
+    )
     record_embedding(result, len(req.inputs))
-    return json_response([[{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]
-                          for ids, values in result.sparse])
+    return json_response(
+        [
+            [{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]
+            for ids, values in result.sparse
+        ]
+    )
 
 
 @bp.post("/rerank")
-@operation(summary="Rerank texts against a query (text-embeddings-inference's shape)", request=TEIRerankRequest,
-           response=TEIRerankResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
+@operation(
+    summary="Rerank texts against a query (text-embeddings-inference's shape)",
+    request=TEIRerankRequest,
+    response=TEIRerankResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 @speaks_tei
 def rerank():
     return json_response(rerank_tei_body(validate(TEIRerankRequest, parse_object())))
@@ -153,41 +215,68 @@ def _similarity(body: dict):
     check_items(texts, context.settings(), "inputs.sentences")
     engine = context.engine()
     model = engine.resolve(req.model or parameters.model, "embed:text")
-    result = engine.embed_texts(model, texts, truncate=parameters.truncates, prompt_name=parameters.prompt_name,
-                                field="inputs.sentences", truncation_direction=parameters.truncation_direction)
+    result = engine.embed_texts(
+        model,
+        texts,
+        truncate=parameters.truncates,
+        prompt_name=parameters.prompt_name,
+        field="inputs.sentences",
+        truncation_direction=parameters.truncation_direction,
+    )
     record_embedding(result, len(texts))
     vectors = result.vectors  # L2-normalised: a dot product is the cosine
     return json_response(np.clip(vectors[1:] @ vectors[0], -1.0, 1.0))
 
 
 @bp.post("/tokenize")
-@operation(summary="How the model's tokenizer splits texts (text-embeddings-inference's shape)",
-           request=TokenizeRequest, response=TokenizeResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
+@operation(
+    summary="How the model's tokenizer splits texts (text-embeddings-inference's shape)",
+    request=TokenizeRequest,
+    response=TokenizeResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 @speaks_tei
 def tokenize():
     req = validate(TokenizeRequest, parse_object())
     check_items(req.inputs, context.settings(), "inputs")
     engine = context.engine()
     model = engine.resolve(req.model)
-    return json_response(engine.tokenize(model, req.inputs, add_special_tokens=req.add_special_tokens,
-                                         prompt_name=req.prompt_name))
+    return json_response(
+        engine.tokenize(model, req.inputs, add_special_tokens=req.add_special_tokens, prompt_name=req.prompt_name)
+    )
 
 
 @bp.post("/decode")
-@operation(summary="Token ids back to text (text-embeddings-inference's shape)", request=DecodeRequest,
-           response=DecodeResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
+@operation(
+    summary="Token ids back to text (text-embeddings-inference's shape)",
+    request=DecodeRequest,
+    response=DecodeResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 @speaks_tei
 def decode():
     req = validate(DecodeRequest, parse_object())
     check_items(req.ids, context.settings(), "ids")
     engine = context.engine()
-    return json_response(engine.decode(engine.resolve(req.model), req.ids,
-                                       skip_special_tokens=req.skip_special_tokens))
+    return json_response(engine.decode(engine.resolve(req.model), req.ids, skip_special_tokens=req.skip_special_tokens))
 
 
 @bp.get("/info")
-@operation(summary="The served model and the server's limits (text-embeddings-inference's shape; ?model= picks "
-                   "another served model)", response=TEIInfo, auth=True, tags=("tei",), errors=(404,), error=TEIError)
+@operation(
+    summary="The served model and the server's limits (text-embeddings-inference's shape; ?model= picks "
+    "another served model)",
+    response=TEIInfo,
+    auth=True,
+    tags=("tei",),
+    errors=(404,),
+    error=TEIError,
+)
 @speaks_tei
 def info():
     engine = context.engine()
@@ -198,20 +287,38 @@ def info():
         model_type = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
     else:
         model_type = {"embedding": {"pooling": (card.get("pooling") or ["mean"])[0]}}
-    return json_response({
-        "model_id": model.name, "model_sha": None, "model_dtype": engine.health()["dtype"],
-        "served_model_name": model.name, "model_type": model_type,
-        "max_concurrent_requests": settings.max_queue, "max_input_length": card["max_input_tokens"],
-        "max_batch_tokens": settings.max_batch_tokens, "max_batch_requests": settings.max_batch_size,
-        "max_client_batch_size": settings.max_batch_items, "auto_truncate": True, "tokenization_workers": 1,
-        "version": __version__, "sha": None, "docker_label": None,
-    })
+    return json_response(
+        {
+            "model_id": model.name,
+            "model_sha": None,
+            "model_dtype": engine.health()["dtype"],
+            "served_model_name": model.name,
+            "model_type": model_type,
+            "max_concurrent_requests": settings.max_queue,
+            "max_input_length": card["max_input_tokens"],
+            "max_batch_tokens": settings.max_batch_tokens,
+            "max_batch_requests": settings.max_batch_size,
+            "max_client_batch_size": settings.max_batch_items,
+            "auto_truncate": True,
+            "tokenization_workers": 1,
+            "version": __version__,
+            "sha": None,
+            "docker_label": None,
+        }
+    )
 
 
 @bp.post("/")
-@operation(summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
-                   "similarity, `query` and `texts` -> rerank, `inputs` -> embed (rerank for a reranker)",
-           request=TEIEmbedRequest, response=TEIEmbedResponse, auth=True, tags=("tei",), errors=_ERRORS, error=TEIError)
+@operation(
+    summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
+    "similarity, `query` and `texts` -> rerank, `inputs` -> embed (rerank for a reranker)",
+    request=TEIEmbedRequest,
+    response=TEIEmbedResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
 def root():
     try:
         body = parse_object()
@@ -222,4 +329,3 @@ def root():
     if "query" in body:
         return speaks_tei(lambda: json_response(rerank_tei_body(validate(TEIRerankRequest, body))))()
     return _tei_embed(body)
-

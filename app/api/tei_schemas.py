@@ -4,37 +4,50 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ..errors import InvalidRequest
-from .schemas import (EMPTY, Dimensions, Text, TextList, Texts, TruncationDirection, _json_type, _openai_input,
-                      _text_list, _token_row, direction_of)
+from .schemas import (
+    EMPTY,
+    Dimensions,
+    Text,
+    TextList,
+    Texts,
+    TruncationDirection,
+    _json_type,
+    _openai_input,
+    _text_list,
+    _token_row,
+    direction_of,
+)
 
-TEIInput = Union[str, list[str], list[int], list[list[int]]]
+TEIInput = str | list[str] | list[int] | list[list[int]]
 
 
-def _inputs(value) -> Union[list[str], list[list[int]]]:
+def _inputs(value) -> list[str] | list[list[int]]:
     """TEI's `inputs`: a text, texts, one row of token ids, or rows of them."""
     if isinstance(value, list) and any(isinstance(item, dict) for item in value):
         raise InvalidRequest("inputs must be a string, a list of strings or lists of token ids", param="inputs")
     inputs = _openai_input(value, "inputs")
     if not isinstance(inputs[0], (str, list)):  # content parts: this service's other routes take images
-        raise InvalidRequest("inputs must be texts or token ids; send images to /embed_image or /v1/embeddings",
-                             param="inputs")
+        raise InvalidRequest(
+            "inputs must be texts or token ids; send images to /embed_image or /v1/embeddings", param="inputs"
+        )
     return inputs
 
 
 class _TEIBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    truncate: Optional[bool] = Field(default=None, description="Cut over-long inputs (null: yes, as TEI's "
-                                                               "--auto-truncate default); false makes them a 4xx.")
+    truncate: bool | None = Field(
+        default=None,
+        description="Cut over-long inputs (null: yes, as TEI's --auto-truncate default); false makes them a 4xx.",
+    )
     truncation_direction: TruncationDirection = "right"
-    prompt_name: Optional[str] = Field(
-        default=None, description="A prompt from the model's config_sentence_transformers.json, by name.")
-    model: Optional[str] = Field(default=None, description="This service's extension: a served model id.")
+    prompt_name: str | None = Field(
+        default=None, description="A prompt from the model's config_sentence_transformers.json, by name."
+    )
+    model: str | None = Field(default=None, description="This service's extension: a served model id.")
 
     @field_validator("truncation_direction", mode="before")
     @classmethod
@@ -51,7 +64,7 @@ class TEIEmbedRequest(_TEIBody):
 
     inputs: TEIInput = Field(description="A text, texts, or token ids (with ACCEPT_TOKEN_IDS).")
     normalize: bool = True
-    dimensions: Optional[Dimensions] = None
+    dimensions: Dimensions | None = None
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -97,8 +110,8 @@ class TEISimilarityRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     inputs: SimilarityInput
-    parameters: Optional[SimilarityParameters] = None
-    model: Optional[str] = None
+    parameters: SimilarityParameters | None = None
+    model: str | None = None
 
 
 class TokenizeRequest(BaseModel):
@@ -106,8 +119,8 @@ class TokenizeRequest(BaseModel):
 
     inputs: Texts
     add_special_tokens: bool = True
-    prompt_name: Optional[str] = None
-    model: Optional[str] = None
+    prompt_name: str | None = None
+    model: str | None = None
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -117,8 +130,9 @@ class TokenizeRequest(BaseModel):
         if isinstance(value, list):
             for index, item in enumerate(value):
                 if not isinstance(item, str):
-                    raise InvalidRequest(f"inputs[{index}] must be a string, got {_json_type(item)}",
-                                         param=f"inputs[{index}]")
+                    raise InvalidRequest(
+                        f"inputs[{index}] must be a string, got {_json_type(item)}", param=f"inputs[{index}]"
+                    )
             return value
         if not isinstance(value, str):
             raise InvalidRequest("inputs must be a string or a list of strings", param="inputs")
@@ -128,16 +142,19 @@ class TokenizeRequest(BaseModel):
 class DecodeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    ids: Union[list[int], list[list[int]]]
+    ids: list[int] | list[list[int]]
     skip_special_tokens: bool = True
-    model: Optional[str] = None
+    model: str | None = None
 
     @field_validator("ids", mode="before")
     @classmethod
     def _check_ids(cls, value):
         if not isinstance(value, list) or not value:
-            raise InvalidRequest("ids must be a non-empty list of token ids, or a list of them", param="ids",
-                                 code=EMPTY if value == [] else None)
+            raise InvalidRequest(
+                "ids must be a non-empty list of token ids, or a list of them",
+                param="ids",
+                code=EMPTY if value == [] else None,
+            )
         rows = value if isinstance(value[0], list) else [value]
         return [_token_row(row, f"ids[{index}]") for index, row in enumerate(rows)]
 
@@ -159,8 +176,8 @@ class SimpleToken(BaseModel):
     id: int
     text: str
     special: bool
-    start: Optional[int] = Field(description="Byte offset in the input; null for special tokens.")
-    stop: Optional[int]
+    start: int | None = Field(description="Byte offset in the input; null for special tokens.")
+    stop: int | None
 
 
 class TokenizeResponse(RootModel[list[list[SimpleToken]]]):
@@ -173,21 +190,23 @@ class DecodeResponse(RootModel[list[str]]):
 
 class TEIInfo(BaseModel):
     model_id: str
-    model_sha: Optional[str]
+    model_sha: str | None
     model_dtype: str
     served_model_name: str
-    model_type: dict = Field(description='{"embedding": {"pooling": ...}} or {"reranker": {"id2label", '
-                                         '"label2id"}}, as text-embeddings-inference says it.')
+    model_type: dict = Field(
+        description='{"embedding": {"pooling": ...}} or {"reranker": {"id2label", '
+        '"label2id"}}, as text-embeddings-inference says it.'
+    )
     max_concurrent_requests: int
     max_input_length: int
     max_batch_tokens: int
-    max_batch_requests: Optional[int]
+    max_batch_requests: int | None
     max_client_batch_size: int
     auto_truncate: bool
     tokenization_workers: int
     version: str
-    sha: Optional[str]
-    docker_label: Optional[str]
+    sha: str | None
+    docker_label: str | None
 
 
 class TEIError(BaseModel):

@@ -19,4 +19,15 @@ from .engine import Embeddings, Engine, EngineObserver, ModelLoadError, Scores, 
 from .engine_config import EngineConfig, ModelSpec  # noqa: E402
 from .families import Lane, ModelFamily  # noqa: E402
 
-__all__ = ["Embeddings", "Engine", "EngineConfig", "EngineObserver", "Lane", "ModelFamily", "ModelLoadError", "ModelSpec", "Scores", "Timings"]
+__all__ = [
+    "Embeddings",
+    "Engine",
+    "EngineConfig",
+    "EngineObserver",
+    "Lane",
+    "ModelFamily",
+    "ModelLoadError",
+    "ModelSpec",
+    "Scores",
+    "Timings",
+]

@@ -1,15 +1,16 @@
 """Dynamic batching across the concurrent requests of one worker.
 
 Request threads (or greenlets) put their prepared rows (token ids,
-preprocessed images: any kind, see rows.py) in a bounded queue and wait; one inference loop takes rows from the queue, oldest request
-first, into batches of at most `max_batch_size` rows and `max_batch_tokens`
-padded tokens, runs them, and hands each request exactly its own vectors
-back. A large request is split over several batches, and the rows of small
-requests that arrived meanwhile ride along in the next one, so nobody waits
-for a whole 2048-item request to finish. There is no fixed collection window
-by default: whatever is queued when the model becomes free forms the next
-batch (continuous batching, as text-embeddings-inference does);
-`max_wait_ms` > 0 holds a partial batch open for late arrivals.
+preprocessed images: any kind, see rows.py) in a bounded queue and wait; one
+inference loop takes rows from the queue, oldest request first, into batches
+of at most `max_batch_size` rows and `max_batch_tokens` padded tokens, runs
+them, and hands each request exactly its own vectors back. A large request is
+split over several batches, and the rows of small requests that arrived
+meanwhile ride along in the next one, so nobody waits for a whole 2048-item
+request to finish. There is no fixed collection window by default: whatever is
+queued when the model becomes free forms the next batch (continuous batching,
+as text-embeddings-inference does); `max_wait_ms` > 0 holds a partial batch
+open for late arrivals.
 
 The primitives come from `threading` at start time, so under gevent (after
 monkey-patching) the loop is a greenlet and waiting is cooperative, while
@@ -22,12 +23,12 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import InferenceFailed, Overloaded, ServiceError
-from .planning import plan_batches
 from .outputs import BatchOutput, Results
+from .planning import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +80,24 @@ class Batcher:
     def check_capacity(self) -> None:
         """503 at once when the queue is full: before a request is tokenised, and again when it is queued."""
         if len(self._jobs) >= self.limits.max_queue:
-            raise Overloaded(f"this worker's queue is full ({self.limits.max_queue} requests waiting, "
-                             "MAX_QUEUE); retry shortly", headers={"Retry-After": "1"})
+            raise Overloaded(
+                f"this worker's queue is full ({self.limits.max_queue} requests waiting, MAX_QUEUE); retry shortly",
+                headers={"Retry-After": "1"},
+            )
 
     def submit(self, prepared) -> tuple[Results, float, float]:
         """Block until this request's rows are computed: (results, started, finished)."""
         rows = prepared.rows
         outputs = prepared.outputs
-        job = _Job(rows=rows, outputs=outputs, out=Results(len(rows), outputs),
-                   order=sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True),
-                   enqueued=time.perf_counter(), done=threading.Event(), remaining=len(rows))
+        job = _Job(
+            rows=rows,
+            outputs=outputs,
+            out=Results(len(rows), outputs),
+            order=sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True),
+            enqueued=time.perf_counter(),
+            done=threading.Event(),
+            remaining=len(rows),
+        )
         with self._cv:
             self.check_capacity()
             self._jobs.append(job)
@@ -153,22 +162,24 @@ class Batcher:
     def _expire(self) -> list[_Job]:
         """Fail the requests that waited too long before any of their rows ran (caller holds the lock)."""
         now = time.perf_counter()
-        expired = [job for job in self._jobs
-                   if job.cursor == 0 and now - job.enqueued > self.limits.request_timeout]
+        expired = [job for job in self._jobs if job.cursor == 0 and now - job.enqueued > self.limits.request_timeout]
         for job in expired:
             self._jobs.remove(job)
             self._pending_rows -= len(job.rows)
             job.error = Overloaded(
                 f"the request waited {now - job.enqueued:.1f}s for the model, over REQUEST_TIMEOUT "
-                f"({self.limits.request_timeout:g}s); the worker is overloaded", headers={"Retry-After": "1"})
+                f"({self.limits.request_timeout:g}s); the worker is overloaded",
+                headers={"Retry-After": "1"},
+            )
         return expired
 
     def _run(self, picks: list[tuple[_Job, int]]) -> None:
         """Run the picked rows as the cheapest sequence of forward passes (planning.py)."""
         picks.sort(key=lambda pick: len(pick[0].rows[pick[1]]), reverse=True)
         lengths = [len(job.rows[index]) for job, index in picks]
-        for start, end in plan_batches(lengths, self.limits.max_batch_size, self.limits.max_batch_tokens,
-                                       self.model.overhead_tokens):
+        for start, end in plan_batches(
+            lengths, self.limits.max_batch_size, self.limits.max_batch_tokens, self.model.overhead_tokens
+        ):
             self._run_batch(picks[start:end])
 
     def _run_batch(self, picks: list[tuple[_Job, int]]) -> None:
@@ -183,8 +194,11 @@ class Batcher:
             output = self.offload(self._forward, rows, outputs)
         except BaseException as exc:  # noqa: BLE001 - every waiting request must hear about it
             log.exception("batch of %d rows failed", len(rows))
-            error = exc if isinstance(exc, ServiceError) else InferenceFailed(
-                f"inference failed: {type(exc).__name__}: {exc}")
+            error = (
+                exc
+                if isinstance(exc, ServiceError)
+                else InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}")
+            )
             self._finish(picks, None, error)
             return
         self.on_batch(len(rows), sum(len(r) for r in rows), time.perf_counter() - began)

@@ -17,8 +17,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,9 +34,9 @@ from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
-from .quantization import CALIBRATED, Calibration, calibration_texts, quantize
 from .outputs import DENSE, EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS, Results
 from .postprocess import postprocess
+from .quantization import CALIBRATED, Calibration, calibration_texts, quantize
 from .rows import Prepared, forward_planned
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,15 @@ def run_inline(fn: Callable, *args):
 
 
 class Engine:
-    def __init__(self, config: EngineConfig, models: dict[str, ModelFamily], device: str, dtype: torch.dtype,
-                 observer: EngineObserver | None = None, fingerprints: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: EngineConfig,
+        models: dict[str, ModelFamily],
+        device: str,
+        dtype: torch.dtype,
+        observer: EngineObserver | None = None,
+        fingerprints: dict[str, str] | None = None,
+    ):
         if not models:
             raise ValueError("an engine needs at least one model")
         self.config = config
@@ -129,11 +136,13 @@ class Engine:
         # Every cache key starts with its model's content fingerprint and dtype: two models never share
         # entries, whatever they are called; one model shares them across instances.
         self.cache = TieredCache(config.cache) if config.cache.enabled else None
-        self.cache_salts = {name: hashlib.sha256(f"{fingerprint}:{dtype}".encode()).digest()[:12]
-                            for name, fingerprint in (fingerprints or {}).items()}
+        self.cache_salts = {
+            name: hashlib.sha256(f"{fingerprint}:{dtype}".encode()).digest()[:12]
+            for name, fingerprint in (fingerprints or {}).items()
+        }
 
     @classmethod
-    def load(cls, config: EngineConfig, observer: EngineObserver | None = None) -> "Engine":
+    def load(cls, config: EngineConfig, observer: EngineObserver | None = None) -> Engine:
         device = resolve_device(config.device)
         dtype = resolve_dtype(config.dtype, device)
         # One intra-op thread while loading: a thread pool created in the master is
@@ -167,8 +176,15 @@ class Engine:
                 self.calibrations[model.name] = Calibration(results.dense)
             return self.calibrations[model.name]
 
-    def quantize(self, model: ModelFamily, vectors: np.ndarray, precision: str, *, dimensions: int | None = None,
-                 normalize: bool = True) -> np.ndarray:
+    def quantize(
+        self,
+        model: ModelFamily,
+        vectors: np.ndarray,
+        precision: str,
+        *,
+        dimensions: int | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
         """`vectors` (post-processed with `dimensions` and `normalize`) at `precision`."""
         ranges = None
         if precision in CALIBRATED:
@@ -205,14 +221,25 @@ class Engine:
                         self.batchers[(name, kind)] = self._make_batcher(model, kind)
             self._started_pid = os.getpid()
             self._ready = True
-            log.info("worker %d ready: models=%s device=%s dtype=%s torch_threads=%d batching=%s", os.getpid(),
-                     ",".join(self.models), self.device, dtype_name(self.dtype), self.config.cpu_threads,
-                     "on" if batching else "off")
+            log.info(
+                "worker %d ready: models=%s device=%s dtype=%s torch_threads=%d batching=%s",
+                os.getpid(),
+                ",".join(self.models),
+                self.device,
+                dtype_name(self.dtype),
+                self.config.cpu_threads,
+                "on" if batching else "off",
+            )
 
     def _make_batcher(self, model: ModelFamily, kind: str) -> Batcher:
         name = model.name
-        return Batcher(model.lane(kind), self.config.limits, offload=self.offload, on_batch=self._batch_hook(name),
-                       on_queue=lambda depth: self._report_queue(name))
+        return Batcher(
+            model.lane(kind),
+            self.config.limits,
+            offload=self.offload,
+            on_batch=self._batch_hook(name),
+            on_queue=lambda depth: self._report_queue(name),
+        )
 
     def warmup(self) -> None:
         """Every model, every kind of row it takes, and its int8 calibration: /ready turns 200 only after
@@ -259,15 +286,22 @@ class Engine:
         if MODALITY_CAPABILITY[modality] in model.capabilities:
             return
         if Engine.is_reranker(model):
-            raise InvalidRequest(f"the model {model.name!r} is a reranker: it scores (query, document) pairs and "
-                                 "embeds nothing; send it to /rerank, /v1/rerank or /v2/rerank", param="model",
-                                 code="unsupported_task")
+            raise InvalidRequest(
+                f"the model {model.name!r} is a reranker: it scores (query, document) pairs and "
+                "embeds nothing; send it to /rerank, /v1/rerank or /v2/rerank",
+                param="model",
+                code="unsupported_task",
+            )
         embeds = [m for m, capability in MODALITY_CAPABILITY.items() if capability in model.capabilities]
         part = "vision tower" if modality == "image" else f"{modality} encoder"
-        does = (f"it embeds {' and '.join(embeds)} only" if embeds
-                else f"it does {', '.join(sorted(model.capabilities))} only")
-        raise InvalidRequest(f"the model {model.name!r} has no {part}: {does}", param=field,
-                             code="unsupported_modality")
+        does = (
+            f"it embeds {' and '.join(embeds)} only"
+            if embeds
+            else f"it does {', '.join(sorted(model.capabilities))} only"
+        )
+        raise InvalidRequest(
+            f"the model {model.name!r} has no {part}: {does}", param=field, code="unsupported_modality"
+        )
 
     @staticmethod
     def is_reranker(model: ModelFamily) -> bool:
@@ -277,21 +311,32 @@ class Engine:
     def require_rerank(model: ModelFamily) -> None:
         if RERANK not in model.capabilities:
             does = ", ".join(sorted(model.capabilities))
-            raise InvalidRequest(f"the model {model.name!r} does not rerank: it does {does}; name a cross-encoder or "
-                                 "LLM reranker in `model`", param="model", code="unsupported_task")
+            raise InvalidRequest(
+                f"the model {model.name!r} does not rerank: it does {does}; name a cross-encoder or "
+                "LLM reranker in `model`",
+                param="model",
+                code="unsupported_task",
+            )
 
     @staticmethod
     def check_outputs(model: ModelFamily, outputs, param: str = "output_types") -> None:
         missing = [output for output in outputs if output != "dense" and output not in model.capabilities]
         if TOKENS in missing:
-            raise InvalidRequest(f"the model {model.name!r} ({model.family}) does not give per-token vectors; "
-                                 "encoder and decoder text embedders do", param=param, code="unsupported_output")
+            raise InvalidRequest(
+                f"the model {model.name!r} ({model.family}) does not give per-token vectors; "
+                "encoder and decoder text embedders do",
+                param=param,
+                code="unsupported_output",
+            )
         if missing:
             output = missing[0]
             computes = ["dense", *sorted(c for c in model.capabilities if c in HEAD_FILES)]
             raise InvalidRequest(
                 f"the model {model.name!r} has no {output} head ({HEAD_FILES.get(output, output)} is not in its "
-                f"directory); it computes {', '.join(computes)}", param=param, code="unsupported_output")
+                f"directory); it computes {', '.join(computes)}",
+                param=param,
+                code="unsupported_output",
+            )
 
     def describe_models(self) -> list[dict]:
         return [model.describe() for model in self.models.values()]
@@ -304,25 +349,39 @@ class Engine:
             "ready": self.ready,
             "pid": os.getpid(),
             "torch_threads": torch.get_num_threads() if self.ready else None,
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "numpy": np.__version__},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__},
         }
 
     # -------------------------------------------------------------- tokenizer
-    def tokenize(self, model: ModelFamily, texts: list[str], *, add_special_tokens: bool = True,
-                 prompt_name: str | None = None) -> list[list[dict]]:
-        return self._off_loop(sum(map(len, texts)), model.tokens, texts, add_special_tokens=add_special_tokens,
-                              prompt_name=prompt_name)
+    def tokenize(
+        self, model: ModelFamily, texts: list[str], *, add_special_tokens: bool = True, prompt_name: str | None = None
+    ) -> list[list[dict]]:
+        return self._off_loop(
+            sum(map(len, texts)), model.tokens, texts, add_special_tokens=add_special_tokens, prompt_name=prompt_name
+        )
 
     def decode(self, model: ModelFamily, rows: list[list[int]], *, skip_special_tokens: bool = True) -> list[str]:
         return self._off_loop(sum(map(len, rows)), model.decode, rows, skip_special_tokens=skip_special_tokens)
 
     # --------------------------------------------------------------- embedding
-    def embed_texts(self, model: ModelFamily, texts: list[str], *, normalize: bool = True, truncate: bool = True,
-                    prompt: str | None = None, prompt_name: str | None = None, dimensions: int | None = None,
-                    field: str = "input", outputs: frozenset[str] = DENSE, instruction: str | None = None,
-                    is_query: bool = True, use_cache: bool = True, truncation_direction: str = "right",
-                    max_tokens: int | None = None) -> Embeddings:
+    def embed_texts(
+        self,
+        model: ModelFamily,
+        texts: list[str],
+        *,
+        normalize: bool = True,
+        truncate: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        dimensions: int | None = None,
+        field: str = "input",
+        outputs: frozenset[str] = DENSE,
+        instruction: str | None = None,
+        is_query: bool = True,
+        use_cache: bool = True,
+        truncation_direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Embeddings:
         """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them.
         `instruction` and `is_query` are for vision-language embedders (GME); `truncation_direction` says
         which end an over-long text loses, `max_tokens` lowers the model's limit for this request."""
@@ -332,46 +391,103 @@ class Engine:
         self._check_capacity(model, "text")
         started = time.perf_counter()
         chars = sum(map(len, texts)) + len(texts) * len(prompt or instruction or "")
-        prepared = self._off_loop(chars, model.prepare_texts, texts, truncate=truncate, prompt=prompt,
-                                  prompt_name=prompt_name, field=field, outputs=frozenset(outputs) | DENSE,
-                                  instruction=instruction, is_query=is_query, direction=truncation_direction,
-                                  max_tokens=max_tokens)
+        prepared = self._off_loop(
+            chars,
+            model.prepare_texts,
+            texts,
+            truncate=truncate,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            field=field,
+            outputs=frozenset(outputs) | DENSE,
+            instruction=instruction,
+            is_query=is_query,
+            direction=truncation_direction,
+            max_tokens=max_tokens,
+        )
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
-    def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], *, normalize: bool = True,
-                        truncate: bool = True, dimensions: int | None = None, field: str = "input",
-                        use_cache: bool = True, truncation_direction: str = "right") -> Embeddings:
+    def embed_token_ids(
+        self,
+        model: ModelFamily,
+        rows: list[list[int]],
+        *,
+        normalize: bool = True,
+        truncate: bool = True,
+        dimensions: int | None = None,
+        field: str = "input",
+        use_cache: bool = True,
+        truncation_direction: str = "right",
+    ) -> Embeddings:
         self.require(model, "text", field)
         self._check_dimensions(model, dimensions)
         started = time.perf_counter()
         prepared = model.prepare_token_ids(rows, truncate=truncate, field=field, direction=truncation_direction)
         return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
-    def embed_images(self, model: ModelFamily, images: list[bytes], limits: ImageLimits, *,
-                     normalize: bool = True, dimensions: int | None = None, field: str = "images",
-                     instruction: str | None = None, is_query: bool = True, use_cache: bool = True) -> Embeddings:
+    def embed_images(
+        self,
+        model: ModelFamily,
+        images: list[bytes],
+        limits: ImageLimits,
+        *,
+        normalize: bool = True,
+        dimensions: int | None = None,
+        field: str = "images",
+        instruction: str | None = None,
+        is_query: bool = True,
+        use_cache: bool = True,
+    ) -> Embeddings:
         """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
-        return self.embed_inputs(model, [None] * len(images), images, limits, normalize=normalize,
-                                 dimensions=dimensions, field=field, instruction=instruction, is_query=is_query,
-                                 use_cache=use_cache)
+        return self.embed_inputs(
+            model,
+            [None] * len(images),
+            images,
+            limits,
+            normalize=normalize,
+            dimensions=dimensions,
+            field=field,
+            instruction=instruction,
+            is_query=is_query,
+            use_cache=use_cache,
+        )
 
-    def embed_inputs(self, model: ModelFamily, texts: list[str | None], images: list[bytes | None],
-                     limits: ImageLimits, *, normalize: bool = True, dimensions: int | None = None,
-                     field: str = "images", instruction: str | None = None, is_query: bool = True,
-                     use_cache: bool = True) -> Embeddings:
+    def embed_inputs(
+        self,
+        model: ModelFamily,
+        texts: list[str | None],
+        images: list[bytes | None],
+        limits: ImageLimits,
+        *,
+        normalize: bool = True,
+        dimensions: int | None = None,
+        field: str = "images",
+        instruction: str | None = None,
+        is_query: bool = True,
+        use_cache: bool = True,
+    ) -> Embeddings:
         """One vector per input: a text, an image, or (vision-language embedders) a text and an image together."""
         if any(image is not None for image in images):
             self.require(model, "image", field)
         if any(text is not None for text in texts):
             self.require(model, "text", field)
-        if any(text is not None and image is not None for text, image in zip(texts, images)) \
-                and EMBED_INTERLEAVED not in model.capabilities:
-            raise InvalidRequest(f"the model {model.name!r} cannot embed a text and an image together; it does "
-                                 f"{', '.join(sorted(model.capabilities))}", param=field, code="unsupported_modality")
+        if (
+            any(text is not None and image is not None for text, image in zip(texts, images))
+            and EMBED_INTERLEAVED not in model.capabilities
+        ):
+            raise InvalidRequest(
+                f"the model {model.name!r} cannot embed a text and an image together; it does "
+                f"{', '.join(sorted(model.capabilities))}",
+                param=field,
+                code="unsupported_modality",
+            )
         kinds = {model.kind_of("text" if image is None else "image") for image in images}
         if len(kinds) > 1:
-            raise InvalidRequest(f"the model {model.name!r} embeds texts and images in separate passes; send them "
-                                 "in separate requests", param=field, code="unsupported_modality")
+            raise InvalidRequest(
+                f"the model {model.name!r} embeds texts and images in separate passes; send them in separate requests",
+                param=field,
+                code="unsupported_modality",
+            )
         self._check_dimensions(model, dimensions)
         self._check_capacity(model, "text" if all(image is None for image in images) else "image")
         started = time.perf_counter()
@@ -383,14 +499,20 @@ class Engine:
         return self._run(model, modality, prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
     @staticmethod
-    def _prepare_inputs(model: ModelFamily, texts: list[str | None], images: list[bytes | None],
-                        limits: ImageLimits, field: str, instruction: str | None, is_query: bool) -> Prepared:
+    def _prepare_inputs(
+        model: ModelFamily,
+        texts: list[str | None],
+        images: list[bytes | None],
+        limits: ImageLimits,
+        field: str,
+        instruction: str | None,
+        is_query: bool,
+    ) -> Prepared:
         rows = []
         for index, (text, data) in enumerate(zip(texts, images)):
             param = f"{field}[{index}]"
             if data is None:
-                rows.extend(model.prepare_texts([text], field=field, instruction=instruction,
-                                                is_query=is_query).rows)
+                rows.extend(model.prepare_texts([text], field=field, instruction=instruction, is_query=is_query).rows)
                 continue
             image = decode_image(data, limits, param)
             if text is None:
@@ -416,12 +538,23 @@ class Engine:
     def _check_dimensions(model: ModelFamily, dimensions: int | None) -> None:
         if dimensions is not None and dimensions > model.dimension:
             raise InvalidRequest(
-                f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions",
-                param="dimensions")
+                f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions", param="dimensions"
+            )
 
-    def rerank(self, model: ModelFamily, queries: list[str], documents: list[str], *, raw_scores: bool = False,
-               truncate: bool = True, truncation_direction: str = "right", instruction: str | None = None,
-               max_document_tokens: int | None = None, field: str = "documents", use_cache: bool = True) -> Scores:
+    def rerank(
+        self,
+        model: ModelFamily,
+        queries: list[str],
+        documents: list[str],
+        *,
+        raw_scores: bool = False,
+        truncate: bool = True,
+        truncation_direction: str = "right",
+        instruction: str | None = None,
+        max_document_tokens: int | None = None,
+        field: str = "documents",
+        use_cache: bool = True,
+    ) -> Scores:
         """Every query against every document: one pair row each, batched like any other row."""
         self.require_rerank(model)
         self._check_capacity(model, "pair")
@@ -430,26 +563,47 @@ class Engine:
         def prepare() -> Prepared:
             rows = []
             for query in queries:
-                rows.extend(model.prepare_pairs(query, documents, truncate=truncate, direction=truncation_direction,
-                                                instruction=instruction, max_document_tokens=max_document_tokens,
-                                                field=field).rows)
+                rows.extend(
+                    model.prepare_pairs(
+                        query,
+                        documents,
+                        truncate=truncate,
+                        direction=truncation_direction,
+                        instruction=instruction,
+                        max_document_tokens=max_document_tokens,
+                        field=field,
+                    ).rows
+                )
             return Prepared(rows=rows, outputs=frozenset({RERANK}))
 
         chars = len(queries) * (sum(map(len, documents)) + len(documents) * len(queries[0] if queries else ""))
         prepared = self._off_loop(chars, prepare)
         results, timings, cached = self._execute(model, "pair", prepared, time.perf_counter() - started, use_cache)
         scores = results.scores if raw_scores else model.activate(results.scores)
-        return Scores(scores=scores.reshape(len(queries), len(documents)), prompt_tokens=prepared.token_count,
-                      timings=timings, model=model.name, cache=cached)
+        return Scores(
+            scores=scores.reshape(len(queries), len(documents)),
+            prompt_tokens=prepared.token_count,
+            timings=timings,
+            model=model.name,
+            cache=cached,
+        )
 
-    def _run(self, model: ModelFamily, modality: str, prepared: Prepared, normalize: bool, dimensions: int | None,
-             tokenize_seconds: float, use_cache: bool = True) -> Embeddings:
-        results, timings, cached = self._execute(model, model.kind_of(modality), prepared, tokenize_seconds,
-                                                 use_cache)
+    def _run(
+        self,
+        model: ModelFamily,
+        modality: str,
+        prepared: Prepared,
+        normalize: bool,
+        dimensions: int | None,
+        tokenize_seconds: float,
+        use_cache: bool = True,
+    ) -> Embeddings:
+        results, timings, cached = self._execute(model, model.kind_of(modality), prepared, tokenize_seconds, use_cache)
         return replace(self._embeddings(model.name, results, prepared, normalize, dimensions, timings), cache=cached)
 
-    def _execute(self, model: ModelFamily, kind: str, prepared: Prepared, tokenize_seconds: float,
-                 use_cache: bool = True) -> tuple[Results, Timings, str | None]:
+    def _execute(
+        self, model: ModelFamily, kind: str, prepared: Prepared, tokenize_seconds: float, use_cache: bool = True
+    ) -> tuple[Results, Timings, str | None]:
         """The request's results: cached rows from the cache, the rest computed (and then stored)."""
         self._ensure_started()
         salt = self.cache_salts.get(model.name)
@@ -464,8 +618,9 @@ class Engine:
         self.cache.set_many(found.entries(computed))
         return found.merge(computed), timings, found.state
 
-    def _compute(self, model: ModelFamily, kind: str, prepared: Prepared,
-                 tokenize_seconds: float) -> tuple[Results, Timings]:
+    def _compute(
+        self, model: ModelFamily, kind: str, prepared: Prepared, tokenize_seconds: float
+    ) -> tuple[Results, Timings]:
         enqueued = time.perf_counter()
         batcher = self.batchers.get((model.name, kind))
         try:
@@ -483,14 +638,21 @@ class Engine:
         return results, Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
 
     @staticmethod
-    def _embeddings(name: str, results: Results, prepared: Prepared, normalize: bool, dimensions: int | None,
-                    timings: Timings) -> Embeddings:
+    def _embeddings(
+        name: str, results: Results, prepared: Prepared, normalize: bool, dimensions: int | None, timings: Timings
+    ) -> Embeddings:
         colbert = None
         if results.multivector is not None:
             colbert = [postprocess(matrix, normalize=normalize, dimensions=None) for matrix in results.multivector]
-        return Embeddings(vectors=postprocess(results.dense, normalize=normalize, dimensions=dimensions),
-                          prompt_tokens=prepared.token_count, timings=timings, sparse=results.sparse,
-                          colbert=colbert, tokens=results.tokens, model=name)
+        return Embeddings(
+            vectors=postprocess(results.dense, normalize=normalize, dimensions=dimensions),
+            prompt_tokens=prepared.token_count,
+            timings=timings,
+            sparse=results.sparse,
+            colbert=colbert,
+            tokens=results.tokens,
+            model=name,
+        )
 
     def _forward(self, model: ModelFamily, kind: str, prepared: Prepared) -> tuple[Results, float]:
         """Runs in the inference thread; returns the results and when the model became free."""
@@ -498,8 +660,13 @@ class Engine:
             started = time.perf_counter()
             self._queue_changed(model.name, -1)
             limits = self.config.limits
-            results = forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens,
-                                      on_batch=self._batch_hook(model.name))
+            results = forward_planned(
+                model.lane(kind),
+                prepared,
+                limits.max_batch_size,
+                limits.max_batch_tokens,
+                on_batch=self._batch_hook(model.name),
+            )
         return results, started
 
     # ------------------------------------------------------------ accounting
@@ -539,13 +706,22 @@ class Engine:
             "batching": bool(self.batchers),
             "batches": self.stats.as_dict(),
             "cache": self.cache.describe() if self.cache is not None else None,
-            "models": [{**model.describe(), **model.size(), "queue_depth": self.model_queue_depth(name),
-                        "batches": self.model_stats[name].as_dict()} for name, model in self.models.items()],
+            "models": [
+                {
+                    **model.describe(),
+                    **model.size(),
+                    "queue_depth": self.model_queue_depth(name),
+                    "batches": self.model_stats[name].as_dict(),
+                }
+                for name, model in self.models.items()
+            ],
         }
         if self.device == "cuda" and self.ready:
-            info["gpu_memory"] = {"allocated_bytes": torch.cuda.memory_allocated(),
-                                  "reserved_bytes": torch.cuda.memory_reserved(),
-                                  "max_allocated_bytes": torch.cuda.max_memory_allocated()}
+            info["gpu_memory"] = {
+                "allocated_bytes": torch.cuda.memory_allocated(),
+                "reserved_bytes": torch.cuda.memory_reserved(),
+                "max_allocated_bytes": torch.cuda.max_memory_allocated(),
+            }
         return info
 
 
@@ -567,6 +743,11 @@ class BatchStats:
         self.largest = max(self.largest, size)
 
     def as_dict(self) -> dict:
-        return {"count": self.batches, "items": self.items, "tokens": self.tokens,
-                "mean_size": self.items / self.batches if self.batches else 0.0, "max_size": self.largest,
-                "inference_seconds": round(self.seconds, 6)}
+        return {
+            "count": self.batches,
+            "items": self.items,
+            "tokens": self.tokens,
+            "mean_size": self.items / self.batches if self.batches else 0.0,
+            "max_size": self.largest,
+            "inference_seconds": round(self.seconds, 6),
+        }

@@ -38,7 +38,7 @@ class EngineConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
 
     @classmethod
-    def from_settings(cls, settings) -> "EngineConfig":
+    def from_settings(cls, settings) -> EngineConfig:
         gpu = resolve_device(settings.device) == "cuda"
         return cls(
             models=tuple(ModelSpec(name, Path(path)) for name, path in settings.model_specs()),
@@ -47,12 +47,23 @@ class EngineConfig:
             cpu_threads=settings.resolved_cpu_threads(gpu=gpu),
             batching=settings.enable_batching,
             warmup=settings.enable_warmup,
-            limits=BatchLimits(max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,
-                               max_wait=settings.max_wait_ms / 1000.0, max_queue=settings.max_queue,
-                               request_timeout=settings.request_timeout),
-            load=LoadOptions(vlm_min_image_tokens=settings.vlm_min_image_tokens,
-                             vlm_max_image_tokens=settings.vlm_max_image_tokens,
-                             vlm_max_length=settings.vlm_max_length),
-            cache=CacheConfig(local_bytes=settings.cache_bytes, redis_url=settings.redis_url, ttl=settings.cache_ttl,
-                              redis_timeout=settings.redis_timeout, redis_retry_after=settings.redis_retry_after),
+            limits=BatchLimits(
+                max_batch_size=settings.max_batch_size,
+                max_batch_tokens=settings.max_batch_tokens,
+                max_wait=settings.max_wait_ms / 1000.0,
+                max_queue=settings.max_queue,
+                request_timeout=settings.request_timeout,
+            ),
+            load=LoadOptions(
+                vlm_min_image_tokens=settings.vlm_min_image_tokens,
+                vlm_max_image_tokens=settings.vlm_max_image_tokens,
+                vlm_max_length=settings.vlm_max_length,
+            ),
+            cache=CacheConfig(
+                local_bytes=settings.cache_bytes,
+                redis_url=settings.redis_url,
+                ttl=settings.cache_ttl,
+                redis_timeout=settings.redis_timeout,
+                redis_retry_after=settings.redis_retry_after,
+            ),
         )

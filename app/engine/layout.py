@@ -89,9 +89,13 @@ def dual_encoder_dir(root: str | Path) -> Path | None:
 def dual_encoder_layout(root: str | Path, model_dir: Path) -> ModelLayout:
     """Text+image models pool inside the model; only the prompts come from the directory."""
     st_config = _read_json(Path(root) / "config_sentence_transformers.json") or {}
-    return ModelLayout(root=Path(root), transformer_path=model_dir, pooling_modes=(),
-                       prompts=dict(st_config.get("prompts") or {}),
-                       default_prompt_name=st_config.get("default_prompt_name") or None)
+    return ModelLayout(
+        root=Path(root),
+        transformer_path=model_dir,
+        pooling_modes=(),
+        prompts=dict(st_config.get("prompts") or {}),
+        default_prompt_name=st_config.get("default_prompt_name") or None,
+    )
 
 
 def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) -> ModelLayout:
@@ -106,8 +110,12 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
         # A plain Hugging Face directory: the family's pooling convention, normalised.
         bert_config = _read_json(root / "sentence_bert_config.json") or {}
         return ModelLayout(
-            root=root, transformer_path=root, max_seq_length=bert_config.get("max_seq_length"),
-            prompts=prompts, default_prompt_name=default_prompt_name, pooling_modes=default_pooling,
+            root=root,
+            transformer_path=root,
+            max_seq_length=bert_config.get("max_seq_length"),
+            prompts=prompts,
+            default_prompt_name=default_prompt_name,
+            pooling_modes=default_pooling,
         )
 
     transformer_path = root
@@ -126,20 +134,25 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
             include_prompt = bool(config.get("include_prompt", True))
         elif kind == "Dense":
             config = _read_json(path / "config.json") or {}
-            dense.append(DenseSpec(
-                path=path,
-                in_features=int(config["in_features"]),
-                out_features=int(config["out_features"]),
-                bias=bool(config.get("bias", True)),
-                activation=str(config.get("activation_function", "torch.nn.modules.linear.Identity")),
-            ))
+            dense.append(
+                DenseSpec(
+                    path=path,
+                    in_features=int(config["in_features"]),
+                    out_features=int(config["out_features"]),
+                    bias=bool(config.get("bias", True)),
+                    activation=str(config.get("activation_function", "torch.nn.modules.linear.Identity")),
+                )
+            )
         elif kind == "Normalize":
             normalize = True
         else:
             raise ValueError(f"{root}: unsupported sentence-transformers module {module.get('type')!r}")
 
-    bert_config = (_read_json(transformer_path / "sentence_bert_config.json")
-                   or _read_json(root / "sentence_bert_config.json") or {})
+    bert_config = (
+        _read_json(transformer_path / "sentence_bert_config.json")
+        or _read_json(root / "sentence_bert_config.json")
+        or {}
+    )
     return ModelLayout(
         root=root,
         transformer_path=transformer_path,

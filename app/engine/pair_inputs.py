@@ -31,19 +31,22 @@ def pair_frame(tokenizer) -> PairFrame:
     b = tokenizer("world", add_special_tokens=False)["input_ids"]
     full = tokenizer("hello", "world", add_special_tokens=True)["input_ids"]
     for start in range(len(full) - len(a) + 1):
-        if full[start:start + len(a)] != a:
+        if full[start : start + len(a)] != a:
             continue
         for second in range(start + len(a), len(full) - len(b) + 1):
-            if full[second:second + len(b)] == b:
-                return PairFrame(prefix=list(full[:start]), middle=list(full[start + len(a):second]),
-                                 suffix=list(full[second + len(b):]))
+            if full[second : second + len(b)] == b:
+                return PairFrame(
+                    prefix=list(full[:start]),
+                    middle=list(full[start + len(a) : second]),
+                    suffix=list(full[second + len(b) :]),
+                )
     raise ValueError("cannot find how the tokenizer frames a pair of texts")
 
 
 def cut(ids: list[int], keep: int, direction: str) -> list[int]:
     if len(ids) <= keep:
         return ids
-    return ids[len(ids) - keep:] if direction == "left" else ids[:keep]
+    return ids[len(ids) - keep :] if direction == "left" else ids[:keep]
 
 
 class PairInputs:
@@ -52,12 +55,25 @@ class PairInputs:
         self.max_length = max_length
         self.frame = pair_frame(tokenizer)
 
-    def tokenize(self, query: str, documents: list[str], *, truncate: bool = True, direction: str = "right",
-                 max_document_tokens: int | None = None, field: str = "documents") -> list[PairRow]:
+    def tokenize(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        truncate: bool = True,
+        direction: str = "right",
+        max_document_tokens: int | None = None,
+        field: str = "documents",
+    ) -> list[PairRow]:
         frame = self.frame
         budget = self.max_length - frame.size
-        encoded = self.tokenizer([query, *documents], add_special_tokens=False, padding=False,
-                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        encoded = self.tokenizer(
+            [query, *documents],
+            add_special_tokens=False,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
         query_ids, document_ids = encoded[0], encoded[1:]
         rows = []
         for index, ids in enumerate(document_ids):
@@ -69,7 +85,9 @@ class PairInputs:
                     raise InvalidRequest(
                         f"the query and {field}[{index}] are {len(q) + len(ids) + frame.size} tokens together, over "
                         f"this model's maximum of {self.max_length}; shorten them or send truncate=true",
-                        param=f"{field}[{index}]", code="input_too_long")
+                        param=f"{field}[{index}]",
+                        code="input_too_long",
+                    )
                 q, ids = self._fit(q, ids, budget, direction)
             first = len(frame.prefix) + len(q) + len(frame.middle)
             rows.append(PairRow(frame.prefix + q + frame.middle + ids + frame.suffix, first))
@@ -82,4 +100,4 @@ class PairInputs:
         if len(query) < budget:
             return query, cut(document, budget - len(query), direction)
         keep_document = min(len(document), budget // 2)
-        return query[:budget - keep_document], cut(document, keep_document, direction)
+        return query[: budget - keep_document], cut(document, keep_document, direction)

@@ -20,8 +20,15 @@ _LEGACY_KEYS = (
     ("pooling_mode_lasttoken", "lasttoken"),
 )
 
-_ALIASES = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max", "last_token": "lasttoken",
-            "last": "lasttoken", "mean_sqrt_len": "mean_sqrt_len_tokens", "weighted_mean": "weightedmean"}
+_ALIASES = {
+    "mean_tokens": "mean",
+    "cls_token": "cls",
+    "max_tokens": "max",
+    "last_token": "lasttoken",
+    "last": "lasttoken",
+    "mean_sqrt_len": "mean_sqrt_len_tokens",
+    "weighted_mean": "weightedmean",
+}
 
 
 def modes_from_config(config: dict) -> tuple[str, ...]:
@@ -38,8 +45,9 @@ def modes_from_config(config: dict) -> tuple[str, ...]:
     return modes or ("mean",)
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...],
-         prompt_length: int | torch.Tensor | None = None) -> torch.Tensor:
+def pool(
+    hidden: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...], prompt_length: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """hidden [B, T, H], mask [B, T] (1 = real token) -> [B, H * len(modes)] in float32.
 
     prompt_length (one int, or one per row) excludes that many leading real

@@ -52,8 +52,11 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
         return np.packbits(vectors > 0, axis=-1)
     if precision in CALIBRATED:
         if ranges is None:
-            raise InvalidRequest(f"precision {precision!r} needs calibration ranges this model does not have",
-                                 param="precision", code="unsupported_precision")
+            raise InvalidRequest(
+                f"precision {precision!r} needs calibration ranges this model does not have",
+                param="precision",
+                code="unsupported_precision",
+            )
         ranges = ranges.astype(np.float32, copy=False)
         starts = ranges[0]
         steps = (ranges[1] - starts) / 255

@@ -10,8 +10,8 @@ an image's arrays) travels inside the row.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -94,13 +94,14 @@ def pad_right(rows: Sequence, pad_id: int, width: int | None = None) -> tuple[np
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):
-        input_ids[i, :len(row)] = row.ids
-        mask[i, :len(row)] = 1
+        input_ids[i, : len(row)] = row.ids
+        mask[i, : len(row)] = 1
     return input_ids, mask
 
 
-def forward_planned(lane, prepared: Prepared, batch_size: int, batch_tokens: int = 1 << 30,
-                    on_batch: Callable | None = None) -> Results:
+def forward_planned(
+    lane, prepared: Prepared, batch_size: int, batch_tokens: int = 1 << 30, on_batch: Callable | None = None
+) -> Results:
     """A whole request through `lane.forward_rows`, without a batcher; results in the caller's order.
 
     Rows are sorted by cost and cut into passes of at most `batch_size` rows
@@ -134,6 +135,5 @@ def stack_rows(rows: Sequence[ImageRow]) -> list[tuple[list[int], dict[str, np.n
     stacked = []
     for positions in groups.values():
         names = rows[positions[0]].arrays.keys()
-        stacked.append((positions, {name: np.concatenate([rows[p].arrays[name] for p in positions])
-                                    for name in names}))
+        stacked.append((positions, {name: np.concatenate([rows[p].arrays[name] for p in positions]) for name in names}))
     return stacked

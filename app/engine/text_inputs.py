@@ -13,8 +13,17 @@ from .rows import Prepared, TextRow
 
 # Models whose position ids start after the padding index, so the last
 # `padding_idx + 1` positions of max_position_embeddings are unusable.
-_OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer",
-                           "data2vec-text", "ernie_m", "luke"}
+_OFFSET_POSITION_MODELS = {
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "mpnet",
+    "longformer",
+    "data2vec-text",
+    "ernie_m",
+    "luke",
+}
 
 # Warm-up runs a row this long at most: decoder embedders accept 32k-token inputs,
 # and one such pass would cost a CPU worker seconds and gigabytes before it serves.
@@ -36,8 +45,8 @@ def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
     bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
     full = tokenizer(probe, add_special_tokens=True)["input_ids"]
     for start in range(len(full) - len(bare) + 1):
-        if full[start:start + len(bare)] == bare:
-            return list(full[:start]), list(full[start + len(bare):])
+        if full[start : start + len(bare)] == bare:
+            return list(full[:start]), list(full[start + len(bare) :])
     return [], []
 
 
@@ -79,7 +88,9 @@ class TextInputs:
                 known = ", ".join(sorted(prompts)) or "none"
                 raise InvalidRequest(
                     f"unknown prompt_name {prompt_name!r} for model {self.name!r}; known prompts: {known}",
-                    param="prompt_name", code="unknown_prompt")
+                    param="prompt_name",
+                    code="unknown_prompt",
+                )
             return prompts[prompt_name]
         if self.layout.default_prompt_name:
             return prompts.get(self.layout.default_prompt_name, "")
@@ -92,13 +103,22 @@ class TextInputs:
             return self.max_length
         frame = len(self.prefix) + len(self.suffix)
         if max_tokens <= frame:
-            raise InvalidRequest(f"{field} must be more than {frame}, the special tokens every input of this "
-                                 "model carries", param=field)
+            raise InvalidRequest(
+                f"{field} must be more than {frame}, the special tokens every input of this model carries", param=field
+            )
         return min(max_tokens, self.max_length)
 
-    def tokenize(self, texts: list[str], *, truncate: bool = True, prompt: str = "", field: str = "input",
-                 outputs: frozenset[str] | None = None, direction: str = "right",
-                 max_tokens: int | None = None) -> Prepared:
+    def tokenize(
+        self,
+        texts: list[str],
+        *,
+        truncate: bool = True,
+        prompt: str = "",
+        field: str = "input",
+        outputs: frozenset[str] | None = None,
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         limit = self.limit(max_tokens)
         if prompt:
             texts = [prompt + text for text in texts]
@@ -108,8 +128,13 @@ class TextInputs:
         # the special tokens and the prompt, so a long input loses its oldest text, not its instruction.
         cut_end = truncate and direction == "right"
         encoded = self.tokenizer(
-            texts, add_special_tokens=True, truncation=cut_end, max_length=limit if cut_end else None,
-            padding=False, return_attention_mask=False, return_token_type_ids=False,
+            texts,
+            add_special_tokens=True,
+            truncation=cut_end,
+            max_length=limit if cut_end else None,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
         if not truncate:
             for index, row in enumerate(encoded):
@@ -133,11 +158,18 @@ class TextInputs:
         tail = len(self.suffix)
         room = limit - head - tail
         if room <= 0:  # the prompt alone fills the limit: keep what fits of it, as a right cut would
-            return row[:limit - tail] + row[len(row) - tail:]
-        return row[:head] + row[len(row) - tail - room:]
+            return row[: limit - tail] + row[len(row) - tail :]
+        return row[:head] + row[len(row) - tail - room :]
 
-    def token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input",
-                  direction: str = "right", max_tokens: int | None = None) -> Prepared:
+    def token_ids(
+        self,
+        rows: list[list[int]],
+        *,
+        truncate: bool = True,
+        field: str = "input",
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         """Token ids sent by the client, in this model's vocabulary.
 
         Rows that already carry the model's special tokens pass as they are;
@@ -152,13 +184,14 @@ class TextInputs:
             if bad is not None:
                 raise InvalidRequest(
                     f"{field}[{index}] has token id {bad}, outside this model's vocabulary of {self.vocab_size}",
-                    param=f"{field}[{index}]")
-            body = row[len(self.prefix):len(row) - len(self.suffix)] if self._has_frame(row) else row
+                    param=f"{field}[{index}]",
+                )
+            body = row[len(self.prefix) : len(row) - len(self.suffix)] if self._has_frame(row) else row
             if len(body) + frame > limit:
                 if not truncate:
                     raise self._too_long(index, len(body) + frame, field, limit)
                 room = limit - frame
-                body = body[:room] if direction == "right" else body[len(body) - room:]
+                body = body[:room] if direction == "right" else body[len(body) - room :]
             framed.append(TextRow(self.prefix + list(body) + self.suffix))
         return Prepared(rows=framed)
 
@@ -172,12 +205,20 @@ class TextInputs:
     def _has_frame(self, row: list[int]) -> bool:
         if not self.prefix and not self.suffix:
             return False
-        return (len(row) >= len(self.prefix) + len(self.suffix)
-                and row[:len(self.prefix)] == self.prefix
-                and (not self.suffix or row[-len(self.suffix):] == self.suffix))
+        return (
+            len(row) >= len(self.prefix) + len(self.suffix)
+            and row[: len(self.prefix)] == self.prefix
+            and (not self.suffix or row[-len(self.suffix) :] == self.suffix)
+        )
 
     def _too_long(self, index: int, length: int, field: str, limit: int) -> InvalidRequest:
-        over = (f"this model's maximum of {self.max_length}" if limit == self.max_length
-                else f"the request's limit of {limit}")
-        return InvalidRequest(f"{field}[{index}] is {length} tokens long, over {over}; shorten it or send "
-                              "truncate=true", param=f"{field}[{index}]", code="input_too_long")
+        over = (
+            f"this model's maximum of {self.max_length}"
+            if limit == self.max_length
+            else f"the request's limit of {limit}"
+        )
+        return InvalidRequest(
+            f"{field}[{index}] is {length} tokens long, over {over}; shorten it or send truncate=true",
+            param=f"{field}[{index}]",
+            code="input_too_long",
+        )

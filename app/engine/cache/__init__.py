@@ -10,5 +10,14 @@ from .keys import model_fingerprint, row_key
 from .lookup import CacheLookup, lookup
 from .tiers import CacheConfig, CacheStats, LocalCache, RedisTier, TieredCache
 
-__all__ = ["CacheConfig", "CacheLookup", "CacheStats", "LocalCache", "RedisTier", "TieredCache", "lookup",
-           "model_fingerprint", "row_key"]
+__all__ = [
+    "CacheConfig",
+    "CacheLookup",
+    "CacheStats",
+    "LocalCache",
+    "RedisTier",
+    "TieredCache",
+    "lookup",
+    "model_fingerprint",
+    "row_key",
+]

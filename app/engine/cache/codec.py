@@ -33,7 +33,7 @@ def decode(kind: str, data: bytes):
     if not data or len(data) < _HEADER.size:
         return None
     magic, code, length, crc = _HEADER.unpack_from(data)
-    payload = data[_HEADER.size:]
+    payload = data[_HEADER.size :]
     if magic != _MAGIC or _NAMES.get(code) != kind or len(payload) != length or zlib.crc32(payload) != crc:
         return None
     if kind == "dense":

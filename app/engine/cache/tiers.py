@@ -115,9 +115,13 @@ class RedisTier:
         if self._client_pid != os.getpid():
             import redis
 
-            self._client = redis.Redis.from_url(self.url, socket_timeout=self.timeout,
-                                                socket_connect_timeout=self.timeout, retry_on_timeout=False,
-                                                health_check_interval=0)
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry_on_timeout=False,
+                health_check_interval=0,
+            )
             self._client_pid = os.getpid()
             self._writes = queue.Queue(maxsize=_WRITE_QUEUE)
             threading.Thread(target=self._write_loop, name="cache-redis-writes", daemon=True).start()
@@ -133,8 +137,14 @@ class RedisTier:
             self._failures += 1
             if self._failures >= _FAILURES_TO_TRIP and self.available:
                 self._paused_until = time.monotonic() + self.retry_after
-                log.warning("cache: Redis at %s failed %d times in a row (%s: %s); not using it for %g s",
-                            _redacted(self.url), self._failures, type(exc).__name__, exc, self.retry_after)
+                log.warning(
+                    "cache: Redis at %s failed %d times in a row (%s: %s); not using it for %g s",
+                    _redacted(self.url),
+                    self._failures,
+                    type(exc).__name__,
+                    exc,
+                    self.retry_after,
+                )
 
     def _succeeded(self) -> None:
         if self._failures:
@@ -202,8 +212,11 @@ class TieredCache:
     def __init__(self, config: CacheConfig):
         self.config = config
         self.local = LocalCache(config.local_bytes) if config.local_bytes > 0 else None
-        self.redis = (RedisTier(config.redis_url, config.ttl, config.redis_timeout, config.redis_retry_after)
-                      if config.redis_url else None)
+        self.redis = (
+            RedisTier(config.redis_url, config.ttl, config.redis_timeout, config.redis_retry_after)
+            if config.redis_url
+            else None
+        )
 
     def get_many(self, keys: list[bytes]) -> tuple[dict[bytes, bytes], dict[str, tuple[int, int]]]:
         """Found values, and per tier (hits, misses) for this lookup."""
@@ -230,5 +243,7 @@ class TieredCache:
             self.redis.set_many(items)
 
     def describe(self) -> dict:
-        return {"local": self.local.describe() if self.local else None,
-                "redis": self.redis.describe() if self.redis else None}
+        return {
+            "local": self.local.describe() if self.local else None,
+            "redis": self.redis.describe() if self.redis else None,
+        }

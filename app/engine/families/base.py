@@ -17,10 +17,10 @@ from typing import ClassVar
 import torch
 
 from ...errors import InvalidRequest
+from .. import token_views
 from ..outputs import DENSE, RERANK, BatchOutput
 from ..planning import OVERHEAD_TOKENS
 from ..rows import PairRow, Prepared
-from .. import token_views
 from ..text_inputs import WARMUP_TOKENS, TextInputs
 
 
@@ -49,35 +49,52 @@ class ModelFamily:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "ModelFamily":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> ModelFamily:
         raise NotImplementedError
 
     # ------------------------------------------------------------ preparation
-    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
-                      instruction: str | None = None, is_query: bool = True, direction: str = "right",
-                      max_tokens: int | None = None) -> Prepared:
+    def prepare_texts(
+        self,
+        texts: list[str],
+        *,
+        truncate: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        field: str = "input",
+        outputs: frozenset[str] = DENSE,
+        instruction: str | None = None,
+        is_query: bool = True,
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         """`direction`: which end an over-long input loses ("right": its end); `max_tokens`: a limit
         below the model's own, per request."""
         raise InvalidRequest(f"the model {self.name!r} does not take texts", param=field)
 
-    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input",
-                          direction: str = "right", max_tokens: int | None = None) -> Prepared:
+    def prepare_token_ids(
+        self,
+        rows: list[list[int]],
+        *,
+        truncate: bool = True,
+        field: str = "input",
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         raise InvalidRequest(f"the model {self.name!r} does not take token ids", param=field)
 
     def prepare_image(self, image, param: str, *, instruction: str | None = None, is_query: bool = True):
         raise InvalidRequest(f"the model {self.name!r} does not take images", param=param)
 
-    def prepare_fused(self, text: str, image, param: str, *, instruction: str | None = None,
-                      is_query: bool = True):
+    def prepare_fused(self, text: str, image, param: str, *, instruction: str | None = None, is_query: bool = True):
         raise InvalidRequest(f"the model {self.name!r} cannot embed a text and an image together", param=param)
 
     def kind_of(self, modality: str) -> str:
         """The kind of row (and so the batcher) inputs of `modality` become."""
         return modality
 
-    def tokens(self, texts: list[str], *, add_special_tokens: bool = True,
-               prompt_name: str | None = None) -> list[list[dict]]:
+    def tokens(
+        self, texts: list[str], *, add_special_tokens: bool = True, prompt_name: str | None = None
+    ) -> list[list[dict]]:
         """How the model's tokenizer splits `texts` (with the named prompt before each)."""
         prompt = self.prompt_text(prompt_name)
         return token_views.tokenize(self.tokenizer, [prompt + text for text in texts], add_special_tokens)
@@ -87,14 +104,16 @@ class ModelFamily:
 
     def prompt_text(self, prompt_name: str | None) -> str:
         if prompt_name is not None:
-            raise InvalidRequest(f"the model {self.name!r} has no prompts", param="prompt_name",
-                                 code="unknown_prompt")
+            raise InvalidRequest(f"the model {self.name!r} has no prompts", param="prompt_name", code="unknown_prompt")
         return ""
 
     def refuse_instruction(self, instruction: str | None) -> None:
         if instruction is not None:
-            raise InvalidRequest(f"the model {self.name!r} takes no instruction; give a prompt or prompt_name "
-                                 "(from its sentence-transformers prompts) instead", param="instruction")
+            raise InvalidRequest(
+                f"the model {self.name!r} takes no instruction; give a prompt or prompt_name "
+                "(from its sentence-transformers prompts) instead",
+                param="instruction",
+            )
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list, outputs: frozenset[str]) -> BatchOutput:
@@ -132,8 +151,10 @@ class ModelFamily:
                 if id(tensor) not in seen:
                     seen.add(id(tensor))
                     buffers.append(tensor)
-        return {"parameters": sum(t.numel() for t in parameters),
-                "weight_bytes": sum(t.numel() * t.element_size() for t in parameters + buffers)}
+        return {
+            "parameters": sum(t.numel() for t in parameters),
+            "weight_bytes": sum(t.numel() * t.element_size() for t in parameters + buffers),
+        }
 
     def summary(self) -> str:
         """One line for the start-up log."""
@@ -142,7 +163,7 @@ class ModelFamily:
     def describe(self) -> dict:
         return {"id": self.name, "family": self.family, "capabilities": sorted(self.capabilities)}
 
-    def lane(self, kind: str) -> "Lane":
+    def lane(self, kind: str) -> Lane:
         return Lane(self, kind)
 
 
@@ -151,17 +172,41 @@ class TextFamily(ModelFamily):
 
     text: TextInputs
 
-    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
-                      instruction: str | None = None, is_query: bool = True, direction: str = "right",
-                      max_tokens: int | None = None) -> Prepared:
+    def prepare_texts(
+        self,
+        texts: list[str],
+        *,
+        truncate: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        field: str = "input",
+        outputs: frozenset[str] = DENSE,
+        instruction: str | None = None,
+        is_query: bool = True,
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         self.refuse_instruction(instruction)
         prefix = self.text.resolve_prompt(prompt, prompt_name)
-        return self.text.tokenize(texts, truncate=truncate, prompt=prefix, field=field, outputs=outputs,
-                                  direction=direction, max_tokens=max_tokens)
+        return self.text.tokenize(
+            texts,
+            truncate=truncate,
+            prompt=prefix,
+            field=field,
+            outputs=outputs,
+            direction=direction,
+            max_tokens=max_tokens,
+        )
 
-    def prepare_token_ids(self, rows: list[list[int]], *, truncate: bool = True, field: str = "input",
-                          direction: str = "right", max_tokens: int | None = None) -> Prepared:
+    def prepare_token_ids(
+        self,
+        rows: list[list[int]],
+        *,
+        truncate: bool = True,
+        field: str = "input",
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         return self.text.token_ids(rows, truncate=truncate, field=field, direction=direction, max_tokens=max_tokens)
 
     def token_strings(self, ids) -> list[str]:
@@ -182,9 +227,17 @@ class RerankerFamily(ModelFamily):
     model: torch.nn.Module
     pad_id: int
 
-    def prepare_pairs(self, query: str, documents: list[str], *, truncate: bool = True, direction: str = "right",
-                      instruction: str | None = None, max_document_tokens: int | None = None,
-                      field: str = "documents") -> Prepared:
+    def prepare_pairs(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        truncate: bool = True,
+        direction: str = "right",
+        instruction: str | None = None,
+        max_document_tokens: int | None = None,
+        field: str = "documents",
+    ) -> Prepared:
         raise NotImplementedError
 
     def activate(self, scores):
@@ -199,9 +252,18 @@ class RerankerFamily(ModelFamily):
         return [self.model]
 
     def describe(self) -> dict:
-        return {**super().describe(), "modality": "text-pair", "modalities": ["text-pair"], "outputs": ["score"],
-                "dimension": 1, "max_input_tokens": self.max_length, "pooling": [], "prompts": [],
-                "default_prompt_name": None, "activation": self.activation.lower()}
+        return {
+            **super().describe(),
+            "modality": "text-pair",
+            "modalities": ["text-pair"],
+            "outputs": ["score"],
+            "dimension": 1,
+            "max_input_tokens": self.max_length,
+            "pooling": [],
+            "prompts": [],
+            "default_prompt_name": None,
+            "activation": self.activation.lower(),
+        }
 
 
 class Lane:

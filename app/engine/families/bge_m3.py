@@ -90,7 +90,7 @@ class BGEM3Model(SentenceTransformerModel):
         return bool(find_heads(path))
 
     @classmethod
-    def assemble(cls, path, name, tokenizer, model, layout, dense, dtype) -> "BGEM3Model":
+    def assemble(cls, path, name, tokenizer, model, layout, dense, dtype) -> BGEM3Model:
         heads = {output: load_head(file, model.config.hidden_size, dtype) for output, file in find_heads(path).items()}
         return cls(name, tokenizer, model, layout, dense, dtype, heads)
 
@@ -104,13 +104,13 @@ class BGEM3Model(SentenceTransformerModel):
         sparse = multivector = None
         if SPARSE in outputs:
             weights = torch.relu(self.heads[SPARSE](hidden)).squeeze(-1).float().cpu().numpy()
-            sparse = [lexical_weights(row.ids, weights[i, :len(row)], self.excluded_ids)
-                      for i, row in enumerate(rows)]
+            sparse = [lexical_weights(row.ids, weights[i, : len(row)], self.excluded_ids) for i, row in enumerate(rows)]
         if COLBERT in outputs:
             vectors = self.heads[COLBERT](hidden[:, 1:]).float().cpu().numpy()
-            multivector = [np.ascontiguousarray(vectors[i, :len(row) - 1]) for i, row in enumerate(rows)]
-        return BatchOutput(dense=dense, sparse=sparse, multivector=multivector,
-                           tokens=self.token_states(hidden, rows, outputs))
+            multivector = [np.ascontiguousarray(vectors[i, : len(row) - 1]) for i, row in enumerate(rows)]
+        return BatchOutput(
+            dense=dense, sparse=sparse, multivector=multivector, tokens=self.token_states(hidden, rows, outputs)
+        )
 
     def modules(self) -> list[torch.nn.Module]:
         return [*super().modules(), *self.heads.values()]

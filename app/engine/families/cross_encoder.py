@@ -32,19 +32,21 @@ ACTIVATIONS = {
 }
 
 
-
 def is_cross_encoder_dir(path: Path) -> bool:
     if json_object(path / "config_sentence_transformers.json").get("model_type") == "CrossEncoder":
         return True
-    return any(str(name).endswith("ForSequenceClassification")
-               for name in model_config(path).get("architectures") or [])
+    return any(
+        str(name).endswith("ForSequenceClassification") for name in model_config(path).get("architectures") or []
+    )
 
 
 def activation_name(path: Path, config: dict) -> str:
     """The activation sentence-transformers' CrossEncoder.predict would apply, by class name."""
-    for found in (json_object(path / "config_sentence_transformers.json").get("activation_fn"),
-                  (config.get("sentence_transformers") or {}).get("activation_fn"),
-                  config.get("sbert_ce_default_activation_function")):
+    for found in (
+        json_object(path / "config_sentence_transformers.json").get("activation_fn"),
+        (config.get("sentence_transformers") or {}).get("activation_fn"),
+        config.get("sbert_ce_default_activation_function"),
+    ):
         if isinstance(found, str) and found.startswith("torch."):
             name = found.rsplit(".", 1)[-1]
             if name not in ACTIVATIONS:
@@ -56,8 +58,9 @@ def activation_name(path: Path, config: dict) -> str:
 class CrossEncoderModel(RerankerFamily):
     family = "cross-encoder"
 
-    def __init__(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout, activation: str,
-                 dtype: torch.dtype):
+    def __init__(
+        self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout, activation: str, dtype: torch.dtype
+    ):
         super().__init__(name, dtype)
         self.model = model
         self.tokenizer = tokenizer
@@ -74,14 +77,16 @@ class CrossEncoderModel(RerankerFamily):
         return is_cross_encoder_dir(path)
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "CrossEncoderModel":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> CrossEncoderModel:
         layout = read_layout(path)
         tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
         model = AutoModelForSequenceClassification.from_pretrained(str(layout.transformer_path), dtype=dtype)
         labels = int(model.config.num_labels)
         if labels != 1:
-            raise ValueError(f"a sequence-classification model with {labels} labels is a classifier, not a "
-                             "reranker; only one-label cross-encoders are served")
+            raise ValueError(
+                f"a sequence-classification model with {labels} labels is a classifier, not a "
+                "reranker; only one-label cross-encoders are served"
+            )
         model.eval().requires_grad_(False)
         return cls(name, tokenizer, model, layout, activation_name(Path(path), model_config(path)), dtype)
 
@@ -89,11 +94,25 @@ class CrossEncoderModel(RerankerFamily):
         return f"rerank: max_tokens={self.max_length} activation={self.activation} dtype={self.dtype}"
 
     # ------------------------------------------------------------ preparation
-    def prepare_pairs(self, query: str, documents: list[str], *, truncate: bool = True, direction: str = "right",
-                      instruction: str | None = None, max_document_tokens: int | None = None,
-                      field: str = "documents") -> Prepared:
-        rows = self.pairs.tokenize(query, documents, truncate=truncate, direction=direction,
-                                   max_document_tokens=max_document_tokens, field=field)
+    def prepare_pairs(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        truncate: bool = True,
+        direction: str = "right",
+        instruction: str | None = None,
+        max_document_tokens: int | None = None,
+        field: str = "documents",
+    ) -> Prepared:
+        rows = self.pairs.tokenize(
+            query,
+            documents,
+            truncate=truncate,
+            direction=direction,
+            max_document_tokens=max_document_tokens,
+            field=field,
+        )
         return Prepared(rows=rows, outputs=frozenset({RERANK}))
 
     def activate(self, scores: np.ndarray) -> np.ndarray:
@@ -104,9 +123,11 @@ class CrossEncoderModel(RerankerFamily):
         input_ids, mask = pad_right(rows, self.pad_id)
         types = np.zeros_like(input_ids)
         for i, row in enumerate(rows):
-            types[i, row.first_segment:len(row)] = 1
-        inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device),
-                  "attention_mask": torch.from_numpy(mask).to(self.device)}
+            types[i, row.first_segment : len(row)] = 1
+        inputs = {
+            "input_ids": torch.from_numpy(input_ids).to(self.device),
+            "attention_mask": torch.from_numpy(mask).to(self.device),
+        }
         if self._token_type_ids:
             inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
         logits = self.model(**inputs).logits

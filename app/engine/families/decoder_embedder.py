@@ -21,8 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                    MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ..layout import model_config
 from .sentence_transformer import SentenceTransformerModel

@@ -32,8 +32,7 @@ MAX_ASPECT = 8
 
 
 def is_dual_encoder(model: torch.nn.Module) -> bool:
-    return callable(getattr(model, "get_text_features", None)) and callable(
-        getattr(model, "get_image_features", None))
+    return callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None))
 
 
 def _features(output) -> torch.Tensor:
@@ -92,32 +91,38 @@ class DualEncoderModel(TextFamily):
         return dual_encoder_dir(path) is not None
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "DualEncoderModel":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> DualEncoderModel:
         model_dir = dual_encoder_dir(path)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         image_processor = _image_processor(model_dir)
         model = AutoModel.from_pretrained(str(model_dir), dtype=dtype)
         if not is_dual_encoder(model):
-            raise ValueError(f"{type(model).__name__} has a vision config but no get_text_features / "
-                             "get_image_features: only dual encoders (CLIP, SigLIP, ...) can serve embeddings")
+            raise ValueError(
+                f"{type(model).__name__} has a vision config but no get_text_features / "
+                "get_image_features: only dual encoders (CLIP, SigLIP, ...) can serve embeddings"
+            )
         model.eval().requires_grad_(False)
         return cls(name, tokenizer, image_processor, model, dual_encoder_layout(path, model_dir), dtype)
 
     def summary(self) -> str:
-        return (f"text+image, {self.model.config.model_type}: dim={self.dimension} max_tokens={self.max_length} "
-                f"dtype={self.dtype}")
+        return (
+            f"text+image, {self.model.config.model_type}: dim={self.dimension} max_tokens={self.max_length} "
+            f"dtype={self.dtype}"
+        )
 
     # ------------------------------------------------------------ preparation
-    def prepare_image(self, image: Image.Image, param: str, *, instruction: str | None = None,
-                      is_query: bool = True) -> ImageRow:
+    def prepare_image(
+        self, image: Image.Image, param: str, *, instruction: str | None = None, is_query: bool = True
+    ) -> ImageRow:
         """The model's own resize / crop / normalise (runs outside the model lock)."""
         self.refuse_instruction(instruction)
         image = self._bounded(image, param)
         try:
             features = self.image_processor(images=[image], return_tensors="np")
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
-            raise InvalidRequest(f"{param} could not be preprocessed for this model: {exc}", param=param,
-                                 code="invalid_image") from None
+            raise InvalidRequest(
+                f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
+            ) from None
         arrays = {name: np.asarray(value) for name, value in features.items()}
         return ImageRow(arrays=arrays, tokens=self._image_tokens(arrays["pixel_values"]))
 
@@ -134,9 +139,12 @@ class DualEncoderModel(TextFamily):
         if not shortest or max(width, height) <= MAX_ASPECT * min(width, height):
             return image
         if not getattr(processor, "do_center_crop", False):
-            raise InvalidRequest(f"{param} is {width} x {height} pixels; this model's processor scales its short "
-                                 f"side up to {shortest}, so its aspect ratio may be at most {MAX_ASPECT}:1",
-                                 param=param, code="image_too_large")
+            raise InvalidRequest(
+                f"{param} is {width} x {height} pixels; this model's processor scales its short "
+                f"side up to {shortest}, so its aspect ratio may be at most {MAX_ASPECT}:1",
+                param=param,
+                code="image_too_large",
+            )
         keep = MAX_ASPECT * min(width, height)
         if width > height:
             left = (width - keep) // 2
@@ -177,8 +185,10 @@ class DualEncoderModel(TextFamily):
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         image = self.prepare_image(Image.new("RGB", (64, 48), (127, 127, 127)), "warm-up")
-        return [("text", Prepared(rows=self.text.tokenize(["warm-up"]).rows + [self.text.longest_row()])),
-                ("image", Prepared(rows=[image]))]
+        return [
+            ("text", Prepared(rows=self.text.tokenize(["warm-up"]).rows + [self.text.longest_row()])),
+            ("image", Prepared(rows=[image])),
+        ]
 
     # -------------------------------------------------------------- lifecycle
     def modules(self) -> list[torch.nn.Module]:

@@ -41,16 +41,17 @@ TEMPLATE_FILE = "reranker.json"
 
 @dataclass(frozen=True)
 class RerankTemplate:
-    prefix: str = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "
-                   "the Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n"
-                   "<|im_start|>user\n")
+    prefix: str = (
+        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "
+        'the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n'
+        "<|im_start|>user\n"
+    )
     body: str = "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
     suffix: str = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     instruction: str = "Given a web search query, retrieve relevant passages that answer the query"
     yes: str = "yes"
     no: str = "no"
     max_length: int = 8192
-
 
 
 def _logit_score_ids(path: Path) -> tuple[int | None, int | None]:
@@ -61,7 +62,6 @@ def _logit_score_ids(path: Path) -> tuple[int | None, int | None]:
             config = json_object(path / module.get("path", "") / "config.json")
             return config.get("true_token_id"), config.get("false_token_id")
     return None, None
-
 
 
 def read_template(path: Path) -> RerankTemplate:
@@ -76,8 +76,16 @@ def read_template(path: Path) -> RerankTemplate:
 class LLMReranker(RerankerFamily):
     family = "llm-reranker"
 
-    def __init__(self, name: str, tokenizer, model: torch.nn.Module, template: RerankTemplate, yes_id: int,
-                 no_id: int, dtype: torch.dtype):
+    def __init__(
+        self,
+        name: str,
+        tokenizer,
+        model: torch.nn.Module,
+        template: RerankTemplate,
+        yes_id: int,
+        no_id: int,
+        dtype: torch.dtype,
+    ):
         super().__init__(name, dtype)
         self.model = model
         self.tokenizer = tokenizer
@@ -88,8 +96,10 @@ class LLMReranker(RerankerFamily):
         positions = getattr(model.config, "max_position_embeddings", None) or template.max_length
         self.max_length = min(template.max_length, int(positions))
         if self.max_length - len(self.prefix_ids) - len(self.suffix_ids) < 16:
-            raise ValueError(f"the template's prefix and suffix take {len(self.prefix_ids) + len(self.suffix_ids)} "
-                             f"of the {self.max_length} tokens, leaving no room for a query and a document")
+            raise ValueError(
+                f"the template's prefix and suffix take {len(self.prefix_ids) + len(self.suffix_ids)} "
+                f"of the {self.max_length} tokens, leaving no room for a query and a document"
+            )
         self.pad_id = pad_id_of(tokenizer)
 
     @classmethod
@@ -97,11 +107,14 @@ class LLMReranker(RerankerFamily):
         if not is_decoder_only(model_config(path)):
             return False
         st_config = json_object(path / "config_sentence_transformers.json")
-        return ((path / TEMPLATE_FILE).is_file() or st_config.get("model_type") == "CrossEncoder"
-                or "rerank" in path.resolve().name.lower())
+        return (
+            (path / TEMPLATE_FILE).is_file()
+            or st_config.get("model_type") == "CrossEncoder"
+            or "rerank" in path.resolve().name.lower()
+        )
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "LLMReranker":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> LLMReranker:
         path = Path(path)
         directory = transformer_dir(path)
         template = read_template(path)
@@ -127,22 +140,32 @@ class LLMReranker(RerankerFamily):
             return int(ids[0])
         if token_id is not None and token_id != tokenizer.unk_token_id:
             return int(token_id)
-        raise ValueError(f"{path}: this causal LM has no single {token!r} token, so it cannot answer yes or no; "
-                         f"give the token (\"yes\"/\"no\") or its id (\"yes_id\"/\"no_id\") in {TEMPLATE_FILE}")
+        raise ValueError(
+            f"{path}: this causal LM has no single {token!r} token, so it cannot answer yes or no; "
+            f'give the token ("yes"/"no") or its id ("yes_id"/"no_id") in {TEMPLATE_FILE}'
+        )
 
     def summary(self) -> str:
-        return (f"rerank (yes/no LLM): max_tokens={self.max_length} yes={self.yes_id} no={self.no_id} "
-                f"dtype={self.dtype}")
+        return f"rerank (yes/no LLM): max_tokens={self.max_length} yes={self.yes_id} no={self.no_id} dtype={self.dtype}"
 
     # ------------------------------------------------------------ preparation
-    def prepare_pairs(self, query: str, documents: list[str], *, truncate: bool = True, direction: str = "right",
-                      instruction: str | None = None, max_document_tokens: int | None = None,
-                      field: str = "documents") -> Prepared:
+    def prepare_pairs(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        truncate: bool = True,
+        direction: str = "right",
+        instruction: str | None = None,
+        max_document_tokens: int | None = None,
+        field: str = "documents",
+    ) -> Prepared:
         template = self.template
         instruction = template.instruction if instruction is None else instruction
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
-        bodies = [template.body.format(instruction=instruction, query=query, document=document)
-                  for document in documents]
+        bodies = [
+            template.body.format(instruction=instruction, query=query, document=document) for document in documents
+        ]
         encoded = self.tokenizer(bodies, padding=False, truncation=False, return_attention_mask=False)["input_ids"]
         head = None
         rows = []
@@ -158,9 +181,15 @@ class LLMReranker(RerankerFamily):
                         f"the prompt for the query and {field}[{index}] is "
                         f"{len(ids) + len(self.prefix_ids) + len(self.suffix_ids)} tokens, over this model's "
                         f"maximum of {self.max_length}; shorten them or send truncate=true",
-                        param=f"{field}[{index}]", code="input_too_long")
+                        param=f"{field}[{index}]",
+                        code="input_too_long",
+                    )
                 # Right: the recipe's cut. Left: keep the head (instruction, query) and the document's end.
-                ids = ids[:limit] if direction == "right" or head >= limit else ids[:head] + ids[len(ids) - (limit - head):]
+                ids = (
+                    ids[:limit]
+                    if direction == "right" or head >= limit
+                    else ids[:head] + ids[len(ids) - (limit - head) :]
+                )
             rows.append(PairRow(self.prefix_ids + list(ids) + self.suffix_ids))
         return Prepared(rows=rows, outputs=frozenset({RERANK}))
 
@@ -178,14 +207,19 @@ class LLMReranker(RerankerFamily):
         # row's last real position is read directly; only the yes and no rows of the LM
         # head are applied, not the whole vocabulary.
         input_ids, mask = pad_right(rows, self.pad_id)
-        inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device),
-                  "attention_mask": torch.from_numpy(mask).to(self.device)}
+        inputs = {
+            "input_ids": torch.from_numpy(input_ids).to(self.device),
+            "attention_mask": torch.from_numpy(mask).to(self.device),
+        }
         hidden = self.model.base_model(**inputs, use_cache=False).last_hidden_state
         last = torch.tensor([len(row) - 1 for row in rows], device=self.device)
         final = hidden[torch.arange(len(rows), device=self.device), last]
         head = self.model.get_output_embeddings()
-        logits = torch.nn.functional.linear(final, head.weight[[self.yes_id, self.no_id]],
-                                            None if head.bias is None else head.bias[[self.yes_id, self.no_id]])
+        logits = torch.nn.functional.linear(
+            final,
+            head.weight[[self.yes_id, self.no_id]],
+            None if head.bias is None else head.bias[[self.yes_id, self.no_id]],
+        )
         logits = logits.float()
         return BatchOutput(scores=(logits[:, 0] - logits[:, 1]).cpu().numpy())
 

@@ -31,8 +31,15 @@ class SentenceTransformerModel(TextFamily):
     # How a directory without sentence-transformers files pools.
     default_pooling: tuple[str, ...] = ("mean",)
 
-    def __init__(self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout,
-                 dense: list[torch.nn.Module], dtype: torch.dtype):
+    def __init__(
+        self,
+        name: str,
+        tokenizer,
+        model: torch.nn.Module,
+        layout: ModelLayout,
+        dense: list[torch.nn.Module],
+        dtype: torch.dtype,
+    ):
         super().__init__(name, dtype)
         self.model = model
         self.layout = layout
@@ -50,7 +57,7 @@ class SentenceTransformerModel(TextFamily):
         return True  # the fallback: the registry asks it last
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "SentenceTransformerModel":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> SentenceTransformerModel:
         layout = read_layout(path, cls.default_pooling)
         tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
         model = AutoModel.from_pretrained(str(layout.transformer_path), dtype=dtype)
@@ -69,21 +76,24 @@ class SentenceTransformerModel(TextFamily):
     def forward(self, kind: str, rows: list[TextRow], outputs: frozenset[str]) -> BatchOutput:
         inputs = self.padded(rows)
         hidden = self.hidden_states(inputs)
-        return BatchOutput(dense=self.pooled(hidden, inputs["attention_mask"], rows),
-                           tokens=self.token_states(hidden, rows, outputs))
+        return BatchOutput(
+            dense=self.pooled(hidden, inputs["attention_mask"], rows), tokens=self.token_states(hidden, rows, outputs)
+        )
 
     @staticmethod
     def token_states(hidden: torch.Tensor, rows: list[TextRow], outputs: frozenset[str]) -> list | None:
         if TOKENS not in outputs:
             return None
         states = hidden.float().cpu().numpy()
-        return [np.ascontiguousarray(states[i, :len(row)]) for i, row in enumerate(rows)]
+        return [np.ascontiguousarray(states[i, : len(row)]) for i, row in enumerate(rows)]
 
     def padded(self, rows: list[TextRow]) -> dict[str, torch.Tensor]:
         """input_ids and attention_mask on the model's device, right-padded to the longest row."""
         input_ids, mask = pad_right(rows, self.text.pad_id)
-        return {"input_ids": torch.from_numpy(input_ids).to(self.device),
-                "attention_mask": torch.from_numpy(mask).to(self.device)}
+        return {
+            "input_ids": torch.from_numpy(input_ids).to(self.device),
+            "attention_mask": torch.from_numpy(mask).to(self.device),
+        }
 
     def hidden_states(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self._token_type_ids:
@@ -108,8 +118,10 @@ class SentenceTransformerModel(TextFamily):
         return [self.model, *self.dense]
 
     def summary(self) -> str:
-        return (f"dim={self.dimension} max_tokens={self.max_length} pooling={','.join(self.layout.pooling_modes)} "
-                f"dtype={self.dtype}")
+        return (
+            f"dim={self.dimension} max_tokens={self.max_length} pooling={','.join(self.layout.pooling_modes)} "
+            f"dtype={self.dtype}"
+        )
 
     def describe(self) -> dict:
         return {

@@ -49,8 +49,13 @@ FETCH_MAX_PIXELS = 16384 * 28 * 28
 MAX_RATIO = 200
 
 
-def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR, min_pixels: int = FETCH_MIN_PIXELS,
-                 max_pixels: int = FETCH_MAX_PIXELS) -> tuple[int, int]:
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = IMAGE_FACTOR,
+    min_pixels: int = FETCH_MIN_PIXELS,
+    max_pixels: int = FETCH_MAX_PIXELS,
+) -> tuple[int, int]:
     """Both sides divisible by `factor`, the area within [min_pixels, max_pixels], the aspect kept, at most 200:1."""
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
@@ -76,8 +81,9 @@ class VLMEmbedder(ModelFamily):
     # Texts, images and fused inputs are one kind of row: they share passes.
     kinds = ("multimodal",)
 
-    def __init__(self, name: str, tokenizer, image_processor, model: torch.nn.Module, max_length: int,
-                 dtype: torch.dtype):
+    def __init__(
+        self, name: str, tokenizer, image_processor, model: torch.nn.Module, max_length: int, dtype: torch.dtype
+    ):
         super().__init__(name, dtype)
         self.model = model
         self.tokenizer = tokenizer
@@ -97,12 +103,14 @@ class VLMEmbedder(ModelFamily):
         return model_config(path).get("model_type") in MODEL_TYPES
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> "VLMEmbedder":
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> VLMEmbedder:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         # GME counts pixels in image tokens of 28 x 28 (Qwen2-VL's 14-pixel patches merged 2 x 2).
         image_processor = AutoImageProcessor.from_pretrained(
-            str(path), min_pixels=options.vlm_min_image_tokens * 28 * 28,
-            max_pixels=options.vlm_max_image_tokens * 28 * 28)
+            str(path),
+            min_pixels=options.vlm_min_image_tokens * 28 * 28,
+            max_pixels=options.vlm_max_image_tokens * 28 * 28,
+        )
         model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype)
         model.eval().requires_grad_(False)
         if getattr(model.config, "image_token_id", None) is None:
@@ -110,68 +118,102 @@ class VLMEmbedder(ModelFamily):
         return cls(name, tokenizer, image_processor, model, options.vlm_max_length, dtype)
 
     def summary(self) -> str:
-        return (f"text+image+fused, {self.model.config.model_type}: dim={self.dimension} "
-                f"max_tokens={self.max_length} dtype={self.dtype}")
+        return (
+            f"text+image+fused, {self.model.config.model_type}: dim={self.dimension} "
+            f"max_tokens={self.max_length} dtype={self.dtype}"
+        )
 
     def kind_of(self, modality: str) -> str:
         return "multimodal"
 
     # ------------------------------------------------------------ preparation
-    def prepare_texts(self, texts: list[str], *, truncate: bool = True, prompt: str | None = None,
-                      prompt_name: str | None = None, field: str = "input", outputs: frozenset[str] = DENSE,
-                      instruction: str | None = None, is_query: bool = True, direction: str = "right",
-                      max_tokens: int | None = None) -> Prepared:
+    def prepare_texts(
+        self,
+        texts: list[str],
+        *,
+        truncate: bool = True,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        field: str = "input",
+        outputs: frozenset[str] = DENSE,
+        instruction: str | None = None,
+        is_query: bool = True,
+        direction: str = "right",
+        max_tokens: int | None = None,
+    ) -> Prepared:
         if prompt is not None or prompt_name is not None:
-            raise InvalidRequest(f"the model {self.name!r} takes an instruction (and is_query), not a prompt",
-                                 param="prompt_name" if prompt is None else "prompt")
+            raise InvalidRequest(
+                f"the model {self.name!r} takes an instruction (and is_query), not a prompt",
+                param="prompt_name" if prompt is None else "prompt",
+            )
         if direction != "right" and truncate:
             # The text sits inside a chat template: cutting the start would cut the instruction.
-            raise InvalidRequest(f"the model {self.name!r} truncates inputs at their end only",
-                                 param="truncation_direction")
+            raise InvalidRequest(
+                f"the model {self.name!r} truncates inputs at their end only", param="truncation_direction"
+            )
         limit = self.max_length if max_tokens is None else min(max_tokens, self.max_length)
         prompts = [self._prompt(text, 0, instruction, is_query) for text in texts]
-        encoded = self.tokenizer(prompts, add_special_tokens=True, truncation=truncate,
-                                 max_length=limit if truncate else None, padding=False,
-                                 return_attention_mask=False)["input_ids"]
+        encoded = self.tokenizer(
+            prompts,
+            add_special_tokens=True,
+            truncation=truncate,
+            max_length=limit if truncate else None,
+            padding=False,
+            return_attention_mask=False,
+        )["input_ids"]
         for index, ids in enumerate(encoded):
             if len(ids) > limit:
                 raise InvalidRequest(
                     f"{field}[{index}] is {len(ids)} tokens with GME's prompt, over the limit of {limit} "
-                    "(VLM_MAX_LENGTH or the request's); shorten it or send truncate=true", param=f"{field}[{index}]",
-                    code="input_too_long")
+                    "(VLM_MAX_LENGTH or the request's); shorten it or send truncate=true",
+                    param=f"{field}[{index}]",
+                    code="input_too_long",
+                )
         return Prepared(rows=[MultimodalRow(ids) for ids in encoded])
 
-    def prepare_image(self, image: Image.Image, param: str, *, instruction: str | None = None,
-                      is_query: bool = True) -> MultimodalRow:
+    def prepare_image(
+        self, image: Image.Image, param: str, *, instruction: str | None = None, is_query: bool = True
+    ) -> MultimodalRow:
         return self.prepare_fused(None, image, param, instruction=instruction, is_query=is_query)
 
-    def prepare_fused(self, text: str | None, image: Image.Image, param: str, *, instruction: str | None = None,
-                      is_query: bool = True) -> MultimodalRow:
+    def prepare_fused(
+        self, text: str | None, image: Image.Image, param: str, *, instruction: str | None = None, is_query: bool = True
+    ) -> MultimodalRow:
         """GME's resize, the processor's patches, and the prompt with one pad per image token."""
         height, width = smart_resize(image.height, image.width)
         resized = image.resize((width, height))
         try:
             features = self.image_processor(images=[resized], return_tensors="np")
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
-            raise InvalidRequest(f"{param} could not be preprocessed for this model: {exc}", param=param,
-                                 code="invalid_image") from None
-        arrays = {"pixel_values": np.asarray(features["pixel_values"]),
-                  "image_grid_thw": np.asarray(features["image_grid_thw"])}
-        tokens = int(arrays["image_grid_thw"].prod()) // (self.merge_size ** 2)
+            raise InvalidRequest(
+                f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
+            ) from None
+        arrays = {
+            "pixel_values": np.asarray(features["pixel_values"]),
+            "image_grid_thw": np.asarray(features["image_grid_thw"]),
+        }
+        tokens = int(arrays["image_grid_thw"].prod()) // (self.merge_size**2)
         prompt = self._prompt(text, tokens, instruction, is_query)
-        ids = self.tokenizer(prompt, add_special_tokens=True, truncation=True, max_length=self.max_length,
-                             return_attention_mask=False)["input_ids"]
+        ids = self.tokenizer(
+            prompt, add_special_tokens=True, truncation=True, max_length=self.max_length, return_attention_mask=False
+        )["input_ids"]
         if sum(1 for token in ids if token == self.image_token_id) != tokens:
-            raise InvalidRequest(f"{param} takes {tokens} image tokens, more than fit in VLM_MAX_LENGTH "
-                                 f"({self.max_length}) with the prompt", param=param, code="input_too_long")
+            raise InvalidRequest(
+                f"{param} takes {tokens} image tokens, more than fit in VLM_MAX_LENGTH "
+                f"({self.max_length}) with the prompt",
+                param=param,
+                code="input_too_long",
+            )
         return MultimodalRow(ids, arrays)
 
     def _prompt(self, text: str | None, image_tokens: int, instruction: str | None, is_query: bool) -> str:
         if not is_query or instruction is None:
             instruction = DEFAULT_INSTRUCTION
         image = f"<|vision_start|>{self.image_token * image_tokens}<|vision_end|>" if image_tokens else ""
-        return (f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{image}{text or ''}<|im_end|>\n"
-                "<|im_start|>assistant\n<|endoftext|>")
+        return (
+            f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{image}{text or ''}<|im_end|>\n"
+            "<|im_start|>assistant\n<|endoftext|>"
+        )
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[MultimodalRow], outputs: frozenset[str]) -> BatchOutput:
@@ -191,8 +233,9 @@ class VLMEmbedder(ModelFamily):
             image_embeds = torch.cat(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
             image_mask = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(image_mask, image_embeds.to(embeds.dtype))
-        hidden = core.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=None,
-                                     use_cache=False).last_hidden_state
+        hidden = core.language_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=None, use_cache=False
+        ).last_hidden_state
         last = torch.tensor([len(row) - 1 for row in rows], device=self.device)
         pooled = hidden[torch.arange(len(rows), device=self.device), last]
         return BatchOutput(dense=pooled.float().cpu().numpy())
@@ -207,7 +250,15 @@ class VLMEmbedder(ModelFamily):
         return [self.model]
 
     def describe(self) -> dict:
-        return {**super().describe(), "modality": "text+image", "modalities": ["text", "image", "text+image"],
-                "outputs": ["dense"], "dimension": self.dimension, "max_input_tokens": self.max_length,
-                "pooling": ["lasttoken"], "prompts": [], "default_prompt_name": None,
-                "default_instruction": DEFAULT_INSTRUCTION}
+        return {
+            **super().describe(),
+            "modality": "text+image",
+            "modalities": ["text", "image", "text+image"],
+            "outputs": ["dense"],
+            "dimension": self.dimension,
+            "max_input_tokens": self.max_length,
+            "pooling": ["lasttoken"],
+            "prompts": [],
+            "default_prompt_name": None,
+            "default_instruction": DEFAULT_INSTRUCTION,
+        }

@@ -27,17 +27,14 @@ class DenseSpec:
 
 @dataclass(frozen=True)
 class ModelLayout:
-    root: Path
     transformer_path: Path
     pooling_modes: tuple[str, ...] = ("mean",)
     include_prompt: bool = True
     dense: tuple[DenseSpec, ...] = ()
-    normalize: bool = True
     max_seq_length: int | None = None
     do_lower_case: bool = False
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
-    sentence_transformers: bool = False
 
 
 def _read_json(path: Path) -> dict | list | None:
@@ -90,7 +87,6 @@ def dual_encoder_layout(root: str | Path, model_dir: Path) -> ModelLayout:
     """Text+image models pool inside the model; only the prompts come from the directory."""
     st_config = _read_json(Path(root) / "config_sentence_transformers.json") or {}
     return ModelLayout(
-        root=Path(root),
         transformer_path=model_dir,
         pooling_modes=(),
         prompts=dict(st_config.get("prompts") or {}),
@@ -110,7 +106,6 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
         # A plain Hugging Face directory: the family's pooling convention, normalised.
         bert_config = _read_json(root / "sentence_bert_config.json") or {}
         return ModelLayout(
-            root=root,
             transformer_path=root,
             max_seq_length=bert_config.get("max_seq_length"),
             prompts=prompts,
@@ -122,7 +117,6 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
     pooling_modes: tuple[str, ...] = ("mean",)
     include_prompt = True
     dense: list[DenseSpec] = []
-    normalize = False
     for module in sorted(modules, key=lambda m: m.get("idx", 0)):
         kind = _module_kind(module.get("type", ""))
         path = root / module.get("path", "")
@@ -144,7 +138,7 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
                 )
             )
         elif kind == "Normalize":
-            normalize = True
+            pass  # every vector is normalised unless the request says `normalize: false` (see postprocess.py)
         else:
             raise ValueError(f"{root}: unsupported sentence-transformers module {module.get('type')!r}")
 
@@ -154,17 +148,14 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
         or {}
     )
     return ModelLayout(
-        root=root,
         transformer_path=transformer_path,
         pooling_modes=pooling_modes,
         include_prompt=include_prompt,
         dense=tuple(dense),
-        normalize=normalize,
         max_seq_length=bert_config.get("max_seq_length"),
         do_lower_case=bool(bert_config.get("do_lower_case", False)),
         prompts=prompts,
         default_prompt_name=default_prompt_name,
-        sentence_transformers=True,
     )
 
 

@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-from .errors import InvalidRequest, PayloadTooLarge
+from .errors import InvalidRequest
+from .images import image_too_large
 
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
@@ -171,7 +172,7 @@ class ImageFetcher:
     def _read(self, response: http.client.HTTPResponse, sock: socket.socket, param: str, deadline: float) -> bytes:
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise _too_large(param, self.max_bytes)
+            raise image_too_large(param, self.max_bytes)
         chunks, size = [], 0
         while True:
             # read1 returns after one receive, so the deadline bounds a slow drip too.
@@ -181,7 +182,7 @@ class ImageFetcher:
                 return b"".join(chunks)
             size += len(chunk)
             if size > self.max_bytes:
-                raise _too_large(param, self.max_bytes)
+                raise image_too_large(param, self.max_bytes)
             chunks.append(chunk)
 
     def _connect(self, address, timeout=None, source_address=None):
@@ -221,7 +222,3 @@ def _refused(param: str, reason: str) -> InvalidRequest:
 
 def _failed(param: str, reason: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: the image could not be fetched: {reason}", param=param, code="image_fetch_failed")
-
-
-def _too_large(param: str, limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"{param} is larger than {limit} bytes (MAX_IMAGE_BYTES)", param=param)

@@ -76,7 +76,7 @@ def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
         payload = value
     # base64 is 4 characters per 3 bytes: refuse an over-size image before decoding it.
     if len(payload) * 3 // 4 > limits.max_bytes + 3:
-        raise _too_large(param, limits)
+        raise image_too_large(param, limits.max_bytes)
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -86,7 +86,7 @@ def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
 
 def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
     if len(data) > limits.max_bytes:
-        raise _too_large(param, limits)
+        raise image_too_large(param, limits.max_bytes)
     if not data:
         raise InvalidRequest(f"{param} is empty", param=param)
     allowed = ", ".join(sorted(limits.formats))
@@ -180,5 +180,6 @@ def _wide_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8)).convert("RGB")
 
 
-def _too_large(param: str, limits: ImageLimits) -> PayloadTooLarge:
-    return PayloadTooLarge(f"{param} is larger than {limits.max_bytes} bytes (MAX_IMAGE_BYTES)", param=param)
+def image_too_large(param: str, max_bytes: int) -> PayloadTooLarge:
+    """The one 413 for an image over MAX_IMAGE_BYTES, whether it came inline or from a URL."""
+    return PayloadTooLarge(f"{param} is larger than {max_bytes} bytes (MAX_IMAGE_BYTES)", param=param)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from .errors import InvalidRequest
-from .images import image_too_large
+from .image_decoding import image_too_large
 
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024

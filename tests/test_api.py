@@ -300,7 +300,7 @@ def test_the_web_layer_never_imports_torch():
     import sys
 
     code = (
-        "import sys, app.api, app.api.similarity, app.api.images, app.api.embeddings\n"
+        "import sys, app.api, app.api.similarity, app.api.image_routes, app.api.embeddings\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     from .gunicorn_process import ROOT

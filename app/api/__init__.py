@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import Settings
-from . import cohere, docs, embeddings, gme, images, meta, ollama, rerank, similarity, tei
+from . import cohere, docs, embeddings, gme, image_routes, meta, ollama, rerank, similarity, tei
 from .auth import init_auth
 from .context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
-from .errors import init_error_handlers
+from .error_handlers import init_error_handlers
 from .image_inputs import make_fetcher
 from .observability import init_observability
 
@@ -22,7 +22,7 @@ def init_api(app: Flask, settings: Settings, engine) -> None:
     init_observability(app, settings, engine)
     init_auth(app, settings.api_keys)
     app.register_blueprint(embeddings.bp)
-    app.register_blueprint(images.bp)
+    app.register_blueprint(image_routes.bp)
     app.register_blueprint(similarity.bp)
     app.register_blueprint(rerank.bp)
     app.register_blueprint(gme.bp)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from ..errors import InvalidRequest
-from ..images import ImageLimits
+from ..image_decoding import ImageLimits
 from . import context
 from .encoding import json_response
 from .gme_schemas import GMEEmbeddingsResponse, GMEFusedRequest, GMEImageRequest, GMETextRequest

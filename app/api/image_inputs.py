@@ -12,8 +12,8 @@ from flask import request
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
+from ..image_decoding import ImageLimits, parse_source
 from ..image_fetch import ImageFetcher
-from ..images import ImageLimits, parse_source
 from . import context
 from .observability import record_embedding
 from .parsing import validate

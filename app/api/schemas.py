@@ -370,6 +370,16 @@ class EmbedTextResponse(BaseModel):
     usage: Usage
 
 
+class EmbedImageResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]] | list[list[int]] | list[str] = Field(
+        description="Per image its vector: floats, integers at another precision, or base64 of its buffer."
+    )
+    dimension: int
+    precision: str
+    usage: Usage = Field(description="prompt_tokens counts the image patches the vision tower attended over.")
+
+
 class SparseValue(BaseModel):
     index: int
     value: float

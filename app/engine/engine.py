@@ -25,7 +25,7 @@ import torch
 import transformers
 
 from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
-from ..images import ImageLimits, decode_image
+from ..image_decoding import ImageLimits, decode_image
 from .batcher import Batcher
 from .cache import TieredCache, model_fingerprint
 from .cache import lookup as cache_lookup

@@ -9,7 +9,7 @@ from .body_deadline import body_deadline
 from .encoding import encode_rows, json_response, usage
 from .image_inputs import embed, form_request, gather, is_multipart, uploads
 from .parsing import parse_json
-from .schemas import EmbedImageRequest, EmbedTextResponse, ImageOptions
+from .schemas import EmbedImageRequest, EmbedImageResponse, ImageOptions
 from .spec import operation
 
 bp = Blueprint("images", __name__)
@@ -20,7 +20,7 @@ bp = Blueprint("images", __name__)
     summary="Embed images (JSON strings or multipart files)",
     request=EmbedImageRequest,
     multipart=ImageOptions,
-    response=EmbedTextResponse,
+    response=EmbedImageResponse,
     auth=True,
     tags=("native",),
     errors=(400, 401, 404, 413, 415),

@@ -10,13 +10,15 @@ import sys
 
 from app.config import ConfigError, Settings
 from app.logs import gunicorn_logconfig
-from app.runtime import gpu_visible, prepare_metrics_dir
+from app.runtime import bind_problem, gpu_visible, prepare_metrics_dir
 from app.sizing import cpu_budget
 
 try:
     _settings = Settings.from_env()
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
+if _problem := bind_problem(_settings.bind):
+    sys.exit(f"config error: BIND: {_problem}")
 
 # Before anything imports prometheus_client: every worker writes its metrics here.
 _metrics_dir, _metrics_dir_is_ours = prepare_metrics_dir(_settings)

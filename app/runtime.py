@@ -9,11 +9,30 @@ import gc
 import logging
 import os
 import shutil
+import socket
 import tempfile
 
 from .config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+
+
+def bind_problem(bind: str) -> str | None:
+    """Why gunicorn could not listen on `bind` (a port another process holds), found before the models load:
+    gunicorn itself binds only after, and then retries for seconds in a dozen lines."""
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return f"cannot listen on {bind} ({reason}): another process may hold the port; set BIND or PORT"
+    return None
 
 
 def load_engine(settings: Settings, observer=None):

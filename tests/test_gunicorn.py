@@ -135,6 +135,22 @@ def test_invalid_setting_stops_start_up_with_one_line(env, variable):
     assert len(lines) == 1 and variable in lines[0]
 
 
+def test_a_port_in_use_stops_start_up_with_one_line_before_the_model_loads():
+    import socket
+    import time
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        started = time.monotonic()
+        output = run_gunicorn_expecting_failure({"BIND": f"127.0.0.1:{port}"})
+        lines = [line for line in output.splitlines() if line.startswith("config error:")]
+        assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "BIND or PORT" in lines[0]
+        assert "loaded model" not in output and "Retrying" not in output
+        assert time.monotonic() - started < 30
+
+
 def test_model_path_that_is_not_a_model_stops_start_up(tmp_path):
     output = run_gunicorn_expecting_failure({"MODEL_PATH": str(tmp_path), "BIND": "127.0.0.1:0"})
     assert re.search(r"^config error: MODEL_PATH: cannot load a model", output, re.M)

@@ -6,6 +6,7 @@ is loaded once in the master (preload_app) and shared copy-on-write by the
 workers; each worker sets its torch threads and warms up after fork.
 """
 
+import os
 import sys
 
 from app.config import ConfigError, Settings
@@ -17,8 +18,12 @@ try:
     _settings = Settings.from_env()
 except ConfigError as exc:
     sys.exit(f"config error: {exc}")
-if _problem := bind_problem(_settings.bind):
-    sys.exit(f"config error: BIND: {_problem}")
+# Checked once per master: gunicorn re-reads this file on SIGHUP while it holds the port itself, and a
+# re-executed master (USR2) inherits the socket (GUNICORN_FD).
+if not os.environ.get("EMBEDDING_BIND_CHECKED") and "GUNICORN_FD" not in os.environ:
+    if _problem := bind_problem(_settings.bind):
+        sys.exit(f"config error: BIND: {_problem}")
+    os.environ["EMBEDDING_BIND_CHECKED"] = "1"
 
 # Before anything imports prometheus_client: every worker writes its metrics here.
 _metrics_dir, _metrics_dir_is_ours = prepare_metrics_dir(_settings)

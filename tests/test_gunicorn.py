@@ -190,3 +190,28 @@ def test_worker_class_sync_really_runs_sync_workers(tmp_path):
         messages = [r["msg"] for r in server.log_records()]
         assert "Using worker: sync" in messages and "Using worker: gthread" not in messages
         assert any("THREADS=4 applies to gthread workers only" in m for m in messages)
+
+
+def test_sighup_reloads_workers_and_keeps_the_master(tmp_path):
+    """gunicorn re-reads gunicorn.conf.py on SIGHUP, in the master that holds the port: the start-up checks
+    must not refuse it (the bind check runs once per master)."""
+    import signal
+    import time
+
+    from .gunicorn_process import GunicornProcess
+
+    with GunicornProcess({"DTYPE": "float32"}, workers=1, log_path=tmp_path / "server.log") as server:
+        before = server.worker_pids()
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while True:
+            pids = server.worker_pids()
+            if pids and not pids & before:
+                break
+            assert server.proc.poll() is None, server.log_tail()
+            assert time.monotonic() < deadline, "no new worker after SIGHUP"
+            time.sleep(0.2)
+        server.wait_ready(60)
+        response = requests.post(server.url + "/embed_text", json={"texts": "after the reload"}, timeout=30)
+        assert response.status_code == 200 and server.proc.poll() is None
+        assert "config error" not in server.log_tail()

@@ -428,14 +428,20 @@ def write_csv(rows: list[dict], path: str) -> None:
         handle.write(buffer.getvalue())
 
 
-def plot(rows: list[dict], path: str) -> None:
+def have_matplotlib() -> bool:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
+        return False
+    return True
+
+
+def plot(rows: list[dict], path: str, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     x = [r["concurrency"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(x, [r["items_per_s"] for r in rows], marker="o")
@@ -448,13 +454,25 @@ def plot(rows: list[dict], path: str) -> None:
         axis.grid(True, alpha=0.3)
         if len(set(x)) > 1 and max(x) / max(min(x), 1) >= 8:
             axis.set_xscale("log", base=2)
+        axis.set_xticks(x, [str(level) for level in x])  # the levels tested, not the scale's round numbers
+        axis.minorticks_off()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 # ------------------------------------------------------------------------------- main
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        """The module docstring as written, and every option's default (where it has one)."""
+
+        def _get_help_string(self, action):
+            if action.default is None or isinstance(action.default, bool):
+                return action.help
+            return super()._get_help_string(action)
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument("--url", default="http://localhost:8080", help="service base URL")
     parser.add_argument(
         "--concurrency", default="8", help="clients (connections); a comma-separated list runs a sweep, one row each"
@@ -488,6 +506,8 @@ def parse_args(argv=None):
         parser.error("--rate must be positive")
     if args.requests is None and args.duration is None:
         args.requests = 200
+    if args.plot and not have_matplotlib():
+        parser.error("--plot needs matplotlib: pip install matplotlib")  # before the sweep, not after it
     return args
 
 
@@ -514,7 +534,7 @@ def main(argv=None) -> int:
     if args.csv:
         write_csv(rows, args.csv)
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, f"{args.url} {args.endpoint} {args.mode}, {args.batch} item(s) per request")
     return 0
 
 

@@ -86,6 +86,19 @@ def test_bad_arguments_are_refused():
     assert benchmark.parse_args(["--concurrency", "1,8,32"]).levels == [1, 8, 32]
 
 
+def test_plot_without_matplotlib_is_refused_before_the_sweep(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--plot", "sweep.png", "--url", "http://127.0.0.1:9"])  # nothing listens there
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--help"])
+    assert "(default: http://localhost:8080)" in capsys.readouterr().out
+
+
 def test_it_imports_nothing_from_the_app():
     tree = ast.parse((ROOT / "benchmark.py").read_text())
     imported = {

@@ -1,6 +1,7 @@
 """Every compatibility route with the real client it exists for, against one real gunicorn (preload, two
 workers): huggingface_hub's InferenceClient (text-embeddings-inference's API), LlamaIndex's
-TextEmbeddingsInference, LangChain's OllamaEmbeddings, Cohere's ClientV2, the earlier BGE-M3 server's bodies
+TextEmbeddingsInference and OpenAIEmbedding, LangChain's OllamaEmbeddings and OpenAIEmbeddings, Cohere's
+ClientV2 and Client, the earlier BGE-M3 server's bodies
 sent with requests; and /docs in Debian's headless chromium. Each client's vectors equal the native route's;
 each client's bad request is a 4xx it understands, and the workers keep serving."""
 
@@ -66,6 +67,20 @@ def test_llama_index_text_embeddings_inference(server, native):
     vectors = embedder.get_text_embedding_batch(TEXTS)
     assert np.allclose(vectors, native, atol=1e-6)
     assert np.allclose(embedder.get_query_embedding(TEXTS[0]), native[0], atol=1e-6)
+
+
+def test_openai_clients_of_llama_index_and_langchain(server, native):
+    """What each needs, as the README says: LlamaIndex's `model_name=` (its `model=` must be one of OpenAI's
+    names), LangChain's `check_embedding_ctx_length=False` (else it sends tiktoken ids)."""
+    from langchain_openai import OpenAIEmbeddings
+    from llama_index.embeddings.openai import OpenAIEmbedding
+
+    llama = OpenAIEmbedding(model_name=MODEL, api_base=server.url + "/v1", api_key="unused")
+    assert np.allclose(llama.get_text_embedding_batch(TEXTS), native, atol=1e-6)
+    chain = OpenAIEmbeddings(
+        model=MODEL, base_url=server.url + "/v1", api_key="unused", check_embedding_ctx_length=False
+    )
+    assert np.allclose(chain.embed_documents(TEXTS), native, atol=1e-6)
 
 
 def test_langchain_ollama_embeddings(server, native):

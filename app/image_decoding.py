@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import Settings
 from .errors import InvalidRequest, PayloadTooLarge
 
-DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 _DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.IGNORECASE
 )
@@ -36,9 +36,10 @@ _DATA_URI = re.compile(
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    formats: frozenset[str] = DEFAULT_FORMATS
+    # The defaults are the settings' own (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, IMAGE_FORMATS), declared once there.
+    max_bytes: int = Settings.max_image_bytes
+    max_pixels: int = Settings.max_image_pixels
+    formats: frozenset[str] = frozenset(Settings.image_formats)
 
     @classmethod
     def from_settings(cls, settings) -> ImageLimits:

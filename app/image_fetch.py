@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
+from .config import Settings
 from .errors import InvalidRequest
 from .image_decoding import image_too_large
 
@@ -91,8 +92,8 @@ class ImageFetcher:
         *,
         allowed_hosts: tuple[str, ...] = (),
         allowed_networks: tuple[str, ...] = (),
-        timeout: float = 10.0,
-        max_bytes: int = 10 * 1024 * 1024,
+        timeout: float = Settings.image_fetch_timeout,
+        max_bytes: int = Settings.max_image_bytes,
         max_redirects: int = MAX_REDIRECTS,
         resolve: Callable | None = None,
     ):

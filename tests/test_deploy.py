@@ -116,6 +116,30 @@ def test_every_setting_is_in_the_readme_table():
     assert not missing
 
 
+def test_the_readme_table_gives_each_declared_default():
+    """One declaration per setting (app/config.py); the README's table must say the same default."""
+    from dataclasses import fields
+
+    readme = (ROOT / "README.md").read_text()
+    wrong = []
+    for declared in fields(Settings):
+        default = declared.default
+        if default in ("", ()):
+            continue  # an empty default is described in words ("empty", "the packaged model")
+        if isinstance(default, bool):
+            text = str(default).lower()
+        elif isinstance(default, float):
+            text = f"{default:g}"
+        elif isinstance(default, tuple):
+            text = ",".join(default)
+        else:
+            text = str(default)
+        row = re.search(rf"^\| `{declared.metadata['env']}` \| `([^`]*)` \|", readme, re.M)
+        if row is None or row.group(1) != text:
+            wrong.append((declared.metadata["env"], row and row.group(1), text))
+    assert not wrong
+
+
 def test_nginx_config_limits_fit_the_service():
     config = (ROOT / "deploy/nginx/nginx.conf").read_text()
     body_limit = int(re.search(r"client_max_body_size (\d+)m;", config).group(1)) * 1024 * 1024

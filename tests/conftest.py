@@ -7,7 +7,7 @@ import pytest
 from app import create_app
 from app.config import Settings
 
-from .engines import engine_for
+from .engines import started_engine
 
 # Correctness is checked against sentence-transformers in float32; DTYPE=auto
 # (bfloat16 on CPUs with native bf16) has its own accuracy test.
@@ -21,9 +21,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(settings):
-    engine = engine_for(settings)
-    engine.start_worker()
-    return engine
+    return started_engine(settings)
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +45,16 @@ def reference_model(settings):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(settings.resolved_model_path()), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def fake(settings):
+    """The fake engine (tests/fake_engine.py) under the default model's name, for tests of shapes and errors."""
+    from .fake_engine import fake_engine
+
+    return fake_engine(settings, name="all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def fake_client(settings, fake):
+    return create_app(settings, fake).test_client()

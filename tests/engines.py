@@ -13,6 +13,13 @@ def engine_for(settings: Settings) -> Engine:
     return Engine.load(EngineConfig.from_settings(settings), observer=MetricsObserver())
 
 
+def started_engine(settings: Settings) -> Engine:
+    """Loaded and started in this process, as a worker after fork (or a single-process server) has it."""
+    engine = engine_for(settings)
+    engine.start_worker()
+    return engine
+
+
 def vectors_of(model, prepared: Prepared, batch_size: int = 32):
     """A prepared request straight through the model (no batcher): its raw dense vectors."""
     return forward_planned(Lane(model, "text"), prepared, batch_size).dense

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.engine.cache import CacheConfig, LocalCache, TieredCache, codec, model_fingerprint, row_key
 from app.engine.rows import PairRow, TextRow
 
-from .engines import engine_for
+from .engines import started_engine
 from .redis_process import RedisProcess
 from .tiny_models import tiny_bge_m3, tiny_sentence_transformer
 
@@ -82,8 +82,7 @@ def m3_dir(tmp_path_factory):
 
 def served(path, **env):
     settings = Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env})
-    engine = engine_for(settings)
-    engine.start_worker()
+    engine = started_engine(settings)
     return engine, create_app(settings, engine).test_client()
 
 

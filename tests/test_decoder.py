@@ -10,7 +10,7 @@ import torch
 from app import create_app
 from app.config import Settings
 
-from .engines import engine_for
+from .engines import engine_for, started_engine
 from .test_engine import cosines
 from .tiny_models import QWEN3_QUERY_PROMPT, tiny_qwen3, tiny_qwen3_embedding
 
@@ -30,8 +30,7 @@ def qwen3_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def decoder_engine(qwen3_dir):
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(qwen3_dir), "DTYPE": "float32"}))
-    engine.start_worker()
+    engine = started_engine(Settings.from_env({"MODEL_PATH": str(qwen3_dir), "DTYPE": "float32"}))
     return engine
 
 

@@ -6,7 +6,7 @@ import pytest
 from app.config import Settings
 from app.errors import InvalidRequest, ModelNotFound
 
-from .engines import engine_for, vectors_of
+from .engines import started_engine, vectors_of
 from .tiny_models import tiny_bert, tiny_sentence_transformer
 
 TEXTS = [
@@ -26,8 +26,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def load(path, **env):
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
-    engine.start_worker()
+    engine = started_engine(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
     return engine
 
 
@@ -203,8 +202,7 @@ def test_auto_dtype_is_fast_and_stays_correct(engine, model):
     """DTYPE=auto (bfloat16 on CPUs with native bf16) keeps cosine >= 0.999 against float32."""
     from app.engine.device import cpu_has_native_bf16
 
-    auto = engine_for(Settings.from_env({}))
-    auto.start_worker()
+    auto = started_engine(Settings.from_env({}))
     expected = "bfloat16" if cpu_has_native_bf16() else "float32"
     assert auto.health()["dtype"] == expected
     texts = TEXTS * 3 + ["the same vectors, give or take rounding"]

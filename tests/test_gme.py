@@ -18,7 +18,7 @@ from app.engine import Lane
 from app.engine.rows import Prepared, forward_planned
 from app.image_decoding import ImageLimits
 
-from .engines import engine_for
+from .engines import engine_for, started_engine
 from .test_engine import cosines
 from .tiny_models import tiny_qwen2_vl
 
@@ -146,8 +146,7 @@ def reference(gme_dir):
 
 @pytest.fixture(scope="module")
 def engine(gme_dir):
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(gme_dir), **ENV}))
-    engine.start_worker()
+    engine = started_engine(Settings.from_env({"MODEL_PATH": str(gme_dir), **ENV}))
     return engine
 
 

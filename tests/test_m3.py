@@ -14,7 +14,7 @@ import pytest
 from app import create_app
 from app.config import Settings
 
-from .engines import engine_for
+from .engines import engine_for, started_engine
 from .tiny_models import tiny_bge_m3
 
 TEXTS = [
@@ -34,8 +34,7 @@ def m3_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def m3_engine(m3_dir):
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}))
-    engine.start_worker()
+    engine = started_engine(Settings.from_env({"MODEL_PATH": str(m3_dir), "DTYPE": "float32"}))
     return engine
 
 

@@ -14,7 +14,7 @@ from app import create_app
 from app.config import ConfigError, Settings
 from app.runtime import load_engine
 
-from .engines import engine_for
+from .engines import engine_for, started_engine
 from .tiny_models import models_setting, three_models
 
 
@@ -31,8 +31,7 @@ def models_env(model_dirs):
 @pytest.fixture(scope="module")
 def multi(models_env):
     settings = Settings.from_env(models_env)
-    engine = engine_for(settings)
-    engine.start_worker()
+    engine = started_engine(settings)
     return create_app(settings, engine).test_client(), engine
 
 

@@ -56,7 +56,8 @@ def test_listing_routes_for_front_ends(client):
         ("/api/show", {}, 400),
     ],
 )
-def test_errors_are_in_ollamas_shape(client, route, body, status):
+def test_errors_are_in_ollamas_shape(fake_client, route, body, status):
+    client = fake_client
     response = client.post(route, json=body)
     assert response.status_code == status and set(response.get_json()) == {"error"}
     assert client.post("/api/embed", json={"model": "all-MiniLM-L6-v2", "input": "fine"}).status_code == 200

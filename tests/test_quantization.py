@@ -143,7 +143,8 @@ def test_v2_embed_inputs_with_text_content(client):
         ({"inputs": [{"content": []}]}, 400),
     ],
 )
-def test_v2_embed_errors_are_in_cohere_shape(client, body, status):
+def test_v2_embed_errors_are_in_cohere_shape(fake_client, body, status):
+    client = fake_client
     response = client.post("/v2/embed", json=body)
     assert response.status_code == status and set(response.get_json()) == {"message"}, response.get_json()
     assert client.post("/v2/embed", json={"texts": ["fine"]}).status_code == 200

@@ -14,7 +14,7 @@ from app.config import ConfigError, Settings
 from app.errors import InvalidRequest
 from app.runtime import load_engine
 
-from .engines import engine_for
+from .engines import started_engine
 from .tiny_models import models_setting, tiny_cross_encoder, tiny_qwen3_reranker
 
 QUERY = "what is the capital of France?"
@@ -44,8 +44,7 @@ def dirs(tmp_path_factory):
 
 
 def served(path, **env):
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
-    engine.start_worker()
+    engine = started_engine(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", **env}))
     return engine
 
 
@@ -69,8 +68,7 @@ def test_cross_encoder_scores_equal_sentence_transformers(dirs, kind):
 def test_cross_encoder_in_bfloat16_stays_within_1e_2(dirs):
     from sentence_transformers import CrossEncoder
 
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(dirs["bert"]), "DTYPE": "bfloat16"}))
-    engine.start_worker()
+    engine = started_engine(Settings.from_env({"MODEL_PATH": str(dirs["bert"]), "DTYPE": "bfloat16"}))
     ours = engine.rerank(engine.resolve(None), [QUERY], DOCUMENTS).scores[0]
     reference = CrossEncoder(str(dirs["bert"]), device="cpu").predict([(QUERY, d) for d in DOCUMENTS])
     assert np.abs(ours - reference).max() <= 1e-2
@@ -207,8 +205,7 @@ def client(dirs):
             "MAX_BATCH_ITEMS": "8",
         }
     )
-    engine = engine_for(settings)
-    engine.start_worker()
+    engine = started_engine(settings)
     return create_app(settings, engine).test_client(), engine
 
 

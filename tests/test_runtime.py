@@ -14,7 +14,7 @@ from app.engine.device import resolve_device, resolve_dtype
 from app.logs import JsonFormatter, gunicorn_logconfig
 from app.runtime import prepare_metrics_dir
 
-from .engines import engine_for
+from .engines import engine_for, started_engine
 
 
 def test_loading_never_initialises_cuda_or_runs_the_model(settings, monkeypatch):
@@ -66,8 +66,7 @@ def test_auto_dtype_follows_the_cpu(monkeypatch):
 
 
 def test_threads_follow_the_settings(settings):
-    engine = engine_for(Settings.from_env({"CPU_THREADS": "1", "ENABLE_WARMUP": "false"}))
-    engine.start_worker()
+    started_engine(Settings.from_env({"CPU_THREADS": "1", "ENABLE_WARMUP": "false"}))
     assert torch.get_num_threads() == 1
     torch.set_num_threads(settings.resolved_cpu_threads())
 

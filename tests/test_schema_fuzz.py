@@ -23,7 +23,7 @@ from schemathesis.generation import GenerationMode
 from app import create_app
 from app.config import Settings
 
-from .engines import engine_for
+from .engines import started_engine
 
 EXAMPLES = 16  # per operation: about 400 requests in all
 
@@ -45,8 +45,7 @@ def app():
     settings = Settings.from_env(
         {"DTYPE": "float32", "LOG_REQUESTS": "false", "MAX_BATCH_ITEMS": "16", "MAX_INPUT_CHARS": "2000"}
     )
-    engine = engine_for(settings)
-    engine.start_worker()
+    engine = started_engine(settings)
     return create_app(settings, engine)
 
 

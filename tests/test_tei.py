@@ -136,7 +136,8 @@ def test_info_describes_the_model_and_limits(client, settings):
         ("/embed", {"inputs": "x", "model": "nope"}, 404, "Validation"),
     ],
 )
-def test_errors_are_in_teis_shape(client, route, body, status, kind):
+def test_errors_are_in_teis_shape(fake_client, route, body, status, kind):
+    client = fake_client
     response = client.post(route, json=body)
     assert response.status_code == status, response.get_json()
     assert set(response.get_json()) == {"error", "error_type"} and response.get_json()["error_type"] == kind

@@ -16,7 +16,7 @@ from app import create_app
 from app.config import Settings
 from app.image_decoding import ImageLimits
 
-from .engines import engine_for
+from .engines import engine_for, started_engine
 from .tiny_models import tiny_vision_model
 
 KINDS = ("clip", "siglip", "siglip2")
@@ -55,8 +55,7 @@ def model_dirs(tmp_path_factory):
 def engines(model_dirs):
     engines = {}
     for kind, path in model_dirs.items():
-        engine = engine_for(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32"}))
-        engine.start_worker()
+        engine = started_engine(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32"}))
         engines[kind] = engine
     return engines
 

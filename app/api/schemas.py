@@ -42,37 +42,29 @@ CacheOption = Annotated[bool, Field(description="false: compute, neither reading
 
 def _text_list(value, field: str) -> list[str]:
     """A string or a non-empty list of non-empty strings -> list of strings."""
+    return _string_list(value, field, "", "")
+
+
+def _image_list(value, field: str) -> list[str]:
+    """One image string or a non-empty list of them; what each string holds is checked later."""
+    return _string_list(value, field, " (base64, data: URIs or URLs)", " (base64, a data: URI or a URL)")
+
+
+def _string_list(value, field: str, what: str, each: str) -> list[str]:
+    """`what` and `each` say what the strings hold, in the messages for the list and for one item."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise InvalidRequest(f"{field} must be a string or a list of strings", param=field)
+        raise InvalidRequest(f"{field} must be a string or a list of strings{what}", param=field)
     if not value:
         raise InvalidRequest(f"{field} must not be empty", param=field, code=EMPTY)
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise InvalidRequest(
-                f"{field}[{index}] must be a string, got {_json_type(item)}", param=f"{field}[{index}]"
+                f"{field}[{index}] must be a string{each}, got {_json_type(item)}", param=f"{field}[{index}]"
             )
-        if not item:
-            raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
-    return value
-
-
-def _image_list(value, field: str) -> list[str]:
-    """One image string or a non-empty list of them; what each string holds is checked later."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{field} must be a string or a list of strings (base64, data: URIs or URLs)", param=field)
-    if not value:
-        raise InvalidRequest(f"{field} must not be empty", param=field)
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise InvalidRequest(
-                f"{field}[{index}] must be a string (base64, a data: URI or a URL), got {_json_type(item)}",
-                param=f"{field}[{index}]",
-            )
-        if not item.strip():
+        blank = not item.strip() if what else not item  # a text of spaces is a text; an image's is not
+        if blank:
             raise InvalidRequest(f"{field}[{index}] is an empty string", param=f"{field}[{index}]")
     return value
 

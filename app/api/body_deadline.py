@@ -8,6 +8,7 @@ client that stalls but not one that drips: those deployments put nginx in front,
 
 from __future__ import annotations
 
+import functools
 import socket
 from contextlib import contextmanager
 
@@ -16,6 +17,7 @@ from flask import request
 from ..errors import RequestTimeout
 
 
+@functools.cache  # a worker is patched (or not) before it serves its first request
 def _gevent_patched() -> bool:
     try:
         from gevent import monkey

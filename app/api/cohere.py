@@ -12,7 +12,6 @@ are Cohere's `{"message": ...}`.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from typing import Annotated, Literal
 
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import InvalidRequest, ServiceError
 from . import context
-from .encoding import json_response
+from .encoding import encode_rows, json_response
 from .image_inputs import embed, embed_items, gather
 from .multimodal_inputs import input_items
 from .observability import record_embedding, record_error
@@ -157,19 +156,24 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
     direction = "left" if req.truncate == "START" else "right"
     # A vision-language embedder takes documents without the query instruction.
     options = {"dimensions": req.output_dimension, "is_query": req.input_type != "search_document"}
-    if req.texts is not None:
-        check_items(req.texts, context.settings(), "texts")
-        result = engine.embed_texts(
+
+    def embed_texts(texts: list[str], field: str):
+        check_items(texts, context.settings(), field)
+        embedded = engine.embed_texts(
             model,
-            req.texts,
+            texts,
             truncate=truncate,
             truncation_direction=direction,
             max_tokens=req.max_tokens,
             prompt_name=prompt_name_for(card, req.input_type),
-            field="texts",
+            field=field,
             **options,
         )
-        record_embedding(result, len(req.texts))
+        record_embedding(embedded, len(texts))
+        return embedded
+
+    if req.texts is not None:
+        result = embed_texts(req.texts, "texts")
     elif req.images is not None:
         engine.require(model, "image", "images")
         result = embed(model, gather(req.images, "images"), **options)
@@ -178,19 +182,7 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
         if not items:
             raise InvalidRequest("inputs must not be empty", param="inputs")
         if all(item.image is None for item in items) and "embed:interleaved" not in model.capabilities:
-            texts = [item.text for item in items]
-            check_items(texts, context.settings(), "inputs")
-            result = engine.embed_texts(
-                model,
-                texts,
-                truncate=truncate,
-                truncation_direction=direction,
-                max_tokens=req.max_tokens,
-                field="inputs",
-                prompt_name=prompt_name_for(card, req.input_type),
-                **options,
-            )
-            record_embedding(result, len(texts))
+            result = embed_texts([item.text for item in items], "inputs")
         else:
             result = embed_items(model, items, "inputs", **options)
     embeddings = {}
@@ -198,9 +190,7 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
         if kind == "float":
             embeddings["float"] = result.vectors
         elif kind == "base64":
-            embeddings["base64"] = [
-                base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in result.vectors
-            ]
+            embeddings["base64"] = encode_rows(result.vectors, "base64")
         else:
             embeddings[kind] = engine.quantize(model, result.vectors, kind, dimensions=req.output_dimension)
     floats_only = version == "1" and req.embedding_types is None

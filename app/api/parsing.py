@@ -11,8 +11,8 @@ from werkzeug.exceptions import ClientDisconnected
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from . import context
 from .body_deadline import body_deadline
-from .context import SETTINGS_KEY
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -33,7 +33,7 @@ def parse_object(accepted: str = "application/json") -> dict:
         raise UnsupportedMediaType(
             f"Content-Type must be {accepted}, got {request.content_type!r}", param="Content-Type"
         )
-    raw = read_body(current_app.config["MAX_CONTENT_LENGTH"], current_app.extensions[SETTINGS_KEY].body_timeout)
+    raw = read_body(current_app.config["MAX_CONTENT_LENGTH"], context.settings().body_timeout)
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
@@ -45,7 +45,7 @@ def parse_object(accepted: str = "application/json") -> dict:
     return body
 
 
-def read_body(limit: int, timeout: float = 30.0) -> bytes:
+def read_body(limit: int, timeout: float) -> bytes:
     with body_deadline(timeout):
         return _read_body(limit)
 

@@ -121,6 +121,27 @@ def _tei_embed(body: dict):
     return json_response(result.vectors)
 
 
+def _embed_texts_for(output: str, **options):
+    """/embed_all's and /embed_sparse's shared body: TEI's texts, embedded for one extra output."""
+    req = validate(TEITextsRequest, parse_object())
+    check_items(req.inputs, context.settings(), "inputs")
+    engine = context.engine()
+    model = engine.resolve(req.model, output)
+    engine.check_outputs(model, [output], "inputs")
+    result = engine.embed_texts(
+        model,
+        req.inputs,
+        truncate=req.truncates,
+        prompt_name=req.prompt_name,
+        field="inputs",
+        outputs=frozenset({output}),
+        truncation_direction=req.truncation_direction,
+        **options,
+    )
+    record_embedding(result, len(req.inputs))
+    return result
+
+
 @bp.post("/embed_all")
 @operation(
     summary="Every token's vector, before pooling (text-embeddings-inference's shape)",
@@ -133,23 +154,7 @@ def _tei_embed(body: dict):
 )
 @speaks_tei
 def embed_all():
-    req = validate(TEITextsRequest, parse_object())
-    check_items(req.inputs, context.settings(), "inputs")
-    engine = context.engine()
-    model = engine.resolve(req.model, "tokens")
-    result = engine.embed_texts(
-        model,
-        req.inputs,
-        normalize=False,
-        truncate=req.truncates,
-        prompt_name=req.prompt_name,
-        field="inputs",
-        outputs=frozenset({"tokens"}),
-        truncation_direction=req.truncation_direction,
-        use_cache=False,
-    )
-    record_embedding(result, len(req.inputs))
-    return json_response(result.tokens)
+    return json_response(_embed_texts_for("tokens", normalize=False, use_cache=False).tokens)
 
 
 @bp.post("/embed_sparse")
@@ -164,21 +169,7 @@ def embed_all():
 )
 @speaks_tei
 def embed_sparse():
-    req = validate(TEITextsRequest, parse_object())
-    check_items(req.inputs, context.settings(), "inputs")
-    engine = context.engine()
-    model = engine.resolve(req.model, "sparse")
-    engine.check_outputs(model, ["sparse"], "inputs")
-    result = engine.embed_texts(
-        model,
-        req.inputs,
-        truncate=req.truncates,
-        prompt_name=req.prompt_name,
-        field="inputs",
-        outputs=frozenset({"sparse"}),
-        truncation_direction=req.truncation_direction,
-    )
-    record_embedding(result, len(req.inputs))
+    result = _embed_texts_for("sparse")
     return json_response(
         [
             [{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]

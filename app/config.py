@@ -18,6 +18,7 @@ DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+RUNTIMES = ("auto", "eager", "compile")
 WORKER_CLASSES = ("sync", "gthread", "gevent")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "text", "json")
@@ -69,6 +70,7 @@ class Settings:
     models: tuple[tuple[str, str], ...] = setting("MODELS", (), parse=lambda read: _models(read.text("MODELS", "")))
     device: str = setting("DEVICE", "auto", "choice", choices=DEVICES)
     dtype: str = setting("DTYPE", "auto", "choice", choices=DTYPES)
+    runtime: str = setting("RUNTIME", "eager", "choice", choices=RUNTIMES)
     cpu_threads: int = setting("CPU_THREADS", 0, "integer", minimum=0)
     workers: int = setting("WORKERS", 0, "integer", minimum=0)
     threads: int = setting("THREADS", 4, "integer", minimum=1)

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 
 from .config import ConfigError, Settings
 
@@ -95,9 +96,11 @@ def start_worker(worker) -> None:
     # /ready turns 503 as soon as gunicorn tells this worker to stop.
     app.extensions[DRAINING_KEY] = lambda: not worker.alive
     # A sync worker handles one request at a time: nothing to batch across.
+    gevent = worker_module.endswith("ggevent")
     engine.start_worker(
         batching=False if worker_module.endswith(".sync") else None,
-        offload=gevent_offload() if worker_module.endswith("ggevent") else None,
+        offload=gevent_offload() if gevent else None,
+        background=gevent_background if gevent else thread_background,
     )
 
 
@@ -105,6 +108,40 @@ def worker_exited(pid: int) -> None:
     from .metrics import mark_worker_dead
 
     mark_worker_dead(pid)
+
+
+def thread_background(fn) -> None:
+    threading.Thread(target=fn, name="compile", daemon=True).start()
+
+
+def gevent_background(fn) -> None:
+    """A long job (compilation) in one of gevent's real OS threads: a greenlet would stop the event loop.
+    Inductor runs the C++ compiler through `subprocess`, whose gevent version waits for children on the
+    main thread's loop only; the job gets the standard library's while it runs (nothing else in a worker
+    starts processes)."""
+    from gevent import get_hub
+
+    get_hub().threadpool.spawn(_with_stdlib_subprocess, fn)
+
+
+def _with_stdlib_subprocess(fn) -> None:
+    import subprocess
+
+    from gevent import monkey
+    from gevent import os as gevent_os
+    from gevent import subprocess as gevent_subprocess
+
+    saved = []
+    for module, names in ((subprocess, gevent_subprocess.__implements__), (os, gevent_os.__implements__)):
+        for name in names:
+            if monkey.is_object_patched(module.__name__, name):
+                saved.append((module, name, getattr(module, name)))
+                setattr(module, name, monkey.get_original(module.__name__, name))
+    try:
+        fn()
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 def gevent_offload():

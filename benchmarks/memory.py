@@ -28,7 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from serving import ROOT, free_port, gunicorn_command
+from serving import ROOT, free_port, gunicorn_command, wait_compiled
 
 MiB = 1024 * 1024
 PRELOAD = {"both": (True, False), "on": (True,), "off": (False,)}
@@ -175,6 +175,8 @@ def measure(models: dict[str, str], workers: int, preload: bool, requests_per_wo
                     served.add(get_json(url + "/health")["pid"])
             except OSError:
                 time.sleep(0.2)
+        if env.get("RUNTIME", "auto") != "eager":
+            wait_compiled(url, workers, 600)  # what compiled graphs add is part of what a worker costs
         for _ in range(requests_per_worker * workers):
             traffic(url)
         master = smaps(proc.pid)

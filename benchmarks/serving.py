@@ -43,6 +43,19 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
+def wait_compiled(url: str, workers: int, timeout: float) -> None:
+    """Until every worker's /health says no model is still compiling (RUNTIME=compile finishes after /ready)."""
+    deadline, latest = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+            health = json.load(response)
+        latest[health["pid"]] = "compiling" in health.get("runtime", {}).values()
+        if len(latest) >= workers and not any(latest.values()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url}: workers still compiling after {timeout}s")
+
+
 def gunicorn_command() -> list[str]:
     return [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
 
@@ -72,6 +85,8 @@ def running(name: str, command: list[str], env: dict, ready_url: str, timeout: f
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(ready_url, proc, timeout)
+        if env.get("RUNTIME", "auto") != "eager" and "gunicorn" in command[0]:
+            wait_compiled(ready_url.rsplit("/", 1)[0], int(env.get("WORKERS") or os.cpu_count()), timeout)
         print(f"  {name}: ready, measuring", file=sys.stderr, flush=True)
         yield proc
     except Exception as exc:  # noqa: BLE001 - reported, and the run goes on

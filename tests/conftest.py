@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from app import create_app
 from app.config import Settings
 
 from .engines import started_engine
+
+# The suite starts dozens of servers: compiling in each would cost minutes of CPU. Tests of the compiled
+# runtime ask for it (tests/test_compiled_runtime.py).
+os.environ.setdefault("RUNTIME", "eager")
 
 # Correctness is checked against sentence-transformers in float32; DTYPE=auto
 # (bfloat16 on CPUs with native bf16) has its own accuracy test.

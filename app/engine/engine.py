@@ -29,6 +29,7 @@ from ..image_decoding import ImageLimits, decode_image
 from .batcher import Batcher
 from .cache import TieredCache, model_fingerprint
 from .cache import lookup as cache_lookup
+from .compiled import CompiledRuntime
 from .device import dtype_name, resolve_device, resolve_dtype
 from .engine_config import EngineConfig, ModelSpec
 from .families import ModelFamily
@@ -129,6 +130,7 @@ class Engine:
         self._waiting: dict[str, int] = {name: 0 for name in models}
         self._waiting_lock = threading.Lock()
         self.stats = BatchStats()
+        self.runtime = CompiledRuntime(config.runtime, device, dtype)
         self.model_stats = {name: BatchStats() for name in models}
         self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
         self.calibrations: dict[str, Calibration] = {}  # int8 ranges per text-embedding model, per worker
@@ -193,12 +195,16 @@ class Engine:
         return quantize(vectors, precision, ranges)
 
     # ---------------------------------------------------------------- lifecycle
-    def start_worker(self, batching: bool | None = None, offload: Callable | None = None) -> None:
+    def start_worker(
+        self, batching: bool | None = None, offload: Callable | None = None, background: Callable | None = None
+    ) -> None:
         """Per-process start: thread count, device move, warm-up of every model, batchers. Idempotent per pid.
 
         `batching=False` serves each request on its own thread (sync workers,
         where requests never overlap and a hand-off would only add latency).
         `offload` runs forward passes (gevent's pool of OS threads, in gevent workers).
+        `background` runs a callable in a real OS thread: the compiled runtime's compilation, after the
+        worker is ready (without it, as under `flask run` or in tests, every model stays eager).
         """
         with self._start_lock:
             if self._started_pid == os.getpid():
@@ -221,6 +227,9 @@ class Engine:
                         self.batchers[(name, kind)] = self._make_batcher(model, kind)
             self._started_pid = os.getpid()
             self._ready = True
+            self.runtime = CompiledRuntime(self.config.runtime, self.device, self.dtype)
+            if background is not None:
+                self.runtime.start(self.models, background)
             log.info(
                 "worker %d ready: models=%s device=%s dtype=%s torch_threads=%d batching=%s",
                 os.getpid(),
@@ -349,6 +358,7 @@ class Engine:
             "ready": self.ready,
             "pid": os.getpid(),
             "torch_threads": torch.get_num_threads() if self.ready else None,
+            "runtime": {name: self.runtime.describe(name)["runtime"] for name in self.models},
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__},
         }
 
@@ -710,6 +720,7 @@ class Engine:
                 {
                     **model.describe(),
                     **model.size(),
+                    **self.runtime.describe(name),
                     "queue_depth": self.model_queue_depth(name),
                     "batches": self.model_stats[name].as_dict(),
                 }

@@ -30,6 +30,7 @@ class EngineConfig:
     models: tuple[ModelSpec, ...]
     device: str = "auto"  # auto, cpu or cuda
     dtype: str = "auto"  # auto, float32, float16 or bfloat16
+    runtime: str = "eager"  # auto, eager or compile (see compiled.py)
     cpu_threads: int = 1  # torch threads per worker, already resolved
     batching: bool = True
     warmup: bool = True
@@ -44,6 +45,7 @@ class EngineConfig:
             models=tuple(ModelSpec(name, Path(path)) for name, path in settings.model_specs()),
             device=settings.device,
             dtype=settings.dtype,
+            runtime=settings.runtime,
             cpu_threads=settings.resolved_cpu_threads(gpu=gpu),
             batching=settings.enable_batching,
             warmup=settings.enable_warmup,

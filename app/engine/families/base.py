@@ -29,6 +29,10 @@ class ModelFamily:
     capabilities: frozenset[str] = frozenset()
     # Kinds of rows the model takes; the engine runs one batcher per (model, kind).
     kinds: tuple[str, ...] = ("text",)
+    # Attributes holding the modules RUNTIME=compile may run through torch.compile (none: always eager).
+    compile_targets: tuple[str, ...] = ()
+    # Passes pad their width up to a multiple of this (a compiled runtime sets it: fewer shapes).
+    pad_multiple: int = 1
 
     name: str
     dtype: torch.dtype
@@ -118,6 +122,12 @@ class ModelFamily:
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list, outputs: frozenset[str]) -> BatchOutput:
         raise NotImplementedError
+
+    def padded_width(self, rows: list) -> int:
+        """The longest row, rounded up to `pad_multiple` without passing the model's own limit."""
+        longest = max(len(row) for row in rows)
+        rounded = -(-longest // self.pad_multiple) * self.pad_multiple
+        return max(longest, min(rounded, self.max_length))
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         """(kind, rows) worth running once per worker before it reports ready: the shortest and

@@ -57,6 +57,7 @@ def activation_name(path: Path, config: dict) -> str:
 
 class CrossEncoderModel(RerankerFamily):
     family = "cross-encoder"
+    compile_targets = ("model",)
 
     def __init__(
         self, name: str, tokenizer, model: torch.nn.Module, layout: ModelLayout, activation: str, dtype: torch.dtype
@@ -120,7 +121,7 @@ class CrossEncoderModel(RerankerFamily):
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[PairRow], outputs: frozenset[str]) -> BatchOutput:
-        input_ids, mask = pad_right(rows, self.pad_id)
+        input_ids, mask = pad_right(rows, self.pad_id, self.padded_width(rows))
         types = np.zeros_like(input_ids)
         for i, row in enumerate(rows):
             types[i, row.first_segment : len(row)] = 1

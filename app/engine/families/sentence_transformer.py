@@ -28,6 +28,7 @@ class SentenceTransformerModel(TextFamily):
     family = "sentence-transformers"
     capabilities = frozenset({EMBED_TEXT, TOKENS})
     kinds = ("text",)
+    compile_targets = ("model",)
     # How a directory without sentence-transformers files pools.
     default_pooling: tuple[str, ...] = ("mean",)
 
@@ -88,8 +89,8 @@ class SentenceTransformerModel(TextFamily):
         return [np.ascontiguousarray(states[i, : len(row)]) for i, row in enumerate(rows)]
 
     def padded(self, rows: list[TextRow]) -> dict[str, torch.Tensor]:
-        """input_ids and attention_mask on the model's device, right-padded to the longest row."""
-        input_ids, mask = pad_right(rows, self.text.pad_id)
+        """input_ids and attention_mask on the model's device, right-padded to the longest row (see padded_width)."""
+        input_ids, mask = pad_right(rows, self.text.pad_id, self.padded_width(rows))
         return {
             "input_ids": torch.from_numpy(input_ids).to(self.device),
             "attention_mask": torch.from_numpy(mask).to(self.device),

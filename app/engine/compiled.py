@@ -1,0 +1,222 @@
+"""RUNTIME=compile: a family's transformer through torch.compile (inductor, frozen weights), per worker.
+
+Eager PyTorch spends most of a small encoder's time re-packing each weight for
+every matmul and dispatching small unfused kernels; inductor with freezing
+packs the weights once and fuses the rest (figures in docs/performance.md).
+Compilation takes tens of seconds of one core, so it never runs in the master
+(no forward pass there: ARCHITECTURE.md) nor before /ready: a worker warms up
+and serves eagerly, compiles in a background OS thread, checks the compiled
+forward against the eager one on the warm-up rows, and only then switches.
+A shape the compiled graphs were not built for is never compiled while a
+request waits: it runs eagerly (see `GuardedModule`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import time
+import types
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+log = logging.getLogger("embedding.engine")
+
+# Compiled passes pad their width to a multiple of this: fewer distinct shapes for oneDNN's per-shape
+# kernels (of 1, 8, 16 and 32 tokens, 8 measured best: 1.2x single texts and 1.1x batches against 1).
+PAD_MULTIPLE = 8
+INDUCTOR_OPTIONS = {
+    "freezing": True,  # weights become constants: packed once for oneDNN, not on every matmul
+    "cpp_wrapper": True,  # the graph's calls in C++, not Python (measured: faster one at a time)
+    "compile_threads": 1,  # no pool of compiler processes forked from a gunicorn worker
+}
+# The compiled forward must agree with the eager one on the warm-up rows, or the model stays eager.
+MIN_COSINE = 0.999
+
+
+def compiler_missing() -> str | None:
+    """Why inductor cannot build CPU kernels here, or None."""
+    candidates = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(shutil.which(name.split()[0]) for name in candidates if name):
+        return "no C++ compiler on PATH (inductor needs one: g++ or clang++)"
+    return None
+
+
+def choose(runtime: str, device: str, dtype: torch.dtype) -> tuple[str, str]:
+    """(eager|compile, why) for this process's device and dtype."""
+    if runtime == "eager":
+        return "eager", "RUNTIME=eager"
+    if device != "cpu":
+        return "eager", f"compiled runtime is for CPUs; device is {device}"
+    if runtime == "auto" and dtype != torch.bfloat16:
+        # Measured: inductor gains nothing over eager in float32 on these models (docs/performance.md).
+        return "eager", f"RUNTIME=auto compiles bfloat16 models only; dtype is {str(dtype).removeprefix('torch.')}"
+    missing = compiler_missing()
+    if missing:
+        return "eager", missing
+    return "compile", f"RUNTIME={runtime}"
+
+
+class GuardedModule:
+    """A compiled module that never compiles again while serving: a call its graphs do not cover
+    (a guard the warm-up shapes did not exercise) runs the eager module instead. Attributes (config,
+    parameters, embeddings) are the eager module's."""
+
+    def __init__(self, compiled: Callable, eager: torch.nn.Module, name: str):
+        self._compiled = compiled
+        self._eager = eager
+        self._name = name
+        self._warned = False
+
+    def __call__(self, *args, **kwargs):
+        try:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                return self._compiled(*args, **kwargs)
+        except RuntimeError as exc:  # what the stance raises: a RuntimeError saying so
+            if "recompile" not in str(exc).lower():
+                raise
+            if not self._warned:
+                self._warned = True
+                log.warning("model %s: an input shape outside the compiled graphs runs eagerly", self._name)
+            return self._eager(*args, **kwargs)
+
+    def __getattr__(self, attribute):
+        return getattr(self._eager, attribute)
+
+
+class CompiledRuntime:
+    """Per worker: which runtime each model runs on, and the background compilation that gets it there."""
+
+    def __init__(self, runtime: str, device: str, dtype: torch.dtype):
+        self.requested = runtime
+        self.choice, self.reason = choose(runtime, device, dtype)
+        self.status: dict[str, str] = {}
+
+    def describe(self, name: str) -> dict:
+        return {"runtime": self.status.get(name, "eager"), "runtime_requested": self.requested}
+
+    def start(self, models: dict, spawn: Callable[[Callable], object]) -> None:
+        """Mark every model eager or compiling, then compile the latter with `spawn` (a real OS thread)."""
+        pending = []
+        for name, model in models.items():
+            if self.choice != "compile":
+                self.status[name] = "eager"
+                continue
+            if not model.compile_targets:
+                self.status[name] = "eager"
+                log.info("model %s: family %s has no compiled runtime; it runs eagerly", name, model.family)
+                continue
+            self.status[name] = "compiling"
+            pending.append(model)
+        if self.choice != "compile" and self.requested != "eager":
+            log.info("runtime eager: %s", self.reason)
+        if pending:
+            spawn(lambda: self._compile_all(pending))
+
+    def _compile_all(self, models: list) -> None:
+        import torch._inductor.config as inductor
+
+        for option, value in INDUCTOR_OPTIONS.items():
+            setattr(inductor, option, value)
+        for model in models:
+            started = time.perf_counter()
+            try:
+                swap = self._compile(model)
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the model eager, said once
+                self.status[model.name] = "eager (compilation failed)"
+                log.warning("model %s: compilation failed, it runs eagerly: %r", model.name, exc)
+                continue
+            if swap is None:
+                self.status[model.name] = "eager (compiled output differed)"
+                continue
+            with model.lock:  # between passes, never during one
+                swap()
+            self.status[model.name] = "compiled"
+            log.info("model %s: compiled in %.1f s; it runs compiled", model.name, time.perf_counter() - started)
+
+    @staticmethod
+    def _compile(model) -> Callable[[], None] | None:
+        """Compile `model`'s targets on a shallow copy, run its warm-up rows through both, and return
+        how to switch the model over (None when the outputs disagree)."""
+        trial = copy.copy(model)
+        guarded = {}
+        for attribute in model.compile_targets:
+            eager = getattr(model, attribute)
+            compiled = torch.compile(_own_code(eager, f"{model.name}.{attribute}"), dynamic=True)
+            guarded[attribute] = GuardedModule(compiled, eager, model.name)
+            setattr(trial, attribute, _BatchUnbackedOnce(compiled))
+        trial.pad_multiple = PAD_MULTIPLE
+        for kind, prepared in model.warmup_inputs():
+            rows = prepared.rows
+            # Several rows first (that call compiles), then one: the same graph must take both.
+            for batch in (rows, [rows[0]]):
+                outputs = prepared.outputs
+                with torch.inference_mode():
+                    expected = model.forward(kind, batch, outputs)
+                    got = trial.forward(kind, batch, outputs)
+                if not _agree(expected, got, model.name):
+                    return None
+
+        def swap() -> None:
+            for attribute, module in guarded.items():
+                setattr(model, attribute, module)
+            model.pad_multiple = PAD_MULTIPLE
+
+        return swap
+
+
+def _own_code(module: torch.nn.Module, label: str) -> Callable:
+    """`module`'s call behind a function with a code object of its own. Dynamo keeps compiled graphs on
+    the code object of the frame it starts from; transformers' models share theirs (the output-capturing
+    decorator around every `forward`), and the graphs of a second model compiled in the same process
+    then push out the first's."""
+
+    def call(*args, **kwargs):
+        return module(*args, **kwargs)
+
+    code = call.__code__.replace(co_name=f"compiled_{abs(hash(label))}")
+    return types.FunctionType(code, call.__globals__, code.co_name, None, call.__closure__)
+
+
+class _BatchUnbackedOnce:
+    """Marks the batch dimension of the first call's tensors unbacked: dynamic shapes would otherwise
+    build one graph for a batch of one and another for the rest (measured: twice the compile time for
+    no speed)."""
+
+    def __init__(self, compiled: Callable):
+        self.compiled = compiled
+        self.marked = False
+
+    def __call__(self, *args, **kwargs):
+        if not self.marked:
+            self.marked = True
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, torch.Tensor) and value.dim() >= 1:
+                    torch._dynamo.decorators.mark_unbacked(value, 0)
+        return self.compiled(*args, **kwargs)
+
+    def __getattr__(self, attribute):
+        return getattr(self.compiled, attribute)
+
+
+def _agree(expected, got, name: str) -> bool:
+    for field in ("dense", "scores"):
+        a, b = getattr(expected, field, None), getattr(got, field, None)
+        if a is None:
+            continue
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if field == "scores" or a.ndim == 1:
+            close = bool(np.allclose(a, b, atol=0.05, rtol=0.05))
+            worst = float(np.abs(a - b).max())
+        else:
+            cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+            worst = float(cosine.min())
+            close = worst >= MIN_COSINE
+        if not close:
+            log.warning("model %s: compiled %s differ from eager (%.5f); it stays eager", name, field, worst)
+            return False
+    return True

@@ -1,0 +1,275 @@
+"""RUNTIME=compile: every family that compiles gives its reference's vectors and scores, the rest stay
+eager and say so, no shape compiles while a request waits, and a real gunicorn switches over after /ready."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from app.config import Settings
+from app.engine import compiled
+from app.engine.compiled import CompiledRuntime, GuardedModule, choose
+
+from .engines import engine_for
+from .gunicorn_process import GunicornProcess
+from .tiny_models import (
+    DECODER_CORPUS,
+    models_setting,
+    tiny_bge_m3,
+    tiny_cross_encoder,
+    tiny_qwen3_embedding,
+    tiny_sentence_transformer,
+    tiny_vision_model,
+)
+
+TEXTS = [
+    "a",
+    "The quick brown fox jumps over the lazy dog.",
+    "Embeddings turn text into vectors; " * 6,
+    "short one",
+    "A longer passage about compilers, kernels and the shapes they are built for. " * 3,
+] + DECODER_CORPUS[:5]
+DOCUMENTS = ["Paris is the capital of France.", "Bananas are yellow.", "France " * 30, "x"]
+
+
+# Tests marked `compile` cost about 15 s of CPU per tiny model compiled: they run in their own CI step
+# (`python -m pytest -m compile`), not in the default run.
+
+
+def inline(fn):
+    fn()
+
+
+# ----------------------------------------------------------------- choosing
+@pytest.mark.parametrize(
+    ("runtime", "device", "dtype", "expected"),
+    [
+        ("eager", "cpu", torch.bfloat16, "eager"),
+        ("auto", "cpu", torch.bfloat16, "compile"),
+        ("auto", "cpu", torch.float32, "eager"),
+        ("compile", "cpu", torch.float32, "compile"),
+        ("compile", "cuda", torch.float16, "eager"),
+        ("auto", "cuda", torch.float16, "eager"),
+    ],
+)
+def test_the_runtime_follows_the_setting_device_and_dtype(monkeypatch, runtime, device, dtype, expected):
+    monkeypatch.setattr(compiled, "compiler_missing", lambda: None)
+    assert choose(runtime, device, dtype)[0] == expected
+
+
+def test_without_a_cxx_compiler_it_stays_eager_and_says_why(monkeypatch):
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    choice, why = choose("compile", "cpu", torch.float32)
+    assert choice == "eager" and "C++ compiler" in why
+
+
+def test_a_shape_outside_the_graphs_runs_eagerly_and_warns_once(caplog):
+    calls = []
+
+    def refusing(x):
+        raise RuntimeError("Detected recompile when torch.compile stance is 'fail_on_recompile'.")
+
+    def eager(x):
+        calls.append(x)
+        return x + 1
+
+    module = GuardedModule(refusing, eager, "m")
+    with caplog.at_level(logging.WARNING, logger="embedding.engine"):
+        assert module(1) == 2 and module(2) == 3
+    assert calls == [1, 2]
+    assert sum("runs eagerly" in r.message for r in caplog.records) == 1
+
+
+def test_other_errors_of_the_compiled_call_are_not_hidden():
+    def failing(x):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        GuardedModule(failing, lambda x: x, "m")(1)
+
+
+def test_padded_widths_round_up_within_the_models_limit(tmp_path):
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st"))}))
+    model = engine.models["st"]
+    rows = model.prepare_texts(["a b c", "one two three four five six"]).rows
+    assert model.padded_width(rows) == max(map(len, rows))
+    model.pad_multiple = 32
+    assert model.padded_width(rows) == 32
+    long = model.prepare_texts(["word " * 200]).rows  # cut to the model's 64 tokens
+    assert model.padded_width(long) == model.max_length == 64
+
+
+# ------------------------------------------------------------------ fidelity
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compiled")
+    return {
+        "st": tiny_sentence_transformer(root / "st", dense=24),
+        "qwen3": tiny_qwen3_embedding(root / "qwen3"),
+        "m3": tiny_bge_m3(root / "m3"),
+        "ce": tiny_cross_encoder(root / "ce", "xlmr"),
+        "clip": tiny_vision_model(root / "clip", "clip"),
+    }
+
+
+@pytest.fixture(scope="module")
+def engines(model_dirs):
+    """The same models eager and compiled (float32, compiled inline as a worker's background thread would).
+    The graph's host code in Python rather than C++ halves the compile time; the gunicorn test below runs
+    the production options."""
+    saved = dict(compiled.INDUCTOR_OPTIONS)
+    compiled.INDUCTOR_OPTIONS["cpp_wrapper"] = False
+    env = {"MODELS": models_setting(model_dirs), "DTYPE": "float32", "CACHE_BYTES": "0"}
+    eager = engine_for(Settings.from_env({**env, "RUNTIME": "eager"}))
+    eager.start_worker(background=inline)
+    fast = engine_for(Settings.from_env({**env, "RUNTIME": "compile"}))
+    fast.start_worker(background=inline)
+    compiled.INDUCTOR_OPTIONS.update(saved)
+    return eager, fast
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_families_that_compile_do_and_the_rest_say_they_run_eagerly(engines):
+    eager, fast = engines
+    assert fast.health()["runtime"] == {
+        "st": "compiled",
+        "qwen3": "compiled",
+        "m3": "compiled",
+        "ce": "compiled",
+        "clip": "eager",
+    }
+    assert set(eager.health()["runtime"].values()) == {"eager"}
+    stats = {m["id"]: m for m in fast.describe_runtime()["models"]}
+    assert stats["st"]["runtime"] == "compiled" and stats["st"]["runtime_requested"] == "compile"
+
+
+def _cosines(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _embed_in_batches(engine, name, texts, **options):
+    """Batches of every size from 1 to 5 and widths on both sides of the padding multiple."""
+    model, out, start, size = engine.models[name], [], 0, 1
+    while start < len(texts):
+        out.append(engine.embed_texts(model, texts[start : start + size], use_cache=False, **options).vectors)
+        start, size = start + size, size % 5 + 1
+    return np.concatenate(out)
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_sentence_transformer_and_decoder_vectors_equal_sentence_transformers(engines, model_dirs):
+    from sentence_transformers import SentenceTransformer
+
+    _, fast = engines
+    texts = TEXTS * 3
+    for name, options in (("st", {}), ("qwen3", {"prompt_name": "query"})):
+        reference = SentenceTransformer(str(model_dirs[name]), device="cpu").encode(
+            texts, normalize_embeddings=True, **options
+        )
+        got = _embed_in_batches(fast, name, texts, **options)
+        assert _cosines(got, reference).min() >= 0.9999, name
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_bge_m3_outputs_equal_the_eager_ones(engines):
+    eager, fast = engines
+    outputs = frozenset({"dense", "sparse", "colbert"})
+    a = eager.embed_texts(eager.models["m3"], TEXTS, outputs=outputs, use_cache=False)
+    b = fast.embed_texts(fast.models["m3"], TEXTS, outputs=outputs, use_cache=False)
+    assert _cosines(a.vectors, b.vectors).min() >= 0.9999
+    for (ids_a, w_a), (ids_b, w_b) in zip(a.sparse, b.sparse, strict=True):
+        assert list(ids_a) == list(ids_b) and np.allclose(w_a, w_b, atol=1e-5)
+    for va, vb in zip(a.colbert, b.colbert, strict=True):
+        assert va.shape == vb.shape and _cosines(va, vb).min() >= 0.9999
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_cross_encoder_scores_equal_cross_encoder_predict(engines, model_dirs):
+    from sentence_transformers import CrossEncoder
+
+    _, fast = engines
+    for query in ("capital of France", "a"):
+        reference = CrossEncoder(str(model_dirs["ce"]), device="cpu").predict([(query, d) for d in DOCUMENTS])
+        got = fast.rerank(fast.models["ce"], [query], DOCUMENTS, use_cache=False).scores[0]
+        assert np.allclose(got, reference, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_no_served_shape_falls_back_to_eager(engines):
+    """The warm-up shapes (one row, several rows) cover every batch size and padded width after them."""
+    _, fast = engines
+    for name in ("st", "qwen3", "m3"):
+        _embed_in_batches(fast, name, TEXTS * 2)
+    fast.rerank(fast.models["ce"], ["q"], DOCUMENTS * 3, use_cache=False)
+    for name in ("st", "qwen3", "m3", "ce"):
+        module = fast.models[name].model
+        assert isinstance(module, GuardedModule) and not module._warned, name
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_a_model_whose_compiled_output_differs_stays_eager(model_dirs, monkeypatch):
+    engine = engine_for(Settings.from_env({"MODEL_PATH": str(model_dirs["st"]), "DTYPE": "float32"}))
+    runtime = CompiledRuntime("compile", "cpu", torch.float32)
+    monkeypatch.setattr(compiled, "_agree", lambda expected, got, name: False)
+    runtime.start(engine.models, inline)
+    assert runtime.status == {"st": "eager (compiled output differed)"}
+    assert not isinstance(engine.models["st"].model, GuardedModule)
+
+
+# ------------------------------------------------------------- real gunicorn
+def _runtimes(url: str, workers: int, timeout: float = 240.0) -> dict[int, dict]:
+    """Each worker's /health runtime, once every worker has been seen with nothing still compiling."""
+    deadline, seen = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        health = requests.get(url + "/health", timeout=5).json()
+        seen[health["pid"]] = health["runtime"]
+        if len(seen) >= workers and all("compiling" not in r.values() for r in seen.values()):
+            return seen
+    raise AssertionError(f"still compiling after {timeout}s: {seen}")
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_gunicorn_workers_serve_while_compiling_then_switch(model_dirs, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    env = {"MODEL_PATH": str(model_dirs["st"]), "RUNTIME": "compile", "DTYPE": "float32"}
+    reference = SentenceTransformer(str(model_dirs["st"]), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    with GunicornProcess(env, workers=2, log_path=tmp_path / "log") as server:
+        # /ready came before compilation ended: requests are answered meanwhile, by the eager model.
+        early = requests.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=60)
+        assert early.status_code == 200
+        runtimes = _runtimes(server.url, 2)
+        failures = [line for line in (tmp_path / "log").read_text().splitlines() if "compil" in line]
+        assert all(r == {"st": "compiled"} for r in runtimes.values()), (runtimes, failures)
+        for _ in range(4):  # both workers, compiled
+            answer = requests.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=60)
+            assert _cosines(np.array(answer.json()["embeddings"]), reference).min() >= 0.9999
+        assert _cosines(np.array(early.json()["embeddings"]), reference).min() >= 0.9999
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_a_worker_stopped_while_compiling_exits_promptly(model_dirs, tmp_path):
+    env = {"MODEL_PATH": str(model_dirs["qwen3"]), "RUNTIME": "compile", "DTYPE": "float32"}
+    with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:
+        assert requests.get(server.url + "/health", timeout=5).json()["runtime"] == {"qwen3": "compiling"}
+        started = time.monotonic()
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0
+        assert time.monotonic() - started < 30  # not held until the compilation ends
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert lines and all(line.startswith("{") for line in lines), lines[-5:]

@@ -8,7 +8,8 @@
 1. The limit: the bare model in this process (tokenizer + AutoModel + mean
    pooling, same dtype, length-sorted batches of 32, all cores), in texts/s,
    and its single-text latency.
-2. The service over HTTP, for each --config (environment overrides), driven by
+2. The service over HTTP (its embedding cache off: the corpus repeats), for each --config (environment
+   overrides), driven by
    benchmark.py with keep-alive clients: single-text requests at concurrency
    1, 8 and 32, and 16-text requests at concurrency 4.
 3. Infinity (`infinity_emb v2`) from its own virtual environment on the same
@@ -150,7 +151,9 @@ def service(config: str, model_path: str, corpus: Path, args) -> dict:
     return serve_and_drive(
         f"service [{config or 'defaults'}]",
         gunicorn_command(),
-        service_env(model_path, port, config),
+        # The corpus repeats: with the embedding cache on, this would measure the cache (benchmarks/cache.py
+        # does that). A --config can still turn it on.
+        service_env(model_path, port, config, CACHE_BYTES="0"),
         "/ready",
         "native",
         port,

@@ -199,9 +199,6 @@ class _BatchUnbackedOnce:
                     torch._dynamo.decorators.mark_unbacked(value, 0)
         return self.compiled(*args, **kwargs)
 
-    def __getattr__(self, attribute):
-        return getattr(self.compiled, attribute)
-
 
 def _agree(expected, got, name: str) -> bool:
     for field in ("dense", "scores"):

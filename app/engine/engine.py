@@ -227,7 +227,6 @@ class Engine:
                         self.batchers[(name, kind)] = self._make_batcher(model, kind)
             self._started_pid = os.getpid()
             self._ready = True
-            self.runtime = CompiledRuntime(self.config.runtime, self.device, self.dtype)
             if background is not None:
                 self.runtime.start(self.models, background)
             log.info(

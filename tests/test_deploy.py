@@ -206,6 +206,14 @@ def render_nginx(directory: Path, ports: list[int], listen: int) -> Path:
         f"    {kind}_temp_path {directory}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     config = config.replace("http {\n", "http {\n" + temp, 1)
+    # What nginx saw, for a failing test's message: each answer's status and which instance gave which.
+    config = config.replace(
+        "access_log off;",
+        "log_format diagnostic '$status $upstream_addr $upstream_status';\n"
+        f"    access_log {directory}/access.log diagnostic;",
+        1,
+    )
+    config = config.replace("error_log stderr warn;", f"error_log {directory}/error.log warn;")
     path = directory / "nginx.conf"
     path.write_text(config)
     return path
@@ -259,6 +267,15 @@ class Cluster:
         return self.instances[index].metric(
             "embedding_requests_total", route="/embed_text", method="POST", status="200"
         )
+
+    def diagnosis(self) -> str:
+        """The answers that were not 200, counted by (status, instances tried, their statuses), and nginx's errors."""
+        import collections
+
+        access = (self.directory / "access.log").read_text().splitlines()
+        counts = collections.Counter(line for line in access if not line.startswith("200 "))
+        errors = (self.directory / "error.log").read_text().splitlines()
+        return f"{counts.most_common(8)}\nnginx errors: {errors[:5]} ... {errors[-5:]}"
 
     def stop(self):
         if self.nginx:
@@ -406,7 +423,7 @@ def test_rolling_restart_loses_nothing(cluster):
     load.send_signal(signal.SIGINT)  # ab prints its summary on SIGINT
     complete, failed = ab_result(load)
     print(f"rolling restart under ab: {complete} requests, {failed} failed")
-    assert complete > 50 and failed == 0, ab_result.last_summary  # what kind of failure (length, connect, non-2xx)
+    assert complete > 50 and failed == 0, ab_result.last_summary + cluster.diagnosis()
 
 
 @pytest.mark.slow

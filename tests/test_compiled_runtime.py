@@ -1,5 +1,6 @@
 """RUNTIME=compile: every family that compiles gives its reference's vectors and scores, the rest stay
-eager and say so, no shape compiles while a request waits, and a real gunicorn switches over after /ready."""
+eager and say so, no shape compiles while a request waits; a real gunicorn compiles once in the master for
+workers of one thread (re-forked workers inherit it), and workers of several threads switch over after /ready."""
 
 from __future__ import annotations
 
@@ -41,10 +42,6 @@ DOCUMENTS = ["Paris is the capital of France.", "Bananas are yellow.", "France "
 
 # Tests marked `compile` cost about 15 s of CPU per tiny model compiled: they run in their own CI step
 # (`python -m pytest -m compile`), not in the default run.
-
-
-def inline(fn):
-    fn()
 
 
 # ----------------------------------------------------------------- choosing
@@ -95,6 +92,21 @@ def test_other_errors_of_the_compiled_call_are_not_hidden():
         GuardedModule(failing, lambda x: x, "m")(1)
 
 
+def test_workers_of_several_threads_compile_for_themselves(tmp_path, monkeypatch):
+    """Graphs are built for one thread count: with several per worker nothing compiles as the models load;
+    each worker compiles after /ready, and one given no thread to do it in stays eager."""
+    monkeypatch.setattr(compiled, "compiler_missing", lambda: None)
+    env = {"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st")), "RUNTIME": "compile", "CPU_THREADS": "2"}
+    engine = engine_for(Settings.from_env(env))
+    assert engine.health()["runtime"] == {"st": "compiling"}
+    assert not isinstance(engine.models["st"].model, GuardedModule)
+    spawned = []
+    engine.runtime.start(engine.models, spawned.append)
+    assert len(spawned) == 1  # what the worker's background thread would run
+    engine.start_worker()  # no background thread here (as under `flask run`)
+    assert engine.health()["runtime"] == {"st": "eager"}
+
+
 def test_padded_widths_round_up_within_the_models_limit(tmp_path):
     engine = engine_for(Settings.from_env({"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st"))}))
     model = engine.models["st"]
@@ -121,16 +133,16 @@ def model_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engines(model_dirs):
-    """The same models eager and compiled (float32, compiled inline as a worker's background thread would).
-    The graph's host code in Python rather than C++ halves the compile time; the gunicorn test below runs
-    the production options."""
+    """The same models eager and compiled (float32, one torch thread: compiled as they load, as in a gunicorn
+    master). The graph's host code in Python rather than C++ halves the compile time; the gunicorn tests
+    below run the production options."""
     saved = dict(compiled.INDUCTOR_OPTIONS)
     compiled.INDUCTOR_OPTIONS["cpp_wrapper"] = False
-    env = {"MODELS": models_setting(model_dirs), "DTYPE": "float32", "CACHE_BYTES": "0"}
+    env = {"MODELS": models_setting(model_dirs), "DTYPE": "float32", "CACHE_BYTES": "0", "CPU_THREADS": "1"}
     eager = engine_for(Settings.from_env({**env, "RUNTIME": "eager"}))
-    eager.start_worker(background=inline)
+    eager.start_worker()
     fast = engine_for(Settings.from_env({**env, "RUNTIME": "compile"}))
-    fast.start_worker(background=inline)
+    fast.start_worker()
     compiled.INDUCTOR_OPTIONS.update(saved)
     return eager, fast
 
@@ -222,9 +234,9 @@ def test_no_served_shape_falls_back_to_eager(engines):
 @pytest.mark.compile
 def test_a_model_whose_compiled_output_differs_stays_eager(model_dirs, monkeypatch):
     engine = engine_for(Settings.from_env({"MODEL_PATH": str(model_dirs["st"]), "DTYPE": "float32"}))
-    runtime = CompiledRuntime("compile", "cpu", torch.float32)
+    runtime = CompiledRuntime("compile", "cpu", torch.float32, threads=1)
     monkeypatch.setattr(compiled, "_agree", lambda expected, got, name: False)
-    runtime.start(engine.models, inline)
+    runtime.before_fork(engine.models)
     assert runtime.status == {"st": "eager (compiled output differed)"}
     assert not isinstance(engine.models["st"].model, GuardedModule)
 
@@ -241,21 +253,70 @@ def _runtimes(url: str, workers: int, timeout: float = 240.0) -> dict[int, dict]
     raise AssertionError(f"still compiling after {timeout}s: {seen}")
 
 
+def _compile_logs(server) -> list[dict]:
+    return [r for r in server.log_records() if "compil" in r["msg"]]
+
+
 @pytest.mark.slow
 @pytest.mark.compile
-def test_gunicorn_workers_serve_while_compiling_then_switch(model_dirs, tmp_path):
+def test_gunicorn_master_compiles_once_and_every_worker_inherits_it(model_dirs, tmp_path):
+    """Workers of one thread: the master compiles before fork, so /ready already serves compiled, and a
+    worker gunicorn re-forks (MAX_REQUESTS) is compiled from its first request without compiling again."""
     from sentence_transformers import SentenceTransformer
 
-    env = {"MODEL_PATH": str(model_dirs["st"]), "RUNTIME": "compile", "DTYPE": "float32"}
+    env = {
+        "MODEL_PATH": str(model_dirs["st"]),
+        "RUNTIME": "compile",
+        "DTYPE": "float32",
+        "CPU_THREADS": "1",
+        "MAX_REQUESTS": "15",
+        "MAX_REQUESTS_JITTER": "0",
+        "WORKER_CLASS": "sync",  # recycles at once (gevent lets open connections finish first)
+        "CACHE_BYTES": "0",
+    }
     reference = SentenceTransformer(str(model_dirs["st"]), device="cpu").encode(TEXTS, normalize_embeddings=True)
     with GunicornProcess(env, workers=2, log_path=tmp_path / "log") as server:
+        first, pids = server.worker_pids(), set()
+        deadline = time.monotonic() + 120
+        while not pids - first:  # until a re-forked worker answered
+            assert time.monotonic() < deadline, "no worker was re-forked"
+            answer = requests.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=60)
+            assert _cosines(np.array(answer.json()["embeddings"]), reference).min() >= 0.9999
+            health = requests.get(server.url + "/health", timeout=10).json()
+            assert health["runtime"] == {"st": "compiled"}, health
+            pids.add(health["pid"])
+        logs = _compile_logs(server)
+        master = server.proc.pid
+        assert [r["pid"] for r in logs if "compiled in" in r["msg"]] == [master], logs
+        assert not [r for r in server.log_records() if "runs eagerly" in r["msg"]]
+
+
+def _runtimes(url: str, workers: int, timeout: float = 240.0) -> dict[int, dict]:
+    """Each worker's /health runtime, once every worker has been seen with nothing still compiling."""
+    deadline, seen = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        health = requests.get(url + "/health", timeout=5).json()
+        seen[health["pid"]] = health["runtime"]
+        if len(seen) >= workers and all("compiling" not in r.values() for r in seen.values()):
+            return seen
+    raise AssertionError(f"still compiling after {timeout}s: {seen}")
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_gunicorn_workers_of_several_threads_serve_while_compiling_then_switch(model_dirs, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    env = {"MODEL_PATH": str(model_dirs["st"]), "RUNTIME": "compile", "DTYPE": "float32", "CPU_THREADS": "2"}
+    reference = SentenceTransformer(str(model_dirs["st"]), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:
         # /ready came before compilation ended: requests are answered meanwhile, by the eager model.
         early = requests.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=60)
         assert early.status_code == 200
-        runtimes = _runtimes(server.url, 2)
-        failures = [line for line in (tmp_path / "log").read_text().splitlines() if "compil" in line]
-        assert all(r == {"st": "compiled"} for r in runtimes.values()), (runtimes, failures)
-        for _ in range(4):  # both workers, compiled
+        runtimes = _runtimes(server.url, 1)
+        assert all(r == {"st": "compiled"} for r in runtimes.values()), (runtimes, _compile_logs(server))
+        assert [r["pid"] for r in _compile_logs(server) if "compiled in" in r["msg"]] == list(runtimes)
+        for _ in range(3):
             answer = requests.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=60)
             assert _cosines(np.array(answer.json()["embeddings"]), reference).min() >= 0.9999
         assert _cosines(np.array(early.json()["embeddings"]), reference).min() >= 0.9999
@@ -264,7 +325,7 @@ def test_gunicorn_workers_serve_while_compiling_then_switch(model_dirs, tmp_path
 @pytest.mark.slow
 @pytest.mark.compile
 def test_a_worker_stopped_while_compiling_exits_promptly(model_dirs, tmp_path):
-    env = {"MODEL_PATH": str(model_dirs["qwen3"]), "RUNTIME": "compile", "DTYPE": "float32"}
+    env = {"MODEL_PATH": str(model_dirs["qwen3"]), "RUNTIME": "compile", "DTYPE": "float32", "CPU_THREADS": "2"}
     with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:
         assert requests.get(server.url + "/health", timeout=5).json()["runtime"] == {"qwen3": "compiling"}
         started = time.monotonic()

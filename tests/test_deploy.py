@@ -242,6 +242,13 @@ class Cluster:
         )
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave instances behind a failed start
+            raise
+
+    def _start(self):
         for instance in self.instances:
             instance.start()
         config = render_nginx(self.directory, self.ports, self.listen)

@@ -1,14 +1,27 @@
-"""RUNTIME=compile: a family's transformer through torch.compile (inductor, frozen weights), per worker.
+"""RUNTIME=compile (and `auto` for bfloat16 on CPUs): a family's transformer through torch.compile
+(inductor, frozen weights).
 
 Eager PyTorch spends most of a small encoder's time re-packing each weight for
 every matmul and dispatching small unfused kernels; inductor with freezing
 packs the weights once and fuses the rest (figures in docs/performance.md).
-Compilation takes tens of seconds of one core, so it never runs in the master
-(no forward pass there: ARCHITECTURE.md) nor before /ready: a worker warms up
-and serves eagerly, compiles in a background OS thread, checks the compiled
-forward against the eager one on the warm-up rows, and only then switches.
-A shape the compiled graphs were not built for is never compiled while a
-request waits: it runs eagerly (see `GuardedModule`).
+
+Where it compiles. Compiled graphs are specialised to the number of torch
+threads (dynamo guards on it, and inductor writes it into its kernels), so:
+
+- Workers with one torch thread each (the CPU profile's default sizing): the
+  process that loads the models (the gunicorn master, with preload) compiles
+  them before fork, itself on one thread. One intra-op thread creates no
+  thread pool, which is what makes running a model before fork unsafe
+  (ARCHITECTURE.md, pytorch issue 49555: a pool inherited by a fork hangs it);
+  every worker, including the ones gunicorn re-forks, then inherits the graphs
+  and the packed weights copy-on-write: compiled once per instance, not per worker.
+- Workers with several threads: each compiles for itself after /ready, in a
+  background OS thread, serving eagerly meanwhile, and switches between passes.
+
+Either way the compiled forward is checked against the eager one on the
+warm-up rows before it is used, and a shape the compiled graphs were not
+built for runs eagerly instead of compiling while a request waits (see
+`GuardedModule`).
 """
 
 from __future__ import annotations
@@ -89,32 +102,45 @@ class GuardedModule:
 
 
 class CompiledRuntime:
-    """Per worker: which runtime each model runs on, and the background compilation that gets it there."""
+    """Which runtime each model runs on, and the compilation that gets it there."""
 
-    def __init__(self, runtime: str, device: str, dtype: torch.dtype):
+    def __init__(self, runtime: str, device: str, dtype: torch.dtype, threads: int = 1):
         self.requested = runtime
+        self.threads = threads
         self.choice, self.reason = choose(runtime, device, dtype)
         self.status: dict[str, str] = {}
 
     def describe(self, name: str) -> dict:
         return {"runtime": self.status.get(name, "eager"), "runtime_requested": self.requested}
 
-    def start(self, models: dict, spawn: Callable[[Callable], object]) -> None:
-        """Mark every model eager or compiling, then compile the latter with `spawn` (a real OS thread)."""
-        pending = []
+    def before_fork(self, models: dict) -> None:
+        """In the process that loaded the models, on one torch thread: compile now what workers of one
+        thread will run (they inherit it); mark the rest eager, or `compiling` for workers to compile."""
+        if self.choice != "compile":
+            self.status = dict.fromkeys(models, "eager")
+            if self.requested != "eager":
+                log.info("runtime eager: %s", self.reason)
+            return
+        now = []
         for name, model in models.items():
-            if self.choice != "compile":
-                self.status[name] = "eager"
-                continue
             if not model.compile_targets:
                 self.status[name] = "eager"
                 log.info("model %s: family %s has no compiled runtime; it runs eagerly", name, model.family)
                 continue
             self.status[name] = "compiling"
-            pending.append(model)
-        if self.choice != "compile" and self.requested != "eager":
-            log.info("runtime eager: %s", self.reason)
-        if pending:
+            now.append(model)
+        if self.threads == 1 and torch.get_num_threads() == 1:
+            self._compile_all(now)
+        elif now:
+            log.info("runtime compile: %d torch threads per worker, so each worker compiles for itself", self.threads)
+
+    def start(self, models: dict, spawn: Callable[[Callable], object] | None) -> None:
+        """In a worker once it is ready: compile what is still `compiling` with `spawn` (a real OS thread);
+        without one, it stays eager."""
+        pending = [model for name, model in models.items() if self.status.get(name) == "compiling"]
+        if pending and spawn is None:
+            self.status.update(dict.fromkeys((model.name for model in pending), "eager"))
+        elif pending:
             spawn(lambda: self._compile_all(pending))
 
     def _compile_all(self, models: list) -> None:

@@ -130,7 +130,7 @@ class Engine:
         self._waiting: dict[str, int] = {name: 0 for name in models}
         self._waiting_lock = threading.Lock()
         self.stats = BatchStats()
-        self.runtime = CompiledRuntime(config.runtime, device, dtype)
+        self.runtime = CompiledRuntime(config.runtime, device, dtype, config.cpu_threads)
         self.model_stats = {name: BatchStats() for name in models}
         self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
         self.calibrations: dict[str, Calibration] = {}  # int8 ranges per text-embedding model, per worker
@@ -159,7 +159,9 @@ class Engine:
                     fingerprints[spec.name] = model_fingerprint(spec.path)
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(spec, f"cannot load it: {exc}") from exc
-        return cls(config, models, device, dtype, observer, fingerprints)
+        engine = cls(config, models, device, dtype, observer, fingerprints)
+        engine.runtime.before_fork(models)  # still on one thread: see compiled.py
+        return engine
 
     def _calibrate(self, model: ModelFamily) -> Calibration | None:
         """The model's vectors of the shipped calibration corpus, whose per-dimension ranges scale its int8
@@ -203,8 +205,9 @@ class Engine:
         `batching=False` serves each request on its own thread (sync workers,
         where requests never overlap and a hand-off would only add latency).
         `offload` runs forward passes (gevent's pool of OS threads, in gevent workers).
-        `background` runs a callable in a real OS thread: the compiled runtime's compilation, after the
-        worker is ready (without it, as under `flask run` or in tests, every model stays eager).
+        `background` runs a callable in a real OS thread: the compiled runtime's compilation for workers of
+        several threads, after the worker is ready (without it, as under `flask run` or in tests, those
+        models stay eager; workers of one thread inherit what `load` compiled).
         """
         with self._start_lock:
             if self._started_pid == os.getpid():
@@ -227,8 +230,7 @@ class Engine:
                         self.batchers[(name, kind)] = self._make_batcher(model, kind)
             self._started_pid = os.getpid()
             self._ready = True
-            if background is not None:
-                self.runtime.start(self.models, background)
+            self.runtime.start(self.models, background)
             log.info(
                 "worker %d ready: models=%s device=%s dtype=%s torch_threads=%d batching=%s",
                 os.getpid(),

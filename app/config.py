@@ -70,7 +70,7 @@ class Settings:
     models: tuple[tuple[str, str], ...] = setting("MODELS", (), parse=lambda read: _models(read.text("MODELS", "")))
     device: str = setting("DEVICE", "auto", "choice", choices=DEVICES)
     dtype: str = setting("DTYPE", "auto", "choice", choices=DTYPES)
-    runtime: str = setting("RUNTIME", "eager", "choice", choices=RUNTIMES)
+    runtime: str = setting("RUNTIME", "auto", "choice", choices=RUNTIMES)
     cpu_threads: int = setting("CPU_THREADS", 0, "integer", minimum=0)
     workers: int = setting("WORKERS", 0, "integer", minimum=0)
     threads: int = setting("THREADS", 4, "integer", minimum=1)

@@ -37,7 +37,8 @@ def bind_problem(bind: str) -> str | None:
 
 
 def load_engine(settings: Settings, observer=None):
-    """Master (or single process): load every model's weights in their final dtype; run nothing."""
+    """Master (or single process): load every model's weights in their final dtype, and compile the ones the
+    compiled runtime compiles before fork (on one thread: see engine/compiled.py); serve nothing."""
     from .engine import Engine, EngineConfig, ModelLoadError
 
     log.info("settings: %s", settings.public_dict())

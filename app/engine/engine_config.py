@@ -30,7 +30,7 @@ class EngineConfig:
     models: tuple[ModelSpec, ...]
     device: str = "auto"  # auto, cpu or cuda
     dtype: str = "auto"  # auto, float32, float16 or bfloat16
-    runtime: str = "eager"  # auto, eager or compile (see compiled.py)
+    runtime: str = "eager"  # auto, eager or compile (see compiled.py); Settings defaults to auto
     cpu_threads: int = 1  # torch threads per worker, already resolved
     batching: bool = True
     warmup: bool = True

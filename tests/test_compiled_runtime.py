@@ -291,17 +291,6 @@ def test_gunicorn_master_compiles_once_and_every_worker_inherits_it(model_dirs, 
         assert not [r for r in server.log_records() if "runs eagerly" in r["msg"]]
 
 
-def _runtimes(url: str, workers: int, timeout: float = 240.0) -> dict[int, dict]:
-    """Each worker's /health runtime, once every worker has been seen with nothing still compiling."""
-    deadline, seen = time.monotonic() + timeout, {}
-    while time.monotonic() < deadline:
-        health = requests.get(url + "/health", timeout=5).json()
-        seen[health["pid"]] = health["runtime"]
-        if len(seen) >= workers and all("compiling" not in r.values() for r in seen.values()):
-            return seen
-    raise AssertionError(f"still compiling after {timeout}s: {seen}")
-
-
 @pytest.mark.slow
 @pytest.mark.compile
 def test_gunicorn_workers_of_several_threads_serve_while_compiling_then_switch(model_dirs, tmp_path):

@@ -150,6 +150,8 @@ class CompiledRuntime:
             setattr(inductor, option, value)
         for model in models:
             started = time.perf_counter()
+            # Tens of seconds of one core, before the workers start when the master does it: say so first.
+            log.info("model %s: compiling for %d torch thread(s)", model.name, self.threads)
             try:
                 swap = self._compile(model)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the model eager, said once

@@ -11,20 +11,10 @@ from app.config import Settings
 
 from .engines import started_engine
 
-# The suite starts dozens of servers and engines: compiling in each would cost minutes of CPU. They run
-# eager (servers through the environment, in-process engines through the settings they build from a dict)
-# unless they ask for a runtime; tests/test_compiled_runtime.py does.
+# The suite starts dozens of servers: compiling in each would cost minutes of CPU. They inherit RUNTIME=eager
+# unless they ask for a runtime (tests/test_compiled_runtime.py does); in-process engines built from a dict of
+# settings in bfloat16 say RUNTIME=eager themselves.
 os.environ.setdefault("RUNTIME", "eager")
-_from_env = Settings.from_env.__func__
-
-
-def _from_env_with_the_suites_runtime(cls, environ=None):
-    if environ is not None and "RUNTIME" not in environ:
-        environ = {**environ, "RUNTIME": os.environ["RUNTIME"]}
-    return _from_env(cls, environ)
-
-
-Settings.from_env = classmethod(_from_env_with_the_suites_runtime)
 
 # Correctness is checked against sentence-transformers in float32; DTYPE=auto
 # (bfloat16 on CPUs with native bf16) has its own accuracy test.

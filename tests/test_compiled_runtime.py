@@ -108,7 +108,8 @@ def test_workers_of_several_threads_compile_for_themselves(tmp_path, monkeypatch
 
 
 def test_padded_widths_round_up_within_the_models_limit(tmp_path):
-    engine = engine_for(Settings.from_env({"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st"))}))
+    env = {"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st")), "RUNTIME": "eager"}
+    engine = engine_for(Settings.from_env(env))
     model = engine.models["st"]
     rows = model.prepare_texts(["a b c", "one two three four five six"]).rows
     assert model.padded_width(rows) == max(map(len, rows))

@@ -202,7 +202,7 @@ def test_auto_dtype_is_fast_and_stays_correct(engine, model):
     """DTYPE=auto (bfloat16 on CPUs with native bf16) keeps cosine >= 0.999 against float32."""
     from app.engine.device import cpu_has_native_bf16
 
-    auto = started_engine(Settings.from_env({}))
+    auto = started_engine(Settings.from_env({"RUNTIME": "eager"}))  # compiled: test_compiled_runtime.py
     expected = "bfloat16" if cpu_has_native_bf16() else "float32"
     assert auto.health()["dtype"] == expected
     texts = TEXTS * 3 + ["the same vectors, give or take rounding"]

@@ -117,8 +117,9 @@ def test_cpu_limit_and_workers_agree(target, tmp_path):
         assert gpus == 1 and workers == 1 and settings.device == "cuda"
     else:
         assert workers == int(limit) and threads == 1
-        # Memory: weights once + 300 MiB + 110 MiB per worker (README), for the packaged model's 87 MiB.
-        assert mebibytes(main["resources"]["requests"]["memory"]) >= 87 + 300 + 110 * workers
+        # Memory: weights once + 300 MiB + 200 MiB compiled (a node may have bf16) + 110 MiB per worker
+        # (docs/deployment.md), for the packaged model's 87 MiB.
+        assert mebibytes(main["resources"]["requests"]["memory"]) >= 87 + 300 + 200 + 110 * workers
 
 
 def test_the_model_comes_from_a_volume_the_overlay_chooses():

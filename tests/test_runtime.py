@@ -32,7 +32,7 @@ def test_loading_never_initialises_cuda_or_runs_the_model(settings, monkeypatch)
 
 def test_gpu_workers_move_their_copy_after_fork_and_only_then(settings, monkeypatch):
     """The CUDA path without a GPU: the engine is told its device is cuda, the move is recorded."""
-    engine = engine_for(Settings.from_env({"ENABLE_WARMUP": "false"}))
+    engine = engine_for(Settings.from_env({"ENABLE_WARMUP": "false", "RUNTIME": "eager"}))
     moved = []
     model = engine.resolve(None)
     monkeypatch.setattr(model, "to", lambda device: moved.append(device))
@@ -66,7 +66,7 @@ def test_auto_dtype_follows_the_cpu(monkeypatch):
 
 
 def test_threads_follow_the_settings(settings):
-    started_engine(Settings.from_env({"CPU_THREADS": "1", "ENABLE_WARMUP": "false"}))
+    started_engine(Settings.from_env({"CPU_THREADS": "1", "ENABLE_WARMUP": "false", "RUNTIME": "eager"}))
     assert torch.get_num_threads() == 1
     torch.set_num_threads(settings.resolved_cpu_threads())
 

@@ -61,6 +61,10 @@ def test_the_runtime_follows_the_setting_device_and_dtype(monkeypatch, runtime, 
     assert choose(runtime, device, dtype)[0] == expected
 
 
+def test_auto_is_the_default():
+    assert Settings.from_env({}).runtime == "auto"
+
+
 def test_without_a_cxx_compiler_it_stays_eager_and_says_why(monkeypatch):
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
     choice, why = choose("compile", "cpu", torch.float32)

@@ -93,6 +93,9 @@ def test_cpu_image_uses_cpu_wheels_and_the_cpu_profile():
     assert "download.pytorch.org/whl/cpu" in text
     settings = Settings.from_env({k: v for k, v in env_of(steps).items() if k in setting_names()})
     assert settings.device == "cpu" and settings.workers == 0 and settings.cpu_threads == 0
+    # The default RUNTIME=auto compiles on bf16 CPUs only with a C++ compiler: the image has one unless told not.
+    cpu_file = DOCKERFILES["cpu"].read_text()
+    assert "ARG WITH_CXX=true" in cpu_file and "install -y --no-install-recommends g++" in cpu_file
 
 
 def test_gpu_image_matches_cuda_and_torch_builds():

@@ -96,11 +96,13 @@ def test_other_errors_of_the_compiled_call_are_not_hidden():
         GuardedModule(failing, lambda x: x, "m")(1)
 
 
-def test_workers_of_several_threads_compile_for_themselves(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sizing", [{"CPU_THREADS": "2"}, {"CPU_THREADS": "1", "PRELOAD": "false"}])
+def test_workers_of_several_threads_or_without_preload_compile_for_themselves(tmp_path, monkeypatch, sizing):
     """Graphs are built for one thread count: with several per worker nothing compiles as the models load;
-    each worker compiles after /ready, and one given no thread to do it in stays eager."""
+    nor without preload, where loading is a worker's boot. Each worker compiles after /ready, and one given
+    no thread to do it in stays eager."""
     monkeypatch.setattr(compiled, "compiler_missing", lambda: None)
-    env = {"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st")), "RUNTIME": "compile", "CPU_THREADS": "2"}
+    env = {"MODEL_PATH": str(tiny_sentence_transformer(tmp_path / "st")), "RUNTIME": "compile", **sizing}
     engine = engine_for(Settings.from_env(env))
     assert engine.health()["runtime"] == {"st": "compiling"}
     assert not isinstance(engine.models["st"].model, GuardedModule)

@@ -15,8 +15,10 @@ threads (dynamo guards on it, and inductor writes it into its kernels), so:
   (ARCHITECTURE.md, pytorch issue 49555: a pool inherited by a fork hangs it);
   every worker, including the ones gunicorn re-forks, then inherits the graphs
   and the packed weights copy-on-write: compiled once per instance, not per worker.
-- Workers with several threads: each compiles for itself after /ready, in a
-  background OS thread, serving eagerly meanwhile, and switches between passes.
+- Workers with several threads, or without preload (PRELOAD=false: a worker's
+  boot, where it would otherwise compile, is bounded by gunicorn's TIMEOUT):
+  each compiles for itself after /ready, in a background OS thread, serving
+  eagerly meanwhile, and switches between passes.
 
 Either way the compiled forward is checked against the eager one on the
 warm-up rows before it is used, and a shape the compiled graphs were not
@@ -104,9 +106,10 @@ class GuardedModule:
 class CompiledRuntime:
     """Which runtime each model runs on, and the compilation that gets it there."""
 
-    def __init__(self, runtime: str, device: str, dtype: torch.dtype, threads: int = 1):
+    def __init__(self, runtime: str, device: str, dtype: torch.dtype, threads: int = 1, shared_load: bool = True):
         self.requested = runtime
         self.threads = threads
+        self.shared_load = shared_load
         self.choice, self.reason = choose(runtime, device, dtype)
         self.status: dict[str, str] = {}
 
@@ -129,8 +132,10 @@ class CompiledRuntime:
                 continue
             self.status[name] = "compiling"
             now.append(model)
-        if self.threads == 1 and torch.get_num_threads() == 1:
+        if self.threads == 1 and torch.get_num_threads() == 1 and self.shared_load:
             self._compile_all(now)
+        elif now and not self.shared_load:
+            log.info("runtime compile: no preload (PRELOAD=false), so each worker compiles for itself after /ready")
         elif now:
             log.info("runtime compile: %d torch threads per worker, so each worker compiles for itself", self.threads)
 

@@ -130,7 +130,7 @@ class Engine:
         self._waiting: dict[str, int] = {name: 0 for name in models}
         self._waiting_lock = threading.Lock()
         self.stats = BatchStats()
-        self.runtime = CompiledRuntime(config.runtime, device, dtype, config.cpu_threads)
+        self.runtime = CompiledRuntime(config.runtime, device, dtype, config.cpu_threads, config.shared_load)
         self.model_stats = {name: BatchStats() for name in models}
         self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
         self.calibrations: dict[str, Calibration] = {}  # int8 ranges per text-embedding model, per worker

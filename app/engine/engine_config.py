@@ -32,6 +32,10 @@ class EngineConfig:
     dtype: str = "auto"  # auto, float32, float16 or bfloat16
     runtime: str = "eager"  # auto, eager or compile (see compiled.py); Settings defaults to auto
     cpu_threads: int = 1  # torch threads per worker, already resolved
+    # Whether the process that loads the models forks the workers (gunicorn's preload): only then is compiling
+    # as they load done once for all; otherwise each worker compiles after /ready, never in its boot, which
+    # gunicorn's TIMEOUT bounds.
+    shared_load: bool = True
     batching: bool = True
     warmup: bool = True
     limits: BatchLimits = field(default_factory=BatchLimits)
@@ -47,6 +51,7 @@ class EngineConfig:
             dtype=settings.dtype,
             runtime=settings.runtime,
             cpu_threads=settings.resolved_cpu_threads(gpu=gpu),
+            shared_load=settings.preload,
             batching=settings.enable_batching,
             warmup=settings.enable_warmup,
             limits=BatchLimits(

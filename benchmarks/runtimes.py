@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """CPU runtimes for a sentence-transformers encoder, measured in one run on this machine: eager torch (float32,
-bfloat16), torch.compile (inductor), ONNX Runtime and OpenVINO; texts/s at batch 16 and batch 1, fidelity
-against sentence-transformers float32, and what each costs to prepare.
+bfloat16, int8 weights by dynamic quantization), torch.compile (inductor), ONNX Runtime and OpenVINO; texts/s at
+batch 16 and batch 1, fidelity against sentence-transformers float32 (the lowest cosine, and recall@10: how much
+of float32's top 10 documents for each query each runtime's top 10 finds), and what each costs to prepare.
 
     pip install onnxruntime onnx onnxscript openvino     # the runtimes not in the service's requirements
     python benchmarks/runtimes.py                        # the default model, all cores
     python benchmarks/runtimes.py --model-path /models/bge-base --seconds 8
+    python benchmarks/runtimes.py --only "eager float32" --only "eager int8"   # a subset
 
 Each runtime runs the transformer; pooling (the model's, from its sentence-transformers config) and
 normalisation are the same numpy code for all. Texts: the standard library's docstrings (see quantization.py),
@@ -61,6 +63,19 @@ def eager(model, dtype):
         return out.last_hidden_state.float().numpy()
 
     return run
+
+
+def int8_dynamic(model):
+    """Every Linear's weights in int8 (per-tensor scales), activations quantized on the fly."""
+    import torch
+
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return eager(quantized, torch.float32)
+
+
+def recall_at_10(queries: np.ndarray, documents: np.ndarray, reference_top: np.ndarray) -> float:
+    top = np.argsort(-(queries @ documents.T), axis=1)[:, :10]
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, reference_top, strict=True)]))
 
 
 def compiled(model, dtype):
@@ -143,6 +158,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=6.0, help="per runtime and batch size, at most")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--only", action="append", help="run only the runtimes whose names start with this")
     args = parser.parse_args()
 
     import torch
@@ -153,12 +169,16 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     path = args.model_path or str(default_model_path())
-    texts = [document for _, document in docstrings(args.documents)]
+    pairs = docstrings(args.documents)
+    texts = [document for _, document in pairs]
     st_model = SentenceTransformer(path, device="cpu")
     reference = st_model.encode(texts, batch_size=32, normalize_embeddings=True)
+    reference_queries = st_model.encode([query for query, _ in pairs], batch_size=32, normalize_embeddings=True)
+    reference_top = np.argsort(-(reference_queries @ reference.T), axis=1)[:, :10]
     tokenizer = AutoTokenizer.from_pretrained(path)
     limit = st_model.max_seq_length
     encoded = tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
+    encoded_queries = tokenizer([query for query, _ in pairs], truncation=True, max_length=limit)["input_ids"]
     pad_id = tokenizer.pad_token_id or 0
     tokens = sum(map(len, encoded))
 
@@ -168,6 +188,7 @@ def main() -> None:
     candidates = {
         "eager float32": lambda d: eager(fresh(), torch.float32),
         "eager bfloat16": lambda d: eager(fresh(), torch.bfloat16),
+        "eager int8 (dynamic quantization)": lambda d: int8_dynamic(fresh()),
         "torch.compile float32": lambda d: compiled(fresh(), torch.float32),
         "torch.compile bfloat16": lambda d: compiled(fresh(), torch.bfloat16),
         "onnxruntime float32": lambda d: onnxruntime_(fresh(), d, args.threads),
@@ -176,6 +197,8 @@ def main() -> None:
     }
     results = []
     for name, make in candidates.items():
+        if args.only and not any(name.startswith(prefix) for prefix in args.only):
+            continue
         row = {"runtime": name}
         try:
             with tempfile.TemporaryDirectory() as directory:
@@ -189,6 +212,10 @@ def main() -> None:
                 )
                 cosines = (vectors * reference).sum(1)
                 row["min_cosine"] = round(float(cosines.min()), 5)
+                queries = np.concatenate(
+                    [mean_pool(run(ids, mask), mask) for ids, mask in batches(encoded_queries, 16, pad_id)]
+                )
+                row["recall_at_10"] = round(recall_at_10(queries, vectors, reference_top), 4)
                 for size in (16, 1):
                     done, started = 0, time.perf_counter()
                     # Batches of similar lengths, as the service's batch planner makes them.
@@ -214,16 +241,20 @@ def main() -> None:
             }
         )
     )
-    print("| runtime | prepare s | min cosine vs ST fp32 | texts/s batch 16 | x eager fp32 | texts/s batch 1 | x |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| runtime | prepare s | min cosine vs ST fp32 | recall@10 vs ST fp32 | texts/s batch 16 | x eager fp32 "
+        "| texts/s batch 1 | x |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         if "failed" in r:
-            print(f"| {r['runtime']} | failed: {r['failed']} | | | | | |")
+            print(f"| {r['runtime']} | failed: {r['failed']} | | | | | | |")
             continue
         x16 = r["texts_per_s_b16"] / base["texts_per_s_b16"] if base else float("nan")
         x1 = r["texts_per_s_b1"] / base["texts_per_s_b1"] if base else float("nan")
         print(
-            f"| {r['runtime']} | {r['prepare_s']} | {r['min_cosine']:.5f} | {r['texts_per_s_b16']} | "
+            f"| {r['runtime']} | {r['prepare_s']} | {r['min_cosine']:.5f} | {r['recall_at_10']:.4f} | "
+            f"{r['texts_per_s_b16']} | "
             f"{x16:.2f} | {r['texts_per_s_b1']} | {x1:.2f} |"
         )
 

@@ -171,14 +171,15 @@ def main() -> None:
     path = args.model_path or str(default_model_path())
     pairs = docstrings(args.documents)
     texts = [document for _, document in pairs]
+    query_texts = [query for query, _ in pairs]
     st_model = SentenceTransformer(path, device="cpu")
     reference = st_model.encode(texts, batch_size=32, normalize_embeddings=True)
-    reference_queries = st_model.encode([query for query, _ in pairs], batch_size=32, normalize_embeddings=True)
+    reference_queries = st_model.encode(query_texts, batch_size=32, normalize_embeddings=True)
     reference_top = np.argsort(-(reference_queries @ reference.T), axis=1)[:, :10]
     tokenizer = AutoTokenizer.from_pretrained(path)
     limit = st_model.max_seq_length
     encoded = tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
-    encoded_queries = tokenizer([query for query, _ in pairs], truncation=True, max_length=limit)["input_ids"]
+    encoded_queries = tokenizer(query_texts, truncation=True, max_length=limit)["input_ids"]
     pad_id = tokenizer.pad_token_id or 0
     tokens = sum(map(len, encoded))
 

@@ -4,6 +4,7 @@ real instances under ab and wrk load while instances die and restart."""
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import shlex
@@ -280,8 +281,6 @@ class Cluster:
 
     def diagnosis(self) -> str:
         """The answers that were not 200, counted by (status, instances tried, their statuses), and nginx's errors."""
-        import collections
-
         access = (self.directory / "access.log").read_text().splitlines()
         counts = collections.Counter(line for line in access if not line.startswith("200 "))
         errors = (self.directory / "error.log").read_text().splitlines()

@@ -30,7 +30,7 @@ class EngineConfig:
     models: tuple[ModelSpec, ...]
     device: str = "auto"  # auto, cpu or cuda
     dtype: str = "auto"  # auto, float32, float16 or bfloat16
-    runtime: str = "eager"  # auto, eager or compile (see compiled.py); Settings defaults to auto
+    runtime: str = "auto"  # auto, eager or compile (see compiled.py)
     cpu_threads: int = 1  # torch threads per worker, already resolved
     # Whether the process that loads the models forks the workers (gunicorn's preload): only then is compiling
     # as they load done once for all; otherwise each worker compiles after /ready, never in its boot, which

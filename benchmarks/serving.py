@@ -86,7 +86,8 @@ def running(name: str, command: list[str], env: dict, ready_url: str, timeout: f
     try:
         wait_http(ready_url, proc, timeout)
         if env.get("RUNTIME", "auto") != "eager" and "gunicorn" in command[0]:
-            wait_compiled(ready_url.rsplit("/", 1)[0], int(env.get("WORKERS") or os.cpu_count()), timeout)
+            # WORKERS=0 (the default) means one per CPU: wait for that many.
+            wait_compiled(ready_url.rsplit("/", 1)[0], int(env.get("WORKERS") or 0) or os.cpu_count(), timeout)
         print(f"  {name}: ready, measuring", file=sys.stderr, flush=True)
         yield proc
     except Exception as exc:  # noqa: BLE001 - reported, and the run goes on

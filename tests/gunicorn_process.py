@@ -71,7 +71,9 @@ class GunicornProcess:
                         seen.add(fresh.get(self.url + "/health", timeout=5).json()["pid"])
                 if len(seen) >= self.workers:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Refused before the workers listen; on a busy machine a worker still warming up may also
+                # leave a probe unanswered for seconds. Both mean "not ready yet": the deadline is the bound.
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"gunicorn not ready after {timeout}s: {self.log_tail()}")

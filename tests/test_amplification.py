@@ -73,24 +73,35 @@ def test_a_large_request_leaves_the_event_loop_and_the_heartbeat_free(tmp_path):
         # 15 M characters in 15 texts: seconds of tokenising, then only 15 rows for the model.
         big = {"texts": [f"text {i} " + "word " * 199_990 for i in range(15)], "cache": False}
         outcome = {}
+        done = threading.Event()
 
         def send():
-            outcome["response"] = requests.post(server.url + "/embed_text", json=big, timeout=120)
+            started = time.monotonic()
+            try:
+                outcome["response"] = requests.post(server.url + "/embed_text", json=big, timeout=300)
+            finally:
+                outcome["seconds"] = time.monotonic() - started
+                done.set()
 
         sender = threading.Thread(target=send)
         sender.start()
-        slowest, answered = 0.0, 0
-        while sender.is_alive():
+        # Liveness, not wall-clock bounds (a busy machine stretches everything): bystanders are answered while
+        # the big request is still running, each in a small part of its time. With the tokenising on the event
+        # loop (as before), the first bystander waited for nearly all of it and none came back in between.
+        slowest, answered_before = 0.0, 0
+        while not done.is_set():
             started = time.monotonic()
-            health = requests.get(server.url + "/health", timeout=30)
-            answered += health.status_code == 200
-            bystander = requests.post(server.url + "/embed_text", json={"texts": "a bystander"}, timeout=30)
-            assert bystander.status_code == 200
+            health = requests.get(server.url + "/health", timeout=300)
+            bystander = requests.post(server.url + "/embed_text", json={"texts": "a bystander"}, timeout=300)
+            assert health.status_code == 200 and bystander.status_code == 200
             slowest = max(slowest, time.monotonic() - started)
+            answered_before += not done.is_set()
         sender.join()
         assert outcome["response"].status_code == 200 and len(outcome["response"].json()["embeddings"]) == 15
-        # Unbounded tokenising on the event loop held every other request for seconds (5.7 s measured here).
-        assert answered >= 2 and slowest < 2.0, f"a bystander waited {slowest:.2f} s while the request was tokenised"
+        assert answered_before >= 2 and slowest < outcome["seconds"] / 2, (
+            f"{answered_before} bystanders answered before the big request; the slowest took {slowest:.2f} s "
+            f"of its {outcome['seconds']:.2f} s"
+        )
         amplified = requests.post(
             server.url + "/embed_text", json={"texts": ["a"] * 128, "prompt": "x" * 1_000_000}, timeout=30
         )

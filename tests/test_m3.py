@@ -15,6 +15,7 @@ from app import create_app
 from app.config import Settings
 
 from .engines import engine_for, started_engine
+from .flag_embedding import bgem3_flag_model
 from .tiny_models import tiny_bge_m3
 
 TEXTS = [
@@ -40,9 +41,7 @@ def m3_engine(m3_dir):
 
 @pytest.fixture(scope="module")
 def flag(m3_dir):
-    from FlagEmbedding import BGEM3FlagModel
-
-    return BGEM3FlagModel(str(m3_dir), use_fp16=False, devices="cpu")
+    return bgem3_flag_model()(str(m3_dir), use_fp16=False, devices="cpu")
 
 
 @pytest.fixture(scope="module")

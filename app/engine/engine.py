@@ -12,7 +12,6 @@ and its rows go through its `forward`.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import threading
@@ -27,7 +26,7 @@ import transformers
 from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
 from ..image_decoding import ImageLimits, decode_image
 from .batcher import Batcher
-from .cache import TieredCache, model_fingerprint
+from .cache import TieredCache, model_fingerprint, model_salt
 from .cache import lookup as cache_lookup
 from .compiled import CompiledRuntime
 from .device import dtype_name, resolve_device, resolve_dtype
@@ -135,11 +134,12 @@ class Engine:
         self.batchers: dict[tuple[str, str], Batcher] = {}  # (model, kind of row)
         self.calibrations: dict[str, Calibration] = {}  # int8 ranges per text-embedding model, per worker
         self._calibration_lock = threading.Lock()
-        # Every cache key starts with its model's content fingerprint and dtype: two models never share
-        # entries, whatever they are called; one model shares them across instances.
+        # Every cache key starts with its model's content fingerprint, family and dtype: two models never
+        # share entries, whatever they are called; one model shares them across instances. (The load options
+        # change only the ids or pixels a row holds, which its key hashes.)
         self.cache = TieredCache(config.cache) if config.cache.enabled else None
         self.cache_salts = {
-            name: hashlib.sha256(f"{fingerprint}:{dtype}".encode()).digest()[:12]
+            name: model_salt(fingerprint, family=models[name].family, dtype=str(dtype))
             for name, fingerprint in (fingerprints or {}).items()
         }
 

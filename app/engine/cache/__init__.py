@@ -6,7 +6,7 @@ reads, and the output kind. Values are the raw outputs before
 normalisation and `dimensions`, so every per-request option still applies.
 """
 
-from .keys import model_fingerprint, row_key
+from .keys import model_fingerprint, model_salt, row_key
 from .lookup import CacheLookup, lookup
 from .tiers import CacheConfig, CacheStats, LocalCache, RedisTier, TieredCache
 
@@ -19,5 +19,6 @@ __all__ = [
     "TieredCache",
     "lookup",
     "model_fingerprint",
+    "model_salt",
     "row_key",
 ]

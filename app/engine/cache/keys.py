@@ -9,33 +9,41 @@ import numpy as np
 
 from ..rows import ImageRow, MultimodalRow, PairRow, TextRow
 
-_SMALL = 1 << 20  # files up to this size are hashed whole (configs, tokenizers, heads)
-_SAMPLE = 1 << 20  # of larger ones (weights), their size and first and last MiB
+_CHUNK = 1 << 20
+# Other runtimes' exports that hub repositories ship beside the torch weights (sentence-transformers' onnx/ and
+# openvino/ folders): never loaded here, so they cannot change a vector, and they can be several times the size
+# of the weights.
+_NOT_LOADED = frozenset({"onnx", "openvino"})
 
 
 def model_fingerprint(path: str | Path) -> str:
-    """A hash of a model directory's content: small files whole, large ones by size and their ends.
+    """A hash of every byte of a model directory (but hidden files and other runtimes' exports).
 
-    Two copies of one model share it wherever they are mounted; two different
-    models never do, whatever they are called. Cheap enough for start-up:
-    it reads at most 2 MiB per weight file.
+    Two copies of one model share it wherever they are mounted; two different models never do, whatever they
+    are called, even a fine-tune that keeps every file's size and layout. It reads the whole directory once
+    per instance, in the master before fork, right after loading put the files in the page cache: see
+    docs/cache.md for what it costs.
     """
     root = Path(path)
     digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = file.relative_to(root).as_posix()
-        if relative.startswith(".") or "/." in relative:
+        parts = file.relative_to(root).parts
+        if any(part.startswith(".") for part in parts) or parts[0] in _NOT_LOADED:
             continue
-        size = file.stat().st_size
-        digest.update(f"{relative}\0{size}\0".encode())
-        with file.open("rb") as handle:
-            if size <= _SMALL:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(_SAMPLE))
-                handle.seek(size - _SAMPLE)
-                digest.update(handle.read(_SAMPLE))
-    return digest.hexdigest()[:24]
+        digest.update(f"{'/'.join(parts)}\0{file.stat().st_size}\0".encode())
+        with file.open("rb", buffering=0) as handle:
+            while read := handle.readinto(buffer):
+                digest.update(view[:read])
+    return digest.hexdigest()[:32]
+
+
+def model_salt(fingerprint: str, **served: object) -> bytes:
+    """Every cache key's prefix for one served model: its content and everything else that changes its
+    output for the same ids (dtype, family, load options)."""
+    described = ",".join(f"{name}={served[name]!r}" for name in sorted(served))
+    return hashlib.sha256(f"{fingerprint}|{described}".encode()).digest()[:16]
 
 
 def _ids(ids) -> bytes:

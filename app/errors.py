@@ -1,12 +1,15 @@
-"""The errors the service answers with, shared by the engine and the web layer.
+"""The errors the service answers with over HTTP.
 
 Each one carries what the OpenAI-style envelope needs
-(`{"error": {"message", "type", "param", "code"}}`) and its HTTP status, so
-the engine can say precisely what was wrong with an input without knowing
-anything about Flask.
+(`{"error": {"message", "type", "param", "code"}}`), its HTTP status and any
+headers. The engine raises its own errors, which carry no HTTP
+(`app/engine/errors.py`); `from_engine` is where they get their status, once
+for every surface, whose handlers then shape the envelope their peer speaks.
 """
 
 from __future__ import annotations
+
+from .engine import errors as engine
 
 
 class ServiceError(Exception):
@@ -90,3 +93,21 @@ class InferenceFailed(ServiceError):
     status = 500
     type = "server_error"
     code = "inference_failed"
+
+
+def from_engine(error: engine.EngineError) -> ServiceError:
+    """An engine error as the service answers it: the caller's input 400, an unknown model 404, overload 503
+    with Retry-After, a failed forward pass 500."""
+    if isinstance(error, engine.Overloaded):
+        return Overloaded(error.message, headers={"Retry-After": str(max(1, round(error.retry_after)))})
+    kind = {
+        engine.InvalidInput: InvalidRequest,
+        engine.ModelNotFound: ModelNotFound,
+        engine.InferenceFailed: InferenceFailed,
+    }
+    status_class = next((kind[cls] for cls in type(error).__mro__ if cls in kind), ServiceError)
+    return status_class(error.message, param=error.param, code=error.code)
+
+
+def as_service_error(error: Exception) -> ServiceError:
+    return from_engine(error) if isinstance(error, engine.EngineError) else error

@@ -49,6 +49,10 @@ class ImageLimits:
             formats=frozenset(settings.image_formats),
         )
 
+    def decode(self, data: bytes, param: str) -> Image.Image:
+        """The engine's ImageDecoder: it decodes images off the event loop, under these limits."""
+        return decode_image(data, self, param)
+
 
 @dataclass(frozen=True)
 class ImageSource:

@@ -40,10 +40,13 @@ def load_engine(settings: Settings, observer=None):
     """Master (or single process): load every model's weights in their final dtype, and compile the ones the
     compiled runtime compiles before fork (on one thread: see engine/compiled.py); serve nothing."""
     from .engine import Engine, EngineConfig, ModelLoadError
+    from .engine.errors import UnusableSetting
 
     log.info("settings: %s", settings.public_dict())
     try:
         return Engine.load(EngineConfig.from_settings(settings), observer)
+    except UnusableSetting as exc:
+        raise ConfigError(exc.setting, exc.message) from exc
     except ModelLoadError as exc:
         if settings.models:
             raise ConfigError("MODELS", f"entry {exc}") from exc

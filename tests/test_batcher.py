@@ -14,7 +14,8 @@ from app.config import Settings
 from app.engine import Lane
 from app.engine.batcher import Batcher, BatchLimits
 from app.engine.engine import run_inline
-from app.errors import InferenceFailed, Overloaded
+from app.engine.errors import InferenceFailed, Overloaded
+from app.errors import from_engine
 
 from .conftest import FLOAT32
 from .engines import engine_for, vectors_of
@@ -132,7 +133,8 @@ def test_full_queue_refuses_at_once_with_retry_after(model):
         running, waiting = one_running_one_waiting(pool, batcher, gated, model)
         with pytest.raises(Overloaded) as info:
             batcher.submit(model.prepare_texts(["refused"]))
-        assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
+        answered = from_engine(info.value)  # how every surface answers it
+        assert answered.status == 503 and answered.headers["Retry-After"] == "1"
         gated.gate.set()
         running.result(30)
         waiting.result(30)

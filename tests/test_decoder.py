@@ -84,9 +84,9 @@ def test_truncation_keeps_the_closing_token_and_the_models_limit(decoder_engine,
     assert row.ids[-1] == model.tokenizer.eos_token_id  # the pooled token is still the end-of-text
     theirs = reference.encode([long_text], convert_to_numpy=True)
     assert cosines(result.vectors, theirs).min() >= 0.9999
-    from app.errors import InvalidRequest
+    from app.engine.errors import InvalidInput
 
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         decoder_engine.embed_texts(model, [long_text], truncate=False, field="texts")
     assert info.value.code == "input_too_long" and "48" in info.value.message
 

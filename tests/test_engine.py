@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.config import Settings
-from app.errors import InvalidRequest, ModelNotFound
+from app.engine.errors import InvalidInput, ModelNotFound
 
 from .engines import started_engine, vectors_of
 from .tiny_models import tiny_bert, tiny_sentence_transformer
@@ -77,7 +77,7 @@ def test_token_ids_with_or_without_special_tokens_embed_like_the_text(engine, mo
 
 
 def test_token_ids_outside_the_vocabulary_name_the_input(engine, model):
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         engine.embed_token_ids(model, [[101, 102], [5, 10**6]])
     assert info.value.param == "input[1]"
 
@@ -86,7 +86,7 @@ def test_over_long_input_truncates_or_is_refused(engine, model):
     long_text = "word " * 1000
     truncated = engine.embed_texts(model, [long_text, "x"])
     assert truncated.prompt_tokens == model.max_length + 3
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         engine.embed_texts(model, ["short", long_text], truncate=False, field="texts")
     assert info.value.param == "texts[1]" and str(model.max_length) in info.value.message
 
@@ -97,7 +97,7 @@ def test_dimensions_truncate_then_renormalise(engine, model):
     assert short.shape == (2, 64)
     assert np.allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
     assert cosines(short, full[:, :64]).min() >= 0.9999
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidInput):
         engine.embed_texts(model, ["x"], dimensions=385)
 
 
@@ -155,7 +155,7 @@ def test_dense_prompts_and_default_prompt(tmp_path):
     assert engine.embed_texts(model, short).prompt_tokens == engine.embed_texts(
         model, short, prompt=""
     ).prompt_tokens + 2 * len(short)
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         engine.embed_texts(model, TEXTS, prompt_name="passage")
     assert info.value.param == "prompt_name" and "query" in info.value.message
 
@@ -186,7 +186,7 @@ def test_plain_huggingface_directory_uses_mean_pooling(tmp_path):
 
 
 def test_an_inference_fault_fails_only_that_call(engine, model, monkeypatch):
-    from app.errors import InferenceFailed
+    from app.engine.errors import InferenceFailed
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")

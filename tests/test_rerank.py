@@ -11,7 +11,7 @@ import torch
 
 from app import create_app
 from app.config import ConfigError, Settings
-from app.errors import InvalidRequest
+from app.engine.errors import InvalidInput
 from app.runtime import load_engine
 
 from .engines import started_engine
@@ -99,7 +99,7 @@ def test_truncation_cuts_the_document_from_either_end(dirs):
     document_ids = model.tokenizer(long_document, add_special_tokens=False)["input_ids"]
     assert right.ids[right.first_segment : -1] == document_ids[: len(right) - right.first_segment - 1]
     assert left.ids[left.first_segment : -1] == document_ids[-(len(left) - left.first_segment - 1) :]
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(InvalidInput) as info:
         model.prepare_pairs(QUERY, ["fine", long_document], truncate=False)
     assert info.value.param == "documents[1]" and info.value.code == "input_too_long"
 

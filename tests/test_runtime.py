@@ -47,9 +47,9 @@ def test_gpu_workers_move_their_copy_after_fork_and_only_then(settings, monkeypa
 def test_device_and_dtype_choices():
     if not torch.cuda.is_available():
         assert resolve_device("auto") == "cpu"
-        from app.config import ConfigError
+        from app.engine.errors import UnusableSetting
 
-        with pytest.raises(ConfigError, match="DEVICE"):
+        with pytest.raises(UnusableSetting, match="DEVICE"):
             resolve_device("cuda")
     assert resolve_dtype("auto", "cuda") == torch.float16
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from ..engine.errors import EngineError
+from ..errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+    from_engine,
+)
 from .encoding import json_response
 from .observability import record_error
 
@@ -21,6 +30,12 @@ def error_response(error: ServiceError):
 
 def init_error_handlers(app: Flask, max_content_length: int) -> None:
     app.register_error_handler(ServiceError, error_response)
+
+    @app.errorhandler(EngineError)
+    def _engine_error(exc: EngineError):
+        # Dispatched again as the service error it maps to, so that a surface's own handler (Cohere's,
+        # Ollama's) shapes it in its peer's envelope.
+        return current_app.handle_user_exception(from_engine(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -15,6 +15,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__
+from ..engine import errors as engine_errors
 from ..errors import InvalidRequest, ModelNotFound, ServiceError
 from . import context
 from .encoding import json_response
@@ -109,7 +110,7 @@ def _resolve(name: str):
     engine = context.engine()
     try:
         return engine.resolve(name.removesuffix(":latest"))
-    except ModelNotFound:
+    except engine_errors.ModelNotFound:
         raise ModelNotFound(
             f'model "{name}" not found; served models: {", ".join(engine.models)}', param="model"
         ) from None

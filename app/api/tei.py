@@ -17,7 +17,8 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 from .. import __version__
-from ..errors import ServiceError
+from ..engine.errors import EngineError
+from ..errors import ServiceError, as_service_error
 from . import context
 from .embeddings import embed_text_body
 from .encoding import json_response
@@ -70,8 +71,8 @@ def speaks_tei(view):
     def wrapped(*args, **kwargs):
         try:
             return view(*args, **kwargs)
-        except ServiceError as error:
-            return tei_error(error)
+        except (ServiceError, EngineError) as error:
+            return tei_error(as_service_error(error))
 
     return wrapped
 

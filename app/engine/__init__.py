@@ -15,19 +15,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from .engine import Embeddings, Engine, EngineObserver, ModelLoadError, Scores, Timings  # noqa: E402
-from .engine_config import EngineConfig, ModelSpec  # noqa: E402
-from .families import Lane, ModelFamily  # noqa: E402
+# The engine's classes import torch; the API layer imports this package's torch-free modules (its errors and
+# capability names) without them, so the rest is imported on first use.
+_EXPORTS = {
+    "Embeddings": ".engine",
+    "Engine": ".engine",
+    "EngineObserver": ".engine",
+    "ModelLoadError": ".engine",
+    "Scores": ".engine",
+    "Timings": ".engine",
+    "EngineConfig": ".engine_config",
+    "ModelSpec": ".engine_config",
+    "Lane": ".families",
+    "ModelFamily": ".families",
+}
 
-__all__ = [
-    "Embeddings",
-    "Engine",
-    "EngineConfig",
-    "EngineObserver",
-    "Lane",
-    "ModelFamily",
-    "ModelLoadError",
-    "ModelSpec",
-    "Scores",
-    "Timings",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(_EXPORTS[name], __name__), name)

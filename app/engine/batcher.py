@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InferenceFailed, Overloaded, ServiceError
+from .errors import EngineError, InferenceFailed, Overloaded
 from .outputs import BatchOutput, Results
 from .planning import plan_batches
 
@@ -81,8 +81,7 @@ class Batcher:
         """503 at once when the queue is full: before a request is tokenised, and again when it is queued."""
         if len(self._jobs) >= self.limits.max_queue:
             raise Overloaded(
-                f"this worker's queue is full ({self.limits.max_queue} requests waiting, MAX_QUEUE); retry shortly",
-                headers={"Retry-After": "1"},
+                f"this worker's queue is full ({self.limits.max_queue} requests waiting, MAX_QUEUE); retry shortly"
             )
 
     def submit(self, prepared) -> tuple[Results, float, float]:
@@ -168,8 +167,7 @@ class Batcher:
             self._pending_rows -= len(job.rows)
             job.error = Overloaded(
                 f"the request waited {now - job.enqueued:.1f}s for the model, over REQUEST_TIMEOUT "
-                f"({self.limits.request_timeout:g}s); the worker is overloaded",
-                headers={"Retry-After": "1"},
+                f"({self.limits.request_timeout:g}s); the worker is overloaded"
             )
         return expired
 
@@ -196,7 +194,7 @@ class Batcher:
             log.exception("batch of %d rows failed", len(rows))
             error = (
                 exc
-                if isinstance(exc, ServiceError)
+                if isinstance(exc, EngineError)
                 else InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}")
             )
             self._finish(picks, None, error)

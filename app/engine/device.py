@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ConfigError
+from .errors import UnusableSetting
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -22,7 +22,7 @@ def cuda_present() -> bool:
 def resolve_device(requested: str) -> str:
     if requested == "cuda":
         if not cuda_present():
-            raise ConfigError("DEVICE", "cuda was requested but no CUDA GPU is visible to torch")
+            raise UnusableSetting("DEVICE", "cuda was requested but no CUDA GPU is visible to torch")
         return "cuda"
     if requested == "cpu":
         return "cpu"

@@ -18,19 +18,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 import torch
 import transformers
+from PIL import Image
 
-from ..errors import InferenceFailed, InvalidRequest, ModelNotFound, ServiceError
-from ..image_decoding import ImageLimits, decode_image
 from .batcher import Batcher
 from .cache import TieredCache, model_fingerprint, model_salt
 from .cache import lookup as cache_lookup
 from .compiled import CompiledRuntime
 from .device import dtype_name, resolve_device, resolve_dtype
 from .engine_config import EngineConfig, ModelSpec
+from .errors import EngineError, InferenceFailed, InvalidInput, ModelNotFound, Unsupported
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 
 # Requests with more characters than this are tokenised off the event loop (see Engine._off_loop).
 OFFLOAD_CHARS = 20_000
+
+
+class ImageDecoder(Protocol):
+    """Turns an encoded image file into a picture, or raises the caller's error naming `param`. The engine
+    calls it off the event loop; what counts as a safe image (bytes, pixels, formats) is the caller's."""
+
+    def decode(self, data: bytes, param: str) -> Image.Image: ...
 
 
 @dataclass(frozen=True)
@@ -296,7 +304,7 @@ class Engine:
         if MODALITY_CAPABILITY[modality] in model.capabilities:
             return
         if Engine.is_reranker(model):
-            raise InvalidRequest(
+            raise Unsupported(
                 f"the model {model.name!r} is a reranker: it scores (query, document) pairs and "
                 "embeds nothing; send it to /rerank, /v1/rerank or /v2/rerank",
                 param="model",
@@ -309,9 +317,7 @@ class Engine:
             if embeds
             else f"it does {', '.join(sorted(model.capabilities))} only"
         )
-        raise InvalidRequest(
-            f"the model {model.name!r} has no {part}: {does}", param=field, code="unsupported_modality"
-        )
+        raise Unsupported(f"the model {model.name!r} has no {part}: {does}", param=field, code="unsupported_modality")
 
     @staticmethod
     def is_reranker(model: ModelFamily) -> bool:
@@ -321,7 +327,7 @@ class Engine:
     def require_rerank(model: ModelFamily) -> None:
         if RERANK not in model.capabilities:
             does = ", ".join(sorted(model.capabilities))
-            raise InvalidRequest(
+            raise Unsupported(
                 f"the model {model.name!r} does not rerank: it does {does}; name a cross-encoder or "
                 "LLM reranker in `model`",
                 param="model",
@@ -332,7 +338,7 @@ class Engine:
     def check_outputs(model: ModelFamily, outputs, param: str = "output_types") -> None:
         missing = [output for output in outputs if output != "dense" and output not in model.capabilities]
         if TOKENS in missing:
-            raise InvalidRequest(
+            raise Unsupported(
                 f"the model {model.name!r} ({model.family}) does not give per-token vectors; "
                 "encoder and decoder text embedders do",
                 param=param,
@@ -341,7 +347,7 @@ class Engine:
         if missing:
             output = missing[0]
             computes = ["dense", *sorted(c for c in model.capabilities if c in HEAD_FILES)]
-            raise InvalidRequest(
+            raise Unsupported(
                 f"the model {model.name!r} has no {output} head ({HEAD_FILES.get(output, output)} is not in its "
                 f"directory); it computes {', '.join(computes)}",
                 param=param,
@@ -440,7 +446,7 @@ class Engine:
         self,
         model: ModelFamily,
         images: list[bytes],
-        limits: ImageLimits,
+        decoder: ImageDecoder,
         *,
         normalize: bool = True,
         dimensions: int | None = None,
@@ -454,7 +460,7 @@ class Engine:
             model,
             [None] * len(images),
             images,
-            limits,
+            decoder,
             normalize=normalize,
             dimensions=dimensions,
             field=field,
@@ -468,7 +474,7 @@ class Engine:
         model: ModelFamily,
         texts: list[str | None],
         images: list[bytes | None],
-        limits: ImageLimits,
+        decoder: ImageDecoder,
         *,
         normalize: bool = True,
         dimensions: int | None = None,
@@ -486,7 +492,7 @@ class Engine:
             any(text is not None and image is not None for text, image in zip(texts, images))
             and EMBED_INTERLEAVED not in model.capabilities
         ):
-            raise InvalidRequest(
+            raise Unsupported(
                 f"the model {model.name!r} cannot embed a text and an image together; it does "
                 f"{', '.join(sorted(model.capabilities))}",
                 param=field,
@@ -494,7 +500,7 @@ class Engine:
             )
         kinds = {model.kind_of("text" if image is None else "image") for image in images}
         if len(kinds) > 1:
-            raise InvalidRequest(
+            raise Unsupported(
                 f"the model {model.name!r} embeds texts and images in separate passes; send them in separate requests",
                 param=field,
                 code="unsupported_modality",
@@ -505,7 +511,7 @@ class Engine:
         # Decoding and resizing are CPU work: off the event loop under gevent, and
         # in parallel with other requests' preprocessing and the model (PIL and
         # numpy release the GIL in their kernels).
-        prepared = self.offload(self._prepare_inputs, model, texts, images, limits, field, instruction, is_query)
+        prepared = self.offload(self._prepare_inputs, model, texts, images, decoder, field, instruction, is_query)
         modality = "text" if all(image is None for image in images) else "image"
         return self._run(model, modality, prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
 
@@ -514,7 +520,7 @@ class Engine:
         model: ModelFamily,
         texts: list[str | None],
         images: list[bytes | None],
-        limits: ImageLimits,
+        decoder: ImageDecoder,
         field: str,
         instruction: str | None,
         is_query: bool,
@@ -525,7 +531,7 @@ class Engine:
             if data is None:
                 rows.extend(model.prepare_texts([text], field=field, instruction=instruction, is_query=is_query).rows)
                 continue
-            image = decode_image(data, limits, param)
+            image = decoder.decode(data, param)
             if text is None:
                 rows.append(model.prepare_image(image, param, instruction=instruction, is_query=is_query))
             else:
@@ -548,7 +554,7 @@ class Engine:
     @staticmethod
     def _check_dimensions(model: ModelFamily, dimensions: int | None) -> None:
         if dimensions is not None and dimensions > model.dimension:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions", param="dimensions"
             )
 
@@ -641,7 +647,7 @@ class Engine:
                 self._queue_changed(model.name, +1)
                 results, started = self.offload(self._forward, model, kind, prepared)
                 finished = time.perf_counter()
-        except ServiceError:
+        except EngineError:
             raise
         except Exception as exc:  # an inference fault fails this request only
             log.exception("inference failed for model %s (%s)", model.name, kind)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InvalidRequest
+from .errors import InvalidInput
 from .rows import PairRow
 
 
@@ -82,7 +82,7 @@ class PairInputs:
             q = query_ids
             if len(q) + len(ids) > budget:
                 if not truncate:
-                    raise InvalidRequest(
+                    raise InvalidInput(
                         f"the query and {field}[{index}] are {len(q) + len(ids) + frame.size} tokens together, over "
                         f"this model's maximum of {self.max_length}; shorten them or send truncate=true",
                         param=f"{field}[{index}]",

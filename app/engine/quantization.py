@@ -15,7 +15,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from .errors import InvalidInput, Unsupported
 from .postprocess import postprocess
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -52,7 +52,7 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
         return np.packbits(vectors > 0, axis=-1)
     if precision in CALIBRATED:
         if ranges is None:
-            raise InvalidRequest(
+            raise Unsupported(
                 f"precision {precision!r} needs calibration ranges this model does not have",
                 param="precision",
                 code="unsupported_precision",
@@ -65,4 +65,4 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
         if precision == "uint8":
             return buckets.astype(np.uint8)
         return (buckets - 128).astype(np.int8)
-    raise InvalidRequest(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}", param="precision")
+    raise InvalidInput(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}", param="precision")

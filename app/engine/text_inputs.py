@@ -7,7 +7,7 @@ the 400s for bad inputs behave the same whatever the model.
 
 from __future__ import annotations
 
-from ..errors import InvalidRequest
+from .errors import InvalidInput
 from .layout import ModelLayout
 from .rows import Prepared, TextRow
 
@@ -79,14 +79,14 @@ class TextInputs:
     # ------------------------------------------------------------------ prompts
     def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str:
         if prompt is not None and prompt_name is not None:
-            raise InvalidRequest("give either prompt or prompt_name, not both", param="prompt_name")
+            raise InvalidInput("give either prompt or prompt_name, not both", param="prompt_name")
         if prompt is not None:
             return prompt
         prompts = self.layout.prompts
         if prompt_name is not None:
             if prompt_name not in prompts:
                 known = ", ".join(sorted(prompts)) or "none"
-                raise InvalidRequest(
+                raise InvalidInput(
                     f"unknown prompt_name {prompt_name!r} for model {self.name!r}; known prompts: {known}",
                     param="prompt_name",
                     code="unknown_prompt",
@@ -103,7 +103,7 @@ class TextInputs:
             return self.max_length
         frame = len(self.prefix) + len(self.suffix)
         if max_tokens <= frame:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"{field} must be more than {frame}, the special tokens every input of this model carries", param=field
             )
         return min(max_tokens, self.max_length)
@@ -182,7 +182,7 @@ class TextInputs:
         for index, row in enumerate(rows):
             bad = next((t for t in row if not 0 <= t < self.vocab_size), None)
             if bad is not None:
-                raise InvalidRequest(
+                raise InvalidInput(
                     f"{field}[{index}] has token id {bad}, outside this model's vocabulary of {self.vocab_size}",
                     param=f"{field}[{index}]",
                 )
@@ -211,13 +211,13 @@ class TextInputs:
             and (not self.suffix or row[-len(self.suffix) :] == self.suffix)
         )
 
-    def _too_long(self, index: int, length: int, field: str, limit: int) -> InvalidRequest:
+    def _too_long(self, index: int, length: int, field: str, limit: int) -> InvalidInput:
         over = (
             f"this model's maximum of {self.max_length}"
             if limit == self.max_length
             else f"the request's limit of {limit}"
         )
-        return InvalidRequest(
+        return InvalidInput(
             f"{field}[{index}] is {length} tokens long, over {over}; shorten it or send truncate=true",
             param=f"{field}[{index}]",
             code="input_too_long",

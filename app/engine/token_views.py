@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidRequest
+from .errors import InvalidInput
 
 
 def tokenize(tokenizer, texts: list[str], add_special_tokens: bool) -> list[list[dict]]:
@@ -46,7 +46,7 @@ def decode(tokenizer, rows: list[list[int]], skip_special_tokens: bool) -> list[
     for index, row in enumerate(rows):
         bad = next((token for token in row if token >= size), None)
         if bad is not None:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"ids[{index}] has token id {bad}, outside this model's vocabulary of {size}", param=f"ids[{index}]"
             )
     return tokenizer.batch_decode(rows, skip_special_tokens=skip_special_tokens)

@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import torch
 
-from ...errors import InvalidRequest
 from .. import token_views
+from ..errors import InvalidInput
 from ..outputs import DENSE, RERANK, BatchOutput
 from ..planning import OVERHEAD_TOKENS
 from ..rows import PairRow, Prepared
@@ -73,7 +73,7 @@ class ModelFamily:
     ) -> Prepared:
         """`direction`: which end an over-long input loses ("right": its end); `max_tokens`: a limit
         below the model's own, per request."""
-        raise InvalidRequest(f"the model {self.name!r} does not take texts", param=field)
+        raise InvalidInput(f"the model {self.name!r} does not take texts", param=field)
 
     def prepare_token_ids(
         self,
@@ -84,13 +84,13 @@ class ModelFamily:
         direction: str = "right",
         max_tokens: int | None = None,
     ) -> Prepared:
-        raise InvalidRequest(f"the model {self.name!r} does not take token ids", param=field)
+        raise InvalidInput(f"the model {self.name!r} does not take token ids", param=field)
 
     def prepare_image(self, image, param: str, *, instruction: str | None = None, is_query: bool = True):
-        raise InvalidRequest(f"the model {self.name!r} does not take images", param=param)
+        raise InvalidInput(f"the model {self.name!r} does not take images", param=param)
 
     def prepare_fused(self, text: str, image, param: str, *, instruction: str | None = None, is_query: bool = True):
-        raise InvalidRequest(f"the model {self.name!r} cannot embed a text and an image together", param=param)
+        raise InvalidInput(f"the model {self.name!r} cannot embed a text and an image together", param=param)
 
     def kind_of(self, modality: str) -> str:
         """The kind of row (and so the batcher) inputs of `modality` become."""
@@ -108,12 +108,12 @@ class ModelFamily:
 
     def prompt_text(self, prompt_name: str | None) -> str:
         if prompt_name is not None:
-            raise InvalidRequest(f"the model {self.name!r} has no prompts", param="prompt_name", code="unknown_prompt")
+            raise InvalidInput(f"the model {self.name!r} has no prompts", param="prompt_name", code="unknown_prompt")
         return ""
 
     def refuse_instruction(self, instruction: str | None) -> None:
         if instruction is not None:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"the model {self.name!r} takes no instruction; give a prompt or prompt_name "
                 "(from its sentence-transformers prompts) instead",
                 param="instruction",

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer
 
-from ...errors import InvalidRequest
+from ..errors import InvalidInput
 from ..layout import dual_encoder_dir, dual_encoder_layout
 from ..outputs import EMBED_IMAGE, EMBED_TEXT, BatchOutput
 from ..rows import ImageRow, Prepared, TextRow, pad_right, stack_rows
@@ -120,7 +120,7 @@ class DualEncoderModel(TextFamily):
         try:
             features = self.image_processor(images=[image], return_tensors="np")
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
             ) from None
         arrays = {name: np.asarray(value) for name, value in features.items()}
@@ -139,7 +139,7 @@ class DualEncoderModel(TextFamily):
         if not shortest or max(width, height) <= MAX_ASPECT * min(width, height):
             return image
         if not getattr(processor, "do_center_crop", False):
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"{param} is {width} x {height} pixels; this model's processor scales its short "
                 f"side up to {shortest}, so its aspect ratio may be at most {MAX_ASPECT}:1",
                 param=param,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ...errors import InvalidRequest
+from ..errors import InvalidInput
 from ..layout import json_list, json_object, model_config, transformer_dir
 from ..outputs import RERANK, BatchOutput
 from ..rows import PairRow, Prepared, pad_right
@@ -177,7 +177,7 @@ class LLMReranker(RerankerFamily):
                     limit = min(limit, head + max_document_tokens)
             if len(ids) > limit:
                 if not truncate and limit == budget:
-                    raise InvalidRequest(
+                    raise InvalidInput(
                         f"the prompt for the query and {field}[{index}] is "
                         f"{len(ids) + len(self.prefix_ids) + len(self.suffix_ids)} tokens, over this model's "
                         f"maximum of {self.max_length}; shorten them or send truncate=true",

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
-from ...errors import InvalidRequest
+from ..errors import InvalidInput
 from ..layout import model_config
 from ..outputs import DENSE, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, BatchOutput
 from ..rows import MultimodalRow, Prepared, pad_right
@@ -142,13 +142,13 @@ class VLMEmbedder(ModelFamily):
         max_tokens: int | None = None,
     ) -> Prepared:
         if prompt is not None or prompt_name is not None:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"the model {self.name!r} takes an instruction (and is_query), not a prompt",
                 param="prompt_name" if prompt is None else "prompt",
             )
         if direction != "right" and truncate:
             # The text sits inside a chat template: cutting the start would cut the instruction.
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"the model {self.name!r} truncates inputs at their end only", param="truncation_direction"
             )
         limit = self.max_length if max_tokens is None else min(max_tokens, self.max_length)
@@ -163,7 +163,7 @@ class VLMEmbedder(ModelFamily):
         )["input_ids"]
         for index, ids in enumerate(encoded):
             if len(ids) > limit:
-                raise InvalidRequest(
+                raise InvalidInput(
                     f"{field}[{index}] is {len(ids)} tokens with GME's prompt, over the limit of {limit} "
                     "(VLM_MAX_LENGTH or the request's); shorten it or send truncate=true",
                     param=f"{field}[{index}]",
@@ -185,7 +185,7 @@ class VLMEmbedder(ModelFamily):
         try:
             features = self.image_processor(images=[resized], return_tensors="np")
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
             ) from None
         arrays = {
@@ -198,7 +198,7 @@ class VLMEmbedder(ModelFamily):
             prompt, add_special_tokens=True, truncation=True, max_length=self.max_length, return_attention_mask=False
         )["input_ids"]
         if sum(1 for token in ids if token == self.image_token_id) != tokens:
-            raise InvalidRequest(
+            raise InvalidInput(
                 f"{param} takes {tokens} image tokens, more than fit in VLM_MAX_LENGTH "
                 f"({self.max_length}) with the prompt",
                 param=param,

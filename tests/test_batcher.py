@@ -15,6 +15,7 @@ from app.engine import Lane
 from app.engine.batcher import Batcher, BatchLimits
 from app.engine.engine import run_inline
 from app.engine.errors import InferenceFailed, Overloaded
+from app.engine.requests import EmbedRequest
 from app.errors import from_engine
 
 from .conftest import FLOAT32
@@ -166,7 +167,7 @@ def test_requests_with_different_prompt_lengths_share_a_batch(tmp_path):
     engine = engine_for(Settings.from_env({"MODEL_PATH": str(directory), **FLOAT32}))
     engine.start_worker(batching=False)
     model = engine.resolve(None)
-    with_prompt = model.prepare_texts(["alpha beta"], prompt="query: ")
+    with_prompt = model.prepare_texts(["alpha beta"], EmbedRequest(prompt="query: "))
     without = model.prepare_texts(["alpha beta"])
     expected = [vectors_of(model, with_prompt, 8)[0], vectors_of(model, without, 8)[0]]
     batcher, gated, _ = make_batcher(model)

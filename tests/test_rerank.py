@@ -12,6 +12,7 @@ import torch
 from app import create_app
 from app.config import ConfigError, Settings
 from app.engine.errors import InvalidInput
+from app.engine.requests import ScoreRequest
 from app.runtime import load_engine
 
 from .engines import started_engine
@@ -92,7 +93,7 @@ def test_truncation_cuts_the_document_from_either_end(dirs):
     model = served(dirs["bert"]).resolve(None)
     long_document = " ".join(f"w{i}" for i in range(200))
     right = model.prepare_pairs(QUERY, [long_document]).rows[0]
-    left = model.prepare_pairs(QUERY, [long_document], direction="left").rows[0]
+    left = model.prepare_pairs(QUERY, [long_document], ScoreRequest(truncation_direction="left")).rows[0]
     assert len(right) == len(left) == model.max_length == 64
     query_ids = model.tokenizer(QUERY, add_special_tokens=False)["input_ids"]
     assert right.ids[1 : 1 + len(query_ids)] == query_ids == left.ids[1 : 1 + len(query_ids)]  # the query is whole
@@ -100,7 +101,7 @@ def test_truncation_cuts_the_document_from_either_end(dirs):
     assert right.ids[right.first_segment : -1] == document_ids[: len(right) - right.first_segment - 1]
     assert left.ids[left.first_segment : -1] == document_ids[-(len(left) - left.first_segment - 1) :]
     with pytest.raises(InvalidInput) as info:
-        model.prepare_pairs(QUERY, ["fine", long_document], truncate=False)
+        model.prepare_pairs(QUERY, ["fine", long_document], ScoreRequest(truncate=False))
     assert info.value.param == "documents[1]" and info.value.code == "input_too_long"
 
 

@@ -35,9 +35,10 @@ from .errors import EngineError, InferenceFailed, InvalidInput, ModelNotFound, U
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
-from .outputs import DENSE, EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS, Results
+from .outputs import EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS, Results
 from .postprocess import postprocess
 from .quantization import CALIBRATED, Calibration, calibration_texts, quantize
+from .requests import EmbedRequest, ScoreRequest, request_of
 from .rows import Prepared, forward_planned
 
 log = logging.getLogger(__name__)
@@ -382,92 +383,41 @@ class Engine:
 
     # --------------------------------------------------------------- embedding
     def embed_texts(
-        self,
-        model: ModelFamily,
-        texts: list[str],
-        *,
-        normalize: bool = True,
-        truncate: bool = True,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        dimensions: int | None = None,
-        field: str = "input",
-        outputs: frozenset[str] = DENSE,
-        instruction: str | None = None,
-        is_query: bool = True,
-        use_cache: bool = True,
-        truncation_direction: str = "right",
-        max_tokens: int | None = None,
+        self, model: ModelFamily, texts: list[str], request: EmbedRequest | None = None, **fields
     ) -> Embeddings:
-        """Dense vectors, plus sparse weights and multi-vectors where `outputs` asks and the model has them.
-        `instruction` and `is_query` are for vision-language embedders (GME); `truncation_direction` says
-        which end an over-long text loses, `max_tokens` lowers the model's limit for this request."""
-        self.require(model, "text", field)
-        self._check_dimensions(model, dimensions)
-        self.check_outputs(model, outputs)
+        """Dense vectors, plus sparse weights, multi-vectors or token vectors where the request's outputs ask
+        and the model has them."""
+        request = request_of(EmbedRequest, request, fields)
+        self.require(model, "text", request.field)
+        self._check_dimensions(model, request.dimensions)
+        self.check_outputs(model, request.outputs)
         self._check_capacity(model, "text")
         started = time.perf_counter()
-        chars = sum(map(len, texts)) + len(texts) * len(prompt or instruction or "")
-        prepared = self._off_loop(
-            chars,
-            model.prepare_texts,
-            texts,
-            truncate=truncate,
-            prompt=prompt,
-            prompt_name=prompt_name,
-            field=field,
-            outputs=frozenset(outputs) | DENSE,
-            instruction=instruction,
-            is_query=is_query,
-            direction=truncation_direction,
-            max_tokens=max_tokens,
-        )
-        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
+        chars = sum(map(len, texts)) + len(texts) * request.prefix_chars
+        prepared = self._off_loop(chars, model.prepare_texts, texts, request)
+        return self._run(model, "text", prepared, request, time.perf_counter() - started)
 
     def embed_token_ids(
-        self,
-        model: ModelFamily,
-        rows: list[list[int]],
-        *,
-        normalize: bool = True,
-        truncate: bool = True,
-        dimensions: int | None = None,
-        field: str = "input",
-        use_cache: bool = True,
-        truncation_direction: str = "right",
+        self, model: ModelFamily, rows: list[list[int]], request: EmbedRequest | None = None, **fields
     ) -> Embeddings:
-        self.require(model, "text", field)
-        self._check_dimensions(model, dimensions)
+        request = request_of(EmbedRequest, request, fields)
+        self.require(model, "text", request.field)
+        self._check_dimensions(model, request.dimensions)
         started = time.perf_counter()
-        prepared = model.prepare_token_ids(rows, truncate=truncate, field=field, direction=truncation_direction)
-        return self._run(model, "text", prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
+        prepared = model.prepare_token_ids(rows, request)
+        return self._run(model, "text", prepared, request, time.perf_counter() - started)
 
     def embed_images(
         self,
         model: ModelFamily,
         images: list[bytes],
         decoder: ImageDecoder,
-        *,
-        normalize: bool = True,
-        dimensions: int | None = None,
-        field: str = "images",
-        instruction: str | None = None,
-        is_query: bool = True,
-        use_cache: bool = True,
+        request: EmbedRequest | None = None,
+        **fields,
     ) -> Embeddings:
         """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
-        return self.embed_inputs(
-            model,
-            [None] * len(images),
-            images,
-            decoder,
-            normalize=normalize,
-            dimensions=dimensions,
-            field=field,
-            instruction=instruction,
-            is_query=is_query,
-            use_cache=use_cache,
-        )
+        request = request_of(EmbedRequest, request, {"field": "images", **fields} if request is None else fields)
+        return self.embed_inputs(model, [None] * len(images), images, decoder, request)
 
     def embed_inputs(
         self,
@@ -475,15 +425,12 @@ class Engine:
         texts: list[str | None],
         images: list[bytes | None],
         decoder: ImageDecoder,
-        *,
-        normalize: bool = True,
-        dimensions: int | None = None,
-        field: str = "images",
-        instruction: str | None = None,
-        is_query: bool = True,
-        use_cache: bool = True,
+        request: EmbedRequest | None = None,
+        **fields,
     ) -> Embeddings:
         """One vector per input: a text, an image, or (vision-language embedders) a text and an image together."""
+        request = request_of(EmbedRequest, request, {"field": "images", **fields} if request is None else fields)
+        field = request.field
         if any(image is not None for image in images):
             self.require(model, "image", field)
         if any(text is not None for text in texts):
@@ -505,15 +452,15 @@ class Engine:
                 param=field,
                 code="unsupported_modality",
             )
-        self._check_dimensions(model, dimensions)
-        self._check_capacity(model, "text" if all(image is None for image in images) else "image")
+        self._check_dimensions(model, request.dimensions)
+        modality = "text" if all(image is None for image in images) else "image"
+        self._check_capacity(model, modality)
         started = time.perf_counter()
         # Decoding and resizing are CPU work: off the event loop under gevent, and
         # in parallel with other requests' preprocessing and the model (PIL and
         # numpy release the GIL in their kernels).
-        prepared = self.offload(self._prepare_inputs, model, texts, images, decoder, field, instruction, is_query)
-        modality = "text" if all(image is None for image in images) else "image"
-        return self._run(model, modality, prepared, normalize, dimensions, time.perf_counter() - started, use_cache)
+        prepared = self.offload(self._prepare_inputs, model, texts, images, decoder, request)
+        return self._run(model, modality, prepared, request, time.perf_counter() - started)
 
     @staticmethod
     def _prepare_inputs(
@@ -521,21 +468,19 @@ class Engine:
         texts: list[str | None],
         images: list[bytes | None],
         decoder: ImageDecoder,
-        field: str,
-        instruction: str | None,
-        is_query: bool,
+        request: EmbedRequest,
     ) -> Prepared:
         rows = []
         for index, (text, data) in enumerate(zip(texts, images)):
-            param = f"{field}[{index}]"
+            param = f"{request.field}[{index}]"
             if data is None:
-                rows.extend(model.prepare_texts([text], field=field, instruction=instruction, is_query=is_query).rows)
+                rows.extend(model.prepare_texts([text], request).rows)
                 continue
             image = decoder.decode(data, param)
             if text is None:
-                rows.append(model.prepare_image(image, param, instruction=instruction, is_query=is_query))
+                rows.append(model.prepare_image(image, param, request))
             else:
-                rows.append(model.prepare_fused(text, image, param, instruction=instruction, is_query=is_query))
+                rows.append(model.prepare_fused(text, image, param, request))
         return Prepared(rows=rows)
 
     def _check_capacity(self, model: ModelFamily, modality: str) -> None:
@@ -563,40 +508,25 @@ class Engine:
         model: ModelFamily,
         queries: list[str],
         documents: list[str],
-        *,
-        raw_scores: bool = False,
-        truncate: bool = True,
-        truncation_direction: str = "right",
-        instruction: str | None = None,
-        max_document_tokens: int | None = None,
-        field: str = "documents",
-        use_cache: bool = True,
+        request: ScoreRequest | None = None,
+        **fields,
     ) -> Scores:
         """Every query against every document: one pair row each, batched like any other row."""
+        request = request_of(ScoreRequest, request, fields)
         self.require_rerank(model)
         self._check_capacity(model, "pair")
         started = time.perf_counter()
 
         def prepare() -> Prepared:
-            rows = []
-            for query in queries:
-                rows.extend(
-                    model.prepare_pairs(
-                        query,
-                        documents,
-                        truncate=truncate,
-                        direction=truncation_direction,
-                        instruction=instruction,
-                        max_document_tokens=max_document_tokens,
-                        field=field,
-                    ).rows
-                )
+            rows = [row for query in queries for row in model.prepare_pairs(query, documents, request).rows]
             return Prepared(rows=rows, outputs=frozenset({RERANK}))
 
         chars = len(queries) * (sum(map(len, documents)) + len(documents) * len(queries[0] if queries else ""))
         prepared = self._off_loop(chars, prepare)
-        results, timings, cached = self._execute(model, "pair", prepared, time.perf_counter() - started, use_cache)
-        scores = results.scores if raw_scores else model.activate(results.scores)
+        results, timings, cached = self._execute(
+            model, "pair", prepared, time.perf_counter() - started, request.use_cache
+        )
+        scores = results.scores if request.raw_scores else model.activate(results.scores)
         return Scores(
             scores=scores.reshape(len(queries), len(documents)),
             prompt_tokens=prepared.token_count,
@@ -606,17 +536,13 @@ class Engine:
         )
 
     def _run(
-        self,
-        model: ModelFamily,
-        modality: str,
-        prepared: Prepared,
-        normalize: bool,
-        dimensions: int | None,
-        tokenize_seconds: float,
-        use_cache: bool = True,
+        self, model: ModelFamily, modality: str, prepared: Prepared, request: EmbedRequest, tokenize_seconds: float
     ) -> Embeddings:
-        results, timings, cached = self._execute(model, model.kind_of(modality), prepared, tokenize_seconds, use_cache)
-        return replace(self._embeddings(model.name, results, prepared, normalize, dimensions, timings), cache=cached)
+        results, timings, cached = self._execute(
+            model, model.kind_of(modality), prepared, tokenize_seconds, request.use_cache
+        )
+        embeddings = self._embeddings(model.name, results, prepared, request.normalize, request.dimensions, timings)
+        return replace(embeddings, cache=cached)
 
     def _execute(
         self, model: ModelFamily, kind: str, prepared: Prepared, tokenize_seconds: float, use_cache: bool = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InvalidInput
+from .requests import DEFAULT_SCORE, ScoreRequest
 from .rows import PairRow
 
 
@@ -55,16 +56,9 @@ class PairInputs:
         self.max_length = max_length
         self.frame = pair_frame(tokenizer)
 
-    def tokenize(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        truncate: bool = True,
-        direction: str = "right",
-        max_document_tokens: int | None = None,
-        field: str = "documents",
-    ) -> list[PairRow]:
+    def tokenize(self, query: str, documents: list[str], request: ScoreRequest = DEFAULT_SCORE) -> list[PairRow]:
+        truncate, direction, field = request.truncate, request.truncation_direction, request.field
+        max_document_tokens = request.max_document_tokens
         frame = self.frame
         budget = self.max_length - frame.size
         encoded = self.tokenizer(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .errors import InvalidInput
 from .layout import ModelLayout
+from .requests import DEFAULT_EMBED, EmbedRequest
 from .rows import Prepared, TextRow
 
 # Models whose position ids start after the padding index, so the last
@@ -108,18 +109,10 @@ class TextInputs:
             )
         return min(max_tokens, self.max_length)
 
-    def tokenize(
-        self,
-        texts: list[str],
-        *,
-        truncate: bool = True,
-        prompt: str = "",
-        field: str = "input",
-        outputs: frozenset[str] | None = None,
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
-        limit = self.limit(max_tokens)
+    def tokenize(self, texts: list[str], request: EmbedRequest = DEFAULT_EMBED, *, prompt: str = "") -> Prepared:
+        """`texts` with `prompt` (already resolved from the request) before each, cut as the request says."""
+        truncate, direction, field = request.truncate, request.truncation_direction, request.field
+        limit = self.limit(request.max_tokens)
         if prompt:
             texts = [prompt + text for text in texts]
         if self.layout.do_lower_case:
@@ -147,8 +140,7 @@ class TextInputs:
         if prompt and not self.layout.include_prompt:
             # As sentence-transformers: the prompt's tokens less its closing special token.
             prompt_length = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"]) - 1
-        rows = [TextRow(ids, prompt_length) for ids in encoded]
-        return Prepared(rows=rows) if outputs is None else Prepared(rows=rows, outputs=outputs)
+        return Prepared(rows=[TextRow(ids, prompt_length) for ids in encoded], outputs=request.outputs)
 
     def _cut_start(self, row: list[int], limit: int, kept: int) -> list[int]:
         """`row` at most `limit` long, cut after its leading special tokens and `kept` prompt tokens."""
@@ -161,22 +153,15 @@ class TextInputs:
             return row[: limit - tail] + row[len(row) - tail :]
         return row[:head] + row[len(row) - tail - room :]
 
-    def token_ids(
-        self,
-        rows: list[list[int]],
-        *,
-        truncate: bool = True,
-        field: str = "input",
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
+    def token_ids(self, rows: list[list[int]], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
         """Token ids sent by the client, in this model's vocabulary.
 
         Rows that already carry the model's special tokens pass as they are;
         bare rows get them added, so both `tokenizer.encode(text)` and
         `encode(text, add_special_tokens=False)` give the text's embedding.
         """
-        limit = self.limit(max_tokens)
+        truncate, direction, field = request.truncate, request.truncation_direction, request.field
+        limit = self.limit(request.max_tokens)
         framed = []
         frame = len(self.prefix) + len(self.suffix)
         for index, row in enumerate(rows):

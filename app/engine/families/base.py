@@ -20,6 +20,7 @@ from .. import token_views
 from ..errors import InvalidInput
 from ..outputs import DENSE, RERANK, BatchOutput
 from ..planning import OVERHEAD_TOKENS
+from ..requests import DEFAULT_EMBED, DEFAULT_SCORE, EmbedRequest, ScoreRequest
 from ..rows import PairRow, Prepared
 from ..text_inputs import WARMUP_TOKENS, TextInputs
 
@@ -57,39 +58,18 @@ class ModelFamily:
         raise NotImplementedError
 
     # ------------------------------------------------------------ preparation
-    def prepare_texts(
-        self,
-        texts: list[str],
-        *,
-        truncate: bool = True,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        field: str = "input",
-        outputs: frozenset[str] = DENSE,
-        instruction: str | None = None,
-        is_query: bool = True,
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
-        """`direction`: which end an over-long input loses ("right": its end); `max_tokens`: a limit
-        below the model's own, per request."""
-        raise InvalidInput(f"the model {self.name!r} does not take texts", param=field)
+    # Each takes the request whole (app/engine/requests.py): what to cut, which prompt, which outputs.
+    def prepare_texts(self, texts: list[str], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        raise InvalidInput(f"the model {self.name!r} does not take texts", param=request.field)
 
-    def prepare_token_ids(
-        self,
-        rows: list[list[int]],
-        *,
-        truncate: bool = True,
-        field: str = "input",
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
-        raise InvalidInput(f"the model {self.name!r} does not take token ids", param=field)
+    def prepare_token_ids(self, rows: list[list[int]], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        raise InvalidInput(f"the model {self.name!r} does not take token ids", param=request.field)
 
-    def prepare_image(self, image, param: str, *, instruction: str | None = None, is_query: bool = True):
+    def prepare_image(self, image, param: str, request: EmbedRequest = DEFAULT_EMBED):
+        """One decoded picture -> one row; `param` names it in errors (`images[2]`)."""
         raise InvalidInput(f"the model {self.name!r} does not take images", param=param)
 
-    def prepare_fused(self, text: str, image, param: str, *, instruction: str | None = None, is_query: bool = True):
+    def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED):
         raise InvalidInput(f"the model {self.name!r} cannot embed a text and an image together", param=param)
 
     def kind_of(self, modality: str) -> str:
@@ -182,42 +162,13 @@ class TextFamily(ModelFamily):
 
     text: TextInputs
 
-    def prepare_texts(
-        self,
-        texts: list[str],
-        *,
-        truncate: bool = True,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        field: str = "input",
-        outputs: frozenset[str] = DENSE,
-        instruction: str | None = None,
-        is_query: bool = True,
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
-        self.refuse_instruction(instruction)
-        prefix = self.text.resolve_prompt(prompt, prompt_name)
-        return self.text.tokenize(
-            texts,
-            truncate=truncate,
-            prompt=prefix,
-            field=field,
-            outputs=outputs,
-            direction=direction,
-            max_tokens=max_tokens,
-        )
+    def prepare_texts(self, texts: list[str], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        self.refuse_instruction(request.instruction)
+        prefix = self.text.resolve_prompt(request.prompt, request.prompt_name)
+        return self.text.tokenize(texts, request, prompt=prefix)
 
-    def prepare_token_ids(
-        self,
-        rows: list[list[int]],
-        *,
-        truncate: bool = True,
-        field: str = "input",
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
-        return self.text.token_ids(rows, truncate=truncate, field=field, direction=direction, max_tokens=max_tokens)
+    def prepare_token_ids(self, rows: list[list[int]], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        return self.text.token_ids(rows, request)
 
     def token_strings(self, ids) -> list[str]:
         return self.text.token_strings(ids)
@@ -237,17 +188,8 @@ class RerankerFamily(ModelFamily):
     model: torch.nn.Module
     pad_id: int
 
-    def prepare_pairs(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        truncate: bool = True,
-        direction: str = "right",
-        instruction: str | None = None,
-        max_document_tokens: int | None = None,
-        field: str = "documents",
-    ) -> Prepared:
+    def prepare_pairs(self, query: str, documents: list[str], request: ScoreRequest = DEFAULT_SCORE) -> Prepared:
+        """One row per document, each paired with `query`, cut as the request says."""
         raise NotImplementedError
 
     def activate(self, scores):

@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ..layout import ModelLayout, json_object, model_config, read_layout
 from ..outputs import RERANK, BatchOutput
 from ..pair_inputs import PairInputs
+from ..requests import DEFAULT_SCORE, ScoreRequest
 from ..rows import PairRow, Prepared, pad_right
 from ..text_inputs import max_sequence_length, pad_id_of
 from .base import RerankerFamily
@@ -95,26 +96,8 @@ class CrossEncoderModel(RerankerFamily):
         return f"rerank: max_tokens={self.max_length} activation={self.activation} dtype={self.dtype}"
 
     # ------------------------------------------------------------ preparation
-    def prepare_pairs(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        truncate: bool = True,
-        direction: str = "right",
-        instruction: str | None = None,
-        max_document_tokens: int | None = None,
-        field: str = "documents",
-    ) -> Prepared:
-        rows = self.pairs.tokenize(
-            query,
-            documents,
-            truncate=truncate,
-            direction=direction,
-            max_document_tokens=max_document_tokens,
-            field=field,
-        )
-        return Prepared(rows=rows, outputs=frozenset({RERANK}))
+    def prepare_pairs(self, query: str, documents: list[str], request: ScoreRequest = DEFAULT_SCORE) -> Prepared:
+        return Prepared(rows=self.pairs.tokenize(query, documents, request), outputs=frozenset({RERANK}))
 
     def activate(self, scores: np.ndarray) -> np.ndarray:
         return ACTIVATIONS[self.activation](scores.astype(np.float64)).astype(np.float32)

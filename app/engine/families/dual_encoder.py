@@ -19,6 +19,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoToken
 from ..errors import InvalidInput
 from ..layout import dual_encoder_dir, dual_encoder_layout
 from ..outputs import EMBED_IMAGE, EMBED_TEXT, BatchOutput
+from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import ImageRow, Prepared, TextRow, pad_right, stack_rows
 from ..text_inputs import TextInputs
 from .base import TextFamily
@@ -111,11 +112,9 @@ class DualEncoderModel(TextFamily):
         )
 
     # ------------------------------------------------------------ preparation
-    def prepare_image(
-        self, image: Image.Image, param: str, *, instruction: str | None = None, is_query: bool = True
-    ) -> ImageRow:
+    def prepare_image(self, image: Image.Image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> ImageRow:
         """The model's own resize / crop / normalise (runs outside the model lock)."""
-        self.refuse_instruction(instruction)
+        self.refuse_instruction(request.instruction)
         image = self._bounded(image, param)
         try:
             features = self.image_processor(images=[image], return_tensors="np")

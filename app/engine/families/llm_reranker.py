@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..errors import InvalidInput
 from ..layout import json_list, json_object, model_config, transformer_dir
 from ..outputs import RERANK, BatchOutput
+from ..requests import DEFAULT_SCORE, ScoreRequest
 from ..rows import PairRow, Prepared, pad_right
 from ..text_inputs import pad_id_of
 from .base import RerankerFamily
@@ -149,19 +150,11 @@ class LLMReranker(RerankerFamily):
         return f"rerank (yes/no LLM): max_tokens={self.max_length} yes={self.yes_id} no={self.no_id} dtype={self.dtype}"
 
     # ------------------------------------------------------------ preparation
-    def prepare_pairs(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        truncate: bool = True,
-        direction: str = "right",
-        instruction: str | None = None,
-        max_document_tokens: int | None = None,
-        field: str = "documents",
-    ) -> Prepared:
+    def prepare_pairs(self, query: str, documents: list[str], request: ScoreRequest = DEFAULT_SCORE) -> Prepared:
         template = self.template
-        instruction = template.instruction if instruction is None else instruction
+        truncate, direction, field = request.truncate, request.truncation_direction, request.field
+        max_document_tokens = request.max_document_tokens
+        instruction = template.instruction if request.instruction is None else request.instruction
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
         bodies = [
             template.body.format(instruction=instruction, query=query, document=document) for document in documents

@@ -34,7 +34,8 @@ from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTo
 
 from ..errors import InvalidInput
 from ..layout import model_config
-from ..outputs import DENSE, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, BatchOutput
+from ..outputs import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, BatchOutput
+from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import MultimodalRow, Prepared, pad_right
 from ..text_inputs import pad_id_of
 from .base import ModelFamily
@@ -127,32 +128,20 @@ class VLMEmbedder(ModelFamily):
         return "multimodal"
 
     # ------------------------------------------------------------ preparation
-    def prepare_texts(
-        self,
-        texts: list[str],
-        *,
-        truncate: bool = True,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        field: str = "input",
-        outputs: frozenset[str] = DENSE,
-        instruction: str | None = None,
-        is_query: bool = True,
-        direction: str = "right",
-        max_tokens: int | None = None,
-    ) -> Prepared:
-        if prompt is not None or prompt_name is not None:
+    def prepare_texts(self, texts: list[str], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        prompt, truncate, field = request.prompt, request.truncate, request.field
+        if prompt is not None or request.prompt_name is not None:
             raise InvalidInput(
                 f"the model {self.name!r} takes an instruction (and is_query), not a prompt",
                 param="prompt_name" if prompt is None else "prompt",
             )
-        if direction != "right" and truncate:
+        if request.truncation_direction != "right" and truncate:
             # The text sits inside a chat template: cutting the start would cut the instruction.
             raise InvalidInput(
                 f"the model {self.name!r} truncates inputs at their end only", param="truncation_direction"
             )
-        limit = self.max_length if max_tokens is None else min(max_tokens, self.max_length)
-        prompts = [self._prompt(text, 0, instruction, is_query) for text in texts]
+        limit = self.max_length if request.max_tokens is None else min(request.max_tokens, self.max_length)
+        prompts = [self._prompt(text, 0, request) for text in texts]
         encoded = self.tokenizer(
             prompts,
             add_special_tokens=True,
@@ -171,13 +160,11 @@ class VLMEmbedder(ModelFamily):
                 )
         return Prepared(rows=[MultimodalRow(ids) for ids in encoded])
 
-    def prepare_image(
-        self, image: Image.Image, param: str, *, instruction: str | None = None, is_query: bool = True
-    ) -> MultimodalRow:
-        return self.prepare_fused(None, image, param, instruction=instruction, is_query=is_query)
+    def prepare_image(self, image: Image.Image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> MultimodalRow:
+        return self.prepare_fused(None, image, param, request)
 
     def prepare_fused(
-        self, text: str | None, image: Image.Image, param: str, *, instruction: str | None = None, is_query: bool = True
+        self, text: str | None, image: Image.Image, param: str, request: EmbedRequest = DEFAULT_EMBED
     ) -> MultimodalRow:
         """GME's resize, the processor's patches, and the prompt with one pad per image token."""
         height, width = smart_resize(image.height, image.width)
@@ -193,7 +180,7 @@ class VLMEmbedder(ModelFamily):
             "image_grid_thw": np.asarray(features["image_grid_thw"]),
         }
         tokens = int(arrays["image_grid_thw"].prod()) // (self.merge_size**2)
-        prompt = self._prompt(text, tokens, instruction, is_query)
+        prompt = self._prompt(text, tokens, request)
         ids = self.tokenizer(
             prompt, add_special_tokens=True, truncation=True, max_length=self.max_length, return_attention_mask=False
         )["input_ids"]
@@ -206,8 +193,9 @@ class VLMEmbedder(ModelFamily):
             )
         return MultimodalRow(ids, arrays)
 
-    def _prompt(self, text: str | None, image_tokens: int, instruction: str | None, is_query: bool) -> str:
-        if not is_query or instruction is None:
+    def _prompt(self, text: str | None, image_tokens: int, request: EmbedRequest) -> str:
+        instruction = request.instruction
+        if not request.is_query or instruction is None:
             instruction = DEFAULT_INSTRUCTION
         image = f"<|vision_start|>{self.image_token * image_tokens}<|vision_end|>" if image_tokens else ""
         return (

@@ -1,0 +1,89 @@
+"""What a caller asked of the engine, whole: one typed, frozen object per kind of call.
+
+The API layer parses any peer's body into one of these and hands it down;
+the engine checks it once against the model's capabilities, and families read
+their options from it (`prepare_texts(texts, request)`), so no keyword list is
+threaded through the layers. vLLM's `PoolingParams` is the model. Imports
+nothing heavy: the web layer builds these without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InvalidInput
+
+DIRECTIONS = ("right", "left")
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Options of an embedding call: how inputs become tokens, what is computed, how vectors are finished."""
+
+    # how inputs are named in errors (`texts[3]`)
+    field: str = "input"
+    # tokenising: which end an over-long input loses, or a 400 if truncate is false; a per-request limit
+    # below the model's own
+    truncate: bool = True
+    truncation_direction: str = "right"
+    max_tokens: int | None = None
+    # what goes before each text: a literal prompt, or one of the model's named prompts (sentence-
+    # transformers' prompts), or (vision-language embedders) an instruction for the query side
+    prompt: str | None = None
+    prompt_name: str | None = None
+    instruction: str | None = None
+    is_query: bool = True
+    # what the forward pass computes besides the dense vector: "sparse", "colbert", "tokens"
+    outputs: frozenset[str] = frozenset({"dense"})
+    # finishing the dense and multi-vectors
+    normalize: bool = True
+    dimensions: int | None = None
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if self.truncation_direction not in DIRECTIONS:
+            raise InvalidInput(
+                f"truncation_direction must be one of {', '.join(DIRECTIONS)}; got {self.truncation_direction!r}",
+                param="truncation_direction",
+            )
+        object.__setattr__(self, "outputs", frozenset(self.outputs) | {"dense"})
+
+    @property
+    def prefix_chars(self) -> int:
+        """Characters every text carries before it (a prompt or an instruction): counted per text."""
+        return len(self.prompt or self.instruction or "")
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Options of a scoring call: every query against every document, one pair each."""
+
+    field: str = "documents"
+    truncate: bool = True
+    truncation_direction: str = "right"
+    # the reranker's instruction (LLM rerankers), and a limit on each document's tokens
+    instruction: str | None = None
+    max_document_tokens: int | None = None
+    # scores as the model computes them, before its activation (a sigmoid for most cross-encoders)
+    raw_scores: bool = False
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if self.truncation_direction not in DIRECTIONS:
+            raise InvalidInput(
+                f"truncation_direction must be one of {', '.join(DIRECTIONS)}; got {self.truncation_direction!r}",
+                param="truncation_direction",
+            )
+
+
+DEFAULT_EMBED = EmbedRequest()
+DEFAULT_SCORE = ScoreRequest()
+
+
+def request_of(cls, request, fields: dict):
+    """`request` as given, or one built from keyword fields (tests and scripts): never both."""
+    if request is None:
+        return cls(**fields) if fields else (DEFAULT_EMBED if cls is EmbedRequest else DEFAULT_SCORE)
+    if fields:
+        raise TypeError(f"give a {cls.__name__} or its fields, not both: {', '.join(fields)}")
+    return request

@@ -17,9 +17,10 @@ from transformers import AutoTokenizer
 
 from app.config import Settings, default_model_path
 from app.engine import Engine, EngineConfig
+from app.engine.capabilities import EMBED_TEXT
 from app.engine.families.base import TextFamily
 from app.engine.layout import ModelLayout
-from app.engine.outputs import EMBED_TEXT, BatchOutput
+from app.engine.outputs import BatchOutput
 from app.engine.rows import Prepared, TextRow
 from app.engine.text_inputs import TextInputs
 

@@ -28,6 +28,7 @@ from PIL import Image
 from .batcher import Batcher
 from .cache import TieredCache, model_fingerprint, model_salt
 from .cache import lookup as cache_lookup
+from .capabilities import EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS
 from .compiled import CompiledRuntime
 from .device import dtype_name, resolve_device, resolve_dtype
 from .engine_config import EngineConfig, ModelSpec
@@ -35,7 +36,7 @@ from .errors import EngineError, InferenceFailed, InvalidInput, ModelNotFound, U
 from .families import ModelFamily
 from .heap import trim_heap
 from .loader import load_model
-from .outputs import EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS, Results
+from .outputs import Results
 from .postprocess import postprocess
 from .quantization import CALIBRATED, Calibration, calibration_texts, quantize
 from .requests import EmbedRequest, ScoreRequest, request_of

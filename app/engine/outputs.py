@@ -1,9 +1,4 @@
-"""What a model can do and what a forward pass gives back.
-
-Capabilities are plain strings so the web layer can read them from
-`describe()` without importing the engine. A request is checked against them
-once, before anything is tokenised.
-"""
+"""What a forward pass gives back: one `BatchOutput` per pass, gathered into one request's `Results`."""
 
 from __future__ import annotations
 
@@ -11,24 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EMBED_TEXT = "embed:text"
-EMBED_IMAGE = "embed:image"
-SPARSE = "sparse"
-COLBERT = "colbert"
-RERANK = "rerank"
-EMBED_INTERLEAVED = "embed:interleaved"
-# Every token's hidden state before pooling (text-embeddings-inference's /embed_all).
-TOKENS = "tokens"
-
-# Per-input outputs a request may ask for, in the order responses list them.
-OUTPUT_TYPES = ("dense", "sparse", "colbert")
-DENSE = frozenset({"dense"})
-
-# Where an optional head comes from, for the 400 that says a model lacks it.
-HEAD_FILES = {"sparse": "sparse_linear.pt", "colbert": "colbert_linear.pt"}
-
-# The modality a kind of row embeds -> the capability it needs.
-MODALITY_CAPABILITY = {"text": EMBED_TEXT, "image": EMBED_IMAGE}
+from .capabilities import COLBERT, OUTPUT_TYPES, RERANK, SPARSE, TOKENS
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .outputs import DENSE, Results
+from .capabilities import DENSE
+from .outputs import Results
 from .planning import plan_batches
 
 

@@ -17,8 +17,9 @@ from typing import ClassVar
 import torch
 
 from .. import token_views
+from ..capabilities import DENSE, RERANK
 from ..errors import InvalidInput
-from ..outputs import DENSE, RERANK, BatchOutput
+from ..outputs import BatchOutput
 from ..planning import OVERHEAD_TOKENS
 from ..requests import DEFAULT_EMBED, DEFAULT_SCORE, EmbedRequest, ScoreRequest
 from ..rows import PairRow, Prepared

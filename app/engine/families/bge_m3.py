@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..capabilities import COLBERT, EMBED_TEXT, HEAD_FILES, OUTPUT_TYPES, SPARSE, TOKENS
 from ..layout import transformer_dir
-from ..outputs import COLBERT, EMBED_TEXT, HEAD_FILES, OUTPUT_TYPES, SPARSE, TOKENS, BatchOutput
+from ..outputs import BatchOutput
 from ..rows import TextRow
 from .sentence_transformer import SentenceTransformerModel
 

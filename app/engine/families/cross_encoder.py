@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from ..capabilities import RERANK
 from ..layout import ModelLayout, json_object, model_config, read_layout
-from ..outputs import RERANK, BatchOutput
+from ..outputs import BatchOutput
 from ..pair_inputs import PairInputs
 from ..requests import DEFAULT_SCORE, ScoreRequest
 from ..rows import PairRow, Prepared, pad_right

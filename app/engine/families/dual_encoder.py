@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer
 
+from ..capabilities import EMBED_IMAGE, EMBED_TEXT
 from ..errors import InvalidInput
 from ..layout import dual_encoder_dir, dual_encoder_layout
-from ..outputs import EMBED_IMAGE, EMBED_TEXT, BatchOutput
+from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import ImageRow, Prepared, TextRow, pad_right, stack_rows
 from ..text_inputs import TextInputs

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ..capabilities import RERANK
 from ..errors import InvalidInput
 from ..layout import json_list, json_object, model_config, transformer_dir
-from ..outputs import RERANK, BatchOutput
+from ..outputs import BatchOutput
 from ..requests import DEFAULT_SCORE, ScoreRequest
 from ..rows import PairRow, Prepared, pad_right
 from ..text_inputs import pad_id_of

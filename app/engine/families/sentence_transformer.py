@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from ..capabilities import EMBED_TEXT, TOKENS
 from ..dense import load_dense
 from ..layout import ModelLayout, read_layout
-from ..outputs import EMBED_TEXT, TOKENS, BatchOutput
+from ..outputs import BatchOutput
 from ..pooling import pool
 from ..rows import Prepared, TextRow, pad_right
 from ..text_inputs import TextInputs

@@ -32,9 +32,10 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
+from ..capabilities import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT
 from ..errors import InvalidInput
 from ..layout import model_config
-from ..outputs import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, BatchOutput
+from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import MultimodalRow, Prepared, pad_right
 from ..text_inputs import pad_id_of

@@ -18,13 +18,15 @@ from typing import Annotated, Literal
 from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..engine.capabilities import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT
+from ..engine.requests import EmbedRequest
 from ..errors import InvalidRequest, ServiceError
-from . import context
+from . import service
 from .encoding import encode_rows, json_response
-from .image_inputs import embed, embed_items, gather
+from .image_inputs import gather
 from .multimodal_inputs import input_items
-from .observability import record_embedding, record_error
-from .parsing import check_items, parse_json
+from .observability import record_error
+from .parsing import parse_json
 from .schemas import Dimensions, TextList, _image_list, _text_list
 from .spec import operation
 
@@ -148,43 +150,35 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
     given = [name for name in ("texts", "images", "inputs") if getattr(req, name) is not None]
     if len(given) != 1:
         raise InvalidRequest("send one of texts, images or inputs", param="texts")
-    engine = context.engine()
-    wants = {"texts": "embed:text", "images": "embed:image", "inputs": "embed:interleaved"}[given[0]]
-    model = engine.resolve(req.model, wants)
-    card = model.describe()
-    truncate = req.truncate != "NONE"
-    direction = "left" if req.truncate == "START" else "right"
+    field = given[0]
+    model = service.pick(req.model, {"texts": EMBED_TEXT, "images": EMBED_IMAGE, "inputs": EMBED_INTERLEAVED}[field])
     # A vision-language embedder takes documents without the query instruction.
-    options = {"dimensions": req.output_dimension, "is_query": req.input_type != "search_document"}
-
-    def embed_texts(texts: list[str], field: str):
-        check_items(texts, context.settings(), field)
-        embedded = engine.embed_texts(
-            model,
-            texts,
-            truncate=truncate,
-            truncation_direction=direction,
-            max_tokens=req.max_tokens,
-            prompt_name=prompt_name_for(card, req.input_type),
-            field=field,
-            **options,
-        )
-        record_embedding(embedded, len(texts))
-        return embedded
-
+    request = EmbedRequest(
+        field=field,
+        truncate=req.truncate != "NONE",
+        truncation_direction="left" if req.truncate == "START" else "right",
+        max_tokens=req.max_tokens,
+        prompt_name=prompt_name_for(model.describe(), req.input_type),
+        is_query=req.input_type != "search_document",
+        dimensions=req.output_dimension,
+    )
     if req.texts is not None:
-        result = embed_texts(req.texts, "texts")
+        served = service.embed_texts(model, req.texts, request)
     elif req.images is not None:
-        engine.require(model, "image", "images")
-        result = embed(model, gather(req.images, "images"), **options)
+        service.check(model, EMBED_IMAGE, "images")
+        # images take no prompt: only the options they had
+        images = EmbedRequest(field="images", is_query=request.is_query, dimensions=request.dimensions)
+        served = service.embed_images(model, gather(req.images, "images"), images)
     else:
         items = input_items([_content(item, index) for index, item in enumerate(req.inputs)], "inputs")
         if not items:
             raise InvalidRequest("inputs must not be empty", param="inputs")
-        if all(item.image is None for item in items) and "embed:interleaved" not in model.capabilities:
-            result = embed_texts([item.text for item in items], "inputs")
+        if all(item.image is None for item in items) and not service.interleaves(model):
+            served = service.embed_texts(model, [item.text for item in items], request)
         else:
-            result = embed_items(model, items, "inputs", **options)
+            mixed = EmbedRequest(field="inputs", is_query=request.is_query, dimensions=request.dimensions)
+            served = service.embed_items(model, items, mixed)
+    result = served.result
     embeddings = {}
     for kind in dict.fromkeys(req.embedding_types or ["float"]):
         if kind == "float":
@@ -192,7 +186,7 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
         elif kind == "base64":
             embeddings["base64"] = encode_rows(result.vectors, "base64")
         else:
-            embeddings[kind] = engine.quantize(model, result.vectors, kind, dimensions=req.output_dimension)
+            embeddings[kind] = service.quantize(served, kind, request)
     floats_only = version == "1" and req.embedding_types is None
     body = {"id": str(uuid.uuid4()), "embeddings": embeddings["float"] if floats_only else embeddings}
     if req.texts is not None or version == "1":

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from ..engine.capabilities import EMBED_IMAGE
+from ..engine.requests import EmbedRequest
 from ..errors import InvalidRequest
-from ..image_decoding import ImageLimits
-from . import context
+from . import service
 from .encoding import json_response
 from .gme_schemas import GMEEmbeddingsResponse, GMEFusedRequest, GMEImageRequest, GMETextRequest
-from .image_inputs import embed, gather
-from .observability import record_embedding
-from .parsing import check_items, parse_json
+from .image_inputs import gather
+from .parsing import parse_json
 from .spec import operation
 
 bp = Blueprint("gme", __name__)
@@ -39,14 +39,8 @@ def _answer(result):
 )
 def embeddings_text():
     req = parse_json(GMETextRequest)
-    check_items(req.texts, context.settings(), "texts", req.instruction, "instruction")
-    engine = context.engine()
-    model = engine.resolve(req.model, "embed:text")
-    result = engine.embed_texts(
-        model, req.texts, field="texts", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache
-    )
-    record_embedding(result, len(req.texts))
-    return _answer(result)
+    request = EmbedRequest(field="texts", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
+    return _answer(service.embed_texts(req.model, req.texts, request).result)
 
 
 @bp.post("/embeddings/image")
@@ -60,14 +54,9 @@ def embeddings_text():
 )
 def embeddings_image():
     req = parse_json(GMEImageRequest)
-    engine = context.engine()
-    model = engine.resolve(req.model, "embed:image")
-    engine.require(model, "image", "images")
-    return _answer(
-        embed(
-            model, gather(req.images, "images"), instruction=req.instruction, is_query=req.is_query, use_cache=req.cache
-        )
-    )
+    model = service.resolve(req.model, EMBED_IMAGE, "images")
+    request = EmbedRequest(field="images", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
+    return _answer(service.embed_images(model, gather(req.images, "images"), request).result)
 
 
 @bp.post("/embeddings/fused")
@@ -86,21 +75,5 @@ def embeddings_fused():
             f"texts and images pair up one to one: got {len(req.texts)} texts and {len(req.images)} images",
             param="images",
         )
-    settings = context.settings()
-    check_items(req.texts, settings, "texts", req.instruction, "instruction")
-    engine = context.engine()
-    model = engine.resolve(req.model, "embed:interleaved")
-    engine.require(model, "image", "images")
-    images = gather(req.images, "images")
-    result = engine.embed_inputs(
-        model,
-        req.texts,
-        images,
-        ImageLimits.from_settings(settings),
-        field="images",
-        instruction=req.instruction,
-        is_query=req.is_query,
-        use_cache=req.cache,
-    )
-    record_embedding(result, len(images), "image")
-    return _answer(result)
+    request = EmbedRequest(field="images", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
+    return _answer(service.embed_fused(req.model, req.texts, req.images, request).result)

@@ -15,7 +15,6 @@ from ..errors import InvalidRequest, PayloadTooLarge
 from ..image_decoding import ImageLimits, parse_source
 from ..image_fetch import ImageFetcher
 from . import context
-from .observability import record_embedding
 from .parsing import validate
 
 _PARALLEL_FETCHES = 8
@@ -76,45 +75,6 @@ def gather(values: list[str], field: str, positions: list[int] | None = None) ->
             for index, data in zip(urls, fetched):
                 images[index] = data
     return images
-
-
-def embed(model, images: list[bytes], field: str = "images", **options):
-    """Encoded images -> the engine's result, under this app's image limits, recorded for metrics and headers."""
-    result = context.engine().embed_images(
-        model, images, ImageLimits.from_settings(context.settings()), field=field, **options
-    )
-    record_embedding(result, len(images), "image")
-    return result
-
-
-def embed_items(model, items: list, field: str, **options):
-    """(text, image) items -> one vector each (vision-language embedders embed both together)."""
-    settings = context.settings()
-    if len(items) > settings.max_batch_items:
-        raise InvalidRequest(
-            f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per "
-            "request (MAX_BATCH_ITEMS)",
-            param=field,
-            code="too_many_items",
-        )
-    for index, item in enumerate(items):
-        if item.text is not None and len(item.text) > settings.max_input_chars:
-            raise InvalidRequest(
-                f"{field}[{index}] has {len(item.text)} characters; at most "
-                f"{settings.max_input_chars} are allowed (MAX_INPUT_CHARS)",
-                param=f"{field}[{index}]",
-                code="input_too_long",
-            )
-    with_images = [index for index, item in enumerate(items) if item.image is not None]
-    fetched = gather([items[index].image for index in with_images], field, with_images) if with_images else []
-    images: list = [None] * len(items)
-    for index, data in zip(with_images, fetched):
-        images[index] = data
-    result = context.engine().embed_inputs(
-        model, [item.text for item in items], images, ImageLimits.from_settings(settings), field=field, **options
-    )
-    record_embedding(result, len(items), "image" if with_images else "text")
-    return result
 
 
 def is_multipart() -> bool:

@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__
 from ..engine import errors as engine_errors
+from ..engine.requests import EmbedRequest
 from ..errors import InvalidRequest, ModelNotFound, ServiceError
-from . import context
+from . import context, service
 from .encoding import json_response
-from .observability import record_embedding, record_error
-from .parsing import check_items, parse_json
+from .observability import record_error
+from .parsing import parse_json
 from .schemas import Dimensions, Texts, _text_list
 from .spec import operation
 
@@ -107,13 +108,11 @@ class OllamaVersion(BaseModel):
 
 def _resolve(name: str):
     """Ollama names carry a tag (`nomic-embed-text:latest`); `:latest` means the served name itself."""
-    engine = context.engine()
     try:
-        return engine.resolve(name.removesuffix(":latest"))
+        return service.pick(name.removesuffix(":latest"))
     except engine_errors.ModelNotFound:
-        raise ModelNotFound(
-            f'model "{name}" not found; served models: {", ".join(engine.models)}', param="model"
-        ) from None
+        served = ", ".join(context.engine().models)
+        raise ModelNotFound(f'model "{name}" not found; served models: {served}', param="model") from None
 
 
 def _created(engine) -> str:
@@ -151,10 +150,8 @@ def _card(card: dict, engine) -> dict:
 def api_embed():
     started = time.perf_counter()
     req = parse_json(OllamaEmbedRequest)
-    check_items(req.input, context.settings(), "input")
-    model = _resolve(req.model)
-    result = context.engine().embed_texts(model, req.input, truncate=req.truncate, dimensions=req.dimensions)
-    record_embedding(result, len(req.input))
+    request = EmbedRequest(truncate=req.truncate, dimensions=req.dimensions)
+    result = service.embed_texts(_resolve(req.model), req.input, request).result
     return json_response(
         {
             "model": req.model,
@@ -182,11 +179,8 @@ def api_embeddings():
         # Ollama answers an empty prompt with an empty embedding (clients use it to load a model).
         _resolve(req.model)
         return json_response({"embedding": []})
-    check_items([req.prompt], context.settings(), "prompt")
-    model = _resolve(req.model)
-    result = context.engine().embed_texts(model, [req.prompt], normalize=False, field="prompt")
-    record_embedding(result, 1)
-    return json_response({"embedding": result.vectors[0]})
+    served = service.embed_texts(_resolve(req.model), [req.prompt], EmbedRequest(field="prompt", normalize=False))
+    return json_response({"embedding": served.result.vectors[0]})
 
 
 @bp.get("/api/tags")

@@ -13,10 +13,10 @@ import uuid
 import numpy as np
 from flask import Blueprint
 
-from . import context
+from ..engine.requests import ScoreRequest
+from . import service
 from .encoding import json_response, usage
-from .observability import record_embedding
-from .parsing import check_items, parse_json
+from .parsing import parse_json
 from .rerank_schemas import RerankRequest, RerankResponse, TEIRerankRequest
 from .spec import operation
 
@@ -25,34 +25,25 @@ bp = Blueprint("rerank", __name__)
 _ERRORS = (400, 401, 404, 413, 415, 503)
 
 
-def _rerank(model_name: str | None, query: str, documents: list[str], field: str, **options):
+def _rerank(model_name: str | None, query: str, documents: list[str], request: ScoreRequest):
     """One query's scores against `documents`, and the order best first (ties keep the caller's order)."""
-    settings = context.settings()
-    # The query goes into every pair: it counts toward each document's length and, once per document,
-    # toward the request's total.
-    check_items(documents, settings, field, query, "query")
-    engine = context.engine()
-    model = engine.resolve(model_name, "rerank")
-    result = engine.rerank(model, [query], documents, field=field, **options)
-    record_embedding(result, len(documents), "pair")
-    scores = result.scores[0]
+    served = service.rerank(model_name, query, documents, request)
+    scores = served.result.scores[0]
     order = np.argsort(-scores, kind="stable")
-    return model, result, scores, order
+    return served.model, served.result, scores, order
 
 
 def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
     """text-embeddings-inference's `/rerank` answer (its route is with TEI's others)."""
-    _, _, scores, order = _rerank(
-        req.model,
-        req.query,
-        req.texts,
-        "texts",
-        raw_scores=req.raw_scores,
+    request = ScoreRequest(
+        field="texts",
         truncate=req.truncate,
         truncation_direction=req.truncation_direction,
         instruction=req.instruction,
+        raw_scores=req.raw_scores,
         use_cache=req.cache,
     )
+    _, _, scores, order = _rerank(req.model, req.query, req.texts, request)
     ranks = []
     for index in order.tolist():
         rank = {"index": index, "score": float(scores[index])}
@@ -64,15 +55,10 @@ def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
 
 def _cohere_shaped(version: str):
     req = parse_json(RerankRequest)
-    model, result, scores, order = _rerank(
-        req.model,
-        req.query,
-        req.documents,
-        "documents",
-        instruction=req.instruction,
-        max_document_tokens=req.max_tokens_per_doc,
-        use_cache=req.cache,
+    request = ScoreRequest(
+        field="documents", instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc, use_cache=req.cache
     )
+    model, result, scores, order = _rerank(req.model, req.query, req.documents, request)
     results = []
     for index in order.tolist()[: req.top_n]:
         item = {"index": index, "relevance_score": float(scores[index])}

@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint
 
+from ..engine.capabilities import EMBED_IMAGE
+from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..scores import lexical_score, maxsim_score
-from . import context
+from . import context, service
 from .encoding import json_response, usage
-from .image_inputs import embed, gather
-from .observability import record_embedding
-from .parsing import check_items, parse_object, validate
+from .image_inputs import gather
+from .parsing import parse_object, validate
 from .schemas import SimilarityRequest, SimilarityResponse
 from .spec import operation
 from .tei import similarity_body
@@ -50,21 +51,18 @@ def similarity():
     outputs = list(dict.fromkeys(req.output_types or ["dense"]))
     if req.images and outputs != ["dense"]:
         raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
-    settings = context.settings()
-    engine = context.engine()
-    model = engine.resolve(req.model, "embed:image" if req.images else None)
-    if engine.is_reranker(model):
-        return _reranker_matrix(engine, model, req, settings)
+    model = service.pick(req.model, EMBED_IMAGE if req.images else None)
+    if service.is_reranker(model):
+        return _reranker_matrix(model, req)
     if req.images:
-        engine.require(model, "image", "images")
-    engine.check_outputs(model, outputs)
-    wanted = frozenset(outputs)
+        service.check(model, EMBED_IMAGE, "images")
+    for output in outputs:
+        if output != "dense":
+            service.check(model, output, "output_types")
 
     def embed_texts(texts: list[str], field: str):
-        check_items(texts, settings, field)
-        result = engine.embed_texts(model, texts, field=field, outputs=wanted, use_cache=req.cache)
-        record_embedding(result, len(texts), "text")
-        return result
+        request = EmbedRequest(field=field, outputs=frozenset(outputs), use_cache=req.cache)
+        return service.embed_texts(model, texts, request).result
 
     sides = []
     if req.texts:
@@ -72,7 +70,8 @@ def similarity():
     if req.documents:
         sides.append(embed_texts(req.documents, "documents"))
     if req.images:
-        sides.append(embed(model, gather(req.images, "images"), use_cache=req.cache))
+        request = EmbedRequest(field="images", use_cache=req.cache)
+        sides.append(service.embed_images(model, gather(req.images, "images"), request).result)
     rows, columns = sides[0], sides[-1]
     scores = {output: _score(output, rows, columns) for output in outputs}
     if len(outputs) > 1:
@@ -97,7 +96,7 @@ def similarity():
     return json_response(body)
 
 
-def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
+def _reranker_matrix(model, req: SimilarityRequest):
     """A reranker scores every text (as a query) against every document: the relevance matrix."""
     if req.images or not req.documents:
         raise InvalidRequest(
@@ -107,8 +106,9 @@ def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
         )
     if req.output_types:
         raise InvalidRequest("a reranker has one score per pair; output_types does not apply", param="output_types")
-    check_items(req.texts, settings, "texts")
-    check_items(req.documents, settings, "documents")
+    settings = context.settings()
+    service.check_sizes(req.texts, "texts")
+    service.check_sizes(req.documents, "documents")
     pairs = len(req.texts) * len(req.documents)
     if pairs > settings.max_batch_items:
         raise InvalidRequest(
@@ -125,8 +125,7 @@ def _reranker_matrix(engine, model, req: SimilarityRequest, settings):
             param="documents",
             code="request_too_large",
         )
-    result = engine.rerank(model, req.texts, req.documents, use_cache=req.cache)
-    record_embedding(result, len(req.texts) * len(req.documents), "pair")
+    result = service.score_pairs(model, req.texts, req.documents, ScoreRequest(use_cache=req.cache)).result
     matrix = result.scores
     return json_response(
         {

@@ -18,12 +18,13 @@ from flask import Blueprint, Response, request
 
 from .. import __version__
 from ..engine.errors import EngineError
+from ..engine.requests import EmbedRequest
 from ..errors import ServiceError, as_service_error
-from . import context
+from . import context, service
 from .embeddings import embed_text_body
 from .encoding import json_response
-from .observability import record_embedding, record_error
-from .parsing import check_items, parse_object, validate
+from .observability import record_error
+from .parsing import parse_object, validate
 from .rerank import rerank_tei_body
 from .rerank_schemas import TEIRerankRequest, TEIRerankResponse
 from .schemas import EMPTY, EmbedSparseResponse, EmbedTextRequest
@@ -102,45 +103,35 @@ def embed():
 @speaks_tei
 def _tei_embed(body: dict):
     req = validate(TEIEmbedRequest, body)
-    check_items(req.inputs, context.settings(), "inputs")
-    engine = context.engine()
-    model = engine.resolve(req.model, "embed:text")
-    options = {
-        "normalize": req.normalize,
-        "truncate": req.truncates,
-        "dimensions": req.dimensions,
-        "field": "inputs",
-        "truncation_direction": req.truncation_direction,
-    }
+    request = EmbedRequest(
+        field="inputs",
+        truncate=req.truncates,
+        truncation_direction=req.truncation_direction,
+        prompt_name=req.prompt_name,
+        normalize=req.normalize,
+        dimensions=req.dimensions,
+    )
     if isinstance(req.inputs[0], str):
-        result = engine.embed_texts(model, req.inputs, prompt_name=req.prompt_name, **options)
+        served = service.embed_texts(req.model, req.inputs, request)
     else:
         # TEI's clients get their ids from this model's /tokenize; ACCEPT_TOKEN_IDS guards the OpenAI route,
         # where clients send OpenAI's tiktoken ids by default.
-        result = engine.embed_token_ids(model, req.inputs, **options)
-    record_embedding(result, len(req.inputs))
-    return json_response(result.vectors)
+        served = service.embed_token_ids(req.model, req.inputs, request)
+    return json_response(served.result.vectors)
 
 
 def _embed_texts_for(output: str, **options):
     """/embed_all's and /embed_sparse's shared body: TEI's texts, embedded for one extra output."""
     req = validate(TEITextsRequest, parse_object())
-    check_items(req.inputs, context.settings(), "inputs")
-    engine = context.engine()
-    model = engine.resolve(req.model, output)
-    engine.check_outputs(model, [output], "inputs")
-    result = engine.embed_texts(
-        model,
-        req.inputs,
-        truncate=req.truncates,
-        prompt_name=req.prompt_name,
+    request = EmbedRequest(
         field="inputs",
-        outputs=frozenset({output}),
+        truncate=req.truncates,
         truncation_direction=req.truncation_direction,
+        prompt_name=req.prompt_name,
+        outputs=frozenset({output}),
         **options,
     )
-    record_embedding(result, len(req.inputs))
-    return result
+    return service.embed_texts(req.model, req.inputs, request, capability=output).result
 
 
 @bp.post("/embed_all")
@@ -204,19 +195,14 @@ def _similarity(body: dict):
     req = validate(TEISimilarityRequest, body)
     parameters = req.parameters or SimilarityParameters()
     texts = [req.inputs.source_sentence, *req.inputs.sentences]
-    check_items(texts, context.settings(), "inputs.sentences")
-    engine = context.engine()
-    model = engine.resolve(req.model or parameters.model, "embed:text")
-    result = engine.embed_texts(
-        model,
-        texts,
-        truncate=parameters.truncates,
-        prompt_name=parameters.prompt_name,
+    request = EmbedRequest(
         field="inputs.sentences",
+        truncate=parameters.truncates,
         truncation_direction=parameters.truncation_direction,
+        prompt_name=parameters.prompt_name,
     )
-    record_embedding(result, len(texts))
-    vectors = result.vectors  # L2-normalised: a dot product is the cosine
+    vectors = service.embed_texts(req.model or parameters.model, texts, request).result.vectors
+    # L2-normalised: a dot product is the cosine
     return json_response(np.clip(vectors[1:] @ vectors[0], -1.0, 1.0))
 
 
@@ -233,11 +219,8 @@ def _similarity(body: dict):
 @speaks_tei
 def tokenize():
     req = validate(TokenizeRequest, parse_object())
-    check_items(req.inputs, context.settings(), "inputs")
-    engine = context.engine()
-    model = engine.resolve(req.model)
     return json_response(
-        engine.tokenize(model, req.inputs, add_special_tokens=req.add_special_tokens, prompt_name=req.prompt_name)
+        service.tokenize(req.model, req.inputs, add_special_tokens=req.add_special_tokens, prompt_name=req.prompt_name)
     )
 
 
@@ -254,9 +237,7 @@ def tokenize():
 @speaks_tei
 def decode():
     req = validate(DecodeRequest, parse_object())
-    check_items(req.ids, context.settings(), "ids")
-    engine = context.engine()
-    return json_response(engine.decode(engine.resolve(req.model), req.ids, skip_special_tokens=req.skip_special_tokens))
+    return json_response(service.decode(req.model, req.ids, skip_special_tokens=req.skip_special_tokens))
 
 
 @bp.get("/info")
@@ -273,7 +254,7 @@ def decode():
 def info():
     engine = context.engine()
     settings = context.settings()
-    model = engine.resolve(request.args.get("model"))
+    model = service.pick(request.args.get("model"))
     card = model.describe()
     if "rerank" in card["capabilities"]:
         model_type = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}

@@ -28,7 +28,7 @@ from PIL import Image
 from .batcher import Batcher
 from .cache import TieredCache, model_fingerprint, model_salt
 from .cache import lookup as cache_lookup
-from .capabilities import EMBED_INTERLEAVED, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS
+from .capabilities import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS
 from .compiled import CompiledRuntime
 from .device import dtype_name, resolve_device, resolve_dtype
 from .engine_config import EngineConfig, ModelSpec
@@ -300,6 +300,17 @@ class Engine:
             raise ModelNotFound(f"the model {name!r} is not served here; served models: {served}", param="model")
         return model
 
+    def check(self, model: ModelFamily, capability: str, field: str = "input") -> None:
+        """The caller's 4xx unless `model` can do `capability`: the one place these checks are made."""
+        if capability in (EMBED_TEXT, EMBED_IMAGE):
+            self.require(model, "text" if capability == EMBED_TEXT else "image", field)
+        elif capability == EMBED_INTERLEAVED:  # an image at least: whether it takes both together is the call's
+            self.require(model, "image", field)
+        elif capability == RERANK:
+            self.require_rerank(model)
+        else:
+            self.check_outputs(model, [capability], field)
+
     @staticmethod
     def require(model: ModelFamily, modality: str, field: str) -> None:
         """A 400 that says what the model does, unless it embeds `modality`."""
@@ -390,8 +401,8 @@ class Engine:
         and the model has them."""
         request = request_of(EmbedRequest, request, fields)
         self.require(model, "text", request.field)
+        self.check_outputs(model, request.outputs, request.outputs_field)
         self._check_dimensions(model, request.dimensions)
-        self.check_outputs(model, request.outputs)
         self._check_capacity(model, "text")
         started = time.perf_counter()
         chars = sum(map(len, texts)) + len(texts) * request.prefix_chars

@@ -33,8 +33,10 @@ class EmbedRequest:
     prompt_name: str | None = None
     instruction: str | None = None
     is_query: bool = True
-    # what the forward pass computes besides the dense vector: "sparse", "colbert", "tokens"
+    # what the forward pass computes besides the dense vector: "sparse", "colbert", "tokens"; and how the
+    # request named them, for errors
     outputs: frozenset[str] = frozenset({"dense"})
+    outputs_field: str = "output_types"
     # finishing the dense and multi-vectors
     normalize: bool = True
     dimensions: int | None = None

@@ -13,8 +13,8 @@ from app import create_app
 from app.config import Settings
 from app.engine import Lane
 from app.engine.batcher import Batcher, BatchLimits
-from app.engine.engine import run_inline
 from app.engine.errors import InferenceFailed, Overloaded
+from app.engine.execution import run_inline
 from app.engine.requests import EmbedRequest
 from app.errors import from_engine
 

@@ -18,12 +18,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The engine's classes import torch; the API layer imports this package's torch-free modules (its errors and
 # capability names) without them, so the rest is imported on first use.
 _EXPORTS = {
-    "Embeddings": ".engine",
+    "Embeddings": ".results",
     "Engine": ".engine",
-    "EngineObserver": ".engine",
-    "ModelLoadError": ".engine",
-    "Scores": ".engine",
-    "Timings": ".engine",
+    "EngineObserver": ".results",
+    "ModelLoadError": ".errors",
+    "Scores": ".results",
+    "Timings": ".results",
     "EngineConfig": ".engine_config",
     "ModelSpec": ".engine_config",
     "Lane": ".families",

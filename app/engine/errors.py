@@ -64,3 +64,11 @@ class UnusableSetting(EngineError):
 
     def __str__(self) -> str:
         return f"{self.setting}: {self.message}"
+
+
+class ModelLoadError(ValueError):
+    """One entry of the model list could not be loaded; says which (the service turns it into a config error)."""
+
+    def __init__(self, spec, reason: str):
+        super().__init__(f"{spec.name}={spec.path}: {reason}")
+        self.spec = spec

@@ -10,8 +10,12 @@ nothing heavy: the web layer builds these without torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 DIRECTIONS = ("right", "left")
 
@@ -89,3 +93,10 @@ def request_of(cls, request, fields: dict):
     if fields:
         raise TypeError(f"give a {cls.__name__} or its fields, not both: {', '.join(fields)}")
     return request
+
+
+class ImageDecoder(Protocol):
+    """Turns an encoded image file into a picture, or raises the caller's error naming `param`. The engine
+    calls it off the event loop; what counts as a safe image (bytes, pixels, formats) is the caller's."""
+
+    def decode(self, data: bytes, param: str) -> Image.Image: ...

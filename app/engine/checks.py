@@ -1,0 +1,114 @@
+"""Whether a model can do what a request asks, with the messages that say what it does instead: the one
+place these checks are made, before anything is tokenised, decoded or fetched."""
+
+from __future__ import annotations
+
+from .capabilities import (
+    EMBED_IMAGE,
+    EMBED_INTERLEAVED,
+    EMBED_TEXT,
+    HEAD_FILES,
+    MODALITY_CAPABILITY,
+    RERANK,
+    TOKENS,
+)
+from .errors import InvalidInput, Unsupported
+
+
+def check(model, capability: str, field: str = "input") -> None:
+    """The caller's 4xx unless `model` can do `capability`."""
+    if capability in (EMBED_TEXT, EMBED_IMAGE):
+        require(model, "text" if capability == EMBED_TEXT else "image", field)
+    elif capability == EMBED_INTERLEAVED:  # an image at least: whether it takes both together is the call's
+        require(model, "image", field)
+    elif capability == RERANK:
+        require_rerank(model)
+    else:
+        check_outputs(model, [capability], field)
+
+
+def require(model, modality: str, field: str) -> None:
+    """A 400 that says what the model does, unless it embeds `modality`."""
+    if MODALITY_CAPABILITY[modality] in model.capabilities:
+        return
+    if is_reranker(model):
+        raise Unsupported(
+            f"the model {model.name!r} is a reranker: it scores (query, document) pairs and "
+            "embeds nothing; send it to /rerank, /v1/rerank or /v2/rerank",
+            param="model",
+            code="unsupported_task",
+        )
+    embeds = [m for m, capability in MODALITY_CAPABILITY.items() if capability in model.capabilities]
+    part = "vision tower" if modality == "image" else f"{modality} encoder"
+    does = (
+        f"it embeds {' and '.join(embeds)} only" if embeds else f"it does {', '.join(sorted(model.capabilities))} only"
+    )
+    raise Unsupported(f"the model {model.name!r} has no {part}: {does}", param=field, code="unsupported_modality")
+
+
+def is_reranker(model) -> bool:
+    return RERANK in model.capabilities and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
+
+
+def require_rerank(model) -> None:
+    if RERANK not in model.capabilities:
+        does = ", ".join(sorted(model.capabilities))
+        raise Unsupported(
+            f"the model {model.name!r} does not rerank: it does {does}; name a cross-encoder or "
+            "LLM reranker in `model`",
+            param="model",
+            code="unsupported_task",
+        )
+
+
+def check_outputs(model, outputs, param: str = "output_types") -> None:
+    missing = [output for output in outputs if output != "dense" and output not in model.capabilities]
+    if TOKENS in missing:
+        raise Unsupported(
+            f"the model {model.name!r} ({model.family}) does not give per-token vectors; "
+            "encoder and decoder text embedders do",
+            param=param,
+            code="unsupported_output",
+        )
+    if missing:
+        output = missing[0]
+        computes = ["dense", *sorted(c for c in model.capabilities if c in HEAD_FILES)]
+        raise Unsupported(
+            f"the model {model.name!r} has no {output} head ({HEAD_FILES.get(output, output)} is not in its "
+            f"directory); it computes {', '.join(computes)}",
+            param=param,
+            code="unsupported_output",
+        )
+
+
+def check_dimensions(model, dimensions: int | None) -> None:
+    if dimensions is not None and dimensions > model.dimension:
+        raise InvalidInput(
+            f"dimensions={dimensions} is larger than the model's {model.dimension} dimensions", param="dimensions"
+        )
+
+
+def check_inputs(model, texts: list, images: list, field: str) -> str:
+    """Texts, images, or (vision-language embedders) both in one input: what the model takes, in one kind of
+    pass. Returns the modality the rows are batched as."""
+    if any(image is not None for image in images):
+        require(model, "image", field)
+    if any(text is not None for text in texts):
+        require(model, "text", field)
+    if (
+        any(text is not None and image is not None for text, image in zip(texts, images))
+        and EMBED_INTERLEAVED not in model.capabilities
+    ):
+        raise Unsupported(
+            f"the model {model.name!r} cannot embed a text and an image together; it does "
+            f"{', '.join(sorted(model.capabilities))}",
+            param=field,
+            code="unsupported_modality",
+        )
+    if len({model.kind_of("text" if image is None else "image") for image in images}) > 1:
+        raise Unsupported(
+            f"the model {model.name!r} embeds texts and images in separate passes; send them in separate requests",
+            param=field,
+            code="unsupported_modality",
+        )
+    return "text" if all(image is None for image in images) else "image"

@@ -1,0 +1,141 @@
+"""How a request's rows become results in a worker: tokenising off the event loop when large, the cache read
+through, then the model's batcher (or an inline pass), with each stage timed."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from .cache import lookup as cache_lookup
+from .errors import EngineError, InferenceFailed
+from .outputs import Results
+from .postprocess import postprocess
+from .requests import EmbedRequest, ImageDecoder
+from .results import Embeddings, Timings
+from .rows import Prepared, forward_planned
+
+log = logging.getLogger(__name__)
+
+# Requests with more characters than this are tokenised off the event loop (see Execution.off_loop).
+OFFLOAD_CHARS = 20_000
+
+
+def run_inline(fn: Callable, *args):
+    return fn(*args)
+
+
+class Execution:
+    """Per process. What it needs is handed in: the batch limits, the accounting it reports to, the batchers
+    the lifecycle fills, the cache and each model's key prefix, and how to make sure the process started."""
+
+    def __init__(self, limits, accounting, batchers: dict, cache, salts: dict[str, bytes], ensure_started):
+        self.limits = limits
+        self.accounting = accounting
+        self.batchers = batchers
+        self.cache = cache
+        self.salts = salts
+        self.ensure_started = ensure_started
+        # How a forward pass is run: inline, or (under gevent) in a real OS thread so the worker's event loop
+        # keeps serving while the model computes. Set per worker when it starts.
+        self.offload: Callable = run_inline
+
+    def off_loop(self, chars: int, prepare: Callable, *args):
+        """Tokenising is CPU work: a large request's runs where it cannot stop a gevent worker's event loop
+        (and heartbeat); tokenizers release the GIL while they work. Small ones are not worth the hand-off."""
+        if chars > OFFLOAD_CHARS:
+            return self.offload(functools.partial(prepare, *args))
+        return prepare(*args)
+
+    def check_capacity(self, model, modality: str) -> None:
+        """Overload is refused in milliseconds: checked before any tokenising, not only when rows are queued."""
+        batcher = self.batchers.get((model.name, model.kind_of(modality)))
+        if batcher is not None:
+            batcher.check_capacity()
+
+    def embed(self, model, modality: str, prepared: Prepared, request: EmbedRequest, tokenize_seconds: float):
+        """The request's rows -> its finished Embeddings (normalised, cut to `dimensions`)."""
+        results, timings, cached = self.execute(
+            model, model.kind_of(modality), prepared, tokenize_seconds, request.use_cache
+        )
+        multivector = results.multivector
+        colbert = (
+            None
+            if multivector is None
+            else [postprocess(m, normalize=request.normalize, dimensions=None) for m in multivector]
+        )
+        embeddings = Embeddings(
+            vectors=postprocess(results.dense, normalize=request.normalize, dimensions=request.dimensions),
+            prompt_tokens=prepared.token_count,
+            timings=timings,
+            sparse=results.sparse,
+            colbert=colbert,
+            tokens=results.tokens,
+            model=model.name,
+        )
+        return replace(embeddings, cache=cached)
+
+    def execute(
+        self, model, kind: str, prepared: Prepared, tokenize_seconds: float, use_cache: bool = True
+    ) -> tuple[Results, Timings, str | None]:
+        """The request's results: cached rows from the cache, the rest computed (and then stored)."""
+        self.ensure_started()
+        salt = self.salts.get(model.name)
+        if self.cache is None or not use_cache or salt is None:
+            return (*self._compute(model, kind, prepared, tokenize_seconds), None)
+        found = cache_lookup(self.cache, salt, prepared)
+        self.accounting.cache(model.name, found.tiers)
+        if not found.misses:
+            return found.merge(None), Timings(tokenize=tokenize_seconds), found.state
+        computed, timings = self._compute(model, kind, found.to_compute(), tokenize_seconds)
+        self.cache.set_many(found.entries(computed))
+        return found.merge(computed), timings, found.state
+
+    def _compute(self, model, kind: str, prepared: Prepared, tokenize_seconds: float) -> tuple[Results, Timings]:
+        enqueued = time.perf_counter()
+        batcher = self.batchers.get((model.name, kind))
+        try:
+            if batcher is not None:
+                results, started, finished = batcher.submit(prepared)
+            else:
+                self.accounting.waiting(model.name, +1)
+                results, started = self.offload(self._forward, model, kind, prepared)
+                finished = time.perf_counter()
+        except EngineError:
+            raise
+        except Exception as exc:  # an inference fault fails this request only
+            log.exception("inference failed for model %s (%s)", model.name, kind)
+            raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
+        return results, Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
+
+    def _forward(self, model, kind: str, prepared: Prepared) -> tuple[Results, float]:
+        """Runs in the inference thread; returns the results and when the model became free."""
+        with model.lock:
+            started = time.perf_counter()
+            self.accounting.waiting(model.name, -1)
+            results = forward_planned(
+                model.lane(kind),
+                prepared,
+                self.limits.max_batch_size,
+                self.limits.max_batch_tokens,
+                on_batch=self.accounting.batch_hook(model.name),
+            )
+        return results, started
+
+
+def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest) -> Prepared:
+    """Texts, images or both per input -> one row each; a picture is decoded here, off the event loop."""
+    rows = []
+    for index, (text, data) in enumerate(zip(texts, images)):
+        param = f"{request.field}[{index}]"
+        if data is None:
+            rows.extend(model.prepare_texts([text], request).rows)
+            continue
+        image = decoder.decode(data, param)
+        if text is None:
+            rows.append(model.prepare_image(image, param, request))
+        else:
+            rows.append(model.prepare_fused(text, image, param, request))
+    return Prepared(rows=rows)

@@ -1,0 +1,52 @@
+"""What the engine hands back, and the hooks through which it reports what it ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent in each stage of one request, for metrics and response headers."""
+
+    tokenize: float = 0.0  # tokenisation, or image decoding and preprocessing
+    queue: float = 0.0
+    inference: float = 0.0
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # float32 [n, dim], caller's order
+    prompt_tokens: int
+    timings: Timings = Timings()
+    sparse: list[tuple[np.ndarray, np.ndarray]] | None = None  # per input: (token ids, weights)
+    colbert: list[np.ndarray] | None = None  # per input: [tokens - 1, dim]
+    tokens: list[np.ndarray] | None = None  # per input: [tokens, hidden], before pooling
+    model: str = ""
+    cache: str | None = None  # hit, partial or miss; None: the cache was not asked
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Relevance scores of (query, document) pairs: [queries, documents], the caller's order."""
+
+    scores: np.ndarray
+    prompt_tokens: int
+    timings: Timings = Timings()
+    model: str = ""
+    cache: str | None = None
+
+
+class EngineObserver:
+    """Hooks for the batches the engine runs; the service's metrics implement them."""
+
+    def batch(self, model: str, size: int, tokens: int, seconds: float) -> None:
+        pass
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        pass
+
+    def cache(self, model: str, tier: str, hits: int, misses: int, errors: int = 0) -> None:
+        pass

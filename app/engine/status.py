@@ -1,0 +1,58 @@
+"""What a process says about itself: `/health`'s summary and `/stats`' detail, read from the engine's public
+state only."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import transformers
+
+from .device import dtype_name
+
+
+def health(engine) -> dict:
+    return {
+        "models": list(engine.models),
+        "device": engine.device,
+        "dtype": dtype_name(engine.dtype),
+        "ready": engine.ready,
+        "pid": os.getpid(),
+        "torch_threads": torch.get_num_threads() if engine.ready else None,
+        "runtime": {name: engine.runtime.describe(name)["runtime"] for name in engine.models},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__},
+    }
+
+
+def runtime(engine) -> dict:
+    """For /stats: this process's view of its models, queues and batches."""
+    accounting = engine.accounting
+    info = {
+        "pid": os.getpid(),
+        "device": engine.device,
+        "dtype": dtype_name(engine.dtype),
+        "ready": engine.ready,
+        "torch_threads": torch.get_num_threads(),
+        "queue_depth": accounting.queue_depth,
+        "batching": bool(engine.batchers),
+        "batches": accounting.stats.as_dict(),
+        "cache": engine.cache.describe() if engine.cache is not None else None,
+        "models": [
+            {
+                **model.describe(),
+                **model.size(),
+                **engine.runtime.describe(name),
+                "queue_depth": accounting.model_queue_depth(name),
+                "batches": accounting.model_stats[name].as_dict(),
+            }
+            for name, model in engine.models.items()
+        ],
+    }
+    if engine.device == "cuda" and engine.ready:
+        info["gpu_memory"] = {
+            "allocated_bytes": torch.cuda.memory_allocated(),
+            "reserved_bytes": torch.cuda.memory_reserved(),
+            "max_allocated_bytes": torch.cuda.max_memory_allocated(),
+        }
+    return info

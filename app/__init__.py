@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from flask import Flask
 
-from flask import Flask  # noqa: E402
+from .config import Settings
+from .version import __version__
 
-from .config import Settings  # noqa: E402
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(settings: Settings | None = None, engine=None) -> Flask:

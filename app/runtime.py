@@ -92,7 +92,7 @@ def freeze_master_heap() -> None:
 
 def start_worker(worker) -> None:
     """Worker, after fork: torch threads, device move, warm-up; then /ready turns 200."""
-    from .api.context import DRAINING_KEY, ENGINE_KEY
+    from .api.http.context import DRAINING_KEY, ENGINE_KEY
 
     app = worker.wsgi
     engine = app.extensions[ENGINE_KEY]

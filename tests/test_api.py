@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from app import create_app
-from app.api.schemas import EmbedTextResponse, ErrorResponse, HealthResponse, ModelList, OpenAIEmbeddingResponse
+from app.api.http.fields import ErrorResponse
+from app.api.native.schemas import EmbedTextResponse
+from app.api.openai.schemas import OpenAIEmbeddingResponse
+from app.api.operations.schemas import HealthResponse, ModelList
 from app.config import Settings
 
 from .engines import engine_for
@@ -300,7 +303,7 @@ def test_the_web_layer_never_imports_torch():
     import sys
 
     code = (
-        "import sys, app.api, app.api.similarity, app.api.image_routes, app.api.embeddings\n"
+        "import sys, app.api, app.api.native.similarity, app.api.native.images, app.api.native.texts\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     from .gunicorn_process import ROOT

@@ -209,7 +209,7 @@ def test_overload_is_a_503_in_the_envelope(settings):
     engine.start_worker(batching=True)
     model = engine.resolve(None)
     gated = GatedModel(model)
-    engine.batchers[(model.name, "text")].model = gated
+    engine.batchers[(model.name, "text")].lane = gated
     client_app = create_app(settings, engine)
     with ThreadPoolExecutor(2) as pool:
         gated.hold()

@@ -16,7 +16,7 @@ from app import create_app
 from app.config import Settings
 from app.engine import Lane
 from app.engine.rows import Prepared, forward_planned
-from app.image_decoding import ImageLimits
+from app.media.images import ImageLimits
 
 from .engines import engine_for, started_engine
 from .test_engine import cosines

@@ -14,7 +14,7 @@ from PIL import Image
 from app import create_app
 from app.config import ConfigError, Settings
 from app.errors import InvalidRequest, PayloadTooLarge
-from app.image_fetch import AddressPolicy, ImageFetcher, host_allowed
+from app.media.fetch import AddressPolicy, ImageFetcher, host_allowed
 
 from .test_vision import encode, picture, tiny_vision_model
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from app.errors import InvalidRequest, PayloadTooLarge
-from app.image_decoding import ImageLimits, decode_image, parse_source, to_rgb
+from app.media.images import ImageLimits, decode_image, parse_source, to_rgb
 
 LIMITS = ImageLimits(max_bytes=200_000, max_pixels=1_000_000)
 

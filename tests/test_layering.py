@@ -13,7 +13,7 @@ from .gunicorn_process import ROOT
 
 ENGINE = ROOT / "app" / "engine"
 # What the engine may not import: the web layer's errors and settings, and any web framework.
-FORBIDDEN = ("app.errors", "app.config", "app.api", "app.image_decoding", "app.image_fetch", "flask", "werkzeug")
+FORBIDDEN = ("app.errors", "app.config", "app.api", "app.media", "flask", "werkzeug")
 HTTP = re.compile(r"Retry-After|status_code|\bHTTP\b")
 
 
@@ -62,7 +62,7 @@ def test_the_engine_names_no_http_status_or_header():
 
 def test_the_web_layer_imports_the_engines_errors_without_torch():
     code = (
-        "import sys, app.errors, app.api.error_handlers, app.engine.errors\n"
+        "import sys, app.errors, app.api.http.error_handlers, app.engine.errors\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from app import create_app
-from app.api.context import DRAINING_KEY
+from app.api.http.context import DRAINING_KEY
 from app.config import Settings
 from app.engine.device import resolve_device, resolve_dtype
 from app.logs import JsonFormatter, gunicorn_logconfig

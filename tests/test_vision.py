@@ -14,7 +14,7 @@ from PIL import Image
 
 from app import create_app
 from app.config import Settings
-from app.image_decoding import ImageLimits
+from app.media.images import ImageLimits
 
 from .engines import engine_for, started_engine
 from .tiny_models import tiny_vision_model

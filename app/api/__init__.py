@@ -5,12 +5,22 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import Settings
-from . import cohere, docs, embeddings, gme, image_routes, meta, ollama, rerank, similarity, tei
-from .auth import init_auth
-from .context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
-from .error_handlers import init_error_handlers
-from .image_inputs import make_fetcher
-from .observability import init_observability
+from .cohere import routes as cohere
+from .gme import routes as gme
+from .http import docs
+from .http.auth import init_auth
+from .http.context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
+from .http.error_handlers import init_error_handlers
+from .http.image_inputs import make_fetcher
+from .http.observability import init_observability
+from .native import images as image_routes
+from .native import similarity
+from .native import texts as embeddings
+from .ollama import routes as ollama
+from .openai import routes as openai
+from .operations import routes as meta
+from .rerank import routes as rerank
+from .tei import routes as tei
 
 
 def init_api(app: Flask, settings: Settings, engine) -> None:
@@ -21,6 +31,7 @@ def init_api(app: Flask, settings: Settings, engine) -> None:
     init_error_handlers(app, settings.max_content_length)
     init_observability(app, settings, engine)
     init_auth(app, settings.api_keys)
+    app.register_blueprint(openai.bp)
     app.register_blueprint(embeddings.bp)
     app.register_blueprint(image_routes.bp)
     app.register_blueprint(similarity.bp)

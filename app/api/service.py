@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from ..engine.capabilities import EMBED_INTERLEAVED, EMBED_TEXT, RERANK
 from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest
-from ..image_decoding import ImageLimits
-from . import context
-from .image_inputs import gather
-from .multimodal_inputs import Item
-from .observability import record_embedding
-from .parsing import check_items
+from ..media.images import ImageLimits
+from .http import context
+from .http.image_inputs import gather
+from .http.observability import record_embedding
+from .http.parsing import check_items
+from .openai.multimodal import Item
 
 
 @dataclass(frozen=True)

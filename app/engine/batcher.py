@@ -58,10 +58,10 @@ class _Job:
 
 
 class Batcher:
-    """Batches one kind of row for one model; `model` is the Lane that runs them."""
+    """Batches one kind of row for one model; `lane` runs them."""
 
-    def __init__(self, model, limits: BatchLimits, offload: Callable, on_batch: Callable, on_queue: Callable):
-        self.model = model
+    def __init__(self, lane, limits: BatchLimits, offload: Callable, on_batch: Callable, on_queue: Callable):
+        self.lane = lane
         self.limits = limits
         self.offload = offload
         self.on_batch = on_batch
@@ -69,7 +69,7 @@ class Batcher:
         self._jobs: collections.deque[_Job] = collections.deque()
         self._pending_rows = 0
         self._cv = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name=f"batcher-{model.name}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{lane.name}", daemon=True)
         self._thread.start()
 
     @property
@@ -176,7 +176,7 @@ class Batcher:
         picks.sort(key=lambda pick: len(pick[0].rows[pick[1]]), reverse=True)
         lengths = [len(job.rows[index]) for job, index in picks]
         for start, end in plan_batches(
-            lengths, self.limits.max_batch_size, self.limits.max_batch_tokens, self.model.overhead_tokens
+            lengths, self.limits.max_batch_size, self.limits.max_batch_tokens, self.lane.overhead_tokens
         ):
             self._run_batch(picks[start:end])
 
@@ -204,8 +204,8 @@ class Batcher:
 
     def _forward(self, rows: list, outputs: frozenset[str]) -> BatchOutput:
         # A model with batchers for several kinds of row must still run one pass at a time.
-        with self.model.lock:
-            return self.model.forward_rows(rows, outputs)
+        with self.lane.lock:
+            return self.lane.forward_rows(rows, outputs)
 
     @staticmethod
     def _finish(picks, output: BatchOutput | None, error) -> None:

@@ -3,15 +3,7 @@ place these checks are made, before anything is tokenised, decoded or fetched.""
 
 from __future__ import annotations
 
-from .capabilities import (
-    EMBED_IMAGE,
-    EMBED_INTERLEAVED,
-    EMBED_TEXT,
-    HEAD_FILES,
-    MODALITY_CAPABILITY,
-    RERANK,
-    TOKENS,
-)
+from .capabilities import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS
 from .errors import InvalidInput, Unsupported
 
 

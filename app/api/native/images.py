@@ -1,0 +1,59 @@
+"""`POST /embed_image`: images as JSON strings or multipart file uploads -> vectors."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ...engine.capabilities import EMBED_IMAGE
+from ...engine.requests import EmbedRequest
+from .. import service
+from ..http import context
+from ..http.body_deadline import body_deadline
+from ..http.encoding import encode_rows, json_response, usage
+from ..http.image_inputs import form_request, gather, is_multipart, uploads
+from ..http.parsing import parse_json
+from ..http.spec import operation
+from .schemas import EmbedImageRequest, EmbedImageResponse, ImageOptions
+
+bp = Blueprint("images", __name__)
+
+
+@bp.post("/embed_image")
+@operation(
+    summary="Embed images (JSON strings or multipart files)",
+    request=EmbedImageRequest,
+    multipart=ImageOptions,
+    response=EmbedImageResponse,
+    auth=True,
+    tags=("native",),
+    errors=(400, 401, 404, 413, 415),
+)
+def embed_image():
+    multipart = is_multipart()
+    if multipart:
+        with body_deadline(context.settings().body_timeout):  # the form parser reads the whole body here
+            options = form_request(ImageOptions)
+    else:
+        options = parse_json(EmbedImageRequest, accepted="application/json or multipart/form-data")
+    # A text-only model refuses before any file is read or URL fetched.
+    model = service.resolve(options.model, EMBED_IMAGE, "images")
+    images = uploads("images") if multipart else gather(options.images, "images")
+    request = EmbedRequest(
+        field="images",
+        instruction=options.instruction,
+        is_query=options.is_query,
+        normalize=options.normalize,
+        dimensions=options.dimensions,
+        use_cache=options.cache,
+    )
+    served = service.embed_images(model, images, request)
+    vectors = service.quantize(served, options.precision, request)
+    return json_response(
+        {
+            "model": model.name,
+            "embeddings": encode_rows(vectors, options.encoding_format),
+            "dimension": int(served.result.vectors.shape[1]),
+            "precision": options.precision,
+            "usage": usage(served.result.prompt_tokens),
+        }
+    )

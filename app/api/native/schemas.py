@@ -1,0 +1,195 @@
+"""The native routes' bodies and answers: `/embed_text`, `/embed_image`, `/similarity`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ...errors import InvalidRequest
+from ..http.fields import (
+    CacheOption,
+    Dimensions,
+    EncodingFormat,
+    OutputType,
+    Precision,
+    Texts,
+    TruncationDirection,
+    Usage,
+    direction_of,
+    image_list,
+    text_list,
+)
+
+
+class EmbedTextRequest(BaseModel):
+    """The native `POST /embed_text` body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    texts: Texts = Field(description="One text or a list of texts.")
+    model: str | None = None
+    normalize: bool = Field(default=True, description="L2-normalise each vector.")
+    truncate: bool = Field(
+        default=True, description="Cut inputs at the model's maximum length; false makes an over-long input a 400."
+    )
+    prompt: str | None = Field(default=None, description="A literal prefix for every text.")
+    prompt_name: str | None = Field(
+        default=None, description="A prompt from the model's config_sentence_transformers.json, by name."
+    )
+    dimensions: Dimensions | None = None
+    encoding_format: EncodingFormat = "float"
+    output_type: OutputType | None = Field(
+        default=None, description="One output: dense (default), sparse or colbert (BGE-M3-style models)."
+    )
+    output_types: list[OutputType] | None = Field(
+        default=None, min_length=1, description="Several outputs, computed in one forward pass."
+    )
+    return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
+    instruction: str | None = Field(
+        default=None, description="Vision-language embedders (GME): the instruction for queries."
+    )
+    is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
+    cache: CacheOption = True
+    precision: Precision = "float32"
+    truncation_direction: TruncationDirection = "right"
+    max_length: Annotated[int, Field(gt=0)] | None = Field(
+        default=None,
+        description="Cut (or, with truncate=false, refuse) inputs at this many tokens, below the "
+        "model's maximum; the earlier BGE-M3 server's field.",
+    )
+    batch_size: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Accepted from the earlier BGE-M3 server's clients; batching is the server's."
+    )
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        return direction_of(value)
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _normalise_texts(cls, value):
+        return text_list(value, "texts")
+
+    def requested_outputs(self) -> list[str]:
+        if self.output_type is not None and self.output_types is not None:
+            raise InvalidRequest("give output_type or output_types, not both", param="output_types")
+        if self.output_types is not None:
+            return list(dict.fromkeys(self.output_types))
+        return [self.output_type or "dense"]
+
+
+class ImageOptions(BaseModel):
+    """What `/embed_image` takes besides the images (also its multipart form fields)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str | None = None
+    normalize: bool = Field(default=True, description="L2-normalise each vector.")
+    dimensions: Dimensions | None = None
+    encoding_format: EncodingFormat = "float"
+    instruction: str | None = Field(
+        default=None, description="Vision-language embedders (GME): the instruction for queries."
+    )
+    is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
+    cache: CacheOption = True
+    precision: Precision = "float32"
+
+
+class EmbedImageRequest(ImageOptions):
+    """The JSON `POST /embed_image` body (or multipart/form-data with image files and these fields)."""
+
+    images: Texts = Field(
+        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on."
+    )
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _normalise_images(cls, value):
+        return image_list(value, "images")
+
+
+class SimilarityRequest(BaseModel):
+    """`POST /similarity`: texts x images, or texts x texts (images x images) when only one kind is given."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    texts: Texts | None = None
+    images: Texts | None = None
+    documents: Texts | None = Field(
+        default=None, description="Texts for the columns: texts x documents (queries x passages)."
+    )
+    model: str | None = None
+    output_types: list[OutputType] | None = Field(
+        default=None,
+        min_length=1,
+        description="Scores to compute for texts: dense cosine (default), sparse lexical matching, colbert MaxSim; "
+        "several add a weighted `hybrid`.",
+    )
+    weights: dict[OutputType, Annotated[float, Field(ge=0, le=1000000.0, allow_inf_nan=False)]] | None = Field(
+        default=None, description="Hybrid weights per output type; default dense 0.4, sparse 0.2, colbert 0.4."
+    )
+    cache: CacheOption = True
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _normalise_texts(cls, value):
+        return None if value is None else text_list(value, "texts")
+
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _normalise_documents(cls, value):
+        return None if value is None else text_list(value, "documents")
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _normalise_images(cls, value):
+        return None if value is None else image_list(value, "images")
+
+
+class SparseVector(BaseModel):
+    indices: list[int] = Field(description="Token ids, ascending.")
+    values: list[float]
+    tokens: list[str] | None = Field(default=None, description="With return_tokens.")
+
+
+class EmbedTextResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]] | list[list[int]] | list[str] | None = Field(
+        default=None,
+        description="Dense vectors (when asked for; the default): floats, integers at another "
+        "precision, or base64 of the little-endian float32 (or int8/uint8) buffer.",
+    )
+    dimension: int | None = Field(
+        default=None, description="The vectors' dimensions (binary and ubinary rows hold one byte per 8 of them)."
+    )
+    precision: str | None = None
+    sparse: list[SparseVector] | None = None
+    colbert: list[list[list[float]]] | list[str] | None = Field(
+        default=None,
+        description="Per input, a vector per token after the first; with base64, one string per "
+        "input of its [tokens x colbert_dimension] little-endian float32 matrix.",
+    )
+    colbert_dimension: int | None = None
+    usage: Usage
+
+
+class EmbedImageResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]] | list[list[int]] | list[str] = Field(
+        description="Per image its vector: floats, integers at another precision, or base64 of its buffer."
+    )
+    dimension: int
+    precision: str
+    usage: Usage = Field(description="prompt_tokens counts the image patches the vision tower attended over.")
+
+
+class SimilarityResponse(BaseModel):
+    model: str
+    similarity_matrix: list[list[float]] = Field(description="Cosine similarities, rows x columns.")
+    shape: list[int] = Field(description="[rows, columns]: [texts, images], or [n, n] for one kind.")
+    scores: dict[str, list[list[float]]] | None = Field(
+        default=None, description="With output_types: a matrix per output type, and `hybrid` for several."
+    )
+    usage: Usage

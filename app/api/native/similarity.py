@@ -1,0 +1,148 @@
+"""`POST /similarity`: score matrices between texts and images, texts and documents, or one kind and itself.
+
+Dense scores are cosines. For BGE-M3-style models, `output_types` adds the
+lexical matching score of sparse weights and ColBERT's late-interaction
+(MaxSim) score, and a weighted `hybrid` of the requested ones, as BGE-M3's
+`compute_score` combines them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flask import Blueprint
+
+from ...engine.capabilities import EMBED_IMAGE
+from ...engine.requests import EmbedRequest, ScoreRequest
+from ...errors import InvalidRequest, PayloadTooLarge
+from .. import service
+from ..http import context
+from ..http.encoding import json_response, usage
+from ..http.image_inputs import gather
+from ..http.parsing import parse_object, validate
+from ..http.spec import operation
+from ..tei import routes as tei
+from .schemas import SimilarityRequest, SimilarityResponse
+from .scores import lexical_score, maxsim_score
+
+bp = Blueprint("similarity", __name__)
+
+# BGE-M3's defaults for combining its three scores.
+DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+
+
+@bp.post("/similarity")
+@operation(
+    summary="Similarity of texts x images, texts x documents, or texts (images) among themselves; "
+    "with a reranker, the relevance of every document to every text",
+    request=SimilarityRequest,
+    response=SimilarityResponse,
+    auth=True,
+    tags=("native",),
+    errors=(400, 401, 404, 413, 415),
+)
+def similarity():
+    body = parse_object()
+    if "inputs" in body:  # text-embeddings-inference's body: {"inputs": {"source_sentence", "sentences"}}
+        return tei.similarity(body)
+    req = validate(SimilarityRequest, body)
+    if not req.texts and not req.images:
+        raise InvalidRequest("send texts, images, or both", param="texts")
+    if req.images and req.documents:
+        raise InvalidRequest("give images or documents as the columns, not both", param="documents")
+    outputs = list(dict.fromkeys(req.output_types or ["dense"]))
+    if req.images and outputs != ["dense"]:
+        raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
+    model = service.pick(req.model, EMBED_IMAGE if req.images else None)
+    if service.is_reranker(model):
+        return _reranker_matrix(model, req)
+    if req.images:
+        service.check(model, EMBED_IMAGE, "images")
+    for output in outputs:
+        if output != "dense":
+            service.check(model, output, "output_types")
+
+    def embed_texts(texts: list[str], field: str):
+        request = EmbedRequest(field=field, outputs=frozenset(outputs), use_cache=req.cache)
+        return service.embed_texts(model, texts, request).result
+
+    sides = []
+    if req.texts:
+        sides.append(embed_texts(req.texts, "texts"))
+    if req.documents:
+        sides.append(embed_texts(req.documents, "documents"))
+    if req.images:
+        request = EmbedRequest(field="images", use_cache=req.cache)
+        sides.append(service.embed_images(model, gather(req.images, "images"), request).result)
+    rows, columns = sides[0], sides[-1]
+    scores = {output: _score(output, rows, columns) for output in outputs}
+    if len(outputs) > 1:
+        weights = {**DEFAULT_WEIGHTS, **(req.weights or {})}
+        total = sum(weights[o] for o in outputs)
+        # Denormal weights (1e-320) would divide into infinities and NaN scores.
+        if total < 1e-6:
+            raise InvalidRequest(
+                "the weights of the requested output types sum to (almost) 0; give at least one weight of 1e-6 or more",
+                param="weights",
+            )
+        scores["hybrid"] = sum(weights[o] * scores[o] for o in outputs) / total
+    matrix = scores["hybrid"] if len(outputs) > 1 else scores[outputs[0]]
+    body = {
+        "model": model.name,
+        "similarity_matrix": matrix,
+        "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
+        "usage": usage(sum(side.prompt_tokens for side in sides)),
+    }
+    if req.output_types:
+        body["scores"] = scores
+    return json_response(body)
+
+
+def _reranker_matrix(model, req: SimilarityRequest):
+    """A reranker scores every text (as a query) against every document: the relevance matrix."""
+    if req.images or not req.documents:
+        raise InvalidRequest(
+            f"the model {model.name!r} is a reranker: send texts (queries) and documents",
+            param="documents" if not req.images else "images",
+            code="unsupported_task",
+        )
+    if req.output_types:
+        raise InvalidRequest("a reranker has one score per pair; output_types does not apply", param="output_types")
+    settings = context.settings()
+    service.check_sizes(req.texts, "texts")
+    service.check_sizes(req.documents, "documents")
+    pairs = len(req.texts) * len(req.documents)
+    if pairs > settings.max_batch_items:
+        raise InvalidRequest(
+            f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
+            f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
+            param="documents",
+            code="too_many_items",
+        )
+    characters = len(req.documents) * sum(map(len, req.texts)) + len(req.texts) * sum(map(len, req.documents))
+    if characters > settings.max_request_chars:
+        raise PayloadTooLarge(
+            f"every text paired with every document makes {characters} characters to score; at "
+            f"most {settings.max_request_chars} are allowed per request (MAX_REQUEST_CHARS)",
+            param="documents",
+            code="request_too_large",
+        )
+    result = service.score_pairs(model, req.texts, req.documents, ScoreRequest(use_cache=req.cache)).result
+    matrix = result.scores
+    return json_response(
+        {
+            "model": model.name,
+            "similarity_matrix": matrix,
+            "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
+            "usage": usage(result.prompt_tokens),
+        }
+    )
+
+
+def _score(output: str, rows, columns) -> np.ndarray:
+    if output == "dense":  # both sides normalised: the product is the cosine
+        return rows.vectors @ columns.vectors.T
+    if output == "sparse":
+        pairs = [[lexical_score(a, b) for b in columns.sparse] for a in rows.sparse]
+    else:
+        pairs = [[maxsim_score(q, d) for d in columns.colbert] for q in rows.colbert]
+    return np.array(pairs, dtype=np.float32).reshape(len(rows.vectors), len(columns.vectors))

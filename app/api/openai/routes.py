@@ -1,0 +1,65 @@
+"""OpenAI's `POST /v1/embeddings`: texts, this model's token ids, vLLM's multimodal items and chats, and
+images with Infinity's `"modality": "image"`."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from ...engine.capabilities import EMBED_IMAGE, EMBED_INTERLEAVED
+from ...engine.requests import EmbedRequest
+from ...errors import InvalidRequest
+from .. import service
+from ..http.encoding import encode_rows, json_response, usage
+from ..http.image_inputs import gather
+from ..http.parsing import parse_json
+from ..http.spec import operation
+from .multimodal import Item
+from .schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
+
+bp = Blueprint("openai", __name__)
+
+
+@bp.post("/v1/embeddings")
+@operation(
+    summary="Create embeddings (OpenAI-compatible)",
+    request=OpenAIEmbeddingRequest,
+    response=OpenAIEmbeddingResponse,
+    auth=True,
+    tags=("openai",),
+    operation_id="embeddings_create_embeddings",
+    errors=(400, 401, 404, 413, 415),
+)
+def create_embeddings():
+    req = parse_json(OpenAIEmbeddingRequest)
+    inputs = req.inputs()
+    multimodal = isinstance(inputs[0], Item)
+    request = EmbedRequest(
+        dimensions=req.dimensions,
+        instruction=req.effective_instruction(),
+        is_query=req.is_query,
+        truncation_direction=req.truncation_direction,
+    )
+    if req.modality == "image":
+        model = service.pick(req.model, EMBED_IMAGE)
+        if not isinstance(inputs[0], str):
+            raise InvalidRequest(
+                "with modality 'image', input must be image URLs, data: URIs or base64 strings", param="input"
+            )
+        service.check(model, EMBED_IMAGE, "input")  # a text-only model says so before anything is fetched
+        served = service.embed_images(model, gather(inputs, "input"), request)
+    elif multimodal:
+        served = service.embed_items(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
+    elif isinstance(inputs[0], str):
+        served = service.embed_texts(req.model, inputs, request)
+    else:
+        # OpenAI's clients send tiktoken's ids by default: taken only where ACCEPT_TOKEN_IDS says they are ours.
+        served = service.embed_token_ids(req.model, inputs, request, foreign_guard=True)
+    rows = encode_rows(served.result.vectors, req.encoding_format)
+    return json_response(
+        {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+            "model": served.model.name,
+            "usage": usage(served.result.prompt_tokens),
+        }
+    )

@@ -1,0 +1,102 @@
+"""The rerank routes: Jina's and Cohere's `/v1/rerank`, Cohere's `/v2/rerank`; the body of
+text-embeddings-inference's `/rerank` (its route is in `tei`).
+
+All three score every document against the query in one engine call (one
+pair row per document, batched with other requests' rows) and answer best
+first; they differ only in their shapes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from flask import Blueprint
+
+from ...engine.requests import ScoreRequest
+from .. import service
+from ..http.encoding import json_response, usage
+from ..http.parsing import parse_json
+from ..http.spec import operation
+from .schemas import RerankRequest, RerankResponse, TEIRerankRequest
+
+bp = Blueprint("rerank", __name__)
+
+_ERRORS = (400, 401, 404, 413, 415, 503)
+
+
+def _rerank(model_name: str | None, query: str, documents: list[str], request: ScoreRequest):
+    """One query's scores against `documents`, and the order best first (ties keep the caller's order)."""
+    served = service.rerank(model_name, query, documents, request)
+    scores = served.result.scores[0]
+    order = np.argsort(-scores, kind="stable")
+    return served.model, served.result, scores, order
+
+
+def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
+    """text-embeddings-inference's `/rerank` answer (its route is with TEI's others)."""
+    request = ScoreRequest(
+        field="texts",
+        truncate=req.truncate,
+        truncation_direction=req.truncation_direction,
+        instruction=req.instruction,
+        raw_scores=req.raw_scores,
+        use_cache=req.cache,
+    )
+    _, _, scores, order = _rerank(req.model, req.query, req.texts, request)
+    ranks = []
+    for index in order.tolist():
+        rank = {"index": index, "score": float(scores[index])}
+        if req.return_text:
+            rank["text"] = req.texts[index]
+        ranks.append(rank)
+    return ranks
+
+
+def _cohere_shaped(version: str):
+    req = parse_json(RerankRequest)
+    request = ScoreRequest(
+        field="documents", instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc, use_cache=req.cache
+    )
+    model, result, scores, order = _rerank(req.model, req.query, req.documents, request)
+    results = []
+    for index in order.tolist()[: req.top_n]:
+        item = {"index": index, "relevance_score": float(scores[index])}
+        if req.return_documents:
+            item["document"] = {"text": req.documents[index]}
+        results.append(item)
+    return json_response(
+        {
+            "id": str(uuid.uuid4()),
+            "model": model.name,
+            "results": results,
+            "usage": usage(result.prompt_tokens),
+            "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+        }
+    )
+
+
+@bp.post("/v1/rerank")
+@operation(
+    summary="Rerank documents against a query (Jina's and Cohere's v1 shape)",
+    request=RerankRequest,
+    response=RerankResponse,
+    auth=True,
+    tags=("rerank",),
+    errors=_ERRORS,
+)
+def rerank_v1():
+    return _cohere_shaped("1")
+
+
+@bp.post("/v2/rerank")
+@operation(
+    summary="Rerank documents against a query (Cohere's v2 shape)",
+    request=RerankRequest,
+    response=RerankResponse,
+    auth=True,
+    tags=("rerank",),
+    errors=_ERRORS,
+)
+def rerank_v2():
+    return _cohere_shaped("2")

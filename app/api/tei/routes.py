@@ -1,0 +1,303 @@
+"""text-embeddings-inference's API, for its clients (huggingface_hub's InferenceClient, LlamaIndex's and
+LangChain's TEI embeddings): `/embed`, `/embed_all`, `/embed_sparse`, `/rerank`, `/tokenize`, `/decode`,
+`/info`, `POST /` (by what the body holds), and `/similarity` with TEI's body.
+
+Errors on these routes are TEI's `{"error", "error_type"}` with its status codes:
+422 for an invalid input, 400 for an empty one, 413 for a too large one.
+
+`/embed` is also the earlier BGE-M3 server's route: a body with `texts` (not
+`inputs`) is that server's request, answered as `/embed_text` answers it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from flask import Blueprint, Response, request
+
+from ...engine.errors import EngineError
+from ...engine.requests import EmbedRequest
+from ...errors import ServiceError, as_service_error
+from ...version import __version__
+from .. import service
+from ..http import context
+from ..http.encoding import json_response
+from ..http.fields import EMPTY
+from ..http.observability import record_error
+from ..http.parsing import parse_object, validate
+from ..http.spec import operation
+from ..native.schemas import EmbedTextRequest
+from ..native.texts import embed_text_body
+from ..rerank.routes import rerank_tei_body
+from ..rerank.schemas import TEIRerankRequest, TEIRerankResponse
+from .schemas import (
+    DecodeRequest,
+    DecodeResponse,
+    EmbedSparseResponse,
+    SimilarityParameters,
+    TEIEmbedAllResponse,
+    TEIEmbedRequest,
+    TEIEmbedResponse,
+    TEIError,
+    TEIInfo,
+    TEISimilarityRequest,
+    TEITextsRequest,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+
+bp = Blueprint("tei", __name__)
+
+_ERRORS = (400, 401, 404, 413, 415, 422, 503)
+
+
+def tei_error(error: ServiceError) -> Response:
+    record_error(error)
+    status, kind = error.status, "Backend"
+    if error.code == EMPTY:
+        status, kind = 400, "Empty"
+    elif error.code == "too_many_items":  # TEI's batch size error
+        status, kind = 413, "Validation"
+    elif error.status == 400:
+        status, kind = 422, "Validation"
+    elif error.status in (404, 413, 415):
+        kind = "Validation"
+    elif error.status == 503:
+        kind = "Overloaded" if error.code == "overloaded" else "Unhealthy"
+    return json_response({"error": error.message, "error_type": kind}, status=status, headers=error.headers)
+
+
+def speaks_tei(view):
+    """The view's errors in TEI's shape (a blueprint handler would also catch the BGE-M3 shape on /embed)."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except (ServiceError, EngineError) as error:
+            return tei_error(as_service_error(error))
+
+    return wrapped
+
+
+# ---------------------------------------------------------------- the routes
+@bp.post("/embed")
+@operation(
+    summary="Embed (text-embeddings-inference's shape: `inputs`); with `texts`, the earlier BGE-M3 "
+    "server's shape, answered as /embed_text",
+    request=TEIEmbedRequest,
+    response=TEIEmbedResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+def embed():
+    try:
+        body = parse_object()
+    except ServiceError as error:
+        return tei_error(error)
+    if "texts" in body and "inputs" not in body:
+        return json_response(embed_text_body(validate(EmbedTextRequest, body)))
+    return _tei_embed(body)
+
+
+@speaks_tei
+def _tei_embed(body: dict):
+    req = validate(TEIEmbedRequest, body)
+    request = EmbedRequest(
+        field="inputs",
+        truncate=req.truncates,
+        truncation_direction=req.truncation_direction,
+        prompt_name=req.prompt_name,
+        normalize=req.normalize,
+        dimensions=req.dimensions,
+    )
+    if isinstance(req.inputs[0], str):
+        served = service.embed_texts(req.model, req.inputs, request)
+    else:
+        # TEI's clients get their ids from this model's /tokenize; ACCEPT_TOKEN_IDS guards the OpenAI route,
+        # where clients send OpenAI's tiktoken ids by default.
+        served = service.embed_token_ids(req.model, req.inputs, request)
+    return json_response(served.result.vectors)
+
+
+def _embed_texts_for(output: str, **options):
+    """/embed_all's and /embed_sparse's shared body: TEI's texts, embedded for one extra output."""
+    req = validate(TEITextsRequest, parse_object())
+    request = EmbedRequest(
+        field="inputs",
+        truncate=req.truncates,
+        truncation_direction=req.truncation_direction,
+        prompt_name=req.prompt_name,
+        outputs=frozenset({output}),
+        **options,
+    )
+    return service.embed_texts(req.model, req.inputs, request, capability=output).result
+
+
+@bp.post("/embed_all")
+@operation(
+    summary="Every token's vector, before pooling (text-embeddings-inference's shape)",
+    request=TEITextsRequest,
+    response=TEIEmbedAllResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+@speaks_tei
+def embed_all():
+    return json_response(_embed_texts_for("tokens", normalize=False, use_cache=False).tokens)
+
+
+@bp.post("/embed_sparse")
+@operation(
+    summary="Sparse lexical weights (text-embeddings-inference's shape)",
+    request=TEITextsRequest,
+    response=EmbedSparseResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+@speaks_tei
+def embed_sparse():
+    result = _embed_texts_for("sparse")
+    return json_response(
+        [
+            [{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]
+            for ids, values in result.sparse
+        ]
+    )
+
+
+@bp.post("/rerank")
+@operation(
+    summary="Rerank texts against a query (text-embeddings-inference's shape)",
+    request=TEIRerankRequest,
+    response=TEIRerankResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+@speaks_tei
+def rerank():
+    return json_response(rerank_tei_body(validate(TEIRerankRequest, parse_object())))
+
+
+@speaks_tei
+def similarity(body: dict):
+    """TEI's `/similarity` (routed by body from `/similarity` and `POST /`): each sentence's cosine to the source."""
+    req = validate(TEISimilarityRequest, body)
+    parameters = req.parameters or SimilarityParameters()
+    texts = [req.inputs.source_sentence, *req.inputs.sentences]
+    request = EmbedRequest(
+        field="inputs.sentences",
+        truncate=parameters.truncates,
+        truncation_direction=parameters.truncation_direction,
+        prompt_name=parameters.prompt_name,
+    )
+    vectors = service.embed_texts(req.model or parameters.model, texts, request).result.vectors
+    # L2-normalised: a dot product is the cosine
+    return json_response(np.clip(vectors[1:] @ vectors[0], -1.0, 1.0))
+
+
+@bp.post("/tokenize")
+@operation(
+    summary="How the model's tokenizer splits texts (text-embeddings-inference's shape)",
+    request=TokenizeRequest,
+    response=TokenizeResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+@speaks_tei
+def tokenize():
+    req = validate(TokenizeRequest, parse_object())
+    return json_response(
+        service.tokenize(req.model, req.inputs, add_special_tokens=req.add_special_tokens, prompt_name=req.prompt_name)
+    )
+
+
+@bp.post("/decode")
+@operation(
+    summary="Token ids back to text (text-embeddings-inference's shape)",
+    request=DecodeRequest,
+    response=DecodeResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+@speaks_tei
+def decode():
+    req = validate(DecodeRequest, parse_object())
+    return json_response(service.decode(req.model, req.ids, skip_special_tokens=req.skip_special_tokens))
+
+
+@bp.get("/info")
+@operation(
+    summary="The served model and the server's limits (text-embeddings-inference's shape; ?model= picks "
+    "another served model)",
+    response=TEIInfo,
+    auth=True,
+    tags=("tei",),
+    errors=(404,),
+    error=TEIError,
+)
+@speaks_tei
+def info():
+    engine = context.engine()
+    settings = context.settings()
+    model = service.pick(request.args.get("model"))
+    card = model.describe()
+    if "rerank" in card["capabilities"]:
+        model_type = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    else:
+        model_type = {"embedding": {"pooling": (card.get("pooling") or ["mean"])[0]}}
+    return json_response(
+        {
+            "model_id": model.name,
+            "model_sha": None,
+            "model_dtype": engine.health()["dtype"],
+            "served_model_name": model.name,
+            "model_type": model_type,
+            "max_concurrent_requests": settings.max_queue,
+            "max_input_length": card["max_input_tokens"],
+            "max_batch_tokens": settings.max_batch_tokens,
+            "max_batch_requests": settings.max_batch_size,
+            "max_client_batch_size": settings.max_batch_items,
+            "auto_truncate": True,
+            "tokenization_workers": 1,
+            "version": __version__,
+            "sha": None,
+            "docker_label": None,
+        }
+    )
+
+
+@bp.post("/")
+@operation(
+    summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
+    "similarity, `query` and `texts` -> rerank, `inputs` -> embed (rerank for a reranker)",
+    request=TEIEmbedRequest,
+    response=TEIEmbedResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+def root():
+    try:
+        body = parse_object()
+    except ServiceError as error:
+        return tei_error(error)
+    if isinstance(body.get("inputs"), dict):
+        return similarity(body)
+    if "query" in body:
+        return speaks_tei(lambda: json_response(rerank_tei_body(validate(TEIRerankRequest, body))))()
+    return _tei_embed(body)

@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 DIRECTIONS = ("right", "left")
 
 
+def check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise InvalidInput(
+            f"truncation_direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}",
+            param="truncation_direction",
+        )
+
+
 @dataclass(frozen=True)
 class EmbedRequest:
     """Options of an embedding call: how inputs become tokens, what is computed, how vectors are finished."""
@@ -47,11 +55,7 @@ class EmbedRequest:
     use_cache: bool = True
 
     def __post_init__(self):
-        if self.truncation_direction not in DIRECTIONS:
-            raise InvalidInput(
-                f"truncation_direction must be one of {', '.join(DIRECTIONS)}; got {self.truncation_direction!r}",
-                param="truncation_direction",
-            )
+        check_direction(self.truncation_direction)
         object.__setattr__(self, "outputs", frozenset(self.outputs) | {"dense"})
 
     @property
@@ -75,11 +79,7 @@ class ScoreRequest:
     use_cache: bool = True
 
     def __post_init__(self):
-        if self.truncation_direction not in DIRECTIONS:
-            raise InvalidInput(
-                f"truncation_direction must be one of {', '.join(DIRECTIONS)}; got {self.truncation_direction!r}",
-                param="truncation_direction",
-            )
+        check_direction(self.truncation_direction)
 
 
 DEFAULT_EMBED = EmbedRequest()

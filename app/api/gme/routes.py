@@ -24,6 +24,11 @@ bp = Blueprint("gme", __name__)
 _ERRORS = (400, 401, 404, 413, 415, 503)
 
 
+def _request(req, field: str) -> EmbedRequest:
+    """Every GME body's options: the instruction (queries only), is_query, the cache."""
+    return EmbedRequest(field=field, instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
+
+
 def _answer(result):
     return json_response({"embeddings": result.vectors, "dimension": int(result.vectors.shape[1])})
 
@@ -39,8 +44,7 @@ def _answer(result):
 )
 def embeddings_text():
     req = parse_json(GMETextRequest)
-    request = EmbedRequest(field="texts", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
-    return _answer(service.embed_texts(req.model, req.texts, request).result)
+    return _answer(service.embed_texts(req.model, req.texts, _request(req, "texts")).result)
 
 
 @bp.post("/embeddings/image")
@@ -55,8 +59,7 @@ def embeddings_text():
 def embeddings_image():
     req = parse_json(GMEImageRequest)
     model = service.resolve(req.model, EMBED_IMAGE, "images")
-    request = EmbedRequest(field="images", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
-    return _answer(service.embed_images(model, gather(req.images, "images"), request).result)
+    return _answer(service.embed_images(model, gather(req.images, "images"), _request(req, "images")).result)
 
 
 @bp.post("/embeddings/fused")
@@ -75,5 +78,4 @@ def embeddings_fused():
             f"texts and images pair up one to one: got {len(req.texts)} texts and {len(req.images)} images",
             param="images",
         )
-    request = EmbedRequest(field="images", instruction=req.instruction, is_query=req.is_query, use_cache=req.cache)
-    return _answer(service.embed_fused(req.model, req.texts, req.images, request).result)
+    return _answer(service.embed_fused(req.model, req.texts, req.images, _request(req, "images")).result)

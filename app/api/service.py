@@ -18,7 +18,7 @@ from ..media.images import ImageLimits
 from .http import context
 from .http.image_inputs import gather
 from .http.observability import record_embedding
-from .http.parsing import check_items
+from .http.parsing import check_count, check_items
 from .openai.multimodal import Item
 
 
@@ -116,13 +116,7 @@ def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:
     """(text, image) items -> one vector each (vision-language embedders embed both together)."""
     settings = context.settings()
     field = request.field
-    if len(items) > settings.max_batch_items:
-        raise InvalidRequest(
-            f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per "
-            "request (MAX_BATCH_ITEMS)",
-            param=field,
-            code="too_many_items",
-        )
+    check_count(len(items), settings, field)
     for index, item in enumerate(items):
         if item.text is not None and len(item.text) > settings.max_input_chars:
             raise InvalidRequest(

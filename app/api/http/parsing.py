@@ -106,6 +106,15 @@ def _param(loc: tuple) -> str:
     return out
 
 
+def check_count(count: int, settings: Settings, field: str) -> None:
+    if count > settings.max_batch_items:
+        raise InvalidRequest(
+            f"{field} has {count} items; at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
+            param=field,
+            code="too_many_items",
+        )
+
+
 def check_items(
     items: list, settings: Settings, field: str, prefix: str | None = None, prefix_field: str = "prompt"
 ) -> None:
@@ -115,13 +124,7 @@ def check_items(
     each item's MAX_INPUT_CHARS and, once per item, toward the request's MAX_REQUEST_CHARS, so a long
     prompt over many short texts cannot make a small body into a huge tokenisation job.
     """
-    if len(items) > settings.max_batch_items:
-        raise InvalidRequest(
-            f"{field} has {len(items)} items; at most {settings.max_batch_items} are allowed per request "
-            "(MAX_BATCH_ITEMS)",
-            param=field,
-            code="too_many_items",
-        )
+    check_count(len(items), settings, field)
     extra = len(prefix or "")
     if extra > settings.max_input_chars:
         raise InvalidRequest(

@@ -291,13 +291,11 @@ def info():
     errors=_ERRORS,
     error=TEIError,
 )
+@speaks_tei
 def root():
-    try:
-        body = parse_object()
-    except ServiceError as error:
-        return tei_error(error)
+    body = parse_object()
     if isinstance(body.get("inputs"), dict):
         return similarity(body)
     if "query" in body:
-        return speaks_tei(lambda: json_response(rerank_tei_body(validate(TEIRerankRequest, body))))()
+        return json_response(rerank_tei_body(validate(TEIRerankRequest, body)))
     return _tei_embed(body)

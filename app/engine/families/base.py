@@ -26,6 +26,16 @@ from ..rows import PairRow, Prepared
 from ..text_inputs import WARMUP_TOKENS, TextInputs
 
 
+def preprocess_image(processor, image, param: str):
+    """The model's own image processor on one picture; what it refuses is the caller's 400 naming `param`."""
+    try:
+        return processor(images=[image], return_tensors="np")
+    except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
+        raise InvalidInput(
+            f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
+        ) from None
+
+
 class ModelFamily:
     family: ClassVar[str] = ""
     capabilities: frozenset[str] = frozenset()

@@ -23,7 +23,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import ImageRow, Prepared, TextRow, pad_right, stack_rows
 from ..text_inputs import TextInputs
-from .base import TextFamily
+from .base import TextFamily, preprocess_image
 
 # Text towers that pool the last position and were trained on text padded to the
 # full context, so the pooled position is a pad token: pad to it here too, as the
@@ -117,12 +117,7 @@ class DualEncoderModel(TextFamily):
         """The model's own resize / crop / normalise (runs outside the model lock)."""
         self.refuse_instruction(request.instruction)
         image = self._bounded(image, param)
-        try:
-            features = self.image_processor(images=[image], return_tensors="np")
-        except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
-            raise InvalidInput(
-                f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
-            ) from None
+        features = preprocess_image(self.image_processor, image, param)
         arrays = {name: np.asarray(value) for name, value in features.items()}
         return ImageRow(arrays=arrays, tokens=self._image_tokens(arrays["pixel_values"]))
 

@@ -39,7 +39,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import MultimodalRow, Prepared, pad_right
 from ..text_inputs import pad_id_of
-from .base import ModelFamily
+from .base import ModelFamily, preprocess_image
 
 DEFAULT_INSTRUCTION = "You are a helpful assistant."
 MODEL_TYPES = {"qwen2_vl", "qwen2_5_vl"}
@@ -170,12 +170,7 @@ class VLMEmbedder(ModelFamily):
         """GME's resize, the processor's patches, and the prompt with one pad per image token."""
         height, width = smart_resize(image.height, image.width)
         resized = image.resize((width, height))
-        try:
-            features = self.image_processor(images=[resized], return_tensors="np")
-        except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
-            raise InvalidInput(
-                f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
-            ) from None
+        features = preprocess_image(self.image_processor, resized, param)
         arrays = {
             "pixel_values": np.asarray(features["pixel_values"]),
             "image_grid_thw": np.asarray(features["image_grid_thw"]),

@@ -10,6 +10,7 @@ resolves a model or records a result itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..engine.capabilities import EMBED_INTERLEAVED, EMBED_TEXT, RERANK
 from ..engine.requests import EmbedRequest, ScoreRequest
@@ -19,7 +20,9 @@ from .http import context
 from .http.image_inputs import gather
 from .http.observability import record_embedding
 from .http.parsing import check_count, check_items
-from .openai.multimodal import Item
+
+if TYPE_CHECKING:
+    from .openai.multimodal import Item
 
 
 @dataclass(frozen=True)

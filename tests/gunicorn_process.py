@@ -54,7 +54,11 @@ class GunicornProcess:
         self.proc = subprocess.Popen(
             command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # a server that never became ready is not left running after its test
+            raise
         return self
 
     def wait_ready(self, timeout: float) -> None:

@@ -1,6 +1,7 @@
 """Every route through Flask's test client, on the real default model."""
 
 import base64
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from app.api.operations.schemas import HealthResponse, ModelList
 from app.config import Settings
 
 from .engines import engine_for
+from .gunicorn_process import ROOT
 
 
 def assert_error(response, status: int, code: str | None = None, param: str | None = None) -> dict:
@@ -255,6 +257,31 @@ def test_api_keys_protect_embedding_routes_only(engine):
     assert client.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
     for open_path in ("/health", "/ready", "/openapi.json"):
         assert client.get(open_path).status_code == 200
+
+
+def readme_open_routes() -> set[str]:
+    """The routes the README's API_KEYS row says stay open."""
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `API_KEYS`"))
+    said = row.split("stay open", 1)[0].rsplit(";", 1)[-1]
+    return {path.removeprefix("GET ") for path in re.findall(r"`((?:GET )?/[^`]*)`", said)}
+
+
+def test_with_api_keys_only_the_documented_routes_answer_without_a_key(engine):
+    """#32 finding 10: every route of the app, tried without a key, is refused unless the README lists it open."""
+    app = create_app(Settings.from_env({"API_KEYS": "k1"}), engine)
+    client = app.test_client()
+    documented = readme_open_routes()
+    assert {"/health", "/ready", "/openapi.json", "/metrics", "/docs", "/api/version", "/"} <= documented
+    open_routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<name>", "swagger-ui.css")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method, json={} if method == "POST" else None)
+            if response.status_code != 401:
+                open_routes.add(rule.rule if method == "GET" else f"{method} {rule.rule}")
+    assert {route.replace("<name>", "") for route in open_routes} == documented
 
 
 # --------------------------------------------------------------- meta routes

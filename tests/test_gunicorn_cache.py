@@ -99,6 +99,42 @@ def test_what_a_computes_b_answers_from_redis_with_the_same_bits(instances, rout
     assert shared.headers["X-Cache"] == "hit" and shared.content == computed.content
 
 
+@pytest.mark.parametrize("bad", ["ten floats", "nan"])
+def test_a_well_formed_value_of_the_wrong_shape_in_redis_is_a_miss(instances, redis, bad):
+    """#32 finding 5: a value with a valid checksum but the wrong size (or NaNs) is never served."""
+    import numpy as np
+    import redis as redis_client
+
+    from app.engine.cache import codec
+
+    a, b = instances
+    body = {"texts": [f"overwritten in Redis ({bad})"], "model": "m3", "cache": False}
+    fresh = np.asarray(post(a, "/embed_text", body).json()["embeddings"][0])
+    store = redis_client.Redis.from_url(redis.url)
+    store.flushall()  # only this text's entry below
+    post(a, "/embed_text", {**body, "cache": True})
+    deadline = time.monotonic() + 10
+    while not (keys := store.keys("emb:*")) and time.monotonic() < deadline:  # written off the request path
+        time.sleep(0.05)
+    wrong = np.full(10, 0.5) if bad == "ten floats" else np.full(len(fresh), np.nan)
+    before = b.metric("embedding_cache_lookups_total", model="m3", tier="rejected", result="error")
+    for precision in ("float32", "int8"):
+        # Once the good value is back (the last answer rewrote it, off the request path), overwrite it again.
+        while not all(codec.plausible("dense", codec.decode("dense", store.get(key)), len(fresh)) for key in keys):
+            assert time.monotonic() < deadline + 20, "the recomputed value never reached Redis"
+            time.sleep(0.05)
+        for key in keys:
+            store.set(key, codec.encode("dense", wrong))
+        response = post(b, "/embed_text", {**body, "cache": True, "precision": precision})
+        assert response.headers["X-Cache"] == "miss"
+        vector = np.asarray(response.json()["embeddings"][0])
+        assert vector.shape == fresh.shape
+        if precision == "float32":
+            assert float(vector @ fresh) >= 0.9999
+    assert b.metric("embedding_cache_lookups_total", model="m3", tier="rejected", result="error") >= before + 1
+    store.flushall()  # the other tests' keys start from an empty Redis again
+
+
 def test_redis_down_costs_only_the_sharing(instances, redis):
     a, b = instances
     redis.stop()

@@ -48,6 +48,17 @@ def test_gme_routes_over_http_on_both_workers(server, gme_dir):
             assert cosines(np.array(response.json()["embeddings"]), expected[kind]).min() >= 0.9999
 
 
+def test_gmes_text_route_defaults_to_the_gme_model_beside_a_text_model(server, gme_dir):
+    """#32 finding 9: each route's default is the model it exists for, not the instance's first model."""
+    response = requests.post(server.url + "/embeddings/text", json={"texts": TEXTS}, timeout=60)
+    assert response.status_code == 200, response.text
+    expected = GmeReference(gme_dir).embed(TEXTS, [None] * 3)
+    assert cosines(np.array(response.json()["embeddings"]), expected).min() >= 0.9999
+    # The native text route keeps the instance's first model as its default.
+    native = requests.post(server.url + "/embed_text", json={"texts": TEXTS}, timeout=60).json()
+    assert native["model"] == "minilm"
+
+
 def test_bad_images_and_mismatched_pairs_are_400s_and_the_workers_keep_serving(server):
     before = server.worker_pids()
     bad = [

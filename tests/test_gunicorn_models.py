@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -98,13 +99,27 @@ def test_metrics_carry_the_model(server):
     assert server.metric("embedding_inputs_total", modality="image", model="clip") >= 2
 
 
-def test_a_broken_entry_stops_start_up_with_one_line_naming_it(model_dirs, tmp_path):
-    (tmp_path / "empty").mkdir()
+def corrupt_weights(source, target):
+    """A copy whose model.safetensors header is garbage: safetensors' own error, neither OSError nor ValueError."""
+    shutil.copytree(source, target)
+    weights = target / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:200] = b"x" * 192
+    weights.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("broken", ["empty", "corrupt"])
+def test_a_broken_entry_stops_start_up_with_one_line_naming_it(model_dirs, tmp_path, broken):
+    bad = tmp_path / "empty"
+    bad.mkdir()
+    if broken == "corrupt":
+        bad = corrupt_weights(model_dirs["minilm"], tmp_path / "corrupt")
     output = run_gunicorn_expecting_failure(
-        {"MODELS": f"minilm={model_dirs['minilm']},bad={tmp_path / 'empty'}", "BIND": "127.0.0.1:0"}
+        {"MODELS": f"minilm={model_dirs['minilm']},bad={bad}", "BIND": "127.0.0.1:0"}
     )
     lines = [line for line in output.splitlines() if line.startswith("config error:")]
-    assert len(lines) == 1 and re.match(r"config error: MODELS: entry bad=", lines[0])
+    assert len(lines) == 1 and re.match(r"config error: MODELS: entry bad=", lines[0]), output[-2000:]
 
 
 def test_a_rejected_image_and_a_clean_stop_log_only_json_lines(server):

@@ -77,3 +77,21 @@ def test_bad_input_is_a_client_error_and_the_workers_keep_serving(server):
     assert server.worker_pids() == before
     ranks = requests.post(server.url + "/rerank", json={"query": QUERY, "texts": DOCUMENTS}, timeout=30).json()
     assert sorted(r["index"] for r in ranks) == [0, 1, 2, 3]
+
+
+def test_an_instruction_counts_once_per_document(server):
+    """#32 finding 2: a 99,000-character instruction over 2,048 one-word documents is 200 M characters to
+    tokenise; it is refused before any of it, like a long query, and the workers serve on."""
+    before = server.worker_pids()
+    body = {"model": "bge-reranker", "query": "q", "documents": ["word"] * 2048, "instruction": "x" * 99_000}
+    refused = requests.post(server.url + "/v2/rerank", json=body, timeout=60)
+    assert refused.status_code == 413, refused.text
+    message = refused.json()["error"]["message"]
+    assert "MAX_REQUEST_CHARS" in message and "instruction" in message
+    too_long = {**body, "documents": ["word"], "instruction": "x" * 100_000}
+    refused = requests.post(server.url + "/v2/rerank", json=too_long, timeout=60)
+    assert refused.status_code == 400 and "MAX_INPUT_CHARS" in refused.json()["error"]["message"]
+    fine = requests.post(
+        server.url + "/v2/rerank", json={**body, "documents": DOCUMENTS, "instruction": "short"}, timeout=60
+    )
+    assert fine.status_code == 200 and server.worker_pids() == before

@@ -39,10 +39,10 @@ def pick(name: str | None, capability: str | None = None):
     return context.engine().resolve(name, capability)
 
 
-def resolve(name: str | None, capability: str, field: str = "input"):
-    """The model a request names (or the first that has `capability`), refused with the caller's 4xx unless it
-    has `capability`: before anything is tokenised, decoded or fetched."""
-    model = context.engine().resolve(name, capability)
+def resolve(name: str | None, capability: str, field: str = "input", prefer: str | None = None):
+    """The model a request names (or the first that has `prefer`, else `capability`), refused with the caller's
+    4xx unless it has `capability`: before anything is tokenised, decoded or fetched."""
+    model = context.engine().resolve(name, prefer, capability)
     check(model, capability, field)
     return model
 
@@ -62,20 +62,22 @@ def check_sizes(items: list, field: str) -> None:
     check_items(items, context.settings(), field)
 
 
-def _model(model_or_name, capability: str, field: str):
+def _model(model_or_name, capability: str, field: str, prefer: str | None = None):
     """A surface passes a model's name (resolved here, after the sizes are checked) or a model it picked."""
     if model_or_name is None or isinstance(model_or_name, str):
-        return resolve(model_or_name, capability, field)
+        return resolve(model_or_name, capability, field, prefer)
     return model_or_name
 
 
 # --------------------------------------------------------------- embedding
-def embed_texts(model, texts: list[str], request: EmbedRequest, *, capability: str = EMBED_TEXT) -> Served:
-    """`model`: a name (None: the default for `capability`), resolved after the sizes are checked, or a model
-    a surface resolved already (Cohere's input_type needs the model's prompts first)."""
+def embed_texts(
+    model, texts: list[str], request: EmbedRequest, *, capability: str = EMBED_TEXT, prefer: str | None = None
+) -> Served:
+    """`model`: a name (None: the first model with `prefer`, else with `capability`), resolved after the sizes
+    are checked, or a model a surface resolved already (Cohere's input_type needs the model's prompts first)."""
     prefix_field = "prompt" if request.prompt else "instruction"
     check_items(texts, context.settings(), request.field, request.prompt or request.instruction, prefix_field)
-    model = _model(model, capability, request.field)
+    model = _model(model, capability, request.field, prefer)
     result = context.engine().embed_texts(model, texts, request)
     record_embedding(result, len(texts))
     return Served(model, result)
@@ -165,7 +167,10 @@ def quantize(served: Served, precision: str, request: EmbedRequest):
 def rerank(name: str | None, query: str, documents: list[str], request: ScoreRequest) -> Served:
     """One query against `documents`. The query goes into every pair: it counts toward each document's length
     and, once per document, toward the request's total."""
-    check_items(documents, context.settings(), request.field, query, "query")
+    settings = context.settings()
+    check_items(documents, settings, request.field, query, "query")
+    if request.instruction:  # an LLM reranker's instruction goes into every pair too
+        check_items(documents, settings, request.field, query + request.instruction, "instruction")
     model = resolve(name, RERANK, request.field)
     result = context.engine().rerank(model, [query], documents, request)
     record_embedding(result, len(documents), "pair")

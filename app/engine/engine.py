@@ -90,8 +90,8 @@ class Engine:
                 models[spec.name] = load_model(spec.path, spec.name, dtype, config.load)
                 if config.cache.enabled:
                     fingerprints[spec.name] = model_fingerprint(spec.path)
-            except (OSError, ValueError) as exc:
-                raise ModelLoadError(spec, f"cannot load it: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - any reader's error (safetensors, torch, a config) is this entry's
+                raise ModelLoadError(spec, f"cannot load it: {type(exc).__name__}: {exc}") from exc
         engine = cls(config, models, device, dtype, observer, fingerprints)
         engine.runtime.before_fork(models)  # still on one thread: see compiled.py
         return engine
@@ -118,12 +118,13 @@ class Engine:
         self.lifecycle.device = device
 
     # ------------------------------------------------------------------ models
-    def resolve(self, name: str | None, capability: str | None = None) -> ModelFamily:
-        """The model a request names. None named: the first served model that has `capability`
-        (the route's task, so a rerank request finds the reranker beside an embedder), else the first.
-        Picks only: `check` says whether it can do the task."""
+    def resolve(self, name: str | None, *capabilities: str | None) -> ModelFamily:
+        """The model a request names. None named: the first served model that has the first of `capabilities`
+        any model has (the route's task, so a rerank request finds the reranker beside an embedder, and GME's
+        routes the vision-language model beside a text one), else the first. Picks only: `check` says whether
+        it can do the task."""
         if name is None or name == "":
-            if capability is not None:
+            for capability in capabilities:
                 for model in self.models.values():
                     if capability in model.capabilities:
                         return model
@@ -232,7 +233,8 @@ class Engine:
             rows = [row for query in queries for row in model.prepare_pairs(query, documents, request).rows]
             return Prepared(rows=rows, outputs=frozenset({RERANK}))
 
-        chars = len(queries) * (sum(map(len, documents)) + len(documents) * len(queries[0] if queries else ""))
+        pair_prefix = len(queries[0] if queries else "") + len(request.instruction or "")
+        chars = len(queries) * (sum(map(len, documents)) + len(documents) * pair_prefix)
         prepared = self.execution.off_loop(chars, prepare)
         results, timings, cached = self.execution.execute(
             model, "pair", prepared, time.perf_counter() - started, request.use_cache

@@ -85,7 +85,7 @@ class Execution:
         salt = self.salts.get(model.name)
         if self.cache is None or not use_cache or salt is None:
             return (*self._compute(model, kind, prepared, tokenize_seconds), None)
-        found = cache_lookup(self.cache, salt, prepared)
+        found = cache_lookup(self.cache, salt, prepared, model.dimension)
         self.accounting.cache(model.name, found.tiers)
         if not found.misses:
             return found.merge(None), Timings(tokenize=tokenize_seconds), found.state

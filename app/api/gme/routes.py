@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ...engine.capabilities import EMBED_IMAGE
+from ...engine.capabilities import EMBED_IMAGE, EMBED_INTERLEAVED
 from ...engine.requests import EmbedRequest
 from ...errors import InvalidRequest
 from .. import service
@@ -44,7 +44,9 @@ def _answer(result):
 )
 def embeddings_text():
     req = parse_json(GMETextRequest)
-    return _answer(service.embed_texts(req.model, req.texts, _request(req, "texts")).result)
+    # Without a model, the route's own kind: a vision-language embedder beside a text model.
+    served = service.embed_texts(req.model, req.texts, _request(req, "texts"), prefer=EMBED_INTERLEAVED)
+    return _answer(served.result)
 
 
 @bp.post("/embeddings/image")
@@ -58,7 +60,7 @@ def embeddings_text():
 )
 def embeddings_image():
     req = parse_json(GMEImageRequest)
-    model = service.resolve(req.model, EMBED_IMAGE, "images")
+    model = service.resolve(req.model, EMBED_IMAGE, "images", prefer=EMBED_INTERLEAVED)
     return _answer(service.embed_images(model, gather(req.images, "images"), _request(req, "images")).result)
 
 

@@ -28,6 +28,19 @@ def encode(kind: str, value) -> bytes:
     return _HEADER.pack(_MAGIC, _KINDS[kind], len(payload), zlib.crc32(payload)) + payload
 
 
+def plausible(kind: str, value, dimension: int) -> bool:
+    """Whether a decoded value can be this model's output of `kind`: a well-formed value of another shape (a
+    Redis shared with something else, a hand-edited key) or with NaNs is never served."""
+    if kind == "score":
+        return bool(np.isfinite(value))
+    if kind == "dense":
+        return value.shape == (dimension,) and bool(np.isfinite(value).all())
+    if kind == "sparse":
+        ids, weights = value
+        return bool(np.isfinite(weights).all()) and (len(ids) == 0 or (ids[0] >= 0 and bool((np.diff(ids) > 0).all())))
+    return value.ndim == 2 and bool(np.isfinite(value).all())
+
+
 def decode(kind: str, data: bytes):
     """The value, or None when the bytes are not a whole, intact value of this kind."""
     if not data or len(data) < _HEADER.size:

@@ -52,7 +52,8 @@ class CacheLookup:
         return items
 
 
-def lookup(cache: TieredCache, salt: bytes, prepared: Prepared) -> CacheLookup:
+def lookup(cache: TieredCache, salt: bytes, prepared: Prepared, dimension: int) -> CacheLookup:
+    """`dimension`: the length of the model's dense vectors, which a cached one must have."""
     kinds = cached_kinds(prepared.outputs)
     keys: list[dict[str, bytes] | None] = []
     for row in prepared.rows:
@@ -66,15 +67,19 @@ def lookup(cache: TieredCache, salt: bytes, prepared: Prepared) -> CacheLookup:
         keys.append(per_kind)
     wanted = [key for per_kind in keys if per_kind for key in per_kind.values()]
     found, tiers = cache.get_many(list(dict.fromkeys(wanted))) if wanted else ({}, {})
-    hits, misses = {}, []
+    hits, misses, rejected = {}, [], 0
     for index, per_kind in enumerate(keys):
         values = None
         if per_kind is not None and all(key in found for key in per_kind.values()):
             values = {kind: codec.decode(kind, found[key]) for kind, key in per_kind.items()}
-            if any(value is None for value in values.values()):
-                values = None  # corrupt or truncated: recompute, never a wrong vector
+            # Corrupt, truncated, or of the wrong shape or not finite: recompute, never a wrong vector.
+            if any(value is None or not codec.plausible(kind, value, dimension) for kind, value in values.items()):
+                values = None
+                rejected += 1
         if values is None:
             misses.append(index)
         else:
             hits[index] = values
+    if rejected:
+        tiers = {**tiers, "rejected": (0, 0, rejected)}
     return CacheLookup(prepared, kinds, keys, hits, misses, tiers)

@@ -27,7 +27,7 @@ _EXPORTS = {
     "EngineConfig": ".engine_config",
     "ModelSpec": ".engine_config",
     "Lane": ".families",
-    "ModelFamily": ".families",
+    "ServedModel": ".families",
 }
 
 __all__ = sorted(_EXPORTS)

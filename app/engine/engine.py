@@ -32,7 +32,7 @@ from .device import resolve_device, resolve_dtype
 from .engine_config import EngineConfig
 from .errors import ModelLoadError, ModelNotFound
 from .execution import Execution, prepare_inputs
-from .families import ModelFamily
+from .families import ServedModel
 from .lifecycle import Lifecycle
 from .loader import load_model
 from .requests import EmbedRequest, ImageDecoder, ScoreRequest, request_of
@@ -46,7 +46,7 @@ class Engine:
     def __init__(
         self,
         config: EngineConfig,
-        models: dict[str, ModelFamily],
+        models: dict[str, ServedModel],
         device: str,
         dtype: torch.dtype,
         observer: EngineObserver | None = None,
@@ -83,7 +83,7 @@ class Engine:
         # One intra-op thread while loading: a thread pool created in the master is
         # inherited broken by forked workers (pytorch issue 49555).
         torch.set_num_threads(1)
-        models: dict[str, ModelFamily] = {}
+        models: dict[str, ServedModel] = {}
         fingerprints: dict[str, str] = {}
         for spec in config.models:
             try:
@@ -118,7 +118,7 @@ class Engine:
         self.lifecycle.device = device
 
     # ------------------------------------------------------------------ models
-    def resolve(self, name: str | None, *capabilities: str | None) -> ModelFamily:
+    def resolve(self, name: str | None, *capabilities: str | None) -> ServedModel:
         """The model a request names. None named: the first served model that has the first of `capabilities`
         any model has (the route's task, so a rerank request finds the reranker beside an embedder, and GME's
         routes the vision-language model beside a text one), else the first. Picks only: `check` says whether
@@ -168,17 +168,17 @@ class Engine:
         return self.accounting.queue_depth
 
     # -------------------------------------------------------------- tokenizer
-    def tokenize(self, model: ModelFamily, texts: list[str], *, add_special_tokens=True, prompt_name=None):
+    def tokenize(self, model: ServedModel, texts: list[str], *, add_special_tokens=True, prompt_name=None):
         """How the model's tokenizer splits `texts`: TEI's /tokenize."""
         split = functools.partial(model.tokens, add_special_tokens=add_special_tokens, prompt_name=prompt_name)
         return self.execution.off_loop(sum(map(len, texts)), split, texts)
 
-    def decode(self, model: ModelFamily, rows: list[list[int]], *, skip_special_tokens: bool = True) -> list[str]:
+    def decode(self, model: ServedModel, rows: list[list[int]], *, skip_special_tokens: bool = True) -> list[str]:
         decode = functools.partial(model.decode, skip_special_tokens=skip_special_tokens)
         return self.execution.off_loop(sum(map(len, rows)), decode, rows)
 
     # --------------------------------------------------------------- embedding
-    def embed_texts(self, model: ModelFamily, texts: list[str], request: EmbedRequest | None = None, **fields):
+    def embed_texts(self, model: ServedModel, texts: list[str], request: EmbedRequest | None = None, **fields):
         """Dense vectors, plus sparse weights, multi-vectors or token vectors where the request's outputs ask
         and the model has them."""
         request = request_of(EmbedRequest, request, fields)
@@ -191,7 +191,7 @@ class Engine:
         prepared = self.execution.off_loop(chars, model.prepare_texts, texts, request)
         return self.execution.embed(model, "text", prepared, request, time.perf_counter() - started)
 
-    def embed_token_ids(self, model: ModelFamily, rows: list[list[int]], request=None, **fields) -> Embeddings:
+    def embed_token_ids(self, model: ServedModel, rows: list[list[int]], request=None, **fields) -> Embeddings:
         request = request_of(EmbedRequest, request, fields)
         checks.require(model, "text", request.field)
         checks.check_dimensions(model, request.dimensions)

@@ -14,19 +14,19 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from .engine_config import LoadOptions
-from .families import FAMILIES, ModelFamily
+from .families import FAMILIES, ServedModel
 
 log = logging.getLogger(__name__)
 
 
-def family_of(path: str | Path) -> type[ModelFamily]:
+def family_of(path: str | Path) -> type[ServedModel]:
     path = Path(path)
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
         raise ValueError(f"{str(path)!r} has no config.json or modules.json: not a Hugging Face model directory")
     return next(family for family in FAMILIES if family.detect(path))
 
 
-def load_model(path: str | Path, name: str, dtype: torch.dtype, options: LoadOptions | None = None) -> ModelFamily:
+def load_model(path: str | Path, name: str, dtype: torch.dtype, options: LoadOptions | None = None) -> ServedModel:
     hf_logging.disable_progress_bar()
     family = family_of(path)
     model = family.load(Path(path), name, dtype, options or LoadOptions())

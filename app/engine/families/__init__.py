@@ -7,7 +7,7 @@ is left.
 
 from __future__ import annotations
 
-from .base import Lane, ModelFamily
+from .base import Lane, ServedModel
 from .bge_m3 import BGEM3Model
 from .cross_encoder import CrossEncoderModel
 from .decoder_embedder import DecoderEmbedder
@@ -16,7 +16,7 @@ from .llm_reranker import LLMReranker
 from .sentence_transformer import SentenceTransformerModel
 from .vlm_embedder import VLMEmbedder
 
-FAMILIES: tuple[type[ModelFamily], ...] = (
+FAMILIES: tuple[type[ServedModel], ...] = (
     VLMEmbedder,
     DualEncoderModel,
     LLMReranker,
@@ -26,4 +26,4 @@ FAMILIES: tuple[type[ModelFamily], ...] = (
     SentenceTransformerModel,
 )
 
-__all__ = ["FAMILIES", "Lane", "ModelFamily"]
+__all__ = ["FAMILIES", "Lane", "ServedModel"]

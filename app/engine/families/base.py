@@ -36,7 +36,9 @@ def preprocess_image(processor, image, param: str):
         ) from None
 
 
-class ModelFamily:
+class ServedModel:
+    """A loaded model of some family, as the engine serves it; `family` names which."""
+
     family: ClassVar[str] = ""
     capabilities: frozenset[str] = frozenset()
     # Kinds of rows the model takes; the engine runs one batcher per (model, kind).
@@ -65,7 +67,7 @@ class ModelFamily:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> ModelFamily:
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> ServedModel:
         raise NotImplementedError
 
     # ------------------------------------------------------------ preparation
@@ -168,7 +170,7 @@ class ModelFamily:
         return Lane(self, kind)
 
 
-class TextFamily(ModelFamily):
+class TextFamily(ServedModel):
     """A family that reads text through a `TextInputs` (prompts, tokenisation, limits) in `self.text`."""
 
     text: TextInputs
@@ -188,7 +190,7 @@ class TextFamily(ModelFamily):
         return self.text.resolve_prompt(None, prompt_name)
 
 
-class RerankerFamily(ModelFamily):
+class RerankerFamily(ServedModel):
     """What every reranker shares: one kind of row (a query and document pair), one score per row,
     and `activate` to turn the raw score into the default one."""
 
@@ -232,7 +234,7 @@ class RerankerFamily(ModelFamily):
 class Lane:
     """One kind of row through one model: what a batcher or the planner drives."""
 
-    def __init__(self, model: ModelFamily, kind: str):
+    def __init__(self, model: ServedModel, kind: str):
         self.model = model
         self.kind = kind
 

@@ -39,7 +39,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import MultimodalRow, Prepared, pad_right
 from ..text_inputs import pad_id_of
-from .base import ModelFamily, preprocess_image
+from .base import ServedModel, preprocess_image
 
 DEFAULT_INSTRUCTION = "You are a helpful assistant."
 MODEL_TYPES = {"qwen2_vl", "qwen2_5_vl"}
@@ -77,7 +77,7 @@ def smart_resize(
     return h_bar, w_bar
 
 
-class VLMEmbedder(ModelFamily):
+class VLMEmbedder(ServedModel):
     family = "gme"
     capabilities = frozenset({EMBED_TEXT, EMBED_IMAGE, EMBED_INTERLEAVED})
     # Texts, images and fused inputs are one kind of row: they share passes.

@@ -10,6 +10,7 @@ import socket
 import time
 
 import pytest
+import requests
 
 from .gunicorn_process import GunicornProcess
 
@@ -132,3 +133,24 @@ def test_gunicorns_own_errors_are_json(server, raw, status, code):
     got, body = exchange(server, raw, [])
     assert got == status and body["error"]["code"] == code and body["error"]["message"]
     assert exchange(server, HEAD, chunked([b'{"texts": "fine"}']))[0] == 200
+
+
+@pytest.mark.parametrize(
+    "route,body,status,param",
+    [
+        ("/embed_text", b'{"texts": ["a"], "texts": ["b"]}', 400, "texts"),
+        ("/v1/embeddings", b'{"input": "a", "model": "x", "input": "b"}', 400, "input"),
+        ("/v1/embeddings", b'{"input": [[{"type": "text", "text": "a", "text": "b"}]]}', 400, "text"),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_guessed(server, route, body, status, param):
+    """#32 finding 11: JSON parsers disagree on which of two equal keys wins; the body is ambiguous."""
+    response = requests.post(server.url + route, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and error["param"] == param and "more than once" in error["message"]
+
+
+def test_tei_answers_a_duplicate_key_in_its_shape(server):
+    response = requests.post(server.url + "/embed", data=b'{"inputs": "a", "inputs": "b"}', timeout=30)
+    assert response.status_code == 422 and "more than once" in response.json()["error"]

@@ -111,10 +111,7 @@ def refuse_foreign_token_ids(settings, field: str) -> None:
 def embed_images(model, images: list[bytes], request: EmbedRequest) -> Served:
     """Encoded images (already gathered from the body or its files) -> vectors, under this app's image limits.
     `model` is resolved by the caller: a text-only model must refuse before any file is read or URL fetched."""
-    limits = ImageLimits.from_settings(context.settings())
-    result = context.engine().embed_images(model, images, limits, request)
-    record_embedding(result, len(images), "image")
-    return Served(model, result)
+    return _embed_inputs(model, [None] * len(images), images, request, "image")
 
 
 def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:

@@ -201,8 +201,7 @@ class Engine:
 
     def embed_images(self, model, images: list[bytes], decoder: ImageDecoder, request=None, **fields) -> Embeddings:
         """Encoded image files (already fetched) -> vectors; a bad image is a 4xx naming its index."""
-        request = request_of(EmbedRequest, request, {"field": "images", **fields} if request is None else fields)
-        return self.embed_inputs(model, [None] * len(images), images, decoder, request)
+        return self.embed_inputs(model, [None] * len(images), images, decoder, request, **fields)
 
     def embed_inputs(self, model, texts: list, images: list, decoder: ImageDecoder, request=None, **fields):
         """One vector per input: a text, an image, or (vision-language embedders) a text and an image together."""

@@ -7,7 +7,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from .cache import lookup as cache_lookup
 from .errors import EngineError, InferenceFailed
@@ -66,7 +65,7 @@ class Execution:
             if multivector is None
             else [postprocess(m, normalize=request.normalize, dimensions=None) for m in multivector]
         )
-        embeddings = Embeddings(
+        return Embeddings(
             vectors=postprocess(results.dense, normalize=request.normalize, dimensions=request.dimensions),
             prompt_tokens=prepared.token_count,
             timings=timings,
@@ -74,8 +73,8 @@ class Execution:
             colbert=colbert,
             tokens=results.tokens,
             model=model.name,
+            cache=cached,
         )
-        return replace(embeddings, cache=cached)
 
     def execute(
         self, model, kind: str, prepared: Prepared, tokenize_seconds: float, use_cache: bool = True

@@ -89,7 +89,7 @@ DEFAULT_SCORE = ScoreRequest()
 def request_of(cls, request, fields: dict):
     """`request` as given, or one built from keyword fields (tests and scripts): never both."""
     if request is None:
-        return cls(**fields) if fields else (DEFAULT_EMBED if cls is EmbedRequest else DEFAULT_SCORE)
+        return cls(**fields)
     if fields:
         raise TypeError(f"give a {cls.__name__} or its fields, not both: {', '.join(fields)}")
     return request

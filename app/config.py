@@ -22,6 +22,15 @@ RUNTIMES = ("auto", "eager", "compile")
 WORKER_CLASSES = ("sync", "gthread", "gevent")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "text", "json")
+# Worker classes that cannot shed load: what a user must put in front of them is said where they are refused.
+UNBOUNDED_WORKER_CLASSES = ("gthread", "sync")
+UNBOUNDED_QUEUE = (
+    "{worker_class} workers have no back-pressure: requests beyond what a worker holds at once wait unbounded "
+    "in gunicorn's queue (no 503, clients time out instead), clients that send slowly hold its threads, and on "
+    "SIGTERM connections still queued are reset. Serve them behind nginx (deploy/nginx/nginx.conf: it buffers "
+    "bodies, limits connections and retries a reset request) or use WORKER_CLASS=gevent, which answers 503 "
+    "with Retry-After past MAX_QUEUE; set ALLOW_UNBOUNDED_QUEUE=true to start {worker_class} workers anyway"
+)
 IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")
 DEFAULT_IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
 
@@ -75,6 +84,7 @@ class Settings:
     workers: int = setting("WORKERS", 0, "integer", minimum=0)
     threads: int = setting("THREADS", 4, "integer", minimum=1)
     worker_class: str = setting("WORKER_CLASS", "gevent", "choice", choices=WORKER_CLASSES)
+    allow_unbounded_queue: bool = setting("ALLOW_UNBOUNDED_QUEUE", False, "boolean")
     bind: str = setting("BIND", "0.0.0.0:8080", parse=lambda read: _bind(read.env), also=("PORT",))
     timeout: int = setting("TIMEOUT", 120, "integer", minimum=1)
     graceful_timeout: int = setting("GRACEFUL_TIMEOUT", 30, "integer", minimum=1)
@@ -90,6 +100,9 @@ class Settings:
     max_batch_items: int = setting("MAX_BATCH_ITEMS", 2048, "integer", minimum=1)
     max_input_chars: int = setting("MAX_INPUT_CHARS", 100_000, "integer", minimum=1)
     max_request_chars: int = setting("MAX_REQUEST_CHARS", 1_000_000, "integer", minimum=1)
+    max_request_tokens: int = setting("MAX_REQUEST_TOKENS", 0, "integer", minimum=0)
+    max_request_image_tokens: int = setting("MAX_REQUEST_IMAGE_TOKENS", 32_768, "integer", minimum=1)
+    max_response_values: int = setting("MAX_RESPONSE_VALUES", 16_777_216, "integer", minimum=1)
     accept_token_ids: bool = setting("ACCEPT_TOKEN_IDS", False, "boolean")
     max_content_length: int = setting("MAX_CONTENT_LENGTH", 16 * 1024 * 1024, "integer", minimum=1024)
     body_timeout: float = setting("BODY_TIMEOUT", 30.0, "decimal", minimum=0.1)
@@ -179,6 +192,8 @@ class Settings:
             raise ConfigError(
                 "REDIS_URL", f"must start with redis://, rediss:// or unix://; got {settings.redis_url!r}"
             )
+        if settings.worker_class in UNBOUNDED_WORKER_CLASSES and not settings.allow_unbounded_queue:
+            raise ConfigError("WORKER_CLASS", UNBOUNDED_QUEUE.format(worker_class=settings.worker_class))
         if settings.vlm_min_image_tokens > settings.vlm_max_image_tokens:
             raise ConfigError(
                 "VLM_MIN_IMAGE_TOKENS",

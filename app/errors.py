@@ -96,11 +96,12 @@ class InferenceFailed(ServiceError):
 
 
 def from_engine(error: engine.EngineError) -> ServiceError:
-    """An engine error as the service answers it: the caller's input 400, an unknown model 404, overload 503
-    with Retry-After, a failed forward pass 500."""
+    """An engine error as the service answers it: the caller's input 400 (413 over a budget), an unknown model
+    404, overload 503 with Retry-After, a failed forward pass 500."""
     if isinstance(error, engine.Overloaded):
         return Overloaded(error.message, headers={"Retry-After": str(max(1, round(error.retry_after)))})
     kind = {
+        engine.TooLarge: PayloadTooLarge,
         engine.InvalidInput: InvalidRequest,
         engine.ModelNotFound: ModelNotFound,
         engine.InferenceFailed: InferenceFailed,

@@ -151,6 +151,7 @@ def measure(models: dict[str, str], workers: int, preload: bool, requests_per_wo
         "BIND": f"127.0.0.1:{port}",
         "PRELOAD": "true" if preload else "false",
         "WORKER_CLASS": "sync",
+        "ALLOW_UNBOUNDED_QUEUE": "true",
         "LOG_REQUESTS": "false",
         "MAX_REQUESTS": "0",
         "DTYPE": dtype,

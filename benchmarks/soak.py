@@ -125,7 +125,9 @@ def main() -> None:
     parser.add_argument("--max-total", type=int, default=200_000, help="stop after this many requests")
     parser.add_argument("--sample", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--model-path", default="")
-    parser.add_argument("--config", default="", help="extra settings, e.g. 'WORKER_CLASS=gthread THREADS=4'")
+    parser.add_argument(
+        "--config", default="", help="extra settings, e.g. 'WORKER_CLASS=gthread ALLOW_UNBOUNDED_QUEUE=true THREADS=4'"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 

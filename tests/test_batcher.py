@@ -102,22 +102,69 @@ def test_concurrent_requests_share_a_batch_and_get_their_own_vectors(model):
         assert np.allclose(vectors[0], expected[i], atol=1e-5)
 
 
-def test_a_large_request_is_split_and_small_ones_ride_along(model):
+def test_a_large_request_is_split_and_small_ones_ride_in_the_next_batch(model):
     batcher, gated, _ = make_batcher(model, max_batch_size=8)
     big = [f"bulk item {i} " * (1 + i % 5) for i in range(40)]
+    small_text = "a quick question that is longer than any bulk item " * 2
     with ThreadPoolExecutor(2) as pool:
         gated.hold()
         large = submit_async(pool, batcher, model, big)
         assert gated.entered.wait(10)
-        small = submit_async(pool, batcher, model, ["a quick question"])
+        small = submit_async(pool, batcher, model, [small_text])
         wait_for(lambda: batcher.depth == 2)
         gated.gate.set()
-        vectors = large.result(30)[0].dense
-        small.result(30)
+        vectors, _, large_finished = large.result(30)
+        _, _, small_finished = small.result(30)
     assert all(len(b) <= 8 for b in gated.batches) and sum(map(len, gated.batches)) == 41
     assert len(gated.batches) == 6  # 40 + 1 rows in batches of 8: the small one filled a gap
+    # Not behind the 32 bulk rows still queued: in the batch right after the one running when it came.
+    small_length = len(model.prepare_texts([small_text]).rows[0])
+    assert small_length > max(gated.batches[0]) and small_length in gated.batches[1]
+    assert small_finished < large_finished
     expected = vectors_of(model, model.prepare_texts(big), 8)
-    assert np.allclose(vectors, expected, atol=1e-5)
+    assert np.allclose(vectors.dense, expected, atol=1e-5)
+
+
+def test_requests_take_turns_in_each_batch(model):
+    batcher, gated, _ = make_batcher(model, max_batch_size=4)
+    with ThreadPoolExecutor(4) as pool:
+        gated.hold()
+        first = submit_async(pool, batcher, model, ["holds the model"])
+        assert gated.entered.wait(10)
+        giants = [submit_async(pool, batcher, model, [f"giant {g} row {i}" for i in range(12)]) for g in range(2)]
+        wait_for(lambda: batcher.depth == 2)
+        late = submit_async(pool, batcher, model, ["late " * 30])
+        wait_for(lambda: batcher.depth == 3)
+        gated.gate.set()
+        for future in [first, *giants, late]:
+            future.result(30)
+    late_length = len(model.prepare_texts(["late " * 30]).rows[0])
+    assert late_length in gated.batches[1]  # the newest request went first in the next batch
+    assert sum(map(len, gated.batches)) == 1 + 24 + 1
+
+
+def test_a_pass_is_cut_to_what_the_measured_rate_runs_in_about_half_a_second(model):
+    gated = GatedModel(model)
+    rate = {"tokens_per_second": None}
+    batcher = Batcher(
+        gated,
+        BatchLimits(max_batch_size=32),
+        run_inline,
+        lambda *a: None,
+        lambda d: None,
+        lambda: rate["tokens_per_second"],
+    )
+    texts = ["word " * 40] * 6  # 42 tokens each
+    batcher.submit(model.prepare_texts(texts))
+    assert [len(b) for b in gated.batches] == [6]  # nothing measured: MAX_BATCH_TOKENS alone
+    gated.batches.clear()
+    rate["tokens_per_second"] = 200  # 100 tokens in PASS_SECONDS
+    vectors = batcher.submit(model.prepare_texts(texts))[0].dense
+    assert [len(b) for b in gated.batches] == [2, 2, 2] and vectors.shape == (6, model.dimension)
+    gated.batches.clear()
+    rate["tokens_per_second"] = 1  # slower than one row in PASS_SECONDS: still one row a pass
+    batcher.submit(model.prepare_texts(texts[:2]))
+    assert [len(b) for b in gated.batches] == [1, 1]
 
 
 def test_token_budget_limits_padded_batch_size(model):

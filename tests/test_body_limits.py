@@ -102,7 +102,12 @@ def drip(data: bytes, pause: float):
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
 def test_a_stalled_body_is_a_408_and_the_worker_serves_on(tmp_path, worker_class):
-    env = {"DTYPE": "float32", "BODY_TIMEOUT": str(BODY_TIMEOUT), "WORKER_CLASS": worker_class}
+    env = {
+        "DTYPE": "float32",
+        "BODY_TIMEOUT": str(BODY_TIMEOUT),
+        "WORKER_CLASS": worker_class,
+        "ALLOW_UNBOUNDED_QUEUE": "true",
+    }
     with GunicornProcess(env, workers=1, log_path=tmp_path / "server.log") as server:
         head = b"POST /embed_text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         started = time.monotonic()

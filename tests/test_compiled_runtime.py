@@ -278,6 +278,7 @@ def test_gunicorn_master_compiles_once_and_every_worker_inherits_it(model_dirs, 
         "CPU_THREADS": "1",
         "MAX_REQUESTS": "15",
         "MAX_REQUESTS_JITTER": "0",
+        "ALLOW_UNBOUNDED_QUEUE": "true",
         "WORKER_CLASS": "sync",  # recycles at once (gevent lets open connections finish first)
         "CACHE_BYTES": "0",
     }

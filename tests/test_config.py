@@ -24,6 +24,7 @@ def test_environment_values_are_parsed(tmp_path):
             "WORKERS": "3",
             "CPU_THREADS": "2",
             "WORKER_CLASS": "gthread",
+            "ALLOW_UNBOUNDED_QUEUE": "true",
             "MAX_BATCH_SIZE": "8",
             "ENABLE_WARMUP": "false",
             "API_KEYS": "a, b,,",
@@ -44,6 +45,16 @@ def test_model_name_overrides_directory_name(tmp_path):
 
 def test_bind_wins_over_port():
     assert Settings.from_env({"BIND": "127.0.0.1:1234", "PORT": "9"}).bind == "127.0.0.1:1234"
+
+
+def test_worker_classes_without_back_pressure_start_only_when_acknowledged():
+    for worker_class in ("gthread", "sync"):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({"WORKER_CLASS": worker_class})
+        assert info.value.variable == "WORKER_CLASS" and "ALLOW_UNBOUNDED_QUEUE=true" in str(info.value)
+        settings = Settings.from_env({"WORKER_CLASS": worker_class, "ALLOW_UNBOUNDED_QUEUE": "true"})
+        assert settings.worker_class == worker_class
+    assert Settings.from_env({"WORKER_CLASS": "gevent"}).worker_class == "gevent"
 
 
 @pytest.mark.parametrize(

@@ -441,7 +441,7 @@ def test_nginx_shields_gthread_instances_from_slow_clients(tmp_path):
     """gthread and sync workers hold a thread per connection; 40 clients dripping their bodies would take every
     thread of both instances. In front of them nginx reads whole bodies itself, so the instances never see the
     slow ones and a normal request is answered at once."""
-    cluster = Cluster(tmp_path, {"WORKER_CLASS": "gthread", "THREADS": "2"}).start()
+    cluster = Cluster(tmp_path, {"WORKER_CLASS": "gthread", "ALLOW_UNBOUNDED_QUEUE": "true", "THREADS": "2"}).start()
     slow = []
     try:
         for _ in range(40):

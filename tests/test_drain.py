@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread", "sync"])
 def test_sigterm_after_endpoint_removal_fails_no_request(tmp_path, worker_class):
     server = GunicornProcess(
-        {"WORKER_CLASS": worker_class, "GRACEFUL_TIMEOUT": "20", "DTYPE": "float32"},
+        {"WORKER_CLASS": worker_class, "ALLOW_UNBOUNDED_QUEUE": "true", "GRACEFUL_TIMEOUT": "20", "DTYPE": "float32"},
         workers=2,
         log_path=tmp_path / "server.log",
     ).start()

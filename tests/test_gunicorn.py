@@ -127,12 +127,16 @@ def run_gunicorn_expecting_failure(env: dict[str, str]) -> str:
         ({"DTYPE": "float8"}, "DTYPE"),
         ({"WORKERS": "lots"}, "WORKERS"),
         ({"MODEL_PATH": "/nonexistent/model"}, "MODEL_PATH"),
+        ({"WORKER_CLASS": "gthread"}, "WORKER_CLASS"),
+        ({"WORKER_CLASS": "sync", "ALLOW_UNBOUNDED_QUEUE": "false"}, "WORKER_CLASS"),
     ],
 )
 def test_invalid_setting_stops_start_up_with_one_line(env, variable):
     output = run_gunicorn_expecting_failure(env)
     lines = [line for line in output.splitlines() if line.startswith("config error:")]
     assert len(lines) == 1 and variable in lines[0]
+    if variable == "WORKER_CLASS":  # what to put in front, and how to start anyway
+        assert "no back-pressure" in lines[0] and "nginx" in lines[0] and "ALLOW_UNBOUNDED_QUEUE=true" in lines[0]
 
 
 def test_a_port_in_use_stops_start_up_with_one_line_before_the_model_loads():
@@ -184,7 +188,9 @@ def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
 def test_worker_class_sync_really_runs_sync_workers(tmp_path):
     """gunicorn turns `sync` with threads > 1 into gthread; THREADS (4 by default) must not do that."""
     with GunicornProcess(
-        {"WORKER_CLASS": "sync", "THREADS": "4", "DTYPE": "float32"}, workers=1, log_path=tmp_path / "server.log"
+        {"WORKER_CLASS": "sync", "ALLOW_UNBOUNDED_QUEUE": "true", "THREADS": "4", "DTYPE": "float32"},
+        workers=1,
+        log_path=tmp_path / "server.log",
     ) as server:
         assert requests.post(server.url + "/embed_text", json={"texts": "x"}, timeout=30).status_code == 200
         messages = [r["msg"] for r in server.log_records()]

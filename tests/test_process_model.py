@@ -34,7 +34,7 @@ def wait_until(predicate, timeout: float, message: str, interval: float = 0.05):
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
 def test_every_worker_class_serves_with_preload(tmp_path, worker_class):
-    env = {"WORKER_CLASS": worker_class, "THREADS": "2"}
+    env = {"WORKER_CLASS": worker_class, "ALLOW_UNBOUNDED_QUEUE": "true", "THREADS": "2"}
     with GunicornProcess(env, workers=2, log_path=tmp_path / "log") as server:
         assert server.model_loads() == [server.proc.pid]
         responses = [embed(server.url, ["hello", "world"]) for _ in range(6)]
@@ -111,7 +111,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path):
 
 
 def test_max_requests_recycles_workers_without_reloading_or_failing(tmp_path):
-    env = {"MAX_REQUESTS": "10", "MAX_REQUESTS_JITTER": "0", "WORKER_CLASS": "sync"}
+    env = {"MAX_REQUESTS": "10", "MAX_REQUESTS_JITTER": "0", "WORKER_CLASS": "sync", "ALLOW_UNBOUNDED_QUEUE": "true"}
     with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:
         seen = set()
         for _ in range(35):

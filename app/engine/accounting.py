@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from .budgets import Throughput
 from .results import EngineObserver
 
 
@@ -47,6 +48,7 @@ class Accounting:
         self.model_stats = {name: BatchStats() for name in names}
         self._waiting = dict.fromkeys(names, 0)
         self._lock = threading.Lock()
+        self._throughput: dict[tuple[str, str], Throughput] = {}
 
     @property
     def queue_depth(self) -> int:
@@ -64,13 +66,32 @@ class Accounting:
     def report_queue(self, name: str) -> None:
         self.observer.queue_depth(name, self.model_queue_depth(name))
 
-    def batch_hook(self, name: str) -> Callable[[int, int, float], None]:
+    def batch_hook(self, name: str, kind: str) -> Callable[[int, int, float], None]:
+        measure = self.measure(name, kind)
+
         def on_batch(size: int, tokens: int, seconds: float) -> None:
             self.stats.add(size, tokens, seconds)
             self.model_stats[name].add(size, tokens, seconds)
             self.observer.batch(name, size, tokens, seconds)
+            measure(size, tokens, seconds)
 
         return on_batch
+
+    def measure(self, name: str, kind: str) -> Callable[[int, int, float], None]:
+        """A batch hook that only measures the rate (warm-up's batches are timed, not counted as served)."""
+        with self._lock:
+            throughput = self._throughput.setdefault((name, kind), Throughput())
+        return lambda size, tokens, seconds: throughput.add(tokens, seconds)
+
+    def rate(self, name: str, kind: str) -> float | None:
+        """Tokens a second this worker computes for `name`'s rows of `kind`; None before any was measured."""
+        throughput = self._throughput.get((name, kind))
+        return throughput.rate if throughput is not None else None
+
+    def reset_rates(self) -> None:
+        """A forked worker measures its own: its parent's rates were taken on other CPUs, or none."""
+        with self._lock:
+            self._throughput.clear()
 
     def cache(self, name: str, tiers: dict) -> None:
         for tier, counts in tiers.items():

@@ -26,7 +26,8 @@ class Calibrations:
         """A fork's copy is its parent's, who may have run on another device."""
         self.by_model = {}
 
-    def of(self, model) -> Calibration | None:
+    def of(self, model, on_batch=None) -> Calibration | None:
+        """`on_batch`: told each pass's size, tokens and seconds (warm-up measures the worker's rate by it)."""
         if EMBED_TEXT not in model.capabilities:
             return None
         with self._lock:
@@ -34,7 +35,8 @@ class Calibrations:
                 lane = model.lane(model.kind_of("text"))
                 prepared = model.prepare_texts(calibration_texts())
                 with model.lock:
-                    results = forward_planned(lane, prepared, self.limits.max_batch_size, self.limits.max_batch_tokens)
+                    limits = self.limits
+                    results = forward_planned(lane, prepared, limits.max_batch_size, limits.max_batch_tokens, on_batch)
                 self.by_model[model.name] = Calibration(results.dense)
             return self.by_model[model.name]
 

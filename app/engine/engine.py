@@ -31,7 +31,7 @@ from .compiled import CompiledRuntime
 from .device import resolve_device, resolve_dtype
 from .engine_config import EngineConfig
 from .errors import ModelLoadError, ModelNotFound
-from .execution import Execution, prepare_inputs
+from .execution import Execution
 from .families import ServedModel
 from .lifecycle import Lifecycle
 from .loader import load_model
@@ -70,7 +70,9 @@ class Engine:
         self.batchers: dict = {}  # (model, kind of row) -> Batcher, filled by each worker's start
         self.accounting = Accounting(models, observer or EngineObserver(), self.batchers)
         self.calibrator = Calibrations(config.limits)
-        self.execution = Execution(config.limits, self.accounting, self.batchers, self.cache, salts, self._ensure)
+        self.execution = Execution(
+            config.limits, config.budgets, self.accounting, self.batchers, self.cache, salts, self._ensure
+        )
         self.lifecycle = Lifecycle(
             config, models, dtype, self.runtime, self.execution, self.accounting, self.calibrator, self.batchers
         )
@@ -210,9 +212,7 @@ class Engine:
         checks.check_dimensions(model, request.dimensions)
         self.execution.check_capacity(model, modality)
         started = time.perf_counter()
-        # Decoding and resizing are CPU work: off the event loop under gevent, and in parallel with other
-        # requests' preprocessing and the model (PIL and numpy release the GIL in their kernels).
-        prepared = self.execution.offload(prepare_inputs, model, texts, images, decoder, request)
+        prepared = self.execution.prepare_inputs(model, texts, images, decoder, request)
         return self.execution.embed(model, modality, prepared, request, time.perf_counter() - started)
 
     def quantize(self, model, vectors: np.ndarray, precision: str, *, dimensions=None, normalize=True) -> np.ndarray:
@@ -236,7 +236,7 @@ class Engine:
         chars = len(queries) * (sum(map(len, documents)) + len(documents) * pair_prefix)
         prepared = self.execution.off_loop(chars, prepare)
         results, timings, cached = self.execution.execute(
-            model, "pair", prepared, time.perf_counter() - started, request.use_cache
+            model, "pair", prepared, time.perf_counter() - started, request
         )
         scores = results.scores if request.raw_scores else model.activate(results.scores)
         return Scores(

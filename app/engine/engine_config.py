@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batcher import BatchLimits
+from .budgets import Budgets
 from .cache import CacheConfig
 from .device import resolve_device
 
@@ -39,6 +40,7 @@ class EngineConfig:
     batching: bool = True
     warmup: bool = True
     limits: BatchLimits = field(default_factory=BatchLimits)
+    budgets: Budgets = field(default_factory=Budgets)
     load: LoadOptions = field(default_factory=LoadOptions)
     cache: CacheConfig = field(default_factory=CacheConfig)
 
@@ -59,6 +61,12 @@ class EngineConfig:
                 max_batch_tokens=settings.max_batch_tokens,
                 max_wait=settings.max_wait_ms / 1000.0,
                 max_queue=settings.max_queue,
+                request_timeout=settings.request_timeout,
+            ),
+            budgets=Budgets(
+                request_tokens=settings.max_request_tokens,
+                request_image_tokens=settings.max_request_image_tokens,
+                response_values=settings.max_response_values,
                 request_timeout=settings.request_timeout,
             ),
             load=LoadOptions(

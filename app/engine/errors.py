@@ -33,6 +33,13 @@ class Unsupported(InvalidInput):
     code = "unsupported"
 
 
+class TooLarge(InvalidInput):
+    """Legal in every part, but more than one request may cost: tokens, image tokens or numbers in the answer
+    over a budget (budgets.py). The message names the setting."""
+
+    code = "request_too_large"
+
+
 class ModelNotFound(EngineError):
     code = "model_not_found"
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .budgets import Budgets, ImageTokens, check_request
 from .cache import lookup as cache_lookup
 from .errors import EngineError, InferenceFailed
 from .outputs import Results
@@ -27,11 +28,15 @@ def run_inline(fn: Callable, *args):
 
 
 class Execution:
-    """Per process. What it needs is handed in: the batch limits, the accounting it reports to, the batchers
-    the lifecycle fills, the cache and each model's key prefix, and how to make sure the process started."""
+    """Per process. What it needs is handed in: the batch limits and per-request budgets, the accounting it
+    reports to (and reads the measured rates from), the batchers the lifecycle fills, the cache and each
+    model's key prefix, and how to make sure the process started."""
 
-    def __init__(self, limits, accounting, batchers: dict, cache, salts: dict[str, bytes], ensure_started):
+    def __init__(
+        self, limits, budgets: Budgets, accounting, batchers: dict, cache, salts: dict[str, bytes], ensure_started
+    ):
         self.limits = limits
+        self.budgets = budgets
         self.accounting = accounting
         self.batchers = batchers
         self.cache = cache
@@ -56,9 +61,7 @@ class Execution:
 
     def embed(self, model, modality: str, prepared: Prepared, request: EmbedRequest, tokenize_seconds: float):
         """The request's rows -> its finished Embeddings (normalised, cut to `dimensions`)."""
-        results, timings, cached = self.execute(
-            model, model.kind_of(modality), prepared, tokenize_seconds, request.use_cache
-        )
+        results, timings, cached = self.execute(model, model.kind_of(modality), prepared, tokenize_seconds, request)
         multivector = results.multivector
         colbert = (
             None
@@ -76,13 +79,13 @@ class Execution:
             cache=cached,
         )
 
-    def execute(
-        self, model, kind: str, prepared: Prepared, tokenize_seconds: float, use_cache: bool = True
-    ) -> tuple[Results, Timings, str | None]:
-        """The request's results: cached rows from the cache, the rest computed (and then stored)."""
+    def execute(self, model, kind: str, prepared: Prepared, tokenize_seconds: float, request):
+        """The request's results (checked against the budgets first): cached rows from the cache, the rest
+        computed (and then stored). Returns (results, timings, the cache's state)."""
         self.ensure_started()
+        check_request(self.budgets, model, prepared, request.field, self.accounting.rate(model.name, kind))
         salt = self.salts.get(model.name)
-        if self.cache is None or not use_cache or salt is None:
+        if self.cache is None or not request.use_cache or salt is None:
             return (*self._compute(model, kind, prepared, tokenize_seconds), None)
         found = cache_lookup(self.cache, salt, prepared, model.dimension)
         self.accounting.cache(model.name, found.tiers)
@@ -119,13 +122,20 @@ class Execution:
                 prepared,
                 self.limits.max_batch_size,
                 self.limits.max_batch_tokens,
-                on_batch=self.accounting.batch_hook(model.name),
+                on_batch=self.accounting.batch_hook(model.name, kind),
             )
         return results, started
 
+    def prepare_inputs(self, model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest):
+        """Texts, images or both per input -> one row each, off the event loop (decoding and resizing are CPU
+        work that PIL and numpy do without the GIL); inputs with images are counted against their budget as
+        each is prepared, so an over-budget request stops before the rest are decoded."""
+        return self.offload(
+            prepare_inputs, model, texts, images, decoder, request, ImageTokens(self.budgets, request.field)
+        )
 
-def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest) -> Prepared:
-    """Texts, images or both per input -> one row each; a picture is decoded here, off the event loop."""
+
+def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest, budget) -> Prepared:
     rows = []
     for index, (text, data) in enumerate(zip(texts, images)):
         param = f"{request.field}[{index}]"
@@ -133,8 +143,11 @@ def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, requ
             rows.extend(model.prepare_texts([text], request).rows)
             continue
         image = decoder.decode(data, param)
-        if text is None:
-            rows.append(model.prepare_image(image, param, request))
-        else:
-            rows.append(model.prepare_fused(text, image, param, request))
+        row = (
+            model.prepare_image(image, param, request)
+            if text is None
+            else model.prepare_fused(text, image, param, request)
+        )
+        budget.add(row, param)
+        rows.append(row)
     return Prepared(rows=rows)

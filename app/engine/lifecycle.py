@@ -61,6 +61,7 @@ class Lifecycle:
                 for model in self.models.values():
                     model.to(self.device)
             self.calibrations.reset()
+            self.accounting.reset_rates()
             if self.config.warmup:
                 self.warmup()
             batching = self.config.batching if batching is None else batching
@@ -89,8 +90,9 @@ class Lifecycle:
             model.lane(kind),
             self.config.limits,
             offload=self.execution.offload,
-            on_batch=self.accounting.batch_hook(name),
+            on_batch=self.accounting.batch_hook(name, kind),
             on_queue=lambda depth: self.accounting.report_queue(name),
+            rate=lambda: self.accounting.rate(name, kind),
         )
 
     def warmup(self) -> None:
@@ -99,6 +101,9 @@ class Lifecycle:
         limits = self.config.limits
         for model in self.models.values():
             for kind, prepared in model.warmup_inputs():
-                forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens)
-            self.calibrations.of(model)
+                # Timed: the first measure of this worker's rate, which its token budget starts from.
+                measure = self.accounting.measure(model.name, kind)
+                forward_planned(model.lane(kind), prepared, limits.max_batch_size, limits.max_batch_tokens, measure)
+            # A corpus of real texts: the rate a worker starts with is the one it has on text like its requests'.
+            self.calibrations.of(model, self.accounting.measure(model.name, model.kind_of("text")))
         trim_heap()  # what the longest rows needed is freed, and should not stay with this worker

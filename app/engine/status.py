@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import transformers
 
+from .budgets import token_budget
 from .device import dtype_name
 
 
@@ -45,6 +46,7 @@ def runtime(engine) -> dict:
                 **engine.runtime.describe(name),
                 "queue_depth": accounting.model_queue_depth(name),
                 "batches": accounting.model_stats[name].as_dict(),
+                "token_budget": token_budgets(engine, model),
             }
             for name, model in engine.models.items()
         ],
@@ -56,3 +58,16 @@ def runtime(engine) -> dict:
             "max_allocated_bytes": torch.cuda.max_memory_allocated(),
         }
     return info
+
+
+def token_budgets(engine, model) -> dict:
+    """Per kind of row: the rate this worker measured (tokens a second) and the tokens a request may have."""
+    budgets = engine.config.budgets
+    out = {}
+    for kind in model.kinds:
+        rate = engine.accounting.rate(model.name, kind)
+        out[kind] = {
+            "tokens_per_second": None if rate is None else round(rate, 1),
+            "max_request_tokens": token_budget(budgets, rate),
+        }
+    return out

@@ -116,6 +116,11 @@ class ServedModel:
     def forward(self, kind: str, rows: list, outputs: frozenset[str]) -> BatchOutput:
         raise NotImplementedError
 
+    def token_width(self, output: str) -> int:
+        """How many numbers each token's vector holds in a per-token output (`tokens`, `colbert`): what an
+        answer of them weighs, counted before the pass (budgets.py)."""
+        return self.dimension
+
     def padded_width(self, rows: list) -> int:
         """The longest row, rounded up to `pad_multiple` without passing the model's own limit."""
         longest = max(len(row) for row in rows)

@@ -95,6 +95,9 @@ class BGEM3Model(SentenceTransformerModel):
         heads = {output: load_head(file, model.config.hidden_size, dtype) for output, file in find_heads(path).items()}
         return cls(name, tokenizer, model, layout, dense, dtype, heads)
 
+    def token_width(self, output: str) -> int:
+        return self.heads[COLBERT].out_features if output == COLBERT else super().token_width(output)
+
     def summary(self) -> str:
         return f"{super().summary()} outputs=dense,{','.join(sorted(self.heads))}"
 

@@ -53,6 +53,9 @@ class SentenceTransformerModel(TextFamily):
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
         self.dimension = dense[-1][0].out_features if dense else model.config.hidden_size * len(layout.pooling_modes)
 
+    def token_width(self, output: str) -> int:
+        return self.model.config.hidden_size  # `tokens`: the encoder's last hidden state
+
     # ------------------------------------------------------------ recognition
     @classmethod
     def detect(cls, path: Path) -> bool:

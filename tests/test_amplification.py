@@ -3,7 +3,6 @@ bounded before any tokenising, and a large legal request is tokenised off a geve
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -12,6 +11,7 @@ import requests
 from app import create_app
 from app.config import Settings
 
+from .bystanders import one_text, while_running
 from .gunicorn_process import GunicornProcess
 
 
@@ -72,36 +72,17 @@ def test_a_large_request_leaves_the_event_loop_and_the_heartbeat_free(tmp_path):
         pid = requests.get(server.url + "/health", timeout=10).json()["pid"]
         # 15 M characters in 15 texts: seconds of tokenising, then only 15 rows for the model.
         big = {"texts": [f"text {i} " + "word " * 199_990 for i in range(15)], "cache": False}
-        outcome = {}
-        done = threading.Event()
 
-        def send():
-            started = time.monotonic()
-            try:
-                outcome["response"] = requests.post(server.url + "/embed_text", json=big, timeout=300)
-            finally:
-                outcome["seconds"] = time.monotonic() - started
-                done.set()
+        def bystander():
+            assert requests.get(server.url + "/health", timeout=300).status_code == 200
+            one_text(server.url)()
 
-        sender = threading.Thread(target=send)
-        sender.start()
-        # Liveness, not wall-clock bounds (a busy machine stretches everything): bystanders are answered while
-        # the big request is still running, each in a small part of its time. With the tokenising on the event
-        # loop (as before), the first bystander waited for nearly all of it and none came back in between.
-        slowest, answered_before = 0.0, 0
-        while not done.is_set():
-            started = time.monotonic()
-            health = requests.get(server.url + "/health", timeout=300)
-            bystander = requests.post(server.url + "/embed_text", json={"texts": "a bystander"}, timeout=300)
-            assert health.status_code == 200 and bystander.status_code == 200
-            slowest = max(slowest, time.monotonic() - started)
-            answered_before += not done.is_set()
-        sender.join()
-        assert outcome["response"].status_code == 200 and len(outcome["response"].json()["embeddings"]) == 15
-        assert answered_before >= 2 and slowest < outcome["seconds"] / 2, (
-            f"{answered_before} bystanders answered before the big request; the slowest took {slowest:.2f} s "
-            f"of its {outcome['seconds']:.2f} s"
-        )
+        # Bystanders are answered while the big request is still running, each in a small part of its time.
+        # With the tokenising on the event loop (as before), the first bystander waited for nearly all of it
+        # and none came back in between.
+        outcome = while_running(lambda: requests.post(server.url + "/embed_text", json=big, timeout=300), bystander)
+        assert outcome.response.status_code == 200 and len(outcome.response.json()["embeddings"]) == 15
+        assert outcome.answered_before >= 2 and outcome.slowest < outcome.seconds / 2, outcome
         amplified = requests.post(
             server.url + "/embed_text", json={"texts": ["a"] * 128, "prompt": "x" * 1_000_000}, timeout=30
         )

@@ -4,8 +4,6 @@ setting; a request under the budgets runs with small requests answered between i
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from app import create_app
 from app.config import Settings
 from app.engine.budgets import Budgets, Throughput, token_budget
 
+from .bystanders import one_text, while_running
 from .engines import started_engine
 from .gunicorn_process import GunicornProcess
 
@@ -128,36 +127,14 @@ def test_giant_requests_are_refused_up_front_and_bystanders_ride_between_a_large
         # Under the budget: a large request runs, and one-text requests are answered between its batches.
         budget = requests.get(server.url + "/stats", timeout=30).json()["worker"]["models"][0]["token_budget"]["text"]
         count = max(64, int(budget["max_request_tokens"] * 0.6) // 100)
-        outcome = {}
-        done = threading.Event()
-
-        def send():
-            started = time.monotonic()
-            try:
-                outcome["response"] = requests.post(
-                    server.url + "/embed_text", json={"texts": [LONG_TEXT] * count}, timeout=300
-                )
-            finally:
-                outcome["seconds"] = time.monotonic() - started
-                done.set()
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        slowest, answered_before = 0.0, 0
-        while not done.is_set():
-            started = time.monotonic()
-            bystander = requests.post(server.url + "/embed_text", json={"texts": "a bystander"}, timeout=300)
-            assert bystander.status_code == 200
-            slowest = max(slowest, time.monotonic() - started)
-            answered_before += not done.is_set()
-        sender.join()
-        assert outcome["response"].status_code == 200, outcome["response"].text[:300]
-        assert len(outcome["response"].json()["embeddings"]) == count
-        # Before, a bystander waited behind every row the large request still had queued.
-        assert answered_before >= 3 and slowest < outcome["seconds"] / 3, (
-            f"{answered_before} bystanders answered during the {count}-text request; the slowest took "
-            f"{slowest:.2f} s of its {outcome['seconds']:.2f} s"
+        outcome = while_running(
+            lambda: requests.post(server.url + "/embed_text", json={"texts": [LONG_TEXT] * count}, timeout=300),
+            one_text(server.url),
         )
+        assert outcome.response.status_code == 200, outcome.response.text[:300]
+        assert len(outcome.response.json()["embeddings"]) == count
+        # Before, a bystander waited behind every row the large request still had queued.
+        assert outcome.answered_before >= 3 and outcome.slowest < outcome.seconds / 3, outcome
         assert requests.get(server.url + "/health", timeout=30).json()["pid"] == pid
 
 

@@ -24,6 +24,7 @@ from .tiny_models import (
     DECODER_CORPUS,
     models_setting,
     tiny_bge_m3,
+    tiny_classifier,
     tiny_cross_encoder,
     tiny_qwen3_embedding,
     tiny_sentence_transformer,
@@ -134,6 +135,7 @@ def model_dirs(tmp_path_factory):
         "qwen3": tiny_qwen3_embedding(root / "qwen3"),
         "m3": tiny_bge_m3(root / "m3"),
         "ce": tiny_cross_encoder(root / "ce", "xlmr"),
+        "cls": tiny_classifier(root / "cls", ["negative", "neutral", "positive"]),
         "clip": tiny_vision_model(root / "clip", "clip"),
     }
 
@@ -163,6 +165,7 @@ def test_families_that_compile_do_and_the_rest_say_they_run_eagerly(engines):
         "qwen3": "compiled",
         "m3": "compiled",
         "ce": "compiled",
+        "cls": "compiled",
         "clip": "eager",
     }
     assert set(eager.health()["runtime"].values()) == {"eager"}
@@ -222,6 +225,17 @@ def test_cross_encoder_scores_equal_cross_encoder_predict(engines, model_dirs):
         reference = CrossEncoder(str(model_dirs["ce"]), device="cpu").predict([(query, d) for d in DOCUMENTS])
         got = fast.rerank(fast.models["ce"], [query], DOCUMENTS, use_cache=False).scores[0]
         assert np.allclose(got, reference, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_classifier_scores_equal_the_text_classification_pipeline(engines, model_dirs):
+    from .test_classifier import PAIRS, pipeline_scores
+
+    _, fast = engines
+    inputs = [*TEXTS, *PAIRS]
+    got = fast.classify(fast.models["cls"], inputs, use_cache=False).scores
+    assert np.abs(got - pipeline_scores(model_dirs["cls"], inputs)).max() < 1e-5
 
 
 @pytest.mark.slow

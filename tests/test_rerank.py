@@ -11,7 +11,7 @@ import torch
 
 from app import create_app
 from app.config import ConfigError, Settings
-from app.engine.errors import InvalidInput
+from app.engine.errors import InvalidInput, Unsupported
 from app.engine.requests import ScoreRequest
 from app.runtime import load_engine
 
@@ -56,7 +56,7 @@ def test_cross_encoder_scores_equal_sentence_transformers(dirs, kind):
 
     engine = served(dirs[kind])
     model = engine.resolve(None)
-    assert model.describe()["family"] == "cross-encoder" and model.describe()["capabilities"] == ["rerank"]
+    assert model.describe()["family"] == "cross-encoder" and model.describe()["capabilities"] == ["classify", "rerank"]
     reference = CrossEncoder(str(dirs[kind]), device="cpu")
     pairs = [(QUERY, document) for document in DOCUMENTS]
     ours = engine.rerank(model, [QUERY], DOCUMENTS).scores[0]
@@ -105,25 +105,15 @@ def test_truncation_cuts_the_document_from_either_end(dirs):
     assert info.value.param == "documents[1]" and info.value.code == "input_too_long"
 
 
-def test_a_classifier_with_several_labels_is_refused(tmp_path):
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+def test_a_sequence_classifier_of_several_labels_is_served_as_a_classifier_not_a_reranker(tmp_path):
+    from .tiny_models import tiny_classifier
 
-    from app.config import default_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    BertForSequenceClassification(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            intermediate_size=64,
-            num_labels=3,
-        )
-    ).save_pretrained(tmp_path / "classifier")
-    tokenizer.save_pretrained(tmp_path / "classifier")
-    with pytest.raises(ConfigError, match="3 labels is a classifier"):
-        load_engine(Settings.from_env({"MODEL_PATH": str(tmp_path / "classifier")}))
+    path = tiny_classifier(tmp_path / "classifier", ["a", "b", "c"])
+    engine = load_engine(Settings.from_env({"MODEL_PATH": str(path)}))
+    model = engine.resolve(None)
+    assert model.family == "classifier" and model.labels == ["a", "b", "c"]
+    with pytest.raises(Unsupported, match="does not rerank: a sequence classifier of 3 labels"):
+        engine.rerank(model, ["q"], ["d"])
 
 
 # ------------------------------------------------------------------ LLM reranker
@@ -369,7 +359,7 @@ def test_each_side_says_what_the_model_does(client):
 def test_models_list_rerank_and_pairs_are_batched(client):
     http, engine = client
     cards = {card["id"]: card for card in http.get("/v1/models").get_json()["data"]}
-    assert cards["bge-reranker"]["capabilities"] == ["rerank"] and cards["bge-reranker"]["family"] == "cross-encoder"
+    assert cards["bge-reranker"]["capabilities"] == ["classify", "rerank"] and cards["bge-reranker"]["family"] == "cross-encoder"
     assert cards["qwen3-reranker"]["family"] == "llm-reranker"
     assert ("bge-reranker", "pair") in engine.batchers and ("qwen3-reranker", "pair") in engine.batchers
     before = engine.model_stats["bge-reranker"].items

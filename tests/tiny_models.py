@@ -487,3 +487,40 @@ def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
     images.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tiny_classifier(
+    directory: Path, labels: list[str], *, problem_type: str | None = None, seed: int = 0, cross_encoder_files=False
+) -> Path:
+    """A BERT sequence classifier with the default model's WordPiece tokenizer and `labels` as its id2label
+    (`problem_type`: multi_label_classification or regression as transformers stores it); with
+    `cross_encoder_files`, saved as sentence-transformers' CrossEncoder saves an NLI model."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type=problem_type,
+    )
+    model = BertForSequenceClassification(config).eval()
+    _sharpen(model)
+    if cross_encoder_files:
+        from sentence_transformers import CrossEncoder
+
+        plain = directory.parent / f"{directory.name}-hf"
+        model.save_pretrained(plain)
+        tokenizer.save_pretrained(plain)
+        CrossEncoder(str(plain), device="cpu").save(str(directory))
+        return directory
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..config import Settings
+from .classify import routes as classify
 from .cohere import routes as cohere
 from .gme import routes as gme
 from .http import docs
@@ -36,6 +37,7 @@ def init_api(app: Flask, settings: Settings, engine) -> None:
     app.register_blueprint(image_routes.bp)
     app.register_blueprint(similarity.bp)
     app.register_blueprint(rerank.bp)
+    app.register_blueprint(classify.bp)
     app.register_blueprint(gme.bp)
     app.register_blueprint(ollama.bp)
     app.register_blueprint(tei.bp)

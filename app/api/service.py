@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..engine.capabilities import EMBED_INTERLEAVED, EMBED_TEXT, RERANK
+from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, RERANK
 from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest
 from ..media.images import ImageLimits
@@ -55,6 +55,11 @@ def check(model, capability: str, field: str = "input") -> None:
 def is_reranker(model) -> bool:
     """It scores pairs and embeds nothing."""
     return context.engine().is_reranker(model)
+
+
+def is_classifier(model) -> bool:
+    """It labels texts (every label's score) and neither embeds nor reranks."""
+    return CLASSIFY in model.capabilities and RERANK not in model.capabilities
 
 
 def check_sizes(items: list, field: str) -> None:
@@ -179,6 +184,16 @@ def score_pairs(model, queries: list[str], documents: list[str], request: ScoreR
     limits count pairs."""
     result = context.engine().rerank(model, queries, documents, request)
     record_embedding(result, len(queries) * len(documents), "pair")
+    return Served(model, result)
+
+
+def classify(name: str | None, inputs: list, request: ScoreRequest) -> Served:
+    """Texts and (text, text pair) tuples -> every label's score; a pair counts as its two texts together."""
+    sizes = [item if isinstance(item, str) else item[0] + item[1] for item in inputs]
+    check_items(sizes, context.settings(), request.field)
+    model = resolve(name, CLASSIFY, request.field)
+    result = context.engine().classify(model, inputs, request)
+    record_embedding(result, len(inputs), "text")
     return Served(model, result)
 
 

@@ -10,6 +10,8 @@ EMBED_INTERLEAVED = "embed:interleaved"
 SPARSE = "sparse"
 COLBERT = "colbert"
 RERANK = "rerank"
+# Every label's score for a text or a pair of texts (sequence classifiers; a cross-encoder's one score).
+CLASSIFY = "classify"
 # Every token's hidden state before pooling (text-embeddings-inference's /embed_all).
 TOKENS = "tokens"
 

@@ -3,7 +3,16 @@ place these checks are made, before anything is tokenised, decoded or fetched.""
 
 from __future__ import annotations
 
-from .capabilities import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, HEAD_FILES, MODALITY_CAPABILITY, RERANK, TOKENS
+from .capabilities import (
+    CLASSIFY,
+    EMBED_IMAGE,
+    EMBED_INTERLEAVED,
+    EMBED_TEXT,
+    HEAD_FILES,
+    MODALITY_CAPABILITY,
+    RERANK,
+    TOKENS,
+)
 from .errors import InvalidInput, Unsupported
 
 
@@ -15,6 +24,8 @@ def check(model, capability: str, field: str = "input") -> None:
         require(model, "image", field)
     elif capability == RERANK:
         require_rerank(model)
+    elif capability == CLASSIFY:
+        require_classify(model, field)
     else:
         check_outputs(model, [capability], field)
 
@@ -30,6 +41,13 @@ def require(model, modality: str, field: str) -> None:
             param="model",
             code="unsupported_task",
         )
+    if is_classifier(model):
+        raise Unsupported(
+            f"the model {model.name!r} is a sequence classifier: it labels texts ({', '.join(model.labels)}) and "
+            "embeds nothing; send it to /predict, /classify or /classify_text",
+            param="model",
+            code="unsupported_task",
+        )
     embeds = [m for m, capability in MODALITY_CAPABILITY.items() if capability in model.capabilities]
     part = "vision tower" if modality == "image" else f"{modality} encoder"
     does = (
@@ -42,12 +60,27 @@ def is_reranker(model) -> bool:
     return RERANK in model.capabilities and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
 
 
+def is_classifier(model) -> bool:
+    return CLASSIFY in model.capabilities and RERANK not in model.capabilities
+
+
+def require_classify(model, field: str = "inputs") -> None:
+    if CLASSIFY not in model.capabilities:
+        does = ", ".join(sorted(model.capabilities))
+        raise Unsupported(
+            f"the model {model.name!r} does not classify: it does {does}; name a sequence classifier "
+            "(an AutoModelForSequenceClassification directory) in `model`",
+            param="model",
+            code="unsupported_task",
+        )
+
+
 def require_rerank(model) -> None:
     if RERANK not in model.capabilities:
         does = ", ".join(sorted(model.capabilities))
+        what = f"a sequence classifier of {len(model.labels)} labels" if is_classifier(model) else f"it does {does}"
         raise Unsupported(
-            f"the model {model.name!r} does not rerank: it does {does}; name a cross-encoder or "
-            "LLM reranker in `model`",
+            f"the model {model.name!r} does not rerank: {what}; name a cross-encoder or LLM reranker in `model`",
             param="model",
             code="unsupported_task",
         )

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from . import checks, status
+from . import checks, classification, status
 from .accounting import Accounting
 from .cache import TieredCache, model_fingerprint, model_salt
 from .calibration import Calibrations
@@ -36,7 +36,7 @@ from .families import ServedModel
 from .lifecycle import Lifecycle
 from .loader import load_model
 from .requests import EmbedRequest, ImageDecoder, ScoreRequest, request_of
-from .results import Embeddings, EngineObserver, Scores
+from .results import Classes, Embeddings, EngineObserver, Scores
 from .rows import Prepared
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,11 @@ class Engine:
         return self.calibrator.quantize(model, vectors, precision, dimensions, normalize, offload)
 
     # ----------------------------------------------------------------- scoring
+    def classify(self, model, inputs: list, request=None, **fields) -> Classes:
+        """Texts or (text, text pair) tuples -> every label's score, [inputs, labels] (classification.py)."""
+        request = request_of(ScoreRequest, request, {"field": "inputs", **fields} if request is None else fields)
+        return classification.classify(self.execution, model, inputs, request)
+
     def rerank(self, model, queries: list[str], documents: list[str], request=None, **fields) -> Scores:
         """Every query against every document: one pair row each, batched like any other row."""
         request = request_of(ScoreRequest, request, fields)

@@ -39,6 +39,18 @@ class Scores:
     cache: str | None = None
 
 
+@dataclass(frozen=True)
+class Classes:
+    """Every label's score for each input: [inputs, labels], labels in the model's id order."""
+
+    scores: np.ndarray
+    labels: list[str]
+    prompt_tokens: int
+    timings: Timings = Timings()
+    model: str = ""
+    cache: str | None = None
+
+
 class EngineObserver:
     """Hooks for the batches the engine runs; the service's metrics implement them."""
 

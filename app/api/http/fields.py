@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...errors import InvalidRequest
 
@@ -104,6 +104,28 @@ def json_type(value) -> str:
         list: "an array",
         dict: "an object",
     }.get(type(value), type(value).__name__)
+
+
+class TruncationFields(BaseModel):
+    """text-embeddings-inference's truncation options, which its classification peers share: `truncate`
+    null or true cuts an over-long input (its --auto-truncate default), false makes it a 4xx."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    truncate: bool | None = Field(
+        default=None,
+        description="Cut over-long inputs (null: yes, as TEI's --auto-truncate default); false makes them a 4xx.",
+    )
+    truncation_direction: TruncationDirection = "right"
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _check_direction(cls, value):
+        return direction_of(value)
+
+    @property
+    def truncates(self) -> bool:
+        return self.truncate is not False
 
 
 # -------------------------------------------------------------------- responses

@@ -1,6 +1,7 @@
 """text-embeddings-inference's API, for its clients (huggingface_hub's InferenceClient, LlamaIndex's and
-LangChain's TEI embeddings): `/embed`, `/embed_all`, `/embed_sparse`, `/rerank`, `/tokenize`, `/decode`,
-`/info`, `POST /` (by what the body holds), and `/similarity` with TEI's body.
+LangChain's TEI embeddings): `/embed`, `/embed_all`, `/embed_sparse`, `/rerank`, `/predict`, `/tokenize`,
+`/decode`, `/info`, `POST /` (by what the body holds and the model it goes to), and `/similarity` with
+TEI's body.
 
 Errors on these routes are TEI's `{"error", "error_type"}` with its status codes:
 422 for an invalid input, 400 for an empty one, 413 for a too large one.
@@ -21,6 +22,8 @@ from ...engine.requests import EmbedRequest
 from ...errors import ServiceError, as_service_error
 from ...version import __version__
 from .. import service
+from ..classify.routes import inference_api_body, predict_tei_body
+from ..classify.schemas import PredictRequest, PredictResponse
 from ..http import context
 from ..http.encoding import json_response
 from ..http.fields import EMPTY
@@ -188,6 +191,22 @@ def rerank():
     return json_response(rerank_tei_body(validate(TEIRerankRequest, parse_object())))
 
 
+@bp.post("/predict")
+@operation(
+    summary="Classify a text, a pair [text, text pair] or a batch of them (text-embeddings-inference's shape): "
+    "every label's score, best first",
+    request=PredictRequest,
+    response=PredictResponse,
+    auth=True,
+    tags=("tei",),
+    errors=_ERRORS,
+    error=TEIError,
+)
+@speaks_tei
+def predict():
+    return json_response(predict_tei_body(validate(PredictRequest, parse_object())))
+
+
 @speaks_tei
 def similarity(body: dict):
     """TEI's `/similarity` (routed by body from `/similarity` and `POST /`): each sentence's cosine to the source."""
@@ -255,8 +274,15 @@ def info():
     settings = context.settings()
     model = service.pick(request.args.get("model"))
     card = model.describe()
-    if "rerank" in card["capabilities"]:
-        model_type = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    if "rerank" in card["capabilities"] or service.is_classifier(model):
+        labels = list(getattr(model, "labels", None) or ["LABEL_0"])  # an LLM reranker's one score
+        kind = "reranker" if "rerank" in card["capabilities"] else "classifier"
+        model_type = {
+            kind: {
+                "id2label": {str(i): label for i, label in enumerate(labels)},
+                "label2id": {label: i for i, label in enumerate(labels)},
+            }
+        }
     else:
         model_type = {"embedding": {"pooling": (card.get("pooling") or ["mean"])[0]}}
     return json_response(
@@ -283,7 +309,8 @@ def info():
 @bp.post("/")
 @operation(
     summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
-    "similarity, `query` and `texts` -> rerank, `inputs` -> embed (rerank for a reranker)",
+    "similarity, `query` and `texts` -> rerank, `inputs` -> embed, or for a classifier every label's score "
+    "per input in the Hugging Face Inference API's shape (huggingface_hub's text_classification)",
     request=TEIEmbedRequest,
     response=TEIEmbedResponse,
     auth=True,
@@ -298,4 +325,7 @@ def root():
         return similarity(body)
     if "query" in body:
         return json_response(rerank_tei_body(validate(TEIRerankRequest, body)))
+    name = body.get("model")
+    if service.is_classifier(service.pick(name if isinstance(name, str) else None)):
+        return json_response(inference_api_body(body))
     return _tei_embed(body)

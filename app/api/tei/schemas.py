@@ -13,8 +13,7 @@ from ..http.fields import (
     Text,
     TextList,
     Texts,
-    TruncationDirection,
-    direction_of,
+    TruncationFields,
     json_type,
     text_list,
 )
@@ -35,27 +34,11 @@ def _inputs(value) -> list[str] | list[list[int]]:
     return inputs
 
 
-class _TEIBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    truncate: bool | None = Field(
-        default=None,
-        description="Cut over-long inputs (null: yes, as TEI's --auto-truncate default); false makes them a 4xx.",
-    )
-    truncation_direction: TruncationDirection = "right"
+class _TEIBody(TruncationFields):
     prompt_name: str | None = Field(
         default=None, description="A prompt from the model's config_sentence_transformers.json, by name."
     )
     model: str | None = Field(default=None, description="This service's extension: a served model id.")
-
-    @field_validator("truncation_direction", mode="before")
-    @classmethod
-    def _check_direction(cls, value):
-        return direction_of(value)
-
-    @property
-    def truncates(self) -> bool:
-        return self.truncate is not False
 
 
 class TEIEmbedRequest(_TEIBody):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import Lane, ServedModel
 from .bge_m3 import BGEM3Model
+from .classifier import SequenceClassifier
 from .cross_encoder import CrossEncoderModel
 from .decoder_embedder import DecoderEmbedder
 from .dual_encoder import DualEncoderModel
@@ -20,6 +21,7 @@ FAMILIES: tuple[type[ServedModel], ...] = (
     VLMEmbedder,
     DualEncoderModel,
     LLMReranker,
+    SequenceClassifier,
     CrossEncoderModel,
     BGEM3Model,
     DecoderEmbedder,

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ..capabilities import RERANK
+from ..capabilities import CLASSIFY, RERANK
+from ..errors import InvalidInput
 from ..layout import ModelLayout, json_object, model_config, read_layout
 from ..outputs import BatchOutput
-from ..pair_inputs import PairInputs
+from ..pair_inputs import PairInputs, cut
 from ..requests import DEFAULT_SCORE, ScoreRequest
 from ..rows import PairRow, Prepared, pad_right
-from ..text_inputs import max_sequence_length, pad_id_of
+from ..text_inputs import max_sequence_length, pad_id_of, special_token_frame
 from .base import RerankerFamily
 
 # Score activations by name, as sentence-transformers stores them ("torch.nn.modules.activation.Sigmoid").
@@ -32,6 +33,12 @@ ACTIVATIONS = {
     "Identity": lambda x: x,
     "Tanh": np.tanh,
 }
+
+
+def labels_of(config) -> list[str]:
+    """The label names in id order (`id2label`; LABEL_i where a model has none)."""
+    names = getattr(config, "id2label", None) or {}
+    return [str(names.get(i, names.get(str(i), f"LABEL_{i}"))) for i in range(int(config.num_labels))]
 
 
 def is_cross_encoder_dir(path: Path) -> bool:
@@ -59,6 +66,8 @@ def activation_name(path: Path, config: dict) -> str:
 
 class CrossEncoderModel(RerankerFamily):
     family = "cross-encoder"
+    # A classification route asks a cross-encoder for its one score, as text-embeddings-inference's /predict.
+    capabilities = frozenset({RERANK, CLASSIFY})
     compile_targets = ("model",)
 
     def __init__(
@@ -71,7 +80,9 @@ class CrossEncoderModel(RerankerFamily):
         self.activation = activation
         self.max_length = max_sequence_length(layout, tokenizer, model.config)
         self.pairs = PairInputs(tokenizer, self.max_length)
+        self.single = special_token_frame(tokenizer)
         self.pad_id = pad_id_of(tokenizer)
+        self.labels = labels_of(model.config)
         accepted = inspect.signature(model.forward).parameters
         self._token_type_ids = "token_type_ids" in accepted and "token_type_ids" in tokenizer.model_input_names
 
@@ -100,11 +111,53 @@ class CrossEncoderModel(RerankerFamily):
     def prepare_pairs(self, query: str, documents: list[str], request: ScoreRequest = DEFAULT_SCORE) -> Prepared:
         return Prepared(rows=self.pairs.tokenize(query, documents, request), outputs=frozenset({RERANK}))
 
+    def prepare_classify(self, inputs: list, request: ScoreRequest = DEFAULT_SCORE) -> Prepared:
+        """Texts and (text, text pair) tuples -> one row each, as the tokenizer encodes `tokenizer(text)` and
+        `tokenizer(text, text_pair)`."""
+        singles = [index for index, item in enumerate(inputs) if isinstance(item, str)]
+        texts = [inputs[index] for index in singles]
+        encoded = (
+            self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)[
+                "input_ids"
+            ]
+            if texts
+            else []
+        )
+        rows: list = [None] * len(inputs)
+        before, after = self.single
+        room = self.max_length - len(before) - len(after)
+        for index, ids in zip(singles, encoded):
+            if len(ids) > room and not request.truncate:
+                raise InvalidInput(
+                    f"{request.field}[{index}] is {len(ids) + len(before) + len(after)} tokens, over this model's "
+                    f"maximum of {self.max_length}; shorten it or send truncate=true",
+                    param=f"{request.field}[{index}]",
+                    code="input_too_long",
+                )
+            ids = before + cut(ids, room, request.truncation_direction) + after
+            rows[index] = PairRow(ids, len(ids))
+        for index, item in enumerate(inputs):
+            if rows[index] is None:
+                pair = ScoreRequest(
+                    field=f"{request.field}[{index}]",
+                    truncate=request.truncate,
+                    truncation_direction=request.truncation_direction,
+                )
+                rows[index] = self.pairs.tokenize(item[0], [item[1]], pair)[0]
+        return Prepared(rows=rows, outputs=self.classify_outputs)
+
+    # What a classification pass computes: one score per row for a cross-encoder (cached as its rerank scores).
+    classify_outputs = frozenset({RERANK})
+
     def activate(self, scores: np.ndarray) -> np.ndarray:
         return ACTIVATIONS[self.activation](scores.astype(np.float64)).astype(np.float32)
 
+    def classify_activate(self, logits: np.ndarray) -> np.ndarray:
+        """A classification route's default scores: the same as the rerank routes'."""
+        return self.activate(logits)
+
     # ---------------------------------------------------------------- forward
-    def forward(self, kind: str, rows: list[PairRow], outputs: frozenset[str]) -> BatchOutput:
+    def logits(self, rows: list[PairRow]) -> torch.Tensor:
         input_ids, mask = pad_right(rows, self.pad_id, self.padded_width(rows))
         types = np.zeros_like(input_ids)
         for i, row in enumerate(rows):
@@ -115,5 +168,7 @@ class CrossEncoderModel(RerankerFamily):
         }
         if self._token_type_ids:
             inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
-        logits = self.model(**inputs).logits
-        return BatchOutput(scores=logits[:, 0].float().cpu().numpy())
+        return self.model(**inputs).logits
+
+    def forward(self, kind: str, rows: list[PairRow], outputs: frozenset[str]) -> BatchOutput:
+        return BatchOutput(scores=self.logits(rows)[:, 0].float().cpu().numpy())

@@ -359,7 +359,10 @@ def test_each_side_says_what_the_model_does(client):
 def test_models_list_rerank_and_pairs_are_batched(client):
     http, engine = client
     cards = {card["id"]: card for card in http.get("/v1/models").get_json()["data"]}
-    assert cards["bge-reranker"]["capabilities"] == ["classify", "rerank"] and cards["bge-reranker"]["family"] == "cross-encoder"
+    assert (
+        cards["bge-reranker"]["capabilities"] == ["classify", "rerank"]
+        and cards["bge-reranker"]["family"] == "cross-encoder"
+    )
     assert cards["qwen3-reranker"]["family"] == "llm-reranker"
     assert ("bge-reranker", "pair") in engine.batchers and ("qwen3-reranker", "pair") in engine.batchers
     before = engine.model_stats["bge-reranker"].items

@@ -30,15 +30,6 @@ from .schemas import (
 bp = Blueprint("classify", __name__)
 
 _ERRORS = (400, 401, 404, 413, 415, 503)
-# What `function_to_apply` does to the logits (the Hugging Face Inference API's parameter).
-_FUNCTIONS = {
-    "softmax": lambda x: (
-        np.exp(x - x.max(axis=-1, keepdims=True))
-        / np.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1, keepdims=True)
-    ),
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "none": lambda x: x,
-}
 
 
 def ranked(scores: np.ndarray, labels: list[str], top_k: int | None = None, threshold: float | None = None):
@@ -56,6 +47,11 @@ def ranked(scores: np.ndarray, labels: list[str], top_k: int | None = None, thre
     return out
 
 
+def _score_first(rows: list[list[dict]]) -> list[list[dict]]:
+    """`ranked`'s rows as TEI and Infinity write each label: {"score", "label"}."""
+    return [[{"score": p["score"], "label": p["label"]} for p in row] for row in rows]
+
+
 def _classify(name, inputs, *, raw_scores=False, truncate=True, direction="right", field="inputs", cache=True):
     request = ScoreRequest(
         field=field, truncate=truncate, truncation_direction=direction, raw_scores=raw_scores, use_cache=cache
@@ -69,10 +65,7 @@ def predict_tei_body(req: PredictRequest):
     served = _classify(
         req.model, inputs, raw_scores=req.raw_scores, truncate=req.truncates, direction=req.truncation_direction
     )
-    predictions = [
-        [{"score": p["score"], "label": p["label"]} for p in row]
-        for row in ranked(served.result.scores, served.result.labels)
-    ]
+    predictions = _score_first(ranked(served.result.scores, served.result.labels))
     return predictions if batch else predictions[0]
 
 
@@ -103,10 +96,7 @@ def classify():
     return json_response(
         {
             "object": "classify",
-            "data": [
-                [{"score": p["score"], "label": p["label"]} for p in row]
-                for row in ranked(served.result.scores, served.result.labels)
-            ],
+            "data": _score_first(ranked(served.result.scores, served.result.labels)),
             "model": served.model.name,
             "usage": usage(served.result.prompt_tokens),
             "id": f"infinity-{uuid.uuid4()}",

@@ -34,16 +34,6 @@ def function_for(config: dict) -> str:
     return "softmax"
 
 
-FUNCTIONS = {
-    "softmax": lambda x: (
-        np.exp(x - x.max(axis=-1, keepdims=True))
-        / np.exp(x - x.max(axis=-1, keepdims=True)).sum(axis=-1, keepdims=True)
-    ),
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "none": lambda x: x,
-}
-
-
 def label_count(config: dict) -> int:
     return int(config.get("num_labels") or len(config.get("id2label") or {}) or 0)
 

@@ -26,6 +26,7 @@ from .tiny_models import (
     tiny_bge_m3,
     tiny_classifier,
     tiny_cross_encoder,
+    tiny_inference_free_splade,
     tiny_qwen3_embedding,
     tiny_sentence_transformer,
     tiny_vision_model,
@@ -136,6 +137,7 @@ def model_dirs(tmp_path_factory):
         "m3": tiny_bge_m3(root / "m3"),
         "ce": tiny_cross_encoder(root / "ce", "xlmr"),
         "cls": tiny_classifier(root / "cls", ["negative", "neutral", "positive"]),
+        "splade": tiny_inference_free_splade(root / "splade"),
         "clip": tiny_vision_model(root / "clip", "clip"),
     }
 
@@ -166,6 +168,7 @@ def test_families_that_compile_do_and_the_rest_say_they_run_eagerly(engines):
         "m3": "compiled",
         "ce": "compiled",
         "cls": "compiled",
+        "splade": "compiled",
         "clip": "eager",
     }
     assert set(eager.health()["runtime"].values()) == {"eager"}
@@ -236,6 +239,19 @@ def test_classifier_scores_equal_the_text_classification_pipeline(engines, model
     inputs = [*TEXTS, *PAIRS]
     got = fast.classify(fast.models["cls"], inputs, use_cache=False).scores
     assert np.abs(got - pipeline_scores(model_dirs["cls"], inputs)).max() < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_sparse_encoder_vectors_equal_sparse_encoder(engines, model_dirs):
+    from .test_sparse_encoder import assert_equal_to_reference, reference
+
+    _, fast = engines
+    model = fast.models["splade"]
+    for side in ("query", "document"):
+        got = fast.embed_texts(model, TEXTS, outputs={"sparse"}, is_query=side == "query", use_cache=False).sparse
+        assert_equal_to_reference(got, reference(model_dirs["splade"], TEXTS, side))
+    assert isinstance(model.model_document, GuardedModule) and not model.model_document._warned
 
 
 @pytest.mark.slow

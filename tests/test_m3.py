@@ -190,7 +190,7 @@ def test_missing_heads_are_a_400_naming_the_head(client, m3_dir, tmp_path):
     error = client.post("/embed_text", json={"texts": ["a"], "output_type": "sparse"}).get_json()["error"]
     assert error["code"] == "unsupported_output" and "sparse_linear.pt" in error["message"]
     refused = client.post("/embed_sparse", json={"inputs": ["a"]})
-    assert refused.status_code == 422 and "no sparse head" in refused.get_json()["error"]  # TEI's shape
+    assert refused.status_code == 422 and "gives no sparse vectors" in refused.get_json()["error"]  # TEI's shape
     error = client.post("/similarity", json={"texts": ["a"], "output_types": ["colbert"]}).get_json()["error"]
     assert "colbert_linear.pt" in error["message"]
 

@@ -11,18 +11,24 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from app.config import default_model_path
 
 
-def tiny_bert(directory: Path, max_position_embeddings: int = 128, seed: int = 0) -> Path:
-    """A 2-layer, 32-wide BERT with the default model's tokenizer, as a plain HF directory."""
-    torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    config = BertConfig(
+def tiny_bert_config(tokenizer, max_position_embeddings: int = 128, **extra) -> BertConfig:
+    """The tiny BERT every BERT-based test model is: 2 layers, 32 wide, `tokenizer`'s vocabulary."""
+    return BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=64,
         max_position_embeddings=max_position_embeddings,
+        **extra,
     )
+
+
+def tiny_bert(directory: Path, max_position_embeddings: int = 128, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT with the default model's tokenizer, as a plain HF directory."""
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    config = tiny_bert_config(tokenizer, max_position_embeddings)
     BertModel(config).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -310,7 +316,6 @@ def tiny_cross_encoder(
     XLM-RoBERTa with the XLM-R-style one), saved as sentence-transformers' CrossEncoder saves it, or as a
     plain Hugging Face directory."""
     from transformers import (
-        BertConfig,
         BertForSequenceClassification,
         XLMRobertaConfig,
         XLMRobertaForSequenceClassification,
@@ -319,15 +324,7 @@ def tiny_cross_encoder(
     torch.manual_seed(seed)
     if kind == "bert":
         tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-        config = BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=64,
-            num_labels=1,
-        )
+        config = tiny_bert_config(tokenizer, 64, num_labels=1)
         model = BertForSequenceClassification(config)
     elif kind == "xlmr":
         tokenizer = xlmr_style_tokenizer()
@@ -495,17 +492,13 @@ def tiny_classifier(
     """A BERT sequence classifier with the default model's WordPiece tokenizer and `labels` as its id2label
     (`problem_type`: multi_label_classification or regression as transformers stores it); with
     `cross_encoder_files`, saved as sentence-transformers' CrossEncoder saves an NLI model."""
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
+    config = tiny_bert_config(
+        tokenizer,
+        64,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
@@ -523,4 +516,74 @@ def tiny_classifier(
         return directory
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    return directory
+
+
+def tiny_masked_lm(directory: Path, *, seed: int = 0, bias: float = -0.35) -> Path:
+    """A 2-layer BertForMaskedLM with the default model's tokenizer, as a plain HF directory. Its output bias
+    is lowered by `bias` so that, as a trained SPLADE model's, most of the vocabulary gets no weight."""
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    model = BertForMaskedLM(tiny_bert_config(tokenizer)).eval()
+    with torch.no_grad():
+        model.cls.predictions.bias += bias
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def tiny_splade(
+    directory: Path,
+    *,
+    pooling: str = "max",
+    activation: str = "relu",
+    legacy: bool = False,
+    prompts: dict[str, str] | None = None,
+    max_active_dims: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """SPLADE saved by sentence-transformers' SparseEncoder: a fill-mask Transformer, then SpladePooling. With
+    `legacy`, modules.json names the v5 classes (`sentence_transformers.sparse_encoder.models.MLMTransformer`,
+    `...SpladePooling`) as naver/splade-v3 and prithivida/Splade_PP_en_v1 ship them."""
+    import json
+
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    base = tiny_masked_lm(directory.parent / f"{directory.name}-mlm", seed=seed)
+    modules = [
+        Transformer(str(base), transformer_task="fill-mask", max_seq_length=64),
+        SpladePooling(pooling, activation_function=activation),
+    ]
+    SparseEncoder(modules=modules, prompts=prompts, max_active_dims=max_active_dims, device="cpu").save(str(directory))
+    if legacy:
+        listing = json.loads((directory / "modules.json").read_text())
+        for module, name in zip(listing, ("MLMTransformer", "SpladePooling")):
+            module["type"] = f"sentence_transformers.sparse_encoder.models.{name}"
+        (directory / "modules.json").write_text(json.dumps(listing, indent=2))
+    return directory
+
+
+def tiny_inference_free_splade(directory: Path, *, seed: int = 0) -> Path:
+    """An OpenSearch-style doc-only sparse encoder: a Router whose query side is an IDF table
+    (SparseStaticEmbedding, no forward pass) and whose document side is SPLADE with log1p_relu."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Router, Transformer
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding, SpladePooling
+
+    base = tiny_masked_lm(directory.parent / f"{directory.name}-mlm", seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    generator = torch.Generator().manual_seed(seed)
+    idf = torch.rand(tokenizer.vocab_size, generator=generator) * 5
+    router = Router.for_query_document(
+        query_modules=[SparseStaticEmbedding(tokenizer, weight=idf, frozen=True)],
+        document_modules=[
+            Transformer(str(base), transformer_task="fill-mask", max_seq_length=64),
+            SpladePooling("max", activation_function="log1p_relu"),
+        ],
+    )
+    SparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu").save(str(directory))
     return directory

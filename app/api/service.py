@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, RERANK
+from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, OUTPUT_TYPES, RERANK, TOKENS
 from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest
 from ..media.images import ImageLimits
@@ -76,12 +76,16 @@ def _model(model_or_name, capability: str, field: str, prefer: str | None = None
 
 # --------------------------------------------------------------- embedding
 def embed_texts(
-    model, texts: list[str], request: EmbedRequest, *, capability: str = EMBED_TEXT, prefer: str | None = None
+    model, texts: list[str], request: EmbedRequest, *, capability: str | None = None, prefer: str | None = None
 ) -> Served:
-    """`model`: a name (None: the first model with `prefer`, else with `capability`), resolved after the sizes
-    are checked, or a model a surface resolved already (Cohere's input_type needs the model's prompts first)."""
+    """`model`: a name (None: the first model with `prefer`, else with `capability`: by default the dense
+    vector, or the first output a request without one names), resolved after the sizes are checked, or a
+    model a surface resolved already (Cohere's input_type needs the model's prompts first)."""
     prefix_field = "prompt" if request.prompt else "instruction"
     check_items(texts, context.settings(), request.field, request.prompt or request.instruction, prefix_field)
+    if capability is None:
+        others = [output for output in (*OUTPUT_TYPES, TOKENS) if output in request.outputs]
+        capability = EMBED_TEXT if "dense" in request.outputs or not others else others[0]
     model = _model(model, capability, request.field, prefer)
     result = context.engine().embed_texts(model, texts, request)
     record_embedding(result, len(texts))

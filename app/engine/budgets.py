@@ -64,11 +64,11 @@ class Throughput:
         return self._tokens / self._seconds if self._seconds > 0 else None
 
 
-def check_request(budgets: Budgets, model, prepared, field: str, rate: float | None) -> None:
+def check_request(budgets: Budgets, model, prepared, request, rate: float | None) -> None:
     """A request's tokens and the numbers its answer would hold, against their budgets."""
-    check_tokens(budgets, prepared, field, rate)
+    check_tokens(budgets, prepared, request.field, rate)
     if RERANK not in prepared.outputs:
-        check_response(budgets, model, prepared, field)
+        check_response(budgets, model, prepared, request.field, getattr(request, "sparse_top_k", None))
 
 
 def token_budget(budgets: Budgets, rate: float | None) -> int | None:
@@ -100,21 +100,29 @@ def check_tokens(budgets: Budgets, prepared, field: str, rate: float | None) -> 
         )
 
 
-def response_values(model, prepared) -> tuple[int, list[str]]:
-    """How many numbers the answer to these rows holds, and what they are, in words."""
+def response_values(model, prepared, sparse_top_k: int | None = None) -> tuple[int, list[str]]:
+    """How many numbers the answer to these rows holds, and what they are, in words. A sparse row holds an
+    (id, weight) pair for each weight the model may give it (see ServedModel.sparse_width), at most
+    `sparse_top_k`."""
     tokens = prepared.token_count
-    parts = [(len(prepared.rows) * model.dimension, f"{len(prepared.rows)} vectors of {model.dimension}")]
+    parts = []
+    if "dense" in prepared.outputs:
+        parts.append((len(prepared.rows) * model.dimension, f"{len(prepared.rows)} vectors of {model.dimension}"))
     for output, what in ((TOKENS, "token vectors"), (COLBERT, "multi-vectors")):
         if output in prepared.outputs:
             width = model.token_width(output)
             parts.append((tokens * width, f"{what} of {width} for {tokens} tokens"))
     if SPARSE in prepared.outputs:
-        parts.append((2 * tokens, f"sparse weights for {tokens} tokens"))
+        widths = [model.sparse_width(len(row)) for row in prepared.rows]
+        if sparse_top_k is not None:
+            widths = [min(width, sparse_top_k) for width in widths]
+        weights = sum(widths)
+        parts.append((2 * weights, f"{weights} sparse weights at most"))
     return sum(count for count, _ in parts), [words for _, words in parts]
 
 
-def check_response(budgets: Budgets, model, prepared, field: str) -> None:
-    values, parts = response_values(model, prepared)
+def check_response(budgets: Budgets, model, prepared, field: str, sparse_top_k: int | None = None) -> None:
+    values, parts = response_values(model, prepared, sparse_top_k)
     if values > budgets.response_values:
         raise TooLarge(
             f"the answer would hold {values} numbers ({', '.join(parts)}); at most {budgets.response_values} "

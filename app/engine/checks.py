@@ -11,6 +11,7 @@ from .capabilities import (
     HEAD_FILES,
     MODALITY_CAPABILITY,
     RERANK,
+    SPARSE,
     TOKENS,
 )
 from .errors import InvalidInput, Unsupported
@@ -30,10 +31,27 @@ def check(model, capability: str, field: str = "input") -> None:
         check_outputs(model, [capability], field)
 
 
+def check_text(model, request) -> None:
+    """An embedding request for texts: the dense vector where it asks for one, and every other output it
+    names. A sparse encoder takes texts but gives no dense vector."""
+    outputs = request.outputs
+    if "dense" in outputs or not is_sparse_encoder(model):
+        require(model, "text", request.field)
+    check_outputs(model, outputs, request.outputs_field)
+
+
 def require(model, modality: str, field: str) -> None:
     """A 400 that says what the model does, unless it embeds `modality`."""
     if MODALITY_CAPABILITY[modality] in model.capabilities:
         return
+    if modality == "text" and is_sparse_encoder(model):
+        raise Unsupported(
+            f"the model {model.name!r} is a sparse encoder: it gives each text a sparse vector of (token id, "
+            "weight) pairs and no dense vector; send it to /embed_sparse, or to /embed_text with "
+            'output_types ["sparse"]',
+            param="model",
+            code="unsupported_task",
+        )
     if is_reranker(model):
         raise Unsupported(
             f"the model {model.name!r} is a reranker: it scores (query, document) pairs and "
@@ -58,6 +76,10 @@ def require(model, modality: str, field: str) -> None:
 
 def is_reranker(model) -> bool:
     return RERANK in model.capabilities and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
+
+
+def is_sparse_encoder(model) -> bool:
+    return SPARSE in model.capabilities and EMBED_TEXT not in model.capabilities
 
 
 def is_classifier(model) -> bool:
@@ -92,6 +114,13 @@ def check_outputs(model, outputs, param: str = "output_types") -> None:
         raise Unsupported(
             f"the model {model.name!r} ({model.family}) does not give per-token vectors; "
             "encoder and decoder text embedders do",
+            param=param,
+            code="unsupported_output",
+        )
+    if SPARSE in missing:
+        raise Unsupported(
+            f"the model {model.name!r} gives no sparse vectors: it has no {HEAD_FILES[SPARSE]} head (BGE-M3) and "
+            f"is not a sparse encoder (SPLADE); it does {', '.join(sorted(model.capabilities))}",
             param=param,
             code="unsupported_output",
         )

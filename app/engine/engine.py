@@ -184,8 +184,7 @@ class Engine:
         """Dense vectors, plus sparse weights, multi-vectors or token vectors where the request's outputs ask
         and the model has them."""
         request = request_of(EmbedRequest, request, fields)
-        checks.require(model, "text", request.field)
-        checks.check_outputs(model, request.outputs, request.outputs_field)
+        checks.check_text(model, request)
         checks.check_dimensions(model, request.dimensions)
         self.execution.check_capacity(model, "text")
         started = time.perf_counter()

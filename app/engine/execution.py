@@ -8,6 +8,8 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from .budgets import Budgets, ImageTokens, check_request
 from .cache import lookup as cache_lookup
 from .errors import EngineError, InferenceFailed
@@ -16,6 +18,7 @@ from .postprocess import postprocess
 from .requests import EmbedRequest, ImageDecoder
 from .results import Embeddings, Timings
 from .rows import Prepared, forward_planned
+from .sparse_vectors import prune
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +71,16 @@ class Execution:
             if multivector is None
             else [postprocess(m, normalize=request.normalize, dimensions=None) for m in multivector]
         )
+        vectors = (
+            np.empty((len(prepared.rows), 0), dtype=np.float32)
+            if results.dense is None  # a sparse encoder's answer, or a cached one without the dense vector
+            else postprocess(results.dense, normalize=request.normalize, dimensions=request.dimensions)
+        )
         return Embeddings(
-            vectors=postprocess(results.dense, normalize=request.normalize, dimensions=request.dimensions),
+            vectors=vectors,
             prompt_tokens=prepared.token_count,
             timings=timings,
-            sparse=results.sparse,
+            sparse=prune(results.sparse, request.sparse_top_k, request.sparse_min_weight),
             colbert=colbert,
             tokens=results.tokens,
             model=model.name,
@@ -83,7 +91,7 @@ class Execution:
         """The request's results (checked against the budgets first): cached rows from the cache, the rest
         computed (and then stored). Returns (results, timings, the cache's state)."""
         self.ensure_started()
-        check_request(self.budgets, model, prepared, request.field, self.accounting.rate(model.name, kind))
+        check_request(self.budgets, model, prepared, request, self.accounting.rate(model.name, kind))
         salt = self.salts.get(model.name)
         if self.cache is None or not request.use_cache or salt is None:
             return (*self._compute(model, kind, prepared, tokenize_seconds), None)

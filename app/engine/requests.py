@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 DIRECTIONS = ("right", "left")
+# prompt names that say which side a text is on
+PROMPT_SIDES = {"query": "query", "document": "document", "passage": "document", "corpus": "document"}
 
 
 def check_direction(direction: str) -> None:
@@ -44,19 +46,34 @@ class EmbedRequest:
     prompt: str | None = None
     prompt_name: str | None = None
     instruction: str | None = None
-    is_query: bool = True
-    # what the forward pass computes besides the dense vector: "sparse", "colbert", "tokens"; and how the
-    # request named them, for errors
+    # which side of an asymmetric model reads the texts: True a query, False a document, None not said (the
+    # model's default: GME's query instruction, a sparse encoder's default route)
+    is_query: bool | None = None
+    # what the forward pass computes: "dense", "sparse", "colbert", "tokens"; and how the request named them,
+    # for errors
     outputs: frozenset[str] = frozenset({"dense"})
     outputs_field: str = "output_types"
     # finishing the dense and multi-vectors
     normalize: bool = True
     dimensions: int | None = None
+    # finishing sparse vectors: the largest `sparse_top_k` weights, those of at least `sparse_min_weight`
+    sparse_top_k: int | None = None
+    sparse_min_weight: float | None = None
     use_cache: bool = True
 
     def __post_init__(self):
         check_direction(self.truncation_direction)
-        object.__setattr__(self, "outputs", frozenset(self.outputs) | {"dense"})
+        object.__setattr__(self, "outputs", frozenset(self.outputs))
+        if self.sparse_top_k is not None and self.sparse_top_k < 1:
+            raise InvalidInput(f"sparse_top_k must be at least 1; got {self.sparse_top_k}", param="sparse_top_k")
+
+    @property
+    def side(self) -> str | None:
+        """query, document or None: from is_query, else from a prompt named for a side (as
+        sentence-transformers' encode_query and encode_document name theirs)."""
+        if self.is_query is not None:
+            return "query" if self.is_query else "document"
+        return PROMPT_SIDES.get(self.prompt_name or "")
 
     @property
     def prefix_chars(self) -> int:

@@ -22,11 +22,13 @@ from .planning import plan_batches
 
 @dataclass(frozen=True, eq=False)
 class TextRow:
-    """One tokenised text: its ids (special tokens included) and how many leading ones are prompt
-    tokens that pooling leaves out (sentence-transformers' `include_prompt: false`)."""
+    """One tokenised text: its ids (special tokens included), how many leading ones are prompt
+    tokens that pooling leaves out (sentence-transformers' `include_prompt: false`), and which of the
+    model's routes reads it (a sparse encoder's query or document side; "" for the only one)."""
 
     ids: list[int]
     prompt_length: int = 0
+    route: str = ""
 
     def __len__(self) -> int:
         return len(self.ids)

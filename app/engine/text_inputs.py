@@ -68,12 +68,19 @@ def max_sequence_length(layout: ModelLayout, tokenizer, config) -> int:
 
 
 class TextInputs:
-    def __init__(self, name: str, tokenizer, layout: ModelLayout, config, vocab_size: int):
+    """`route` marks the rows for the model route that reads them; without `special_tokens`, texts are
+    tokenised bare (sentence-transformers' SparseStaticEmbedding reads them so)."""
+
+    def __init__(
+        self, name: str, tokenizer, layout: ModelLayout, config, vocab_size: int, *, route="", special_tokens=True
+    ):
         self.name = name
         self.tokenizer = tokenizer
         self.layout = layout
         self.max_length = max_sequence_length(layout, tokenizer, config)
-        self.prefix, self.suffix = special_token_frame(tokenizer)
+        self.special_tokens = special_tokens
+        self.route = route
+        self.prefix, self.suffix = special_token_frame(tokenizer) if special_tokens else ([], [])
         self.vocab_size = vocab_size
         self.pad_id = pad_id_of(tokenizer)
 
@@ -122,7 +129,7 @@ class TextInputs:
         cut_end = truncate and direction == "right"
         encoded = self.tokenizer(
             texts,
-            add_special_tokens=True,
+            add_special_tokens=self.special_tokens,
             truncation=cut_end,
             max_length=limit if cut_end else None,
             padding=False,
@@ -140,7 +147,7 @@ class TextInputs:
         if prompt and not self.layout.include_prompt:
             # As sentence-transformers: the prompt's tokens less its closing special token.
             prompt_length = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"]) - 1
-        return Prepared(rows=[TextRow(ids, prompt_length) for ids in encoded], outputs=request.outputs)
+        return Prepared(rows=[TextRow(ids, prompt_length, self.route) for ids in encoded], outputs=request.outputs)
 
     def _cut_start(self, row: list[int], limit: int, kept: int) -> list[int]:
         """`row` at most `limit` long, cut after its leading special tokens and `kept` prompt tokens."""
@@ -177,12 +184,12 @@ class TextInputs:
                     raise self._too_long(index, len(body) + frame, field, limit)
                 room = limit - frame
                 body = body[:room] if direction == "right" else body[len(body) - room :]
-            framed.append(TextRow(self.prefix + list(body) + self.suffix))
+            framed.append(TextRow(self.prefix + list(body) + self.suffix, route=self.route))
         return Prepared(rows=framed)
 
     def longest_row(self) -> TextRow:
         """A row of the maximum length (at most WARMUP_TOKENS), for warm-up."""
-        return TextRow([self.pad_id + 1] * min(self.max_length, WARMUP_TOKENS))
+        return TextRow([self.pad_id + 1] * min(self.max_length, WARMUP_TOKENS), route=self.route)
 
     def token_strings(self, ids) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens([int(i) for i in ids])

@@ -99,7 +99,7 @@ def _embed(req: CohereEmbedRequest, version: str) -> dict:
         truncation_direction="left" if req.truncate == "START" else "right",
         max_tokens=req.max_tokens,
         prompt_name=prompt_name_for(model.describe(), req.input_type),
-        is_query=req.input_type != "search_document",
+        is_query=None if req.input_type is None else req.input_type != "search_document",
         dimensions=req.output_dimension,
     )
     if req.texts is not None:

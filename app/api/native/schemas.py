@@ -46,10 +46,21 @@ class EmbedTextRequest(BaseModel):
         default=None, min_length=1, description="Several outputs, computed in one forward pass."
     )
     return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
+    sparse_top_k: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Keep each sparse vector's largest weights, this many at most."
+    )
+    sparse_min_weight: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Drop sparse weights below this."
+    )
     instruction: str | None = Field(
         default=None, description="Vision-language embedders (GME): the instruction for queries."
     )
-    is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
+    is_query: bool | None = Field(
+        default=None,
+        description="Which side the texts are on, for asymmetric models: false embeds documents (GME: with the "
+        "default instruction; a sparse encoder: its document route). Not given: queries for GME, a sparse "
+        "encoder's default route.",
+    )
     cache: CacheOption = True
     precision: Precision = "float32"
     truncation_direction: TruncationDirection = "right"
@@ -92,7 +103,12 @@ class ImageOptions(BaseModel):
     instruction: str | None = Field(
         default=None, description="Vision-language embedders (GME): the instruction for queries."
     )
-    is_query: bool = Field(default=True, description="GME: false embeds documents, with the default instruction.")
+    is_query: bool | None = Field(
+        default=None,
+        description="Which side the texts are on, for asymmetric models: false embeds documents (GME: with the "
+        "default instruction; a sparse encoder: its document route). Not given: queries for GME, a sparse "
+        "encoder's default route.",
+    )
     cache: CacheOption = True
     precision: Precision = "float32"
 

@@ -44,6 +44,8 @@ def embed_text_body(req: EmbedTextRequest) -> dict:
         outputs_field="output_types" if req.output_types else "output_type",
         normalize=req.normalize,
         dimensions=req.dimensions,
+        sparse_top_k=req.sparse_top_k,
+        sparse_min_weight=req.sparse_min_weight,
         use_cache=req.cache,
     )
     served = service.embed_texts(req.model, req.texts, request)

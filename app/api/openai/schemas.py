@@ -81,7 +81,9 @@ class OpenAIEmbeddingRequest(BaseModel):
         "message's text is the instruction. Instead of `input`.",
     )
     instruction: str | None = Field(default=None, description="Vision-language embedders (GME): the query instruction.")
-    is_query: bool = Field(default=True, description="GME: false embeds a document (default instruction).")
+    is_query: bool | None = Field(
+        default=None, description="GME: false embeds a document (default instruction); not given: a query."
+    )
     model: str | None = Field(default=None, description="Served model id; defaults to the first model.")
     encoding_format: EncodingFormat = "float"
     dimensions: Dimensions | None = None

@@ -13,16 +13,19 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     family: str = Field(
-        description="How the model is run: sentence-transformers, bge-m3, decoder, dual-encoder, "
-        "cross-encoder, llm-reranker."
+        description="How the model is run: sentence-transformers, bge-m3, sparse-encoder, decoder, dual-encoder, "
+        "gme, cross-encoder, classifier, llm-reranker."
     )
     capabilities: list[str] = Field(
-        description="What the model does: embed:text, embed:image, sparse, colbert, rerank."
+        description="What the model does: embed:text, embed:image, embed:interleaved, sparse, colbert, tokens, "
+        "rerank, classify."
     )
     modality: str
     modalities: list[str]
-    outputs: list[str] = Field(description="dense, plus sparse and colbert for BGE-M3-style models.")
-    dimension: int
+    outputs: list[str] = Field(
+        description="dense, plus sparse and colbert for BGE-M3-style models; sparse only for a sparse encoder."
+    )
+    dimension: int = Field(description="The dense vector's length; a sparse encoder's: its vocabulary's size.")
     max_input_tokens: int
     pooling: list[str]
     prompts: list[str]
@@ -32,6 +35,14 @@ class ModelCard(BaseModel):
     )
     default_instruction: str | None = Field(
         default=None, description="LLM rerankers: the instruction used when a request gives none."
+    )
+    routes: dict[str, str] | None = Field(
+        default=None,
+        description="Sparse encoders: the route that reads texts of each side (default, query, document); "
+        "an inference-free query side is a route of its own.",
+    )
+    max_active_dims: int | None = Field(
+        default=None, description="Sparse encoders: the most weights a vector keeps (the model's own setting)."
     )
 
 

@@ -45,6 +45,7 @@ from .schemas import (
     TEIError,
     TEIInfo,
     TEISimilarityRequest,
+    TEISparseRequest,
     TEITextsRequest,
     TokenizeRequest,
     TokenizeResponse,
@@ -126,9 +127,11 @@ def _tei_embed(body: dict):
     return json_response(served.result.vectors)
 
 
-def _embed_texts_for(output: str, **options):
-    """/embed_all's and /embed_sparse's shared body: TEI's texts, embedded for one extra output."""
-    req = validate(TEITextsRequest, parse_object())
+def _embed_texts_for(output: str, schema=TEITextsRequest, **options):
+    """/embed_all's and /embed_sparse's shared body: TEI's texts, embedded for one output."""
+    req = validate(schema, parse_object())
+    if schema is TEISparseRequest:
+        options.update(sparse_top_k=req.sparse_top_k, sparse_min_weight=req.sparse_min_weight)
     request = EmbedRequest(
         field="inputs",
         truncate=req.truncates,
@@ -157,8 +160,9 @@ def embed_all():
 
 @bp.post("/embed_sparse")
 @operation(
-    summary="Sparse lexical weights (text-embeddings-inference's shape)",
-    request=TEITextsRequest,
+    summary="Sparse vectors: a sparse encoder's (SPLADE) or BGE-M3's lexical weights (text-embeddings-inference's "
+    "shape)",
+    request=TEISparseRequest,
     response=EmbedSparseResponse,
     auth=True,
     tags=("tei",),
@@ -167,7 +171,7 @@ def embed_all():
 )
 @speaks_tei
 def embed_sparse():
-    result = _embed_texts_for("sparse")
+    result = _embed_texts_for("sparse", TEISparseRequest)
     return json_response(
         [
             [{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]

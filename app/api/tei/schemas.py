@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ...errors import InvalidRequest
@@ -63,6 +65,18 @@ class TEITextsRequest(_TEIBody):
     @classmethod
     def _check_inputs(cls, value):
         return text_list(value, "inputs")
+
+
+class TEISparseRequest(TEITextsRequest):
+    """`/embed_sparse`: TEI's body; `prompt_name` "query" or "document" also picks an asymmetric sparse
+    encoder's side, and the pruning fields are this service's extension."""
+
+    sparse_top_k: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="This service's extension: keep each vector's largest weights, this many at most."
+    )
+    sparse_min_weight: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="This service's extension: drop weights below this."
+    )
 
 
 class SimilarityInput(BaseModel):

@@ -62,7 +62,7 @@ def _arrays(arrays: dict[str, np.ndarray]) -> bytes:
 def row_key(row, output: str) -> bytes | None:
     """What the forward pass reads for this row and which output of it, hashed; None: not cacheable."""
     if isinstance(row, TextRow):
-        body = b"T" + row.prompt_length.to_bytes(4, "little") + _ids(row.ids)
+        body = b"T" + row.prompt_length.to_bytes(4, "little") + row.route.encode() + b"\0" + _ids(row.ids)
     elif isinstance(row, PairRow):
         body = b"P" + row.first_segment.to_bytes(4, "little") + _ids(row.ids)
     elif isinstance(row, MultimodalRow):

@@ -15,6 +15,7 @@ from .decoder_embedder import DecoderEmbedder
 from .dual_encoder import DualEncoderModel
 from .llm_reranker import LLMReranker
 from .sentence_transformer import SentenceTransformerModel
+from .sparse_encoder import SparseEncoderModel
 from .vlm_embedder import VLMEmbedder
 
 FAMILIES: tuple[type[ServedModel], ...] = (
@@ -23,6 +24,7 @@ FAMILIES: tuple[type[ServedModel], ...] = (
     LLMReranker,
     SequenceClassifier,
     CrossEncoderModel,
+    SparseEncoderModel,
     BGEM3Model,
     DecoderEmbedder,
     SentenceTransformerModel,

@@ -121,6 +121,11 @@ class ServedModel:
         answer of them weighs, counted before the pass (budgets.py)."""
         return self.dimension
 
+    def sparse_width(self, tokens: int) -> int:
+        """How many weights a sparse vector of an input of `tokens` tokens may hold: one per token for lexical
+        weights (BGE-M3); a sparse encoder's expansion may weigh any of its vocabulary's ids."""
+        return tokens
+
     def padded_width(self, rows: list) -> int:
         """The longest row, rounded up to `pad_multiple` without passing the model's own limit."""
         longest = max(len(row) for row in rows)

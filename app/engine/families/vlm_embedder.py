@@ -191,7 +191,7 @@ class VLMEmbedder(ServedModel):
 
     def _prompt(self, text: str | None, image_tokens: int, request: EmbedRequest) -> str:
         instruction = request.instruction
-        if not request.is_query or instruction is None:
+        if request.is_query is False or instruction is None:
             instruction = DEFAULT_INSTRUCTION
         image = f"<|vision_start|>{self.image_token * image_tokens}<|vision_end|>" if image_tokens else ""
         return (

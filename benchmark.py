@@ -12,6 +12,13 @@ server does, and latency is measured from the scheduled send time, so
 queueing in a slow server shows up instead of hiding (no coordinated
 omission); `--concurrency` then caps the connections in use.
 
+Against this service (found from its `/health`), every request asks for
+`"cache": false` unless `--cache on`, so the rate is the model's and not the
+embedding cache's; other servers are sent no extra field. The hit ratio the
+answers' `X-Cache` headers report is printed either way. The built-in corpus
+is 50,000 distinct generated texts of 4-80 words, so a run does not repeat
+itself unless it is that long; `--corpus` takes your own.
+
 Needs only the Python standard library; `pip install tqdm matplotlib` adds a
 nicer progress bar and `--plot`. Copy this single file to any client machine.
 """
@@ -59,11 +66,25 @@ BUILTIN_TEXTS = [
 ]
 
 
+BUILTIN_CORPUS_SIZE = 50_000
+
+
 # ----------------------------------------------------------------------------- inputs
+def builtin_corpus(count: int = BUILTIN_CORPUS_SIZE, seed: int = 0) -> list[str]:
+    """`count` distinct texts of 4-80 words drawn from the built-in sentences' words: a server's cache sees
+    each once in a run of up to `count` items."""
+    words = sorted({word for text in BUILTIN_TEXTS for word in text.split()})
+    rng = random.Random(seed)
+    texts: dict[str, None] = {}
+    while len(texts) < count:
+        texts[" ".join(rng.choices(words, k=rng.randint(4, 80)))] = None
+    return list(texts)
+
+
 def load_texts(path: str | None) -> list[str]:
     """Paragraphs (blank-line separated) of a text file, or lines if it has no blank lines."""
     if not path:
-        return BUILTIN_TEXTS
+        return builtin_corpus()
     with open(path, encoding="utf-8", errors="replace") as handle:
         content = handle.read()
     blocks = [" ".join(b.split()) for b in content.split("\n\n")]
@@ -128,7 +149,26 @@ class Bodies:
         pool = self.texts if modality == "text" else self.images
         items = [pool[(start + i) % len(pool)] for i in range(self.args.batch)]
         path, body = request_for(self.args.endpoint, modality, items, self.args.model)
+        if getattr(self.args, "uncached", False):
+            body["cache"] = False
         return path, json.dumps(body).encode(), len(items)
+
+
+def is_this_service(args) -> bool:
+    """Whether `--url` is this embedding service: its /health lists its models and library versions (TEI's is
+    an empty 200, Infinity's another shape)."""
+    client = Client(args.url, min(args.timeout, 10.0), args.api_key)
+    try:
+        if client.connection is None:
+            client.connection = client._connect()
+        client.connection.request("GET", client.prefix + "/health", headers=client.headers)
+        response = client.connection.getresponse()
+        payload = json.loads(response.read() or b"null") if response.status == 200 else None
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        client.close()
+    return isinstance(payload, dict) and isinstance(payload.get("models"), list) and "versions" in payload
 
 
 def request_for(endpoint: str, modality: str, items: list[str], model: str | None) -> tuple[str, dict]:
@@ -158,6 +198,7 @@ class Sample:
     status: int | None  # None: no HTTP answer (exception)
     error: str | None = None
     timings: dict = field(default_factory=dict)  # ms, from the server's timing headers
+    cache: str | None = None  # the X-Cache header: hit, partial, miss; None: the cache was not asked
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -193,6 +234,9 @@ def summarise(samples: list[Sample], elapsed: float, concurrency: int, rate: flo
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies) if latencies else float("nan"),
     }
+    cached = Counter(s.cache for s in ok if s.cache)
+    row["cache"] = dict(cached)
+    row["cache_hit_ratio"] = cached["hit"] / sum(cached.values()) if cached else None
     for stage in TIMING_HEADERS:
         values = [s.timings[stage] for s in ok if stage in s.timings]
         if values:
@@ -239,7 +283,7 @@ class Client:
                         pass
             if response.getheader("connection", "").lower() == "close":
                 self.close()
-            return Sample(latency, items, response.status, None, timings)
+            return Sample(latency, items, response.status, None, timings, response.getheader("x-cache"))
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             return Sample(time.perf_counter() - started, items, None, type(exc).__name__)
@@ -402,12 +446,16 @@ def format_table(rows: list[dict]) -> str:
         ]
         if split:
             details.append("server time, mean ms: " + ", ".join(split))
+        if row.get("cache"):
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(row["cache"].items()))
+            details.append(f"cache hit ratio {row['cache_hit_ratio']:.2f} ({counts})")
         if details:
             out.append(f"c={row['concurrency']}: " + "; ".join(details))
     return "\n".join(out)
 
 
 def write_csv(rows: list[dict], path: str) -> None:
+    rows = [{**row, "cache": json.dumps(row.get("cache") or {})} for row in rows]
     keys = [k for k in rows[0] if not isinstance(rows[0][k], dict)]
     for row in rows[1:]:
         keys += [k for k in row if k not in keys and not isinstance(row[k], dict)]
@@ -492,6 +540,12 @@ def parse_args(argv=None):
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
     parser.add_argument("--plot", metavar="FILE", help="also draw throughput and p50/p99 against concurrency")
+    parser.add_argument(
+        "--cache",
+        choices=("off", "on"),
+        default="off",
+        help="against this service: off sends cache: false (every request computed), on measures its cache",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(argv)
     try:
@@ -516,12 +570,21 @@ def main(argv=None) -> int:
     texts = load_texts(args.corpus if args.mode == "text" else None) if args.mode != "image" else []
     images = load_images(args.corpus if args.mode == "image" else None) if args.mode != "text" else []
     random.Random(args.seed).shuffle(texts)
+    args.this_service = is_this_service(args)
+    args.uncached = args.this_service and args.cache == "off"
     bodies = Bodies(args, texts, images)
     rows = [run_level(args, bodies, level) for level in args.levels]
     if args.json:
         print(
             json.dumps(
-                {"url": args.url, "mode": args.mode, "endpoint": args.endpoint, "batch": args.batch, "results": rows},
+                {
+                    "url": args.url,
+                    "mode": args.mode,
+                    "endpoint": args.endpoint,
+                    "batch": args.batch,
+                    "cache": "off" if args.uncached else ("on" if args.this_service else "not this service"),
+                    "results": rows,
+                },
                 indent=2,
             )
         )
@@ -529,6 +592,8 @@ def main(argv=None) -> int:
         print(
             f"{args.url} {args.endpoint} {args.mode}, {args.batch} item(s) per request"
             + (f", open loop at {args.rate:g} req/s" if args.rate else "")
+            + (", cache off (every request computed)" if args.uncached else "")
+            + (", cache on" if args.this_service and not args.uncached else "")
         )
         print(format_table(rows))
     if args.csv:

@@ -240,3 +240,66 @@ def test_wrk_script_from_the_readme(server, env):
     ).stdout
     assert "non-2xx: 0, socket errors: 0" in out
     assert "p99 latency:" in out and float(out.split("texts/s: ")[1].split()[0]) > 0
+
+
+# ------------------------------------------------------------ the cache: measured only when asked
+def test_the_builtin_corpus_is_distinct_texts():
+    texts = benchmark.builtin_corpus(2_000)
+    assert len(set(texts)) == 2_000
+    assert all(4 <= len(text.split()) <= 80 for text in texts)
+    assert benchmark.load_texts(None)[:3] == benchmark.builtin_corpus()[:3]
+
+
+@pytest.mark.slow
+def test_this_service_computes_every_request_unless_cache_on(server, tmp_path):
+    """By default the benchmark asks this service for `cache: false` (no X-Cache answer, no hit); with
+    `--cache on` over a corpus of three texts it measures hits and says how many."""
+    lookups = [server.metric("embedding_cache_lookups_total", result=result) for result in ("hit", "miss")]
+    result = run_benchmark("--url", server.url, "--concurrency", "2", "--requests", "20")
+    (row,) = result["results"]
+    assert result["cache"] == "off" and row["ok"] == 20
+    assert row["cache"] == {} and row["cache_hit_ratio"] is None
+    assert [server.metric("embedding_cache_lookups_total", result=result) for result in ("hit", "miss")] == lookups
+    corpus = tmp_path / "three.txt"
+    corpus.write_text("one text\ntwo texts\nthree texts\n")
+    cached = run_benchmark(
+        "--url", server.url, "--requests", "30", "--corpus", str(corpus), "--cache", "on", "--concurrency", "1"
+    )
+    (row,) = cached["results"]
+    assert cached["cache"] == "on" and row["cache_hit_ratio"] >= 0.8 and sum(row["cache"].values()) == 30
+
+
+def test_another_server_is_sent_no_extra_field(tmp_path):
+    """A server without this service's /health (TEI's is an empty 200) gets the bodies its API defines."""
+    import http.server
+    import threading
+
+    bodies = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self):  # noqa: N802
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            answer = json.dumps({"object": "list", "data": [{"embedding": [0.0], "index": 0}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=peer.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{peer.server_address[1]}"
+        result = run_benchmark("--url", url, "--requests", "6", "--endpoint", "openai", "--concurrency", "2")
+    finally:
+        peer.shutdown()
+    assert result["cache"] == "not this service" and result["results"][0]["ok"] == 6
+    assert len(bodies) == 6 and all(set(body) == {"input"} for body in bodies)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ...errors import InvalidRequest
-from ..http.fields import EMPTY, Text, TruncationFields, Usage, json_type, text_list
+from ..http.fields import EMPTY, RequestBody, Text, TruncationFields, Usage, json_type, text_list
 
 # A text, or a text and the text it is paired with (NLI: premise, hypothesis).
 ClassifyInput = Text | list[Text]
@@ -76,7 +76,7 @@ class PredictResponse(RootModel[list[Prediction] | list[list[Prediction]]]):
     """Every label, best first; a list of them per input for a batch."""
 
 
-class InferenceParameters(BaseModel):
+class InferenceParameters(RequestBody):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     function_to_apply: str | None = Field(default=None, description="softmax, sigmoid or none")
@@ -92,7 +92,7 @@ class InferenceParameters(BaseModel):
         return value
 
 
-class InferenceRequest(BaseModel):
+class InferenceRequest(RequestBody):
     """The Hugging Face Inference API's text-classification body (huggingface_hub's `text_classification`)."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -102,7 +102,7 @@ class InferenceRequest(BaseModel):
     model: str | None = None
 
 
-class ClassifyRequest(BaseModel):
+class ClassifyRequest(RequestBody):
     """Infinity's `POST /classify`."""
 
     model_config = ConfigDict(extra="ignore", strict=True)

@@ -17,13 +17,14 @@ import uuid
 from flask import Blueprint, Response
 
 from ...engine.capabilities import EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT
+from ...engine.errors import EngineError
 from ...engine.requests import EmbedRequest
-from ...errors import InvalidRequest, ServiceError
+from ...errors import InvalidRequest, ServiceError, as_service_error
 from .. import service
 from ..http.encoding import encode_rows, json_response
 from ..http.image_inputs import gather
 from ..http.observability import record_error
-from ..http.parsing import parse_json
+from ..http.parsing import parse_json, validate
 from ..http.spec import operation
 from ..openai.multimodal import input_items
 from .schemas import (
@@ -84,6 +85,16 @@ def v2_embed():
 )
 def v1_embed():
     return json_response(_embed(parse_json(CohereEmbedRequest), "1"))
+
+
+def embed_at_root(body: dict) -> Response:
+    """A Cohere body posted to the base URL (a client given the full embed URL as its base): v2's answer when
+    it names `embedding_types` (which v2 requires), else v1's; errors in Cohere's shape."""
+    try:
+        version = "2" if body.get("embedding_types") is not None else "1"
+        return json_response(_embed(validate(CohereEmbedRequest, body), version))
+    except (ServiceError, EngineError) as error:
+        return _cohere_error(as_service_error(error))
 
 
 def _embed(req: CohereEmbedRequest, version: str) -> dict:

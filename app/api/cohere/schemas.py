@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..http.fields import Dimensions, TextList, image_list, text_list
+from ..http.fields import Dimensions, RequestBody, TextList, image_list, text_list
 
 InputType = Literal["search_document", "search_query", "classification", "clustering", "image"]
 
@@ -14,7 +14,7 @@ InputType = Literal["search_document", "search_query", "classification", "cluste
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 
 
-class CohereEmbedRequest(BaseModel):
+class CohereEmbedRequest(RequestBody):
     """Cohere's `POST /v2/embed` body: one of texts, images or inputs."""
 
     model_config = ConfigDict(extra="ignore", strict=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..http.fields import CacheOption, Texts, image_list, text_list
+from ..http.fields import CacheOption, RequestBody, Texts, image_list, text_list
 
 
-class GMEOptions(BaseModel):
+class GMEOptions(RequestBody):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = Field(default=None, description="Defaults to the first model that takes the input.")

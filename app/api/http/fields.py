@@ -10,11 +10,46 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...errors import InvalidRequest
 
 EncodingFormat = Literal["float", "base64"]
+
+
+def _nullable_optionals(schema: dict) -> None:
+    """The document says what the bodies take: every optional property may also be null."""
+    required = set(schema.get("required", ()))
+    for name, prop in (schema.get("properties") or {}).items():
+        if name in required:
+            continue
+        branches = prop.get("anyOf")
+        if branches is not None:
+            if {"type": "null"} not in branches:
+                branches.append({"type": "null"})
+            continue
+        kept = {key: prop.pop(key) for key in ("title", "description", "default", "examples") if key in prop}
+        schema["properties"][name] = {"anyOf": [prop, {"type": "null"}], **kept}
+
+
+class RequestBody(BaseModel):
+    """Every request body's base: an optional field sent as `null` is a field not sent. SDKs send explicit
+    nulls for the options a caller left unset (the cohere SDK's `truncate`, OpenAI-style clients'
+    `encoding_format`); a required field's null, and an unknown field's, are still the body's error."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, cls: _nullable_optionals(schema))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data):
+        if not isinstance(data, dict) or None not in data.values():
+            return data
+        fields = cls.model_fields
+        return {
+            name: value
+            for name, value in data.items()
+            if value is not None or name not in fields or fields[name].is_required()
+        }
 
 
 # text-embeddings-inference's spellings are accepted too ("Left", "Right").
@@ -106,7 +141,7 @@ def json_type(value) -> str:
     }.get(type(value), type(value).__name__)
 
 
-class TruncationFields(BaseModel):
+class TruncationFields(RequestBody):
     """text-embeddings-inference's truncation options, which its classification peers share: `truncate`
     null or true cuts an over-long input (its --auto-truncate default), false makes it a 4xx."""
 

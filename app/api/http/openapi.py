@@ -73,8 +73,10 @@ def openapi_document(app: Flask, keys_required: bool = False) -> dict:
             codes = set(op.errors) | {405, 500} | ({401, 503} if op.auth else set())
             for code in sorted(codes):
                 responses[str(code)] = {"description": _STATUS_TEXT.get(code, "Error"), "content": error}
+            # A route served at a second path too (`endpoint=` names the alias) keeps its operationId on the first.
+            alias = rule.endpoint.rsplit(".", 1)[-1] != app.view_functions[rule.endpoint].__name__
             entry = {
-                "operationId": op.operation_id or rule.endpoint.replace(".", "_"),
+                "operationId": (not alias and op.operation_id) or rule.endpoint.replace(".", "_"),
                 "summary": op.summary,
                 "tags": list(op.tags),
                 "responses": responses,

@@ -13,6 +13,7 @@ from ..http.fields import (
     EncodingFormat,
     OutputType,
     Precision,
+    RequestBody,
     Texts,
     TruncationDirection,
     Usage,
@@ -22,7 +23,7 @@ from ..http.fields import (
 )
 
 
-class EmbedTextRequest(BaseModel):
+class EmbedTextRequest(RequestBody):
     """The native `POST /embed_text` body."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -91,7 +92,7 @@ class EmbedTextRequest(BaseModel):
         return [self.output_type or "dense"]
 
 
-class ImageOptions(BaseModel):
+class ImageOptions(RequestBody):
     """What `/embed_image` takes besides the images (also its multipart form fields)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -126,7 +127,7 @@ class EmbedImageRequest(ImageOptions):
         return image_list(value, "images")
 
 
-class SimilarityRequest(BaseModel):
+class SimilarityRequest(RequestBody):
     """`POST /similarity`: texts x images, or texts x texts (images x images) when only one kind is given."""
 
     model_config = ConfigDict(extra="forbid", strict=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..http.fields import Dimensions, Texts, text_list
+from ..http.fields import Dimensions, RequestBody, Texts, text_list
 
 
-class OllamaEmbedRequest(BaseModel):
+class OllamaEmbedRequest(RequestBody):
     """Ollama's `POST /api/embed` body."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -26,7 +26,7 @@ class OllamaEmbedRequest(BaseModel):
         return text_list(value, "input")
 
 
-class OllamaEmbeddingsRequest(BaseModel):
+class OllamaEmbeddingsRequest(RequestBody):
     """Ollama's legacy `POST /api/embeddings` body."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -37,7 +37,7 @@ class OllamaEmbeddingsRequest(BaseModel):
     options: dict | None = None
 
 
-class OllamaShowRequest(BaseModel):
+class OllamaShowRequest(RequestBody):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = None

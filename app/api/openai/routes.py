@@ -3,6 +3,9 @@ images with Infinity's `"modality": "image"`."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 from flask import Blueprint
 
 from ...engine.capabilities import EMBED_IMAGE, EMBED_INTERLEAVED
@@ -20,8 +23,9 @@ bp = Blueprint("openai", __name__)
 
 
 @bp.post("/v1/embeddings")
+@bp.post("/embeddings", endpoint="infinity_embeddings")  # Infinity's path; its clients take the base URL alone
 @operation(
-    summary="Create embeddings (OpenAI-compatible)",
+    summary="Create embeddings (OpenAI-compatible; also at `/embeddings`, Infinity's path)",
     request=OpenAIEmbeddingRequest,
     response=OpenAIEmbeddingResponse,
     auth=True,
@@ -38,6 +42,7 @@ def create_embeddings():
         instruction=req.effective_instruction(),
         is_query=req.is_query,
         truncation_direction=req.truncation_direction,
+        use_cache=req.cache,
     )
     if req.modality == "image":
         model = service.pick(req.model, EMBED_IMAGE)
@@ -57,7 +62,10 @@ def create_embeddings():
     rows = encode_rows(served.result.vectors, req.encoding_format)
     return json_response(
         {
+            # OpenAI's own answers have no id; the Mistral SDK (and vLLM's and Infinity's answers) have one
+            "id": f"embd-{uuid.uuid4().hex}",
             "object": "list",
+            "created": int(time.time()),
             "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
             "model": served.model.name,
             "usage": usage(served.result.prompt_tokens),

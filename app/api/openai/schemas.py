@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ...errors import InvalidRequest
 from ..http.fields import (
     EMPTY,
+    CacheOption,
     Dimensions,
     EncodingFormat,
+    RequestBody,
     TruncationDirection,
     Usage,
     direction_of,
@@ -63,7 +65,7 @@ def token_row(row: list, field: str) -> list[int]:
 
 
 # --------------------------------------------------------------------- requests
-class OpenAIEmbeddingRequest(BaseModel):
+class OpenAIEmbeddingRequest(RequestBody):
     """OpenAI's `POST /v1/embeddings` body. Unknown fields are ignored, as clients add their own."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -85,6 +87,7 @@ class OpenAIEmbeddingRequest(BaseModel):
         default=None, description="GME: false embeds a document (default instruction); not given: a query."
     )
     model: str | None = Field(default=None, description="Served model id; defaults to the first model.")
+    cache: CacheOption = True
     encoding_format: EncodingFormat = "float"
     dimensions: Dimensions | None = None
     user: str | None = None
@@ -130,7 +133,9 @@ class EmbeddingObject(BaseModel):
 
 
 class OpenAIEmbeddingResponse(BaseModel):
+    id: str = Field(description="This answer's id (the Mistral SDK requires one; OpenAI's clients ignore it).")
     object: Literal["list"] = "list"
+    created: int = Field(description="When the answer was made, in Unix seconds.")
     data: list[EmbeddingObject]
     model: str
     usage: Usage

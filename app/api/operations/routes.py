@@ -16,11 +16,25 @@ bp = Blueprint("meta", __name__)
 
 
 @bp.get("/v1/models")
-@operation(summary="List the served models", response=ModelList, auth=True, tags=("openai",), errors=(401,))
+@bp.get("/models", endpoint="infinity_models")  # Infinity's path
+@operation(
+    summary="List the served models (OpenAI's shape, with Infinity's fields; also at `/models`, Infinity's path)",
+    response=ModelList,
+    auth=True,
+    tags=("openai",),
+    errors=(401,),
+)
 def list_models():
     engine = context.engine()
     cards = [
-        {**card, "object": "model", "created": engine.created, "owned_by": "embedding-service"}
+        {
+            **card,
+            "object": "model",
+            "created": engine.created,
+            "owned_by": "embedding-service",
+            "backend": "torch",
+            "stats": {},
+        }
         for card in engine.describe_models()
     ]
     return json_response({"object": "list", "data": cards})

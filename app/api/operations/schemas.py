@@ -36,6 +36,8 @@ class ModelCard(BaseModel):
     default_instruction: str | None = Field(
         default=None, description="LLM rerankers: the instruction used when a request gives none."
     )
+    backend: str = Field(default="torch", description="Infinity's field: what runs the model.")
+    stats: dict = Field(default_factory=dict, description="Infinity's field (empty here: see /stats and /metrics).")
     routes: dict[str, str] | None = Field(
         default=None,
         description="Sparse encoders: the route that reads texts of each side (default, query, document); "

@@ -8,6 +8,7 @@ first; they differ only in their shapes.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import numpy as np
@@ -18,7 +19,7 @@ from .. import service
 from ..http.encoding import json_response, usage
 from ..http.parsing import parse_json
 from ..http.spec import operation
-from .schemas import RerankRequest, RerankResponse, TEIRerankRequest
+from .schemas import InfinityRerankRequest, RerankRequest, RerankResponse, TEIRerankRequest
 
 bp = Blueprint("rerank", __name__)
 
@@ -51,6 +52,33 @@ def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
             rank["text"] = req.texts[index]
         ranks.append(rank)
     return ranks
+
+
+def rerank_infinity_body(req: InfinityRerankRequest) -> dict:
+    """Infinity's `/rerank` answer: its `document` is the text itself (Jina's, Cohere's and vLLM's is an object,
+    on /v1/rerank and /v2/rerank)."""
+    request = ScoreRequest(
+        field="documents",
+        instruction=req.instruction,
+        max_document_tokens=req.max_tokens_per_doc,
+        raw_scores=req.raw_scores,
+        use_cache=req.cache,
+    )
+    model, result, scores, order = _rerank(req.model, req.query, req.documents, request)
+    results = []
+    for index in order.tolist()[: req.top_n]:
+        item = {"relevance_score": float(scores[index]), "index": index}
+        if req.return_documents:
+            item["document"] = req.documents[index]
+        results.append(item)
+    return {
+        "object": "rerank",
+        "results": results,
+        "model": model.name,
+        "usage": usage(result.prompt_tokens),
+        "id": f"rerank-{uuid.uuid4().hex}",
+        "created": int(time.time()),
+    }
 
 
 def _cohere_shaped(version: str):

@@ -3,10 +3,22 @@ text-embeddings-inference's `/rerank`, Jina's and Cohere's `/v1/rerank`, Cohere'
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ...errors import InvalidRequest
-from ..http.fields import CacheOption, Text, TextList, TruncationDirection, Usage, direction_of, json_type, text_list
+from ..http.fields import (
+    CacheOption,
+    RequestBody,
+    Text,
+    TextList,
+    TruncationDirection,
+    Usage,
+    direction_of,
+    json_type,
+    text_list,
+)
 
 
 def _query(value) -> str:
@@ -26,7 +38,7 @@ def _documents(value) -> list[str]:
     return text_list(value, "documents")
 
 
-class _RerankBody(BaseModel):
+class _RerankBody(RequestBody):
     """What every rerank body has: a query, and this service's model, instruction and cache options."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -93,6 +105,27 @@ class RerankRequest(_RerankBody):
         return value
 
 
+class InfinityRerankRequest(RerankRequest):
+    """Infinity's `POST /rerank` body (vLLM's clients post it there too): documents, not TEI's texts."""
+
+    raw_scores: bool = Field(default=False, description="The model's logit instead of its activated score.")
+
+
+class InfinityRank(BaseModel):
+    relevance_score: float
+    index: int
+    document: str | None = Field(default=None, description="The document's text, with return_documents.")
+
+
+class InfinityRerankResponse(BaseModel):
+    object: Literal["rerank"] = "rerank"
+    results: list[InfinityRank] = Field(description="Best first; top_n cuts the list.")
+    model: str
+    usage: Usage
+    id: str
+    created: int
+
+
 class RerankDocument(BaseModel):
     text: str
 
@@ -109,3 +142,11 @@ class RerankResponse(BaseModel):
     results: list[RerankResult] = Field(description="Best first; top_n cuts the list.")
     usage: Usage
     meta: dict = Field(description="Cohere's meta: api_version and billed_units.")
+
+
+class RerankBodies(RootModel[TEIRerankRequest | InfinityRerankRequest]):
+    """`POST /rerank`: text-embeddings-inference's body (`texts`) or Infinity's (`documents`)."""
+
+
+class RerankAnswers(RootModel[list[Rank] | InfinityRerankResponse]):
+    """`POST /rerank`: TEI's ranks for its body, Infinity's answer for Infinity's."""

@@ -24,6 +24,7 @@ from ...version import __version__
 from .. import service
 from ..classify.routes import inference_api_body, predict_tei_body
 from ..classify.schemas import PredictRequest, PredictResponse
+from ..cohere.routes import embed_at_root
 from ..http import context
 from ..http.encoding import json_response
 from ..http.fields import EMPTY
@@ -32,8 +33,8 @@ from ..http.parsing import parse_object, validate
 from ..http.spec import operation
 from ..native.schemas import EmbedTextRequest
 from ..native.texts import embed_text_body
-from ..rerank.routes import rerank_tei_body
-from ..rerank.schemas import TEIRerankRequest, TEIRerankResponse
+from ..rerank.routes import rerank_infinity_body, rerank_tei_body
+from ..rerank.schemas import InfinityRerankRequest, RerankAnswers, RerankBodies, TEIRerankRequest
 from .schemas import (
     DecodeRequest,
     DecodeResponse,
@@ -44,6 +45,8 @@ from .schemas import (
     TEIEmbedResponse,
     TEIError,
     TEIInfo,
+    TEIOrCohereError,
+    TEIOrNativeError,
     TEISimilarityRequest,
     TEISparseRequest,
     TEITextsRequest,
@@ -52,6 +55,7 @@ from .schemas import (
 )
 
 bp = Blueprint("tei", __name__)
+
 
 _ERRORS = (400, 401, 404, 413, 415, 422, 503)
 
@@ -182,17 +186,28 @@ def embed_sparse():
 
 @bp.post("/rerank")
 @operation(
-    summary="Rerank texts against a query (text-embeddings-inference's shape)",
-    request=TEIRerankRequest,
-    response=TEIRerankResponse,
+    summary="Rerank texts against a query: text-embeddings-inference's shape (`texts`), or with `documents` "
+    "Infinity's (also what vLLM's clients post here), in its answer and error shapes",
+    request=RerankBodies,
+    response=RerankAnswers,
     auth=True,
     tags=("tei",),
     errors=_ERRORS,
-    error=TEIError,
+    error=TEIOrNativeError,
 )
-@speaks_tei
 def rerank():
-    return json_response(rerank_tei_body(validate(TEIRerankRequest, parse_object())))
+    try:
+        body = parse_object()
+    except ServiceError as error:
+        return tei_error(error)
+    if "documents" in body and "texts" not in body:
+        return json_response(rerank_infinity_body(validate(InfinityRerankRequest, body)))
+    return _tei_rerank(body)
+
+
+@speaks_tei
+def _tei_rerank(body: dict):
+    return json_response(rerank_tei_body(validate(TEIRerankRequest, body)))
 
 
 @bp.post("/predict")
@@ -314,13 +329,14 @@ def info():
 @operation(
     summary="What text-embeddings-inference's root does, by the body: `inputs.source_sentence` -> "
     "similarity, `query` and `texts` -> rerank, `inputs` -> embed, or for a classifier every label's score "
-    "per input in the Hugging Face Inference API's shape (huggingface_hub's text_classification)",
+    "per input in the Hugging Face Inference API's shape (huggingface_hub's text_classification); a Cohere "
+    "embed body (`texts` or `images`, no `inputs`) -> Cohere's embed, v2's answer with `embedding_types`",
     request=TEIEmbedRequest,
     response=TEIEmbedResponse,
     auth=True,
     tags=("tei",),
     errors=_ERRORS,
-    error=TEIError,
+    error=TEIOrCohereError,
 )
 @speaks_tei
 def root():
@@ -329,6 +345,8 @@ def root():
         return similarity(body)
     if "query" in body:
         return json_response(rerank_tei_body(validate(TEIRerankRequest, body)))
+    if "inputs" not in body and ("texts" in body or "images" in body):
+        return embed_at_root(body)  # Cohere's body, from a client given the full embed URL as its base
     name = body.get("model")
     if service.is_classifier(service.pick(name if isinstance(name, str) else None)):
         return json_response(inference_api_body(body))

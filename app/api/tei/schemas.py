@@ -9,9 +9,12 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from ...errors import InvalidRequest
+from ..cohere.schemas import CohereError
 from ..http.fields import (
     EMPTY,
     Dimensions,
+    ErrorResponse,
+    RequestBody,
     Text,
     TextList,
     Texts,
@@ -79,7 +82,7 @@ class TEISparseRequest(TEITextsRequest):
     )
 
 
-class SimilarityInput(BaseModel):
+class SimilarityInput(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     source_sentence: Text
@@ -100,7 +103,7 @@ class SimilarityParameters(_TEIBody):
     pass
 
 
-class TEISimilarityRequest(BaseModel):
+class TEISimilarityRequest(RequestBody):
     """text-embeddings-inference's `POST /similarity` body (huggingface_hub's `sentence_similarity`)."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -110,7 +113,7 @@ class TEISimilarityRequest(BaseModel):
     model: str | None = None
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(RequestBody):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     inputs: Texts
@@ -135,7 +138,7 @@ class TokenizeRequest(BaseModel):
         return [value]
 
 
-class DecodeRequest(BaseModel):
+class DecodeRequest(RequestBody):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     ids: list[int] | list[list[int]]
@@ -204,6 +207,14 @@ class TEIInfo(BaseModel):
 class TEIError(BaseModel):
     error: str
     error_type: str = Field(description="Validation, Empty, Tokenizer, Overloaded, Unhealthy or Backend.")
+
+
+class TEIOrNativeError(RootModel[TEIError | ErrorResponse]):
+    """`/rerank`'s errors: TEI's for TEI's body, the native envelope (Infinity's) for Infinity's."""
+
+
+class TEIOrCohereError(RootModel[TEIError | CohereError]):
+    """`POST /`'s errors: TEI's, or Cohere's for a Cohere embed body."""
 
 
 class SparseValue(BaseModel):

@@ -94,8 +94,9 @@ def dual_encoder_layout(root: str | Path, model_dir: Path) -> ModelLayout:
     )
 
 
-def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) -> ModelLayout:
-    """`default_pooling` is the family's convention for a directory without sentence-transformers files."""
+def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",), *, pooled: bool = False) -> ModelLayout:
+    """`default_pooling` is the family's convention for a directory without sentence-transformers files;
+    `pooled`: the family makes one vector per text, so a module stack must say how (a Pooling module)."""
     root = Path(root)
     modules = _read_json(root / "modules.json")
     st_config = _read_json(root / "config_sentence_transformers.json") or {}
@@ -117,6 +118,18 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",)) 
     pooling_modes: tuple[str, ...] = ("mean",)
     include_prompt = True
     dense: list[DenseSpec] = []
+    kinds = [_module_kind(module.get("type", "")) for module in sorted(modules, key=lambda m: m.get("idx", 0))]
+    if pooled and "Pooling" not in kinds and any(kind in ("Transformer", "Dense") for kind in kinds):
+        # sentence-transformers would answer the token vectors (a multi-vector model's output), not one vector
+        raise ValueError(
+            f"{root}: modules.json ({' -> '.join(kinds)}) has no Pooling module, so the model's output is one vector "
+            "per token, not per text; such (multi-vector) models are not served"
+        )
+    if pooled and "Dense" in kinds and kinds.index("Dense") < kinds.index("Pooling"):
+        raise ValueError(
+            f"{root}: modules.json ({' -> '.join(kinds)}) has a Dense module before Pooling (a per-token "
+            "projection), which this service does not implement; it applies Dense to the pooled vector only"
+        )
     for module in sorted(modules, key=lambda m: m.get("idx", 0)):
         kind = _module_kind(module.get("type", ""))
         path = root / module.get("path", "")

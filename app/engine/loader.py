@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from .declared import unserved
 from .engine_config import LoadOptions
 from .families import FAMILIES, ServedModel
 
@@ -23,6 +24,9 @@ def family_of(path: str | Path) -> type[ServedModel]:
     path = Path(path)
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
         raise ValueError(f"{str(path)!r} has no config.json or modules.json: not a Hugging Face model directory")
+    reason = unserved(path)
+    if reason is not None:
+        raise ValueError(f"{path}: {reason}")
     return next(family for family in FAMILIES if family.detect(path))
 
 

@@ -63,7 +63,7 @@ class SentenceTransformerModel(TextFamily):
 
     @classmethod
     def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> SentenceTransformerModel:
-        layout = read_layout(path, cls.default_pooling)
+        layout = read_layout(path, cls.default_pooling, pooled=True)
         tokenizer = AutoTokenizer.from_pretrained(str(layout.transformer_path))
         model = AutoModel.from_pretrained(str(layout.transformer_path), dtype=dtype)
         if getattr(model.config, "is_encoder_decoder", False):

@@ -95,10 +95,16 @@ def post_worker_init(worker):
     start_worker(worker)
 
 
+def worker_exit(server, worker):
+    from app.runtime import worker_leaving
+
+    worker_leaving(worker)
+
+
 def child_exit(server, worker):
     from app.runtime import worker_exited
 
-    worker_exited(worker.pid)
+    worker_exited(worker)
 
 
 def on_exit(server):

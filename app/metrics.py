@@ -22,6 +22,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .process_metrics import refresh_memory
+
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 TOKENS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
@@ -86,6 +88,7 @@ def observe_embedding(model: str, items: int, tokens: int, timings, modality: st
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
     REQUESTS.labels(route, method, str(status)).inc()
     REQUEST_SECONDS.labels(route).observe(seconds)
+    refresh_memory()
 
 
 def render() -> tuple[bytes, str]:

@@ -85,9 +85,13 @@ def remove_metrics_dir(path: str) -> None:
 
 def freeze_master_heap() -> None:
     """Move everything allocated so far out of the collector's reach before fork,
-    so a collection in a worker never writes to (and un-shares) the model's pages."""
+    so a collection in a worker never writes to (and un-shares) the model's pages; and say what the master
+    holds (the weights every worker shares)."""
+    from .process_metrics import refresh_memory
+
     gc.collect()
     gc.freeze()
+    refresh_memory("master", force=True)
 
 
 def start_worker(worker) -> None:
@@ -106,12 +110,34 @@ def start_worker(worker) -> None:
         offload=gevent_offload() if gevent else None,
         background=gevent_background if gevent else thread_background,
     )
+    from .process_metrics import refresh_memory
+
+    refresh_memory("worker", force=True)
 
 
-def worker_exited(pid: int) -> None:
+def worker_exited(worker) -> None:
+    """Master, as it reaps a worker: its metrics files are closed, and its exit counted by cause."""
     from .metrics import mark_worker_dead
+    from .process_metrics import count_exit
 
-    mark_worker_dead(pid)
+    mark_worker_dead(worker.pid)
+    cause = count_exit(os.environ.get("PROMETHEUS_MULTIPROC_DIR"), worker.pid, bool(getattr(worker, "aborted", False)))
+    if cause not in ("recycled", "shutdown"):
+        log.warning("worker %s exited: %s", worker.pid, cause)
+
+
+def worker_leaving(worker) -> None:
+    """Worker, on its way out (not when killed): why, for the master's count."""
+    from .process_metrics import record_exit_cause
+
+    max_requests = getattr(worker, "max_requests", 0)
+    if max_requests and getattr(worker, "nr", 0) >= max_requests:
+        cause = "recycled"
+    elif not worker.alive:
+        cause = "shutdown"
+    else:
+        return  # leaving with an exception: the master counts it as died
+    record_exit_cause(os.environ.get("PROMETHEUS_MULTIPROC_DIR"), cause)
 
 
 def thread_background(fn) -> None:

@@ -17,7 +17,7 @@ from .gunicorn_process import ROOT
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir())
 # Kinds of the Prometheus Operator's CRDs: not in the core API schemas, checked by hand below.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 KUBERNETES_VERSION = "1.32.0"
 
 pytestmark = pytest.mark.skipif(
@@ -71,8 +71,12 @@ def test_every_overlay_renders_and_validates(target):
     kinds = {doc["kind"] for doc in docs}
     assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
     for doc in docs:
-        if doc["kind"] in CUSTOM_KINDS:
+        if doc["kind"] == "ServiceMonitor":
             assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["endpoints"][0]["port"] == "http"
+            continue
+        if doc["kind"] == "PrometheusRule":  # the same rules as deploy/prometheus/alerts.yaml (promtool-checked)
+            alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yaml").read_text())
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["groups"] == alerts["groups"]
             continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 

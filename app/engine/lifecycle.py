@@ -71,6 +71,8 @@ class Lifecycle:
                 for name, model in self.models.items():
                     for kind in model.kinds:
                         self.batchers[(name, kind)] = self._batcher(model, kind)
+            for name in self.models:  # a new worker's queues exist (empty) before its first request
+                self.accounting.report_queue(name)
             self._started_pid = os.getpid()
             self._ready = True
             self.runtime.start(self.models, background)

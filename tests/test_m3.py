@@ -145,6 +145,32 @@ def test_single_output_type_and_base64_colbert(m3, reference):
     assert set(dense) == {"model", "embeddings", "dimension", "precision", "usage"}
 
 
+def test_colbert_at_float16_and_binary_with_shapes(m3):
+    """Wire formats for multi-vectors: float16 (half float32's bytes) and binary (signs packed 8 to a byte,
+    sentence-transformers' ubinary), as numbers or base64, with each input's shape to reshape the bytes."""
+    body = {"texts": TEXTS, "output_type": "colbert"}
+    exact = m3.post("/embed_text", json=body).get_json()
+    vectors = [np.array(matrix, dtype=np.float32) for matrix in exact["colbert"]]
+    assert exact["colbert_shapes"] == [list(v.shape) for v in vectors] and exact["colbert_precision"] == "float32"
+    half = m3.post("/embed_text", json={**body, "colbert_precision": "float16", "encoding_format": "base64"})
+    half = half.get_json()
+    signs = m3.post("/embed_text", json={**body, "colbert_precision": "binary"}).get_json()
+    packed = m3.post("/embed_text", json={**body, "colbert_precision": "binary", "encoding_format": "base64"})
+    packed = packed.get_json()
+    for index, expected in enumerate(vectors):
+        tokens, width = half["colbert_shapes"][index]
+        decoded = np.frombuffer(base64.b64decode(half["colbert"][index]), dtype="<f2").reshape(tokens, width)
+        np.testing.assert_allclose(decoded.astype(np.float32), expected, atol=1e-3)
+        bits = np.packbits(expected > 0, axis=-1)
+        assert np.array_equal(np.array(signs["colbert"][index], dtype=np.uint8), bits)
+        raw = np.frombuffer(base64.b64decode(packed["colbert"][index]), dtype=np.uint8).reshape(tokens, -1)
+        assert np.array_equal(raw, bits) and raw.shape[1] == -(-width // 8)
+    sizes = {name: len(json.dumps(answer["colbert"])) for name, answer in (("f32", exact), ("f16", half))}
+    assert len(json.dumps(packed["colbert"])) < sizes["f16"] < sizes["f32"]
+    refused = m3.post("/embed_text", json={**body, "colbert_precision": "int4"})
+    assert refused.status_code == 400 and "colbert_precision" in refused.get_json()["error"]["message"]
+
+
 def test_embed_sparse_speaks_teis_shape(m3, reference):
     response = m3.post("/embed_sparse", json={"inputs": TEXTS})
     assert response.status_code == 200

@@ -23,11 +23,25 @@ def encode_rows(vectors: np.ndarray, encoding_format: str) -> list:
     return list(vectors)
 
 
-def encode_matrices(matrices: list[np.ndarray], encoding_format: str) -> list:
-    """Per input, a matrix (ColBERT's token vectors): nested floats, or one base64 string of its rows."""
+# Multi-vector precisions: what each token's vector is sent as.
+MATRIX_DTYPES = {"float32": "<f4", "float16": "<f2"}
+
+
+def matrix_at(matrix: np.ndarray, precision: str) -> np.ndarray:
+    """One input's [tokens x dim] vectors at `precision`: float32, float16, or binary (each vector's signs,
+    8 to a byte as numpy's packbits packs them: sentence-transformers' ubinary)."""
+    if precision == "binary":
+        return np.packbits(np.asarray(matrix) > 0, axis=-1)
+    return np.ascontiguousarray(matrix, dtype=MATRIX_DTYPES[precision])
+
+
+def encode_matrices(matrices: list[np.ndarray], encoding_format: str, precision: str = "float32") -> list:
+    """Per input, a matrix (ColBERT's token vectors) at `precision`: nested numbers, or one base64 string of
+    its rows' bytes."""
+    converted = [matrix_at(matrix, precision) for matrix in matrices]
     if encoding_format == "base64":
-        return [base64.b64encode(np.ascontiguousarray(m, dtype="<f4").tobytes()).decode("ascii") for m in matrices]
-    return list(matrices)
+        return [base64.b64encode(m.tobytes()).decode("ascii") for m in converted]
+    return [m.astype(np.float32) if m.dtype.kind == "f" else m for m in converted]
 
 
 def encode_sparse(sparse: list, token_strings=None) -> list[dict]:

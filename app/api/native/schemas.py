@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +47,11 @@ class EmbedTextRequest(RequestBody):
         default=None, min_length=1, description="Several outputs, computed in one forward pass."
     )
     return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
+    colbert_precision: Literal["float32", "float16", "binary"] = Field(
+        default="float32",
+        description="How each ColBERT vector is sent: float32, float16 (half the bytes), or binary (its signs "
+        "packed 8 to a byte, numpy's packbits order: a 32nd of float32's bytes); with base64, the matrix's bytes.",
+    )
     sparse_top_k: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Keep each sparse vector's largest weights, this many at most."
     )
@@ -185,10 +190,14 @@ class EmbedTextResponse(BaseModel):
     sparse: list[SparseVector] | None = None
     colbert: list[list[list[float]]] | list[str] | None = Field(
         default=None,
-        description="Per input, a vector per token after the first; with base64, one string per "
-        "input of its [tokens x colbert_dimension] little-endian float32 matrix.",
+        description="Per input, a vector per token after the first, at colbert_precision (binary: bytes, "
+        "dimension / 8 per vector); with base64, one string per input of its matrix's little-endian bytes.",
     )
     colbert_dimension: int | None = None
+    colbert_precision: str | None = None
+    colbert_shapes: list[list[int]] | None = Field(
+        default=None, description="Per input, [tokens, colbert_dimension]: how to reshape its base64 bytes."
+    )
     usage: Usage
 
 

@@ -58,7 +58,9 @@ def embed_text_body(req: EmbedTextRequest) -> dict:
     if "sparse" in outputs:
         body["sparse"] = encode_sparse(result.sparse, served.model.token_strings if req.return_tokens else None)
     if "colbert" in outputs:
-        body["colbert"] = encode_matrices(result.colbert, req.encoding_format)
+        body["colbert"] = encode_matrices(result.colbert, req.encoding_format, req.colbert_precision)
         body["colbert_dimension"] = int(result.colbert[0].shape[1])
+        body["colbert_precision"] = req.colbert_precision
+        body["colbert_shapes"] = [list(matrix.shape) for matrix in result.colbert]
     body["usage"] = usage(result.prompt_tokens)
     return body

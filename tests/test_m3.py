@@ -171,6 +171,27 @@ def test_colbert_at_float16_and_binary_with_shapes(m3):
     assert refused.status_code == 400 and "colbert_precision" in refused.get_json()["error"]["message"]
 
 
+def test_colbert_token_pooling_is_sentence_transformers(m3):
+    """colbert_pool_factor clusters each input's vectors as sentence-transformers' HierarchicalTokenPooling
+    (PyLate's token pooling) does; the cache keeps every token's vector, so the same texts pool again."""
+    import torch
+    from sentence_transformers.multi_vector_encoder.modules import HierarchicalTokenPooling
+
+    body = {"texts": TEXTS, "output_type": "colbert"}
+    full = [np.array(m, dtype=np.float32) for m in m3.post("/embed_text", json=body).get_json()["colbert"]]
+    pooled = m3.post("/embed_text", json={**body, "colbert_pool_factor": 2}).get_json()
+    expected = HierarchicalTokenPooling(2, num_protected_tokens=0).pool([torch.from_numpy(m) for m in full])
+    for got, want, matrix in zip(pooled["colbert"], expected, full):
+        got = np.array(got, dtype=np.float32)
+        assert got.shape == tuple(want.shape) and got.shape[0] < matrix.shape[0]
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+    assert pooled["colbert_shapes"] == [list(w.shape) for w in expected]
+    again = m3.post("/embed_text", json=body).get_json()["colbert"]  # the cached rows are the whole ones
+    assert [len(m) for m in again] == [len(m) for m in full]
+    refused = m3.post("/embed_text", json={**body, "colbert_pool_factor": 0.5})
+    assert refused.status_code == 400 and "colbert_pool_factor" in refused.get_json()["error"]["message"]
+
+
 def test_embed_sparse_speaks_teis_shape(m3, reference):
     response = m3.post("/embed_sparse", json={"inputs": TEXTS})
     assert response.status_code == 200

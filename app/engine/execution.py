@@ -19,6 +19,7 @@ from .requests import EmbedRequest, ImageDecoder
 from .results import Embeddings, Timings
 from .rows import Prepared, forward_planned
 from .sparse_vectors import prune
+from .token_pooling import pool_tokens
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class Execution:
             if multivector is None
             else [postprocess(m, normalize=request.normalize, dimensions=None) for m in multivector]
         )
+        if colbert is not None and request.pool_factor not in (None, 1):
+            # Clustering is CPU work of numpy and scipy: off the event loop like tokenising
+            colbert = self.offload(pool_tokens, colbert, request.pool_factor, request.normalize)
         vectors = (
             np.empty((len(prepared.rows), 0), dtype=np.float32)
             if results.dense is None  # a sparse encoder's answer, or a cached one without the dense vector

@@ -59,11 +59,15 @@ class EmbedRequest:
     # finishing sparse vectors: the largest `sparse_top_k` weights, those of at least `sparse_min_weight`
     sparse_top_k: int | None = None
     sparse_min_weight: float | None = None
+    # finishing multi-vectors: clustered to about 1 / pool_factor of the tokens (token_pooling.py)
+    pool_factor: float | None = None
     use_cache: bool = True
 
     def __post_init__(self):
         check_direction(self.truncation_direction)
         object.__setattr__(self, "outputs", frozenset(self.outputs))
+        if self.pool_factor is not None and not 1 <= self.pool_factor <= 64:
+            raise InvalidInput(f"pool_factor must be from 1 to 64; got {self.pool_factor}", param="pool_factor")
         if self.sparse_top_k is not None and self.sparse_top_k < 1:
             raise InvalidInput(f"sparse_top_k must be at least 1; got {self.sparse_top_k}", param="sparse_top_k")
 

@@ -47,6 +47,11 @@ class EmbedTextRequest(RequestBody):
         default=None, min_length=1, description="Several outputs, computed in one forward pass."
     )
     return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
+    colbert_pool_factor: Annotated[float, Field(ge=1, le=64)] | None = Field(
+        default=None,
+        description="Shrink each input's ColBERT vectors to about 1 / this many by clustering them (PyLate's "
+        "token pooling: Ward clustering, cluster means); 2 halves a document's index size.",
+    )
     colbert_precision: Literal["float32", "float16", "binary"] = Field(
         default="float32",
         description="How each ColBERT vector is sent: float32, float16 (half the bytes), or binary (its signs "

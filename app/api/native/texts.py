@@ -46,6 +46,7 @@ def embed_text_body(req: EmbedTextRequest) -> dict:
         dimensions=req.dimensions,
         sparse_top_k=req.sparse_top_k,
         sparse_min_weight=req.sparse_min_weight,
+        pool_factor=req.colbert_pool_factor,
         use_cache=req.cache,
     )
     served = service.embed_texts(req.model, req.texts, request)

@@ -233,15 +233,16 @@ class _BatchUnbackedOnce:
         return self.compiled(*args, **kwargs)
 
 
-def _as_dense(rows: list | None) -> np.ndarray | None:
-    """Sparse rows (ids, weights) as one dense matrix, so that they compare as vectors do."""
-    if rows is None:
-        return None
-    width = 1 + max((int(ids[-1]) for ids, _ in rows if len(ids)), default=0)
-    matrix = np.zeros((len(rows), width))
-    for index, (ids, weights) in enumerate(rows):
-        matrix[index, ids] = weights
-    return matrix
+def _as_dense(*sides: list) -> list[np.ndarray]:
+    """Sparse rows (ids, weights) as dense matrices of one width, so that they compare as vectors do."""
+    width = 1 + max((int(ids[-1]) for rows in sides for ids, _ in rows if len(ids)), default=0)
+    matrices = []
+    for rows in sides:
+        matrix = np.zeros((len(rows), width))
+        for index, (ids, weights) in enumerate(rows):
+            matrix[index, ids] = weights
+        matrices.append(matrix)
+    return matrices
 
 
 def _agree(expected, got, name: str) -> bool:
@@ -250,9 +251,7 @@ def _agree(expected, got, name: str) -> bool:
         if a is None:
             continue
         if field == "sparse":
-            a, b = _as_dense(a), _as_dense(b)
-            width = max(a.shape[1], b.shape[1])
-            a, b = np.pad(a, ((0, 0), (0, width - a.shape[1]))), np.pad(b, ((0, 0), (0, width - b.shape[1])))
+            a, b = _as_dense(a, b)
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         if field == "scores" or a.ndim == 1:
             close = bool(np.allclose(a, b, atol=0.05, rtol=0.05))

@@ -61,7 +61,8 @@ def json_list(path: Path) -> list:
     return data if isinstance(data, list) else []
 
 
-def _module_kind(type_name: str) -> str:
+def module_kind(type_name: str) -> str:
+    """A modules.json `type` (a class path) -> its class name."""
     return type_name.rsplit(".", 1)[-1]
 
 
@@ -75,7 +76,7 @@ def dual_encoder_dir(root: str | Path) -> Path | None:
     candidates = [root]
     modules = _read_json(root / "modules.json")
     if isinstance(modules, list):
-        candidates = [root / m.get("path", "") for m in modules if _module_kind(m.get("type", "")) == "CLIPModel"]
+        candidates = [root / m.get("path", "") for m in modules if module_kind(m.get("type", "")) == "CLIPModel"]
     for candidate in candidates:
         config = _read_json(candidate / "config.json")
         if isinstance(config, dict) and "text_config" in config and "vision_config" in config:
@@ -118,7 +119,8 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",), 
     pooling_modes: tuple[str, ...] = ("mean",)
     include_prompt = True
     dense: list[DenseSpec] = []
-    kinds = [_module_kind(module.get("type", "")) for module in sorted(modules, key=lambda m: m.get("idx", 0))]
+    ordered = sorted(modules, key=lambda m: m.get("idx", 0))
+    kinds = [module_kind(module.get("type", "")) for module in ordered]
     if pooled and "Pooling" not in kinds and any(kind in ("Transformer", "Dense") for kind in kinds):
         # sentence-transformers would answer the token vectors (a multi-vector model's output), not one vector
         raise ValueError(
@@ -130,8 +132,7 @@ def read_layout(root: str | Path, default_pooling: tuple[str, ...] = ("mean",), 
             f"{root}: modules.json ({' -> '.join(kinds)}) has a Dense module before Pooling (a per-token "
             "projection), which this service does not implement; it applies Dense to the pooled vector only"
         )
-    for module in sorted(modules, key=lambda m: m.get("idx", 0)):
-        kind = _module_kind(module.get("type", ""))
+    for module, kind in zip(ordered, kinds):
         path = root / module.get("path", "")
         if kind == "Transformer":
             transformer_path = path if (path / "config.json").is_file() else root
@@ -179,7 +180,7 @@ def transformer_dir(root: str | Path) -> Path:
     modules = _read_json(root / "modules.json")
     if isinstance(modules, list):
         for module in modules:
-            if _module_kind(module.get("type", "")) == "Transformer":
+            if module_kind(module.get("type", "")) == "Transformer":
                 path = root / module.get("path", "")
                 if (path / "config.json").is_file():
                     return path

@@ -54,23 +54,30 @@ def rerank_tei_body(req: TEIRerankRequest) -> list[dict]:
     return ranks
 
 
-def rerank_infinity_body(req: InfinityRerankRequest) -> dict:
-    """Infinity's `/rerank` answer: its `document` is the text itself (Jina's, Cohere's and vLLM's is an object,
-    on /v1/rerank and /v2/rerank)."""
+def _ranked_documents(req: RerankRequest, document, raw_scores: bool = False):
+    """A `documents` body's (Jina's, Cohere's, Infinity's) results, best first and cut to top_n, each with its
+    document as `document(text)` shapes it when return_documents asks."""
     request = ScoreRequest(
         field="documents",
         instruction=req.instruction,
         max_document_tokens=req.max_tokens_per_doc,
-        raw_scores=req.raw_scores,
+        raw_scores=raw_scores,
         use_cache=req.cache,
     )
     model, result, scores, order = _rerank(req.model, req.query, req.documents, request)
     results = []
     for index in order.tolist()[: req.top_n]:
-        item = {"relevance_score": float(scores[index]), "index": index}
+        item = {"index": index, "relevance_score": float(scores[index])}
         if req.return_documents:
-            item["document"] = req.documents[index]
+            item["document"] = document(req.documents[index])
         results.append(item)
+    return model, result, results
+
+
+def rerank_infinity_body(req: InfinityRerankRequest) -> dict:
+    """Infinity's `/rerank` answer: its `document` is the text itself (Jina's, Cohere's and vLLM's is an object,
+    on /v1/rerank and /v2/rerank)."""
+    model, result, results = _ranked_documents(req, str, req.raw_scores)
     return {
         "object": "rerank",
         "results": results,
@@ -82,17 +89,7 @@ def rerank_infinity_body(req: InfinityRerankRequest) -> dict:
 
 
 def _cohere_shaped(version: str):
-    req = parse_json(RerankRequest)
-    request = ScoreRequest(
-        field="documents", instruction=req.instruction, max_document_tokens=req.max_tokens_per_doc, use_cache=req.cache
-    )
-    model, result, scores, order = _rerank(req.model, req.query, req.documents, request)
-    results = []
-    for index in order.tolist()[: req.top_n]:
-        item = {"index": index, "relevance_score": float(scores[index])}
-        if req.return_documents:
-            item["document"] = {"text": req.documents[index]}
-        results.append(item)
+    model, result, results = _ranked_documents(parse_json(RerankRequest), lambda text: {"text": text})
     return json_response(
         {
             "id": str(uuid.uuid4()),

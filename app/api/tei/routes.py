@@ -56,7 +56,6 @@ from .schemas import (
 
 bp = Blueprint("tei", __name__)
 
-
 _ERRORS = (400, 401, 404, 413, 415, 422, 503)
 
 
@@ -131,11 +130,8 @@ def _tei_embed(body: dict):
     return json_response(served.result.vectors)
 
 
-def _embed_texts_for(output: str, schema=TEITextsRequest, **options):
-    """/embed_all's and /embed_sparse's shared body: TEI's texts, embedded for one output."""
-    req = validate(schema, parse_object())
-    if schema is TEISparseRequest:
-        options.update(sparse_top_k=req.sparse_top_k, sparse_min_weight=req.sparse_min_weight)
+def _embed_texts_for(req: TEITextsRequest, output: str, **options):
+    """/embed_all's and /embed_sparse's shared part: TEI's texts, embedded for one output."""
     request = EmbedRequest(
         field="inputs",
         truncate=req.truncates,
@@ -159,7 +155,8 @@ def _embed_texts_for(output: str, schema=TEITextsRequest, **options):
 )
 @speaks_tei
 def embed_all():
-    return json_response(_embed_texts_for("tokens", normalize=False, use_cache=False).tokens)
+    req = validate(TEITextsRequest, parse_object())
+    return json_response(_embed_texts_for(req, "tokens", normalize=False, use_cache=False).tokens)
 
 
 @bp.post("/embed_sparse")
@@ -175,7 +172,8 @@ def embed_all():
 )
 @speaks_tei
 def embed_sparse():
-    result = _embed_texts_for("sparse", TEISparseRequest)
+    req = validate(TEISparseRequest, parse_object())
+    result = _embed_texts_for(req, "sparse", sparse_top_k=req.sparse_top_k, sparse_min_weight=req.sparse_min_weight)
     return json_response(
         [
             [{"index": index, "value": value} for index, value in zip(ids.tolist(), values.tolist())]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..capabilities import SPARSE
-from ..layout import ModelLayout, json_list, json_object, model_config
+from ..layout import ModelLayout, json_list, json_object, model_config, module_kind
 from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import Prepared, TextRow, pad_right
@@ -39,19 +39,15 @@ SIDE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus
 LOGITS_BYTES = 256 << 20
 
 
-def _kind(type_name: str) -> str:
-    return type_name.rsplit(".", 1)[-1]
-
-
 def declares_sparse(path: Path) -> bool:
     if json_object(path / "config_sentence_transformers.json").get("model_type") == "SparseEncoder":
         return True
     modules = json_list(path / "modules.json")
-    kinds = {_kind(str(module.get("type", ""))) for module in modules if isinstance(module, dict)}
+    kinds = {module_kind(str(module.get("type", ""))) for module in modules if isinstance(module, dict)}
     for module in modules:
-        if isinstance(module, dict) and _kind(str(module.get("type", ""))) == "Router":
+        if isinstance(module, dict) and module_kind(str(module.get("type", ""))) == "Router":
             router = json_object(path / str(module.get("path", "")) / "router_config.json")
-            kinds |= {_kind(str(name)) for name in (router.get("types") or {}).values()}
+            kinds |= {module_kind(str(name)) for name in (router.get("types") or {}).values()}
     if kinds:
         return bool(kinds & SPARSE_MODULES)
     architectures = model_config(path).get("architectures") or []

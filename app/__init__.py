@@ -22,11 +22,16 @@ def create_app(settings: Settings | None = None, engine=None) -> Flask:
 
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    tracing = None
+    if settings.otel_traces_endpoint:
+        from .tracing import TracingObserver
+
+        tracing = TracingObserver(settings.otel_traces_endpoint)  # starts in each worker, never here
     if engine is None:
         from .metrics import MetricsObserver
         from .runtime import load_engine
 
-        engine = load_engine(settings, observer=MetricsObserver())
+        engine = load_engine(settings, observer=tracing or MetricsObserver())
     app = Flask(__name__)
-    init_api(app, settings, engine)
+    init_api(app, settings, engine, tracing)
     return app

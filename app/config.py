@@ -6,6 +6,7 @@ settings the app factory gets, before any model is loaded.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -30,6 +31,13 @@ UNBOUNDED_QUEUE = (
     "SIGTERM connections still queued are reset. Serve them behind nginx (deploy/nginx/nginx.conf: it buffers "
     "bodies, limits connections and retries a reset request) or use WORKER_CLASS=gevent, which answers 503 "
     "with Retry-After past MAX_QUEUE; set ALLOW_UNBOUNDED_QUEUE=true to start {worker_class} workers anyway"
+)
+OTEL_ALSO = (
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
 )
 IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")
 DEFAULT_IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
@@ -135,6 +143,14 @@ class Settings:
     cache_ttl: int = setting("CACHE_TTL", 86400, "integer", minimum=1)
     redis_timeout: float = setting("REDIS_TIMEOUT", 0.05, "decimal", minimum=0.001)
     redis_retry_after: float = setting("REDIS_RETRY_AFTER", 30.0, "decimal", minimum=0.1)
+    # OpenTelemetry's own variables: the SDK reads the rest (headers, timeout, sampler, OTEL_BSP_*,
+    # OTEL_SERVICE_NAME, ...) itself; this one decides whether traces are on, and where they go.
+    otel_traces_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        parse=lambda read: _otel_traces_endpoint(read),
+        also=OTEL_ALSO,
+    )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -308,6 +324,34 @@ def _models(value: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError("MODELS", f"entry {entry!r}: the name {name!r} is given twice")
         models.append((name, path))
     return tuple(models)
+
+
+def _otel_traces_endpoint(read: _Reader) -> str:
+    """Where spans go (the OTLP/HTTP traces URL), or "" when tracing is off: no endpoint set,
+    OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none. The standard variables, read as the SDK reads them:
+    a signal's own endpoint as it is, the shared one with /v1/traces appended."""
+    traces = read.text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+    shared = read.text("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    endpoint = traces or (shared.rstrip("/") + "/v1/traces" if shared else "")
+    exporters = read.items("OTEL_TRACES_EXPORTER")
+    if not endpoint or read.boolean("OTEL_SDK_DISABLED", False) or exporters == ["none"]:
+        return ""
+    if exporters not in ([], ["otlp"]):
+        raise ConfigError("OTEL_TRACES_EXPORTER", f"only otlp (or none) is served; got {','.join(exporters)!r}")
+    variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if traces else "OTEL_EXPORTER_OTLP_ENDPOINT"
+    if not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(variable, f"must be an http:// or https:// URL; got {endpoint!r}")
+    protocol = read.text("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "") or read.text("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    if protocol not in ("", "http/protobuf"):
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            f"only http/protobuf is served (a collector's OTLP/HTTP port, 4318 by default); got {protocol!r}",
+        )
+    if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
+        raise ConfigError(
+            variable, "is set, but the OpenTelemetry SDK is not installed: pip install 'embedding-service[otel]'"
+        )
+    return endpoint
 
 
 def _bind(env: Mapping[str, str]) -> str:

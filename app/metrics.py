@@ -10,6 +10,7 @@ registry is used.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,15 +56,19 @@ CACHE_LOOKUPS = Counter(
     "embedding_cache_lookups_total", "Cache lookups of rows, by tier and result.", ["model", "tier", "result"]
 )
 IN_FLIGHT = Gauge("embedding_requests_in_flight", "Requests being handled now.", multiprocess_mode="livesum")
+TRACE_EXPORTS = Counter(
+    "embedding_trace_exports_total", "Batches of spans sent to the OTLP endpoint, by result.", ["result"]
+)
 QUEUE_DEPTH = Gauge(
     "embedding_queue_depth", "Requests waiting for the model now.", ["model"], multiprocess_mode="livesum"
 )
 
 
 class MetricsObserver:
-    """Receives the engine's batch and queue events (duck-typed: no torch import here)."""
+    """Receives the engine's batch and queue events (duck-typed: no torch import here). Its trace hooks do
+    nothing: tracing.TracingObserver is the one that traces."""
 
-    def batch(self, model: str, size: int, tokens: int, seconds: float) -> None:
+    def batch(self, model: str, size: int, tokens: int, seconds: float, links: tuple = ()) -> None:
         BATCH_SIZE.labels(model).observe(size)
         BATCH_TOKENS.labels(model).observe(tokens)
 
@@ -74,6 +79,15 @@ class MetricsObserver:
         for result, count in (("hit", hits), ("miss", misses), ("error", errors)):
             if count:
                 CACHE_LOOKUPS.labels(model, tier, result).inc(count)
+
+    def trace_context(self):
+        return None
+
+    def stage(self, name: str, **attributes):
+        return nullcontext()
+
+    def interval(self, name: str, started: float, finished: float, **attributes) -> None:
+        pass
 
 
 def observe_embedding(model: str, items: int, tokens: int, timings, modality: str = "text") -> None:

@@ -110,8 +110,12 @@ def start_worker(worker) -> None:
         offload=gevent_offload() if gevent else None,
         background=gevent_background if gevent else thread_background,
     )
+    from .api.http.tracing import TRACING_KEY
     from .process_metrics import refresh_memory
 
+    tracing = app.extensions.get(TRACING_KEY)
+    if tracing is not None:
+        tracing.start()  # its export thread belongs to this worker: started after fork, never in the master
     refresh_memory("worker", force=True)
 
 
@@ -127,8 +131,14 @@ def worker_exited(worker) -> None:
 
 
 def worker_leaving(worker) -> None:
-    """Worker, on its way out (not when killed): why, for the master's count."""
+    """Worker, on its way out (not when killed): why, for the master's count; and the spans it still holds
+    are sent."""
+    from .api.http.tracing import TRACING_KEY
     from .process_metrics import record_exit_cause
+
+    tracing = worker.wsgi.extensions.get(TRACING_KEY) if getattr(worker, "wsgi", None) is not None else None
+    if tracing is not None:
+        tracing.shutdown()
 
     max_requests = getattr(worker, "max_requests", 0)
     if max_requests and getattr(worker, "nr", 0) >= max_requests:

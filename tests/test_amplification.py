@@ -58,6 +58,7 @@ def test_a_rerank_query_counts_once_per_document(limited):
     assert response.status_code == 413 and seconds < 2
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 def test_a_large_request_leaves_the_event_loop_and_the_heartbeat_free(tmp_path):
     env = {

@@ -100,6 +100,7 @@ def drip(data: bytes, pause: float):
         time.sleep(pause)
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
 def test_a_stalled_body_is_a_408_and_the_worker_serves_on(tmp_path, worker_class):
     env = {

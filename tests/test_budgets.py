@@ -100,6 +100,7 @@ def test_max_response_values_counts_colbert_multivectors(tmp_path):
 
 
 # ------------------------------------------------------------------ real gunicorn
+@pytest.mark.extended
 @pytest.mark.slow
 def test_giant_requests_are_refused_up_front_and_bystanders_ride_between_a_large_ones_batches(tmp_path):
     env = {

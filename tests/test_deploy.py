@@ -155,6 +155,7 @@ def test_nginx_config_limits_fit_the_service():
 
 
 # ---------------------------------------------------- the image's install, replayed
+@pytest.mark.extended
 @pytest.mark.slow
 def test_image_install_steps_in_a_fresh_virtualenv(tmp_path):
     """What the CPU image does, minus Docker: wheel -> fresh venv -> torch + wheel -> entrypoint."""
@@ -170,7 +171,7 @@ def test_image_install_steps_in_a_fresh_virtualenv(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet"]
     subprocess.run(pip + [f"torch=={torch_version}"], check=True, timeout=900)
-    subprocess.run(pip + [str(next(wheels.glob("*.whl")))], check=True, timeout=900)
+    subprocess.run(pip + [f"{next(wheels.glob('*.whl'))}[otel]"], check=True, timeout=900)
     home = tmp_path / "srv"
     home.mkdir()
     shutil.copy(ROOT / "gunicorn.conf.py", home)  # the image has the config, not the source tree
@@ -360,6 +361,7 @@ def ab_result(proc: subprocess.Popen) -> tuple[int, int]:
     return complete, failed + (int(non_2xx.group(1)) if non_2xx else 0)
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 @needs_tools
 def test_nginx_spreads_load_and_hides_metrics(cluster):
@@ -392,6 +394,7 @@ def test_nginx_spreads_load_and_hides_metrics(cluster):
     assert down.json()["error"]["code"] == "overloaded"
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 @needs_tools
 def test_sigkill_of_an_instance_under_load_loses_nothing_and_it_comes_back(cluster):
@@ -420,6 +423,7 @@ def test_sigkill_of_an_instance_under_load_loses_nothing_and_it_comes_back(clust
     wait_until(back_in_rotation, 60, "nginx sends traffic to the restarted instance")
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 @needs_tools
 def test_rolling_restart_loses_nothing(cluster):
@@ -435,6 +439,7 @@ def test_rolling_restart_loses_nothing(cluster):
     assert complete > 50 and failed == 0, ab_result.last_summary + cluster.diagnosis()
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 @needs_tools
 def test_nginx_shields_gthread_instances_from_slow_clients(tmp_path):

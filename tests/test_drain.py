@@ -21,7 +21,7 @@ import pytest
 
 from .gunicorn_process import GunicornProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread", "sync"])

@@ -169,6 +169,7 @@ def test_cuda_without_a_gpu_stops_start_up():
     assert re.search(r"^config error: DEVICE: cuda was requested but no CUDA GPU", output, re.M)
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
 def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
@@ -198,6 +199,7 @@ def test_worker_class_sync_really_runs_sync_workers(tmp_path):
         assert any("THREADS=4 applies to gthread workers only" in m for m in messages)
 
 
+@pytest.mark.extended
 def test_sighup_reloads_workers_and_keeps_the_master(tmp_path):
     """gunicorn re-reads gunicorn.conf.py on SIGHUP, in the master that holds the port: the start-up checks
     must not refuse it (the bind check runs once per master)."""

@@ -172,6 +172,7 @@ def test_memory_and_worker_exits_are_metrics(server):
     assert all(kinds["private"] < master["private"] for kinds in workers.values())
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 @needs_prometheus
 def test_a_real_prometheus_evaluates_every_panel_and_rule_and_sees_saturation(server, tmp_path):

@@ -32,7 +32,10 @@ def wait_until(predicate, timeout: float, message: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout}s waiting until {message}")
 
 
-@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+@pytest.mark.parametrize(
+    "worker_class",
+    [pytest.param("sync", marks=pytest.mark.extended), pytest.param("gthread", marks=pytest.mark.extended), "gevent"],
+)
 def test_every_worker_class_serves_with_preload(tmp_path, worker_class):
     env = {"WORKER_CLASS": worker_class, "ALLOW_UNBOUNDED_QUEUE": "true", "THREADS": "2"}
     with GunicornProcess(env, workers=2, log_path=tmp_path / "log") as server:
@@ -60,6 +63,7 @@ def test_gevent_worker_answers_health_while_computing(tmp_path):
         assert answered_in < 1.0
 
 
+@pytest.mark.extended
 def test_sigterm_lets_every_in_flight_request_finish(tmp_path):
     env = {"THREADS": "16", "GRACEFUL_TIMEOUT": "60"}
     server = GunicornProcess(env, workers=2, log_path=tmp_path / "log").start()
@@ -76,6 +80,7 @@ def test_sigterm_lets_every_in_flight_request_finish(tmp_path):
         server.stop()
 
 
+@pytest.mark.extended
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path):
     with GunicornProcess({}, workers=2, log_path=tmp_path / "log") as server:
         sessions = server.pinned_sessions(2)
@@ -110,6 +115,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path):
         assert server.pinned_sessions(2)[new_pid].get(server.url + "/ready", timeout=10).status_code == 200
 
 
+@pytest.mark.extended
 def test_max_requests_recycles_workers_without_reloading_or_failing(tmp_path):
     env = {"MAX_REQUESTS": "10", "MAX_REQUESTS_JITTER": "0", "WORKER_CLASS": "sync", "ALLOW_UNBOUNDED_QUEUE": "true"}
     with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:

@@ -14,6 +14,7 @@ from .http.context import ENGINE_KEY, FETCHER_KEY, SETTINGS_KEY
 from .http.error_handlers import init_error_handlers
 from .http.image_inputs import make_fetcher
 from .http.observability import init_observability
+from .http.tracing import init_tracing
 from .native import images as image_routes
 from .native import similarity
 from .native import texts as embeddings
@@ -24,13 +25,16 @@ from .rerank import routes as rerank
 from .tei import routes as tei
 
 
-def init_api(app: Flask, settings: Settings, engine) -> None:
+def init_api(app: Flask, settings: Settings, engine, tracing=None) -> None:
+    """`tracing`: the TracingObserver (app/tracing.py) when traces are on."""
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[ENGINE_KEY] = engine
     app.extensions[FETCHER_KEY] = make_fetcher(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     init_error_handlers(app, settings.max_content_length)
     init_observability(app, settings, engine)
+    if tracing is not None:
+        init_tracing(app, tracing)
     init_auth(app, settings.api_keys)
     app.register_blueprint(openai.bp)
     app.register_blueprint(embeddings.bp)

@@ -66,13 +66,16 @@ class Accounting:
     def report_queue(self, name: str) -> None:
         self.observer.queue_depth(name, self.model_queue_depth(name))
 
-    def batch_hook(self, name: str, kind: str) -> Callable[[int, int, float], None]:
+    def batch_hook(self, name: str, kind: str, links: tuple = ()) -> Callable[..., None]:
+        """Called after each forward pass with its rows, real tokens and seconds, and (from the batcher) the
+        span contexts of the requests it carried; `links`: those of an unbatched pass's one request."""
         measure = self.measure(name, kind)
+        default_links = links
 
-        def on_batch(size: int, tokens: int, seconds: float) -> None:
+        def on_batch(size: int, tokens: int, seconds: float, links: tuple = ()) -> None:
             self.stats.add(size, tokens, seconds)
             self.model_stats[name].add(size, tokens, seconds)
-            self.observer.batch(name, size, tokens, seconds)
+            self.observer.batch(name, size, tokens, seconds, links or default_links)
             measure(size, tokens, seconds)
 
         return on_batch

@@ -60,15 +60,27 @@ class _Job:
     started: float | None = None
     error: BaseException | None = None
     finished: float = 0.0
+    trace: object = None  # the request's span context: each pass that runs its rows links to it
 
 
 class Batcher:
     """Batches one kind of row for one model; `lane` runs them."""
 
-    def __init__(self, lane, limits: BatchLimits, offload: Callable, on_batch: Callable, on_queue: Callable, rate=None):
-        """`rate`: the tokens a second this lane's passes run at in this worker (None until measured)."""
+    def __init__(
+        self,
+        lane,
+        limits: BatchLimits,
+        offload: Callable,
+        on_batch: Callable,
+        on_queue: Callable,
+        rate=None,
+        trace_context: Callable = lambda: None,
+    ):
+        """`rate`: the tokens a second this lane's passes run at in this worker (None until measured);
+        `trace_context`: the calling request's span context (None when untraced), taken as it is queued."""
         self.lane = lane
         self.rate = rate or (lambda: None)
+        self.trace_context = trace_context
         self.limits = limits
         self.offload = offload
         self.on_batch = on_batch
@@ -103,6 +115,7 @@ class Batcher:
             enqueued=time.perf_counter(),
             done=threading.Event(),
             remaining=len(rows),
+            trace=self.trace_context(),
         )
         with self._cv:
             self.check_capacity()
@@ -227,7 +240,9 @@ class Batcher:
             )
             self._finish(picks, None, error)
             return
-        self.on_batch(len(rows), sum(len(r) for r in rows), time.perf_counter() - began)
+        jobs = {id(job): job for job, _ in picks}.values()
+        links = tuple(job.trace for job in jobs if job.trace is not None)
+        self.on_batch(len(rows), sum(len(r) for r in rows), time.perf_counter() - began, links)
         self._finish(picks, output, None)
 
     def _forward(self, rows: list, outputs: frozenset[str]) -> BatchOutput:

@@ -50,12 +50,13 @@ class Execution:
         # keeps serving while the model computes. Set per worker when it starts.
         self.offload: Callable = run_inline
 
-    def off_loop(self, chars: int, prepare: Callable, *args):
+    def off_loop(self, chars: int, prepare: Callable, *args, stage: str = "tokenize"):
         """Tokenising is CPU work: a large request's runs where it cannot stop a gevent worker's event loop
         (and heartbeat); tokenizers release the GIL while they work. Small ones are not worth the hand-off."""
-        if chars > OFFLOAD_CHARS:
-            return self.offload(functools.partial(prepare, *args))
-        return prepare(*args)
+        with self.accounting.observer.stage(stage, chars=chars):
+            if chars > OFFLOAD_CHARS:
+                return self.offload(functools.partial(prepare, *args))
+            return prepare(*args)
 
     def check_capacity(self, model, modality: str) -> None:
         """Overload is refused in milliseconds: checked before any tokenising, not only when rows are queued."""
@@ -99,7 +100,11 @@ class Execution:
         salt = self.salts.get(model.name)
         if self.cache is None or not request.use_cache or salt is None:
             return (*self._compute(model, kind, prepared, tokenize_seconds), None)
-        found = cache_lookup(self.cache, salt, prepared, model.dimension)
+        with self.accounting.observer.stage("cache", rows=len(prepared.rows)) as span:
+            found = cache_lookup(self.cache, salt, prepared, model.dimension)
+            if span is not None:
+                span.set_attribute("cache.state", found.state)
+                span.set_attribute("cache.misses", len(found.misses))
         self.accounting.cache(model.name, found.tiers)
         if not found.misses:
             return found.merge(None), Timings(tokenize=tokenize_seconds), found.state
@@ -110,21 +115,27 @@ class Execution:
     def _compute(self, model, kind: str, prepared: Prepared, tokenize_seconds: float) -> tuple[Results, Timings]:
         enqueued = time.perf_counter()
         batcher = self.batchers.get((model.name, kind))
+        observer = self.accounting.observer
         try:
             if batcher is not None:
                 results, started, finished = batcher.submit(prepared)
             else:
                 self.accounting.waiting(model.name, +1)
-                results, started = self.offload(self._forward, model, kind, prepared)
+                trace = observer.trace_context()
+                results, started = self.offload(self._forward, model, kind, prepared, (trace,) if trace else ())
                 finished = time.perf_counter()
         except EngineError:
             raise
         except Exception as exc:  # an inference fault fails this request only
             log.exception("inference failed for model %s (%s)", model.name, kind)
             raise InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}") from exc
+        # The request's stages in the inference loop, as spans of its own trace; the passes themselves are
+        # spans of their own, linked to every request they carried.
+        observer.interval("queue", enqueued, started, model=model.name)
+        observer.interval("inference", started, finished, model=model.name, rows=len(prepared.rows))
         return results, Timings(tokenize=tokenize_seconds, queue=started - enqueued, inference=finished - started)
 
-    def _forward(self, model, kind: str, prepared: Prepared) -> tuple[Results, float]:
+    def _forward(self, model, kind: str, prepared: Prepared, links: tuple = ()) -> tuple[Results, float]:
         """Runs in the inference thread; returns the results and when the model became free."""
         with model.lock:
             started = time.perf_counter()
@@ -134,7 +145,7 @@ class Execution:
                 prepared,
                 self.limits.max_batch_size,
                 self.limits.max_batch_tokens,
-                on_batch=self.accounting.batch_hook(model.name, kind),
+                on_batch=self.accounting.batch_hook(model.name, kind, links),
             )
         return results, started
 
@@ -142,9 +153,10 @@ class Execution:
         """Texts, images or both per input -> one row each, off the event loop (decoding and resizing are CPU
         work that PIL and numpy do without the GIL); inputs with images are counted against their budget as
         each is prepared, so an over-budget request stops before the rest are decoded."""
-        return self.offload(
-            prepare_inputs, model, texts, images, decoder, request, ImageTokens(self.budgets, request.field)
-        )
+        with self.accounting.observer.stage("preprocess", inputs=len(texts)):
+            return self.offload(
+                prepare_inputs, model, texts, images, decoder, request, ImageTokens(self.budgets, request.field)
+            )
 
 
 def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest, budget) -> Prepared:

@@ -95,6 +95,7 @@ class Lifecycle:
             on_batch=self.accounting.batch_hook(name, kind),
             on_queue=lambda depth: self.accounting.report_queue(name),
             rate=lambda: self.accounting.rate(name, kind),
+            trace_context=self.accounting.observer.trace_context,
         )
 
     def warmup(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +53,12 @@ class Classes:
 
 
 class EngineObserver:
-    """Hooks for the batches the engine runs; the service's metrics implement them."""
+    """Hooks for what the engine runs: the service's metrics and traces implement them (no-ops here).
 
-    def batch(self, model: str, size: int, tokens: int, seconds: float) -> None:
+    The trace hooks are called in the request's own greenlet or thread, where its span is current, except
+    `batch`, which the inference loop calls with the span contexts of the requests whose rows the pass ran."""
+
+    def batch(self, model: str, size: int, tokens: int, seconds: float, links: tuple = ()) -> None:
         pass
 
     def queue_depth(self, model: str, depth: int) -> None:
@@ -62,3 +66,16 @@ class EngineObserver:
 
     def cache(self, model: str, tier: str, hits: int, misses: int, errors: int = 0) -> None:
         pass
+
+    def trace_context(self):
+        """The calling request's span context, for the batch that carries its rows to link to; None when
+        untraced."""
+        return None
+
+    def stage(self, name: str, **attributes):
+        """A span around one stage of the calling request (tokenising, the cache lookup)."""
+        return nullcontext()
+
+    def interval(self, name: str, started: float, finished: float, **attributes) -> None:
+        """A stage of the calling request that already happened elsewhere (queue wait, its share of the
+        forward passes), with `time.perf_counter()` times."""

@@ -32,6 +32,7 @@ class _Recorded:
     queue: float = 0.0
     inference: float = 0.0
     cache: str | None = None  # hit, partial or miss over all of the request's engine calls
+    model: str = ""
 
 
 def record_error(error) -> None:
@@ -50,6 +51,7 @@ def record_embedding(result, items: int, modality: str = "text") -> None:
         before.queue + timings.queue,
         before.inference + timings.inference,
         _combined(before.cache, getattr(result, "cache", None)),
+        result.model,
     )
     metrics.observe_embedding(result.model, items, result.prompt_tokens, timings, modality)
 

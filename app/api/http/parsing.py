@@ -14,6 +14,7 @@ from ...config import Settings
 from ...errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from . import context
 from .body_deadline import body_deadline
+from .tracing import stage
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -24,6 +25,11 @@ def parse_json(model_cls: type[Model], accepted: str = "application/json") -> Mo
 
 def parse_object(accepted: str = "application/json") -> dict:
     """The request body as a JSON object, for routes that pick a request model by what the body holds."""
+    with stage("parse"):
+        return _parse_object(accepted)
+
+
+def _parse_object(accepted: str) -> dict:
     mimetype = request.mimetype
     # No Content-Type at all is taken as JSON (some clients omit it); anything else must say JSON,
     # and a header that does not parse as a media type (";;;===") says nothing of the kind.

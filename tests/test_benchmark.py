@@ -182,6 +182,7 @@ def test_open_loop_sends_at_the_scheduled_rate(server):
     assert 28 <= row["requests"] <= 31 and row["errors"] == 0 and row["rate"] == 20
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 def test_503s_from_a_full_queue_are_counted_by_status(tmp_path):
     corpus = tmp_path / "long.txt"

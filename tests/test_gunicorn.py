@@ -186,6 +186,7 @@ def test_taskset_to_one_cpu_starts_one_worker_with_one_thread(tmp_path):
         assert sizing and "1 of" in sizing[0] and "-> 1 workers x 1 torch threads" in sizing[0]
 
 
+@pytest.mark.extended
 def test_worker_class_sync_really_runs_sync_workers(tmp_path):
     """gunicorn turns `sync` with threads > 1 into gthread; THREADS (4 by default) must not do that."""
     with GunicornProcess(

@@ -75,6 +75,7 @@ def test_bad_images_and_mismatched_pairs_are_400s_and_the_workers_keep_serving(s
     assert fine.status_code == 200 and fine.json()["dimension"] == 32
 
 
+@pytest.mark.extended
 def test_large_images_are_budgeted_by_their_tokens_and_stop_before_the_worker_grows_by_them(gme_dir, tmp_path):
     """#32 finding 6: 64 images of 1000 x 1000 (about 24 MB of preprocessed pixels each at GME's default
     VLM_MAX_IMAGE_TOKENS) grew a worker by 1.9 GB; now the request stops at the image that passes

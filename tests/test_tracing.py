@@ -254,6 +254,7 @@ def test_a_refused_request_is_a_span_with_its_status_and_error(traced):
 
 
 # ------------------------------------------------------------ a collector that is down
+@pytest.mark.extended
 @pytest.mark.slow
 def test_with_the_collector_down_requests_are_served_and_each_worker_warns_once(tmp_path):
     env = {

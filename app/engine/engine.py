@@ -63,6 +63,7 @@ class Engine:
         # share entries, whatever they are called; one model shares them across instances. (The load options
         # change only the ids or pixels a row holds, which its key hashes.)
         self.cache = TieredCache(config.cache) if config.cache.enabled else None
+        self.fingerprints = dict(fingerprints or {})  # by model: its content's hash (/info's model_sha)
         salts = {
             name: model_salt(fingerprint, family=models[name].family, dtype=str(dtype))
             for name, fingerprint in (fingerprints or {}).items()
@@ -177,7 +178,7 @@ class Engine:
 
     def decode(self, model: ServedModel, rows: list[list[int]], *, skip_special_tokens: bool = True) -> list[str]:
         decode = functools.partial(model.decode, skip_special_tokens=skip_special_tokens)
-        return self.execution.off_loop(sum(map(len, rows)), decode, rows)
+        return self.execution.off_loop(sum(map(len, rows)), decode, rows, stage="decode")
 
     # --------------------------------------------------------------- embedding
     def embed_texts(self, model: ServedModel, texts: list[str], request: EmbedRequest | None = None, **fields):

@@ -305,7 +305,9 @@ def info():
     return json_response(
         {
             "model_id": model.name,
-            "model_sha": None,
+            # TEI's hub revision; here the hash of the model directory's bytes (the cache's fingerprint), which
+            # tells two copies of a model apart from two models: bulk jobs record it beside their vectors
+            "model_sha": getattr(engine, "fingerprints", {}).get(model.name),
             "model_dtype": engine.health()["dtype"],
             "served_model_name": model.name,
             "model_type": model_type,
@@ -316,6 +318,8 @@ def info():
             "max_client_batch_size": settings.max_batch_items,
             "auto_truncate": True,
             "tokenization_workers": 1,
+            # not TEI's: the gunicorn workers behind this address, which a bulk job sizes its concurrency by
+            "workers": settings.resolved_workers(),
             "version": __version__,
             "sha": None,
             "docker_label": None,

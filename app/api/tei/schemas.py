@@ -185,7 +185,9 @@ class DecodeResponse(RootModel[list[str]]):
 
 class TEIInfo(BaseModel):
     model_id: str
-    model_sha: str | None
+    model_sha: str | None = Field(
+        description="A hash of the model directory's bytes (TEI: the hub revision); null with the cache off."
+    )
     model_dtype: str
     served_model_name: str
     model_type: dict = Field(
@@ -202,6 +204,7 @@ class TEIInfo(BaseModel):
     version: str
     sha: str | None
     docker_label: str | None
+    workers: int = Field(description="Not TEI's: the gunicorn workers behind this address.")
 
 
 class TEIError(BaseModel):

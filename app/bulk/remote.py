@@ -1,0 +1,149 @@
+"""Texts to vectors through one or more running instances (several base URLs, nginx, a Kubernetes Service):
+keep-alive sessions per thread, round-robin over the URLs, and retries that follow the server.
+
+- 429 and 503 (a full queue, a draining worker) wait as long as `Retry-After` says, then try again, for as
+  long as `patience` allows: the job slows to what the servers take instead of failing.
+- Connection errors and other 5xx back off exponentially (and move to the next URL), `retries` times.
+- 400, 413 and 422 are the records' fault: `Refused`, which the job narrows down to the records themselves;
+  any other 4xx (401, 404: the wrong URL, key or model) stops the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import random
+import threading
+import time
+
+import numpy as np
+import requests
+
+from .embedders import DTYPES, JobFailed, Refused, ServedModel
+
+RETRY_STATUSES = (429, 503)
+RECORD_STATUSES = (400, 413, 422)  # what the records themselves can cause
+
+
+class RemoteEmbedder:
+    def __init__(
+        self,
+        urls: list[str],
+        model: str | None,
+        precision: str,
+        encode: dict,
+        retries: int = 8,
+        patience: float = 600.0,
+        timeout: float = 300.0,
+    ):
+        """`encode`: what every request adds (normalize, prompt_name, dimensions, is_query, cache)."""
+        self.urls = [url.rstrip("/") for url in urls]
+        self.model = model
+        self.precision = precision
+        self.encode = encode
+        self.retries = retries
+        self.patience = patience
+        self.timeout = timeout
+        self._turn = itertools.count()
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def describe(self) -> ServedModel:
+        """The model every URL serves (they must agree), its fingerprint and the workers behind them."""
+        infos = []
+        for url in self.urls:
+            params = {"model": self.model} if self.model else None
+            answer = self._call("GET", url + "/info", params=params)
+            infos.append(answer.json())
+        names = {info.get("model_id") for info in infos}
+        fingerprints = {info.get("model_sha") for info in infos}
+        if len(names) > 1 or len(fingerprints) > 1:
+            raise JobFailed(f"the URLs serve different models: {sorted(map(str, names | fingerprints))}")
+        info = infos[0]
+        workers = sum(int(info.get("workers") or 2) for info in infos)
+        return ServedModel(
+            name=info.get("model_id") or self.model or "",
+            fingerprint=info.get("model_sha") or "",
+            max_items=int(info.get("max_client_batch_size") or 256),
+            max_input_tokens=int(info.get("max_input_length") or 512),
+            # two requests a worker: one computing, one waiting its turn
+            concurrency=max(2, 2 * workers),
+        )
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors at the precision (rows in order) and the tokens the server counted."""
+        body = {"texts": texts, "encoding_format": "base64", **self.encode}
+        if self.model:
+            body["model"] = self.model
+        if self.precision not in ("float32", "float16"):
+            body["precision"] = self.precision
+        url = self.urls[next(self._turn) % len(self.urls)]
+        answer = self._call("POST", url + "/embed_text", json=body).json()
+        dtype = "<f4" if self.precision in ("float32", "float16") else DTYPES[self.precision]
+        vectors = np.stack([np.frombuffer(base64.b64decode(row), dtype=dtype) for row in answer["embeddings"]])
+        if self.precision == "float16":
+            vectors = vectors.astype(np.float16)
+        return vectors, int(answer.get("usage", {}).get("prompt_tokens", 0))
+
+    def _call(self, method: str, url: str, **kwargs) -> requests.Response:
+        failures = 0
+        deadline = time.monotonic() + self.patience
+        while True:
+            try:
+                answer = self._session().request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise JobFailed(f"{url}: {type(exc).__name__}: {exc} ({failures} tries)") from None
+                url = self._next_url(url)
+                time.sleep(_backoff(failures))
+                continue
+            if answer.status_code < 400:
+                return answer
+            if answer.status_code in RETRY_STATUSES:
+                if time.monotonic() > deadline:
+                    raise JobFailed(f"{url}: still {answer.status_code} after {self.patience:g} s of retries")
+                time.sleep(_retry_after(answer, failures))
+                continue
+            if answer.status_code >= 500:
+                failures += 1
+                if failures > self.retries:
+                    raise JobFailed(f"{url}: {answer.status_code} {answer.text[:300]} ({failures} tries)")
+                url = self._next_url(url)
+                time.sleep(_backoff(failures))
+                continue
+            if answer.status_code in RECORD_STATUSES:
+                raise Refused(answer.status_code, _message(answer))
+            # 401, 404, 405, ...: the job is pointed at the wrong thing, which no record can change
+            raise JobFailed(f"{method} {url}: {answer.status_code} {_message(answer)}")
+
+    def _next_url(self, url: str) -> str:
+        base = next((candidate for candidate in self.urls if url.startswith(candidate)), self.urls[0])
+        following = self.urls[(self.urls.index(base) + 1) % len(self.urls)]
+        return following + url[len(base) :]
+
+
+def _backoff(failures: int) -> float:
+    return min(30.0, 0.25 * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+
+
+def _retry_after(answer: requests.Response, failures: int) -> float:
+    try:
+        return max(0.05, min(60.0, float(answer.headers.get("Retry-After", ""))))
+    except ValueError:
+        return _backoff(failures + 1)
+
+
+def _message(answer: requests.Response) -> str:
+    try:
+        error = answer.json().get("error")
+    except ValueError:
+        return answer.text[:500]
+    if isinstance(error, dict):
+        return str(error.get("message", error))[:500]
+    return str(error or answer.text)[:500]

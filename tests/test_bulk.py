@@ -218,8 +218,14 @@ def bulk(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
 
 
 def served(server, texts: list[str], **body) -> np.ndarray:
-    answer = requests.post(server.url + "/embed_text", json={"texts": texts, **body}, timeout=120)
-    return np.asarray(answer.json()["embeddings"], dtype=np.float32)
+    """/embed_text's vectors, 500 texts a request (under MAX_BATCH_ITEMS)."""
+    rows = []
+    for start in range(0, len(texts), 500):
+        answer = requests.post(
+            server.url + "/embed_text", json={"texts": texts[start : start + 500], **body}, timeout=120
+        )
+        rows.extend(answer.json()["embeddings"])
+    return np.asarray(rows, dtype=np.float32)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ API schemas offline, and its lifecycle numbers checked against the service's own
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -163,3 +164,20 @@ def test_the_redis_component_points_the_service_at_its_cache():
     assert service["spec"]["ports"][0]["port"] == 6379
     redis = one(docs, "Deployment", host)["spec"]["template"]["spec"]["containers"][0]
     assert "allkeys-lru" in redis["args"] and redis["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_bulk_job_in_the_docs_is_a_valid_job_against_the_service():
+    """docs/deployment.md's Job: valid for the API, its command the installed one, its URL the Service's."""
+    import kubernetes_validate
+
+    from app.cli import _parser
+
+    text = (ROOT / "docs/deployment.md").read_text()
+    job = yaml.safe_load(re.search(r"```yaml\n(apiVersion: batch/v1\nkind: Job\n.*?)```", text, re.S).group(1))
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][0] == "embedding-service"
+    args = _parser().parse_args(container["command"][1:])
+    service = yaml.safe_load((ROOT / "deploy/k8s/base/service.yaml").read_text())
+    port = service["spec"]["ports"][0]["port"]
+    assert args.url == [f"http://{service['metadata']['name']}" + ("" if port == 80 else f":{port}")]

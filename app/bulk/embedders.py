@@ -52,7 +52,9 @@ class LocalEmbedder:
         environ.pop("MODELS", None)
         self.settings = Settings.from_env(environ)
         self.engine = load_engine(self.settings)
-        self.engine.start_worker()
+        # The compiled runtime compiles now, before the job (a worker does it in the background, after /ready):
+        # the job's texts all run compiled, on CPUs not shared with a compilation.
+        self.engine.start_worker(background=lambda compile_models: compile_models())
         self.model = next(iter(self.engine.models.values()))
         self.precision = precision
         self.encode = encode

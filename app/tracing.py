@@ -46,13 +46,18 @@ class TracingObserver(MetricsObserver):
 
     # ---------------------------------------------------------------- worker
     def start(self) -> None:
-        """Per worker, after fork (idempotent per pid): the provider, its exporter and export thread."""
+        """Per worker, after fork (idempotent per pid): the provider, its exporter and export thread. One that
+        cannot start (a broken SDK install) turns traces off in this worker, said once: requests are served."""
         if self._pid == os.getpid():
             return
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._start()
+            try:
+                self._start()
+            except Exception:  # noqa: BLE001 - whatever the SDK raises, serving goes on untraced
+                log.exception("tracing: cannot start in worker %d; it serves untraced", os.getpid())
+                self._tracer = None
             self._pid = os.getpid()
 
     def _start(self) -> None:
@@ -92,6 +97,8 @@ class TracingObserver(MetricsObserver):
         """The request's span, current until `end_request`; a caller's `traceparent` is its parent. None (the
         request goes untraced) while the collector is down, but for a probe every PROBE_SECONDS."""
         self.start()
+        if self._tracer is None:
+            return None
         if self._exporter.failing:
             now = time.monotonic()
             if now < self._next_probe:

@@ -63,6 +63,23 @@ def test_what_tracing_cannot_do_stops_start_up_naming_the_variable(env, variable
     assert variable in refused.value.variable and words in str(refused.value)
 
 
+def test_a_worker_whose_tracing_cannot_start_serves_untraced(fake, monkeypatch, caplog):
+    from dataclasses import replace
+
+    from app import create_app
+    from app.tracing import TracingObserver
+
+    def broken(self):
+        raise ImportError("a broken SDK install")
+
+    monkeypatch.setattr(TracingObserver, "_start", broken)
+    settings = replace(Settings.from_env({}), otel_traces_endpoint="http://127.0.0.1:9/v1/traces")
+    client = create_app(settings, fake).test_client()
+    for _ in range(2):
+        assert client.post("/embed_text", json={"texts": ["still served"]}).status_code == 200
+    assert [r.levelname for r in caplog.records if "cannot start" in r.getMessage()] == ["ERROR"]
+
+
 @pytest.mark.slow
 def test_the_master_imports_no_sdk_and_without_an_endpoint_nothing_does():
     """What gunicorn's master runs with preload (create_app, models loaded) never imports the SDK or starts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .bulk.records import FORMATS
@@ -30,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--id-field", help="the field or column with each record's id (default: its position)")
     bulk.add_argument("--model", help="which served model (default: the server's first)")
     bulk.add_argument("--precision", choices=sorted(STORED), default="float32", help="how vectors are stored")
+    bulk.add_argument(
+        "--output-type",
+        choices=("dense", "sparse"),
+        default="dense",
+        help="sparse: token ids and weights (SPLADE, BGE-M3), to Parquet",
+    )
+    bulk.add_argument("--sparse-top-k", type=int, help="sparse: keep each row's largest weights, this many")
     bulk.add_argument("--prompt-name", help="a prompt from the model's config, by name (e.g. document)")
     bulk.add_argument(
         "--side", choices=("query", "document"), help="asymmetric models: which side the texts are (is_query)"
@@ -63,6 +71,11 @@ def bulk(args) -> int:
         encode["is_query"] = args.side == "query"
     if args.dimensions:
         encode["dimensions"] = args.dimensions
+    if args.sparse_top_k:
+        encode["sparse_top_k"] = args.sparse_top_k
+    if args.input != "-" and not os.path.isfile(args.input):
+        print(f"embedding-service bulk: {args.input}: no such file", file=sys.stderr)
+        return 1
     try:
         options = JobOptions(
             input=args.input,
@@ -72,6 +85,7 @@ def bulk(args) -> int:
             text_field=args.text_field,
             id_field=args.id_field,
             precision=args.precision,
+            output_type=args.output_type,
             chunk_size=args.chunk_size,
             batch_tokens=args.batch_tokens,
             concurrency=args.concurrency,
@@ -79,11 +93,15 @@ def bulk(args) -> int:
             restart=args.restart,
         )
         if args.local:
-            embedder = LocalEmbedder(args.local, args.precision, encode)
+            embedder = LocalEmbedder(args.local, args.precision, encode, args.output_type)
         else:
-            embedder = RemoteEmbedder(args.url, args.model, args.precision, encode, args.retries, args.patience)
+            embedder = RemoteEmbedder(
+                args.url, args.model, args.precision, encode, args.output_type, args.retries, args.patience
+            )
         model = embedder.describe()
-        meta = {"model": model.name, "model_fingerprint": model.fingerprint, "precision": args.precision}
+        meta = {"model": model.name, "model_fingerprint": model.fingerprint, "output_type": args.output_type}
+        if args.output_type == "dense":
+            meta["precision"] = args.precision
         meta.update({key: value for key, value in encode.items() if key != "cache"})
         sink = make_sink(options.output, options.output_format, meta)
         if prepare_output(options, sink, job_identity(options, model)) == "done":

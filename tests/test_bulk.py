@@ -350,3 +350,35 @@ def test_local_mode_embeds_as_the_server_does(server, tmp_path):
     _, vectors, meta = read_output(tmp_path / "local.parquet")
     assert np.allclose(vectors, served(server, [row["text"] for row in rows]), atol=1e-5)
     assert meta["model_fingerprint"] == requests.get(server.url + "/info", timeout=30).json()["model_sha"]
+
+
+def test_a_missing_input_stops_at_once_naming_it(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["bulk", str(tmp_path / "absent.jsonl"), str(tmp_path / "out"), "--url", "http://127.0.0.1:9"]) == 1
+    assert "absent.jsonl: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_sparse_output_of_a_splade_model_is_its_embed_text_sparse(tmp_path):
+    from .tiny_models import tiny_splade
+
+    model = tiny_splade(tmp_path / "splade")
+    rows = corpus(40, seed=7)
+    path = write_input(tmp_path / "in.jsonl", rows)
+    with GunicornProcess({"MODEL_PATH": str(model), "LOG_REQUESTS": "false"}, workers=1) as splade:
+        done = bulk(path, tmp_path / "out.parquet", "--url", splade.url, "--output-type", "sparse", "--json")
+        assert json.loads(done.stdout)["embedded"] == 40
+        numpy_output = bulk(path, tmp_path / "out-numpy", "--url", splade.url, "--output-type", "sparse", check=False)
+        assert numpy_output.returncode == 1 and "Parquet" in numpy_output.stderr
+        texts = [row["text"] for row in rows]
+        answer = requests.post(
+            splade.url + "/embed_text", json={"texts": texts, "output_types": ["sparse"]}, timeout=60
+        ).json()
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.schema.field("indices").type == pa.list_(pa.int32())
+    for indices, values, expected in zip(
+        table.column("indices").to_pylist(), table.column("values").to_pylist(), answer["sparse"]
+    ):
+        assert indices == expected["indices"] and np.allclose(values, expected["values"], atol=1e-4)

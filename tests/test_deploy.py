@@ -466,3 +466,43 @@ def test_nginx_shields_gthread_instances_from_slow_clients(tmp_path):
         for sock in slow:
             sock.close()
         cluster.stop()
+
+
+@pytest.mark.extended
+@pytest.mark.slow
+@needs_tools
+def test_a_bulk_job_through_nginx_survives_a_rolling_restart(tmp_path):
+    """`embedding-service bulk` against the project's nginx in front of two instances, each restarted in turn
+    mid-job: the job ends with every record, vectors equal to /embed_text's, and both instances did work."""
+    import json
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    cluster = Cluster(tmp_path, env={"DTYPE": "float32"}).start()
+    try:
+        texts = [f"record {i}: " + "the corpus of a bulk job " * (1 + i % 7) for i in range(12000)]
+        source = tmp_path / "in.txt"
+        source.write_text("".join(text + "\n" for text in texts))
+        command = [str(Path(sys.executable).with_name("embedding-service")), "bulk", str(source)]
+        command += [str(tmp_path / "out.parquet"), "--url", cluster.url, "--chunk-size", "200", "--json"]
+        # small requests, two at a time: the job lasts through both restarts
+        command += ["--concurrency", "2", "--batch-tokens", "256"]
+        job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        restarted_mid_job = 0
+        for index in (0, 1):
+            wait_until(lambda: cluster.served(1 - index) >= 5, 120, "the other instance carries the job")
+            restarted_mid_job += job.poll() is None
+            cluster.instances[index].stop()  # SIGTERM: drain, then exit; nginx sends the job to the other
+            cluster.restart(index)
+        assert restarted_mid_job >= 1
+        out, err = job.communicate(timeout=600)
+        assert job.returncode == 0, err[-3000:]
+        assert json.loads(out)["embedded"] == 12000
+        table = pq.read_table(tmp_path / "out.parquet")
+        assert table.column("id").to_pylist() == [str(i) for i in range(12000)]
+        vectors = np.asarray(table.column("embedding").to_pylist()[::100], dtype=np.float32)
+        answer = requests.post(cluster.url + "/embed_text", json={"texts": texts[::100]}, timeout=120).json()
+        assert np.allclose(vectors, np.asarray(answer["embeddings"], dtype=np.float32), atol=1e-5)
+    finally:
+        cluster.stop()

@@ -42,7 +42,7 @@ class LocalEmbedder:
     runtime from the same settings, read from the environment), with the batcher merging the job's
     concurrent requests into passes."""
 
-    def __init__(self, model_path: str, precision: str, encode: dict):
+    def __init__(self, model_path: str, precision: str, encode: dict, output_type: str = "dense"):
         from ..config import Settings
         from ..runtime import load_engine
         from ..sizing import cpu_budget
@@ -58,6 +58,7 @@ class LocalEmbedder:
         self.model = next(iter(self.engine.models.values()))
         self.precision = precision
         self.encode = encode
+        self.output_type = output_type
 
     def describe(self) -> ServedModel:
         card = self.model.describe()
@@ -81,10 +82,15 @@ class LocalEmbedder:
             prompt_name=encode.get("prompt_name"),
             is_query=encode.get("is_query"),
             use_cache=encode.get("cache", False),
+            outputs=frozenset({self.output_type}),
+            sparse_top_k=encode.get("sparse_top_k"),
         )
         while True:
             try:
                 result = self.engine.embed_texts(self.model, texts, request)
+                if self.output_type == "sparse":
+                    rows = [(np.asarray(i, np.int32), np.asarray(w, np.float32)) for i, w in result.sparse]
+                    return rows, result.prompt_tokens
                 precision = "float32" if self.precision == "float16" else self.precision
                 vectors = self.engine.quantize(
                     self.model, result.vectors, precision, dimensions=request.dimensions, normalize=request.normalize

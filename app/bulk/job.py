@@ -41,6 +41,7 @@ class JobOptions:
     text_field: str = "text"
     id_field: str | None = None
     precision: str = "float32"
+    output_type: str = "dense"  # or sparse: token ids and weights (SPLADE, BGE-M3's lexical weights)
     chunk_size: int = 4096
     batch_tokens: int = 8192  # estimated tokens per request
     concurrency: int | None = None  # None: what the embedder suggests (the servers' workers)
@@ -79,6 +80,7 @@ def job_identity(options: JobOptions, model) -> dict:
         "id_field": options.id_field,
         "chunk_size": options.chunk_size,
         "precision": options.precision,
+        "output_type": options.output_type,
         "output_format": options.output_format,
         "model": model.name,
         "model_fingerprint": model.fingerprint,
@@ -111,10 +113,16 @@ class _Deduplicated:
             if key in self._entries:
                 return
             self._entries[key] = vector
-            self.size += vector.nbytes + 64
+            self.size += _nbytes(vector)
             while self.size > self.capacity and self._entries:
                 _, dropped = self._entries.popitem(last=False)
-                self.size -= dropped.nbytes + 64
+                self.size -= _nbytes(dropped)
+
+
+def _nbytes(row) -> int:
+    """A dense vector's bytes, or a sparse one's (its ids and weights), with what holding it costs."""
+    arrays = row if isinstance(row, tuple) else (row,)
+    return sum(array.nbytes for array in arrays) + 64
 
 
 def _key(text: str) -> bytes:
@@ -255,8 +263,7 @@ class BulkJob:
             else:
                 ids.append(record.id)
                 rows.append(vectors_by_key[key])
-        vectors = np.stack(rows) if rows else np.empty((0, 1), np.float32)
-        self.sink.write_chunk(chunk.index, ids, vectors, rejects)
+        self.sink.write_chunk(chunk.index, ids, rows, rejects)
         self.progress.advance(len(chunk.records), len(rejects))
 
     @staticmethod

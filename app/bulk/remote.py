@@ -32,6 +32,7 @@ class RemoteEmbedder:
         model: str | None,
         precision: str,
         encode: dict,
+        output_type: str = "dense",
         retries: int = 8,
         patience: float = 600.0,
         timeout: float = 300.0,
@@ -41,6 +42,7 @@ class RemoteEmbedder:
         self.model = model
         self.precision = precision
         self.encode = encode
+        self.output_type = output_type
         self.retries = retries
         self.patience = patience
         self.timeout = timeout
@@ -75,11 +77,21 @@ class RemoteEmbedder:
             concurrency=max(2, 2 * workers),
         )
 
-    def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """Vectors at the precision (rows in order) and the tokens the server counted."""
+    def embed(self, texts: list[str]) -> tuple[list, int]:
+        """Vectors at the precision, or (token ids, weights) for sparse output, in order; and the tokens the
+        server counted."""
         body = {"texts": texts, "encoding_format": "base64", **self.encode}
         if self.model:
             body["model"] = self.model
+        if self.output_type == "sparse":
+            body["output_types"] = ["sparse"]
+            answer = self._call("POST", self.urls[next(self._turn) % len(self.urls)] + "/embed_text", json=body)
+            answer = answer.json()
+            rows = [
+                (np.asarray(row["indices"], dtype=np.int32), np.asarray(row["values"], dtype=np.float32))
+                for row in answer["sparse"]
+            ]
+            return rows, int(answer.get("usage", {}).get("prompt_tokens", 0))
         if self.precision not in ("float32", "float16"):
             body["precision"] = self.precision
         url = self.urls[next(self._turn) % len(self.urls)]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import require_pyarrow
+from .records import InputError, require_pyarrow
 
 OUTPUT_FORMATS = ("parquet", "numpy")
 # sentence-transformers' precisions: what each dimension is stored as
@@ -57,7 +57,8 @@ class Sink:
     def done_chunks(self) -> set[int]:
         raise NotImplementedError
 
-    def write_chunk(self, chunk: int, ids: list[str], vectors: np.ndarray, rejects: list[dict]) -> None:
+    def write_chunk(self, chunk: int, ids: list[str], rows: list, rejects: list[dict]) -> None:
+        """`rows`: a vector per id, or (token ids, weights) for sparse output."""
         raise NotImplementedError
 
     def finish(self, chunks: int) -> dict:
@@ -73,9 +74,10 @@ class Sink:
 
 
 class ParquetSink(Sink):
-    """OUTPUT.parquet: columns `id` (string) and `embedding` (a fixed-size list of the precision's type);
-    the model, its fingerprint, the precision and the dimension in the file's key-value metadata. While the
-    job runs, one file a chunk in OUTPUT.parquet.parts/."""
+    """OUTPUT.parquet: columns `id` (string) and `embedding` (a fixed-size list of the precision's type),
+    or for sparse output `indices` (int32 token ids) and `values` (float32 weights), lists of each row's
+    own length; the model, its fingerprint and the options in the file's key-value metadata. While the job
+    runs, one file a chunk in OUTPUT.parquet.parts/."""
 
     def __init__(self, output: str, meta: dict):
         super().__init__(output, meta)
@@ -96,18 +98,28 @@ class ParquetSink(Sink):
             metadata[f"{METADATA_PREFIX}rejects"] = json.dumps(rejects)
         return metadata
 
-    def _table(self, ids: list[str], vectors: np.ndarray, rejects: list[dict] | None = None):
+    def _table(self, ids: list[str], rows: list, rejects: list[dict] | None = None):
         pa = self.pa
+        if self.meta.get("output_type") == "sparse":  # list columns: each row has its own length
+            table = pa.table(
+                {
+                    "id": pa.array(ids, type=pa.string()),
+                    "indices": pa.array([row[0] for row in rows], type=pa.list_(pa.int32())),
+                    "values": pa.array([row[1] for row in rows], type=pa.list_(pa.float32())),
+                }
+            )
+            return table.replace_schema_metadata(self._metadata(rejects))
+        vectors = np.stack(rows) if len(rows) else np.empty((0, 1), np.float32)
         width = max(1, vectors.shape[1])  # a chunk whose every record was rejected has no width of its own
         flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=pa.from_numpy_dtype(vectors.dtype))
         column = pa.FixedSizeListArray.from_arrays(flat, width)
         table = pa.table({"id": pa.array(ids, type=pa.string()), "embedding": column})
         return table.replace_schema_metadata(self._metadata(rejects))
 
-    def write_chunk(self, chunk: int, ids: list[str], vectors: np.ndarray, rejects: list[dict]) -> None:
+    def write_chunk(self, chunk: int, ids: list[str], rows: list, rejects: list[dict]) -> None:
         part = self._part(chunk)
         temporary = part.with_suffix(".tmp")
-        self.pa.parquet.write_table(self._table(ids, vectors, rejects), temporary)
+        self.pa.parquet.write_table(self._table(ids, rows, rejects), temporary)
         _fsync_rename(temporary, part)
 
     def finish(self, chunks: int) -> dict:
@@ -127,7 +139,7 @@ class ParquetSink(Sink):
             writer.write_table(table)  # a row group a chunk
             rows += table.num_rows
         if writer is None:  # an empty input
-            writer = parquet.ParquetWriter(temporary, self._table([], np.empty((0, 1), np.float32)).schema)
+            writer = parquet.ParquetWriter(temporary, self._table([], []).schema)
         writer.close()
         _fsync_rename(temporary, self.output)
         rejected = self.rejects_of(rejects, self.output.with_name(self.output.name + ".rejects.jsonl"))
@@ -150,7 +162,8 @@ class NumpySink(Sink):
     def done_chunks(self) -> set[int]:
         return {int(p.stem.split("-")[1]) for p in self.output.glob("embeddings-*.npy")}
 
-    def write_chunk(self, chunk: int, ids: list[str], vectors: np.ndarray, rejects: list[dict]) -> None:
+    def write_chunk(self, chunk: int, ids: list[str], rows: list, rejects: list[dict]) -> None:
+        vectors = np.stack(rows) if rows else np.empty((0, 1), np.float32)
         # the ids first: the shard's rename is what says the chunk is done
         _atomic_write(self.work / f"chunk-{chunk:08d}.json", json.dumps({"ids": ids, "rejects": rejects}).encode())
         shard = self._shard(chunk)
@@ -176,6 +189,8 @@ class NumpySink(Sink):
 
 def make_sink(output: str, fmt: str, meta: dict) -> Sink:
     if fmt == "numpy":
+        if meta.get("output_type") == "sparse":
+            raise InputError("sparse output is written to Parquet (an OUTPUT ending in .parquet), not NumPy shards")
         Path(output).mkdir(parents=True, exist_ok=True)
         return NumpySink(output, meta)
     return ParquetSink(output, meta)

@@ -33,9 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--precision", choices=sorted(STORED), default="float32", help="how vectors are stored")
     bulk.add_argument(
         "--output-type",
-        choices=("dense", "sparse"),
+        choices=("dense", "sparse", "colbert"),
         default="dense",
-        help="sparse: token ids and weights (SPLADE, BGE-M3), to Parquet",
+        help="sparse: token ids and weights (SPLADE, BGE-M3); colbert: a vector per token (BGE-M3); to Parquet",
     )
     bulk.add_argument("--sparse-top-k", type=int, help="sparse: keep each row's largest weights, this many")
     bulk.add_argument("--prompt-name", help="a prompt from the model's config, by name (e.g. document)")

@@ -382,3 +382,22 @@ def test_sparse_output_of_a_splade_model_is_its_embed_text_sparse(tmp_path):
         table.column("indices").to_pylist(), table.column("values").to_pylist(), answer["sparse"]
     ):
         assert indices == expected["indices"] and np.allclose(values, expected["values"], atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_colbert_output_of_bge_m3_is_its_embed_text_colbert(tmp_path):
+    from .tiny_models import tiny_bge_m3
+
+    model = tiny_bge_m3(tmp_path / "bge-m3-tiny")
+    rows = corpus(30, seed=8)
+    path = write_input(tmp_path / "in.jsonl", rows)
+    with GunicornProcess({"MODEL_PATH": str(model), "DTYPE": "float32", "LOG_REQUESTS": "false"}, workers=1) as m3:
+        done = bulk(path, tmp_path / "out.parquet", "--url", m3.url, "--output-type", "colbert", "--json")
+        assert json.loads(done.stdout)["embedded"] == 30
+        texts = [row["text"] for row in rows]
+        answer = requests.post(m3.url + "/embed_text", json={"texts": texts, "output_types": ["colbert"]}, timeout=60)
+    stored = pq.read_table(tmp_path / "out.parquet").column("colbert").to_pylist()
+    for matrix, expected in zip(stored, answer.json()["colbert"]):
+        assert np.asarray(matrix).shape == np.asarray(expected).shape
+        assert np.allclose(matrix, expected, atol=1e-5)

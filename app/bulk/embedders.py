@@ -91,6 +91,8 @@ class LocalEmbedder:
                 if self.output_type == "sparse":
                     rows = [(np.asarray(i, np.int32), np.asarray(w, np.float32)) for i, w in result.sparse]
                     return rows, result.prompt_tokens
+                if self.output_type == "colbert":
+                    return [np.asarray(m, np.float32) for m in result.colbert], result.prompt_tokens
                 precision = "float32" if self.precision == "float16" else self.precision
                 vectors = self.engine.quantize(
                     self.model, result.vectors, precision, dimensions=request.dimensions, normalize=request.normalize

@@ -41,7 +41,7 @@ class JobOptions:
     text_field: str = "text"
     id_field: str | None = None
     precision: str = "float32"
-    output_type: str = "dense"  # or sparse: token ids and weights (SPLADE, BGE-M3's lexical weights)
+    output_type: str = "dense"  # sparse: token ids and weights (SPLADE, BGE-M3); colbert: a vector per token
     chunk_size: int = 4096
     batch_tokens: int = 8192  # estimated tokens per request
     concurrency: int | None = None  # None: what the embedder suggests (the servers' workers)

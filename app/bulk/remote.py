@@ -92,6 +92,15 @@ class RemoteEmbedder:
                 for row in answer["sparse"]
             ]
             return rows, int(answer.get("usage", {}).get("prompt_tokens", 0))
+        if self.output_type == "colbert":
+            body["output_types"] = ["colbert"]
+            answer = self._call("POST", self.urls[next(self._turn) % len(self.urls)] + "/embed_text", json=body)
+            answer = answer.json()
+            rows = [
+                np.frombuffer(base64.b64decode(matrix), dtype="<f4").reshape(shape)
+                for matrix, shape in zip(answer["colbert"], answer["colbert_shapes"])
+            ]
+            return rows, int(answer.get("usage", {}).get("prompt_tokens", 0))
         if self.precision not in ("float32", "float16"):
             body["precision"] = self.precision
         url = self.urls[next(self._turn) % len(self.urls)]

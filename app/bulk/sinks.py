@@ -109,6 +109,14 @@ class ParquetSink(Sink):
                 }
             )
             return table.replace_schema_metadata(self._metadata(rejects))
+        if self.meta.get("output_type") == "colbert":  # a matrix a row: one vector per token
+            width = rows[0].shape[1] if rows else 1
+            flat = np.concatenate([m.reshape(-1) for m in rows]) if rows else np.empty(0, np.float32)
+            tokens = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), width)
+            offsets = np.concatenate([[0], np.cumsum([len(m) for m in rows])]).astype(np.int32)
+            column = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), tokens)
+            table = pa.table({"id": pa.array(ids, type=pa.string()), "colbert": column})
+            return table.replace_schema_metadata(self._metadata(rejects))
         vectors = np.stack(rows) if len(rows) else np.empty((0, 1), np.float32)
         width = max(1, vectors.shape[1])  # a chunk whose every record was rejected has no width of its own
         flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=pa.from_numpy_dtype(vectors.dtype))
@@ -189,8 +197,10 @@ class NumpySink(Sink):
 
 def make_sink(output: str, fmt: str, meta: dict) -> Sink:
     if fmt == "numpy":
-        if meta.get("output_type") == "sparse":
-            raise InputError("sparse output is written to Parquet (an OUTPUT ending in .parquet), not NumPy shards")
+        if meta.get("output_type") in ("sparse", "colbert"):
+            raise InputError(
+                f"{meta['output_type']} output is written to Parquet (an OUTPUT ending in .parquet), not NumPy shards"
+            )
         Path(output).mkdir(parents=True, exist_ok=True)
         return NumpySink(output, meta)
     return ParquetSink(output, meta)

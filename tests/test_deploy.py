@@ -481,7 +481,7 @@ def test_a_bulk_job_through_nginx_survives_a_rolling_restart(tmp_path):
 
     cluster = Cluster(tmp_path, env={"DTYPE": "float32"}).start()
     try:
-        texts = [f"record {i}: " + "the corpus of a bulk job " * (1 + i % 7) for i in range(12000)]
+        texts = [f"record {i}: " + "the corpus of a bulk job " * (1 + i % 7) for i in range(6000)]
         source = tmp_path / "in.txt"
         source.write_text("".join(text + "\n" for text in texts))
         command = [str(Path(sys.executable).with_name("embedding-service")), "bulk", str(source)]
@@ -498,9 +498,9 @@ def test_a_bulk_job_through_nginx_survives_a_rolling_restart(tmp_path):
         assert restarted_mid_job >= 1
         out, err = job.communicate(timeout=600)
         assert job.returncode == 0, err[-3000:]
-        assert json.loads(out)["embedded"] == 12000
+        assert json.loads(out)["embedded"] == 6000
         table = pq.read_table(tmp_path / "out.parquet")
-        assert table.column("id").to_pylist() == [str(i) for i in range(12000)]
+        assert table.column("id").to_pylist() == [str(i) for i in range(6000)]
         vectors = np.asarray(table.column("embedding").to_pylist()[::100], dtype=np.float32)
         answer = requests.post(cluster.url + "/embed_text", json={"texts": texts[::100]}, timeout=120).json()
         assert np.allclose(vectors, np.asarray(answer["embeddings"], dtype=np.float32), atol=1e-5)

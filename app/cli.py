@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--output-format", choices=OUTPUT_FORMATS, help="default: parquet for *.parquet, else numpy")
     bulk.add_argument("--text-field", default="text", help="the field or column with the text (default: text)")
     bulk.add_argument("--id-field", help="the field or column with each record's id (default: its position)")
+    bulk.add_argument(
+        "--images",
+        action="store_true",
+        help="the text field (or each line) holds an image's path, relative to INPUT's directory, or URL",
+    )
     bulk.add_argument("--model", help="which served model (default: the server's first)")
     bulk.add_argument("--precision", choices=sorted(STORED), default="float32", help="how vectors are stored")
     bulk.add_argument(
@@ -86,17 +91,27 @@ def bulk(args) -> int:
             id_field=args.id_field,
             precision=args.precision,
             output_type=args.output_type,
+            images=args.images,
             chunk_size=args.chunk_size,
             batch_tokens=args.batch_tokens,
             concurrency=args.concurrency,
             encode=encode,
             restart=args.restart,
         )
+        if args.local and args.images:
+            raise InputError("--images runs against a server (--url); --local embeds texts only for now")
         if args.local:
             embedder = LocalEmbedder(args.local, args.precision, encode, args.output_type)
         else:
             embedder = RemoteEmbedder(
-                args.url, args.model, args.precision, encode, args.output_type, args.retries, args.patience
+                args.url,
+                args.model,
+                args.precision,
+                encode,
+                args.output_type,
+                images_from=_directory_of(args.input) if args.images else None,
+                retries=args.retries,
+                patience=args.patience,
             )
         model = embedder.describe()
         meta = {"model": model.name, "model_fingerprint": model.fingerprint, "output_type": args.output_type}
@@ -120,6 +135,11 @@ def bulk(args) -> int:
     if args.json:
         print(json.dumps(summary.as_dict()))
     return 0
+
+
+def _directory_of(path: str) -> str:
+    """Where an input's relative image paths start: its own directory (stdin: the current one)."""
+    return os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path))
 
 
 def main(argv: list[str] | None = None) -> int:

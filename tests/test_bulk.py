@@ -401,3 +401,40 @@ def test_colbert_output_of_bge_m3_is_its_embed_text_colbert(tmp_path):
     for matrix, expected in zip(stored, answer.json()["colbert"]):
         assert np.asarray(matrix).shape == np.asarray(expected).shape
         assert np.allclose(matrix, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_images_by_path_are_embedded_as_embed_image_does_and_unreadable_ones_rejected(tmp_path):
+    import base64
+
+    from PIL import Image
+
+    from .tiny_models import tiny_vision_model
+
+    model = tiny_vision_model(tmp_path / "clip", "clip")
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    rng = np.random.default_rng(9)
+    rows = []
+    for index in range(12):
+        image = Image.fromarray(rng.integers(0, 255, (40 + index, 48, 3), dtype=np.uint8))
+        image.save(pictures / f"{index}.png")
+        rows.append({"doc_id": f"img-{index}", "text": f"pictures/{index}.png"})
+    (pictures / "broken.png").write_bytes(b"not a png at all")
+    rows.insert(4, {"doc_id": "broken", "text": "pictures/broken.png"})
+    rows.insert(9, {"doc_id": "missing", "text": "pictures/missing.png"})
+    path = write_input(tmp_path / "in.jsonl", rows)
+    with GunicornProcess({"MODEL_PATH": str(model), "DTYPE": "float32", "LOG_REQUESTS": "false"}, workers=1) as clip:
+        args = [path, tmp_path / "out.parquet", "--url", clip.url, "--images", "--id-field", "doc_id", "--json"]
+        summary = json.loads(bulk(*args).stdout)
+        good = [row for row in rows if row["doc_id"].startswith("img-")]
+        encoded = [base64.b64encode((tmp_path / row["text"]).read_bytes()).decode() for row in good]
+        answer = requests.post(clip.url + "/embed_image", json={"images": encoded}, timeout=60).json()
+    assert (summary["embedded"], summary["rejected"]) == (12, 2)
+    ids, vectors, _ = read_output(tmp_path / "out.parquet")
+    assert ids == [row["doc_id"] for row in good]
+    assert np.allclose(vectors, np.asarray(answer["embeddings"], dtype=np.float32), atol=1e-5)
+    rejects = [json.loads(line) for line in (tmp_path / "out.parquet.rejects.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["status"]) for r in rejects] == [("broken", 400), ("missing", 400)]
+    assert "cannot read" in rejects[1]["error"]

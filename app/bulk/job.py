@@ -42,6 +42,7 @@ class JobOptions:
     id_field: str | None = None
     precision: str = "float32"
     output_type: str = "dense"  # sparse: token ids and weights (SPLADE, BGE-M3); colbert: a vector per token
+    images: bool = False  # the text field holds image paths or URLs (image and vision-language models)
     chunk_size: int = 4096
     batch_tokens: int = 8192  # estimated tokens per request
     concurrency: int | None = None  # None: what the embedder suggests (the servers' workers)
@@ -66,6 +67,12 @@ class Summary:
         return dict(self.__dict__)
 
 
+# What an image costs a request, in estimated tokens (a ViT-B/32 makes 50, larger towers and VLMs hundreds)
+IMAGE_TOKENS = 256
+# The service's MAX_IMAGES_PER_REQUEST default: more images in one request is a 413 the job would split anyway
+IMAGES_PER_REQUEST = 64
+
+
 def estimate_tokens(text: str) -> int:
     """About what a WordPiece or BPE tokenizer makes of a text (4 bytes a token), with its special tokens."""
     return len(text.encode("utf-8", "surrogatepass")) // 4 + 2
@@ -81,6 +88,7 @@ def job_identity(options: JobOptions, model) -> dict:
         "chunk_size": options.chunk_size,
         "precision": options.precision,
         "output_type": options.output_type,
+        "images": options.images,
         "output_format": options.output_format,
         "model": model.name,
         "model_fingerprint": model.fingerprint,
@@ -210,11 +218,15 @@ class BulkJob:
                 wanted[key] = record.text
         with_text = sum(1 for record in chunk.records if record.text and record.text.strip())
         self.summary.duplicates += with_text - len(wanted)  # records whose vector is not asked for again
-        limit_items = max(1, self.model.max_items)
+        images = self.options.images
+        limit_items = max(1, min(self.model.max_items, IMAGES_PER_REQUEST) if images else self.model.max_items)
         batch: list[tuple[bytes, str]] = []
         tokens = 0
         # shortest first: a request's texts are of about one length, so the server pads them little
-        costs = {key: min(estimate_tokens(text), self.model.max_input_tokens) for key, text in wanted.items()}
+        costs = {
+            key: IMAGE_TOKENS if images else min(estimate_tokens(text), self.model.max_input_tokens)
+            for key, text in wanted.items()
+        }
         for key, text in sorted(wanted.items(), key=lambda item: costs[item[0]]):
             cost = costs[key]
             if batch and (tokens + cost > self.options.batch_tokens or len(batch) == limit_items):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import random
 import threading
 import time
@@ -33,6 +34,7 @@ class RemoteEmbedder:
         precision: str,
         encode: dict,
         output_type: str = "dense",
+        images_from: str | None = None,
         retries: int = 8,
         patience: float = 600.0,
         timeout: float = 300.0,
@@ -43,6 +45,8 @@ class RemoteEmbedder:
         self.precision = precision
         self.encode = encode
         self.output_type = output_type
+        # not None: the inputs are image paths (relative to this directory) or URLs, sent to /embed_image
+        self.images_from = images_from
         self.retries = retries
         self.patience = patience
         self.timeout = timeout
@@ -81,6 +85,11 @@ class RemoteEmbedder:
         """Vectors at the precision, or (token ids, weights) for sparse output, in order; and the tokens the
         server counted."""
         body = {"texts": texts, "encoding_format": "base64", **self.encode}
+        route = "/embed_text"
+        if self.images_from is not None:
+            body = {key: value for key, value in body.items() if key in IMAGE_OPTIONS}
+            body["images"] = [_image(reference, self.images_from) for reference in texts]
+            route = "/embed_image"
         if self.model:
             body["model"] = self.model
         if self.output_type == "sparse":
@@ -104,7 +113,7 @@ class RemoteEmbedder:
         if self.precision not in ("float32", "float16"):
             body["precision"] = self.precision
         url = self.urls[next(self._turn) % len(self.urls)]
-        answer = self._call("POST", url + "/embed_text", json=body).json()
+        answer = self._call("POST", url + route, json=body).json()
         dtype = "<f4" if self.precision in ("float32", "float16") else DTYPES[self.precision]
         vectors = np.stack([np.frombuffer(base64.b64decode(row), dtype=dtype) for row in answer["embeddings"]])
         if self.precision == "float16":
@@ -147,6 +156,23 @@ class RemoteEmbedder:
         base = next((candidate for candidate in self.urls if url.startswith(candidate)), self.urls[0])
         following = self.urls[(self.urls.index(base) + 1) % len(self.urls)]
         return following + url[len(base) :]
+
+
+# what /embed_image takes besides the images
+IMAGE_OPTIONS = ("encoding_format", "normalize", "dimensions", "is_query", "cache")
+
+
+def _image(reference: str, directory: str) -> str:
+    """An image as /embed_image takes it: a URL as it is (the server fetches it, with IMAGE_URL_FETCH on),
+    a file's bytes in base64. A file that cannot be read is the record's fault."""
+    if reference.startswith(("http://", "https://", "data:")):
+        return reference
+    path = os.path.join(directory, reference)
+    try:
+        with open(path, "rb") as handle:
+            return base64.b64encode(handle.read()).decode("ascii")
+    except OSError as exc:
+        raise Refused(400, f"{reference}: cannot read the image: {exc.strerror or exc}") from None
 
 
 def _backoff(failures: int) -> float:

@@ -82,8 +82,8 @@ class RemoteEmbedder:
         )
 
     def embed(self, texts: list[str]) -> tuple[list, int]:
-        """Vectors at the precision, or (token ids, weights) for sparse output, in order; and the tokens the
-        server counted."""
+        """Vectors at the precision, (token ids, weights) for sparse output or a matrix for ColBERT, in
+        order; and the tokens the server counted."""
         body = {"texts": texts, "encoding_format": "base64", **self.encode}
         route = "/embed_text"
         if self.images_from is not None:
@@ -92,33 +92,28 @@ class RemoteEmbedder:
             route = "/embed_image"
         if self.model:
             body["model"] = self.model
-        if self.output_type == "sparse":
-            body["output_types"] = ["sparse"]
-            answer = self._call("POST", self.urls[next(self._turn) % len(self.urls)] + "/embed_text", json=body)
-            answer = answer.json()
-            rows = [
-                (np.asarray(row["indices"], dtype=np.int32), np.asarray(row["values"], dtype=np.float32))
-                for row in answer["sparse"]
-            ]
-            return rows, int(answer.get("usage", {}).get("prompt_tokens", 0))
-        if self.output_type == "colbert":
-            body["output_types"] = ["colbert"]
-            answer = self._call("POST", self.urls[next(self._turn) % len(self.urls)] + "/embed_text", json=body)
-            answer = answer.json()
-            rows = [
-                np.frombuffer(base64.b64decode(matrix), dtype="<f4").reshape(shape)
-                for matrix, shape in zip(answer["colbert"], answer["colbert_shapes"])
-            ]
-            return rows, int(answer.get("usage", {}).get("prompt_tokens", 0))
-        if self.precision not in ("float32", "float16"):
+        if self.output_type != "dense":
+            body["output_types"] = [self.output_type]
+        elif self.precision not in ("float32", "float16"):
             body["precision"] = self.precision
         url = self.urls[next(self._turn) % len(self.urls)]
         answer = self._call("POST", url + route, json=body).json()
+        return self._rows(answer), int(answer.get("usage", {}).get("prompt_tokens", 0))
+
+    def _rows(self, answer: dict) -> list:
+        if self.output_type == "sparse":
+            return [
+                (np.asarray(row["indices"], dtype=np.int32), np.asarray(row["values"], dtype=np.float32))
+                for row in answer["sparse"]
+            ]
+        if self.output_type == "colbert":
+            return [
+                np.frombuffer(base64.b64decode(matrix), dtype="<f4").reshape(shape)
+                for matrix, shape in zip(answer["colbert"], answer["colbert_shapes"])
+            ]
         dtype = "<f4" if self.precision in ("float32", "float16") else DTYPES[self.precision]
         vectors = np.stack([np.frombuffer(base64.b64decode(row), dtype=dtype) for row in answer["embeddings"]])
-        if self.precision == "float16":
-            vectors = vectors.astype(np.float16)
-        return vectors, int(answer.get("usage", {}).get("prompt_tokens", 0))
+        return list(vectors.astype(np.float16) if self.precision == "float16" else vectors)
 
     def _call(self, method: str, url: str, **kwargs) -> requests.Response:
         failures = 0

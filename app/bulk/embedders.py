@@ -44,6 +44,7 @@ class LocalEmbedder:
 
     def __init__(self, model_path: str, precision: str, encode: dict, output_type: str = "dense"):
         from ..config import Settings
+        from ..engine.requests import EmbedRequest
         from ..runtime import load_engine
         from ..sizing import cpu_budget
 
@@ -57,8 +58,17 @@ class LocalEmbedder:
         self.engine.start_worker(background=lambda compile_models: compile_models())
         self.model = next(iter(self.engine.models.values()))
         self.precision = precision
-        self.encode = encode
         self.output_type = output_type
+        self.request = EmbedRequest(  # the same for every batch of the job
+            field="texts",
+            normalize=encode.get("normalize", True),
+            dimensions=encode.get("dimensions"),
+            prompt_name=encode.get("prompt_name"),
+            is_query=encode.get("is_query"),
+            use_cache=encode.get("cache", False),
+            outputs=frozenset({output_type}),
+            sparse_top_k=encode.get("sparse_top_k"),
+        )
 
     def describe(self) -> ServedModel:
         card = self.model.describe()
@@ -70,40 +80,29 @@ class LocalEmbedder:
             concurrency=4,
         )
 
-    def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        from ..engine.errors import EngineError, InvalidInput, Overloaded, TooLarge
-        from ..engine.requests import EmbedRequest
-
-        encode = self.encode
-        request = EmbedRequest(
-            field="texts",
-            normalize=encode.get("normalize", True),
-            dimensions=encode.get("dimensions"),
-            prompt_name=encode.get("prompt_name"),
-            is_query=encode.get("is_query"),
-            use_cache=encode.get("cache", False),
-            outputs=frozenset({self.output_type}),
-            sparse_top_k=encode.get("sparse_top_k"),
+    def embed(self, texts: list[str]) -> tuple[list, int]:
+        result = self._embedded(texts)
+        if self.output_type == "sparse":
+            rows = [(np.asarray(i, np.int32), np.asarray(w, np.float32)) for i, w in result.sparse]
+            return rows, result.prompt_tokens
+        if self.output_type == "colbert":
+            return [np.asarray(m, np.float32) for m in result.colbert], result.prompt_tokens
+        request = self.request
+        precision = "float32" if self.precision == "float16" else self.precision
+        vectors = self.engine.quantize(
+            self.model, result.vectors, precision, dimensions=request.dimensions, normalize=request.normalize
         )
+        return list(vectors.astype(np.float16) if self.precision == "float16" else vectors), result.prompt_tokens
+
+    def _embedded(self, texts: list[str]):
+        from ..engine.errors import EngineError, InvalidInput, Overloaded, TooLarge
+
         while True:
             try:
-                result = self.engine.embed_texts(self.model, texts, request)
-                if self.output_type == "sparse":
-                    rows = [(np.asarray(i, np.int32), np.asarray(w, np.float32)) for i, w in result.sparse]
-                    return rows, result.prompt_tokens
-                if self.output_type == "colbert":
-                    return [np.asarray(m, np.float32) for m in result.colbert], result.prompt_tokens
-                precision = "float32" if self.precision == "float16" else self.precision
-                vectors = self.engine.quantize(
-                    self.model, result.vectors, precision, dimensions=request.dimensions, normalize=request.normalize
-                )
-                break
+                return self.engine.embed_texts(self.model, texts, self.request)
             except Overloaded:  # more of the job's threads than its queue holds: wait a turn
                 time.sleep(0.05)
             except InvalidInput as exc:
                 raise Refused(413 if isinstance(exc, TooLarge) else 400, str(exc)) from None
             except EngineError as exc:
                 raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
-        if self.precision == "float16":
-            vectors = vectors.astype(np.float16)
-        return np.asarray(vectors), result.prompt_tokens

@@ -141,9 +141,10 @@ class _Chunk:
     def __init__(self, index: int, records: list[Record]):
         self.index = index
         self.records = records
+        # each record's text by its hash, once; None: no text to embed (the record is rejected)
+        self.keys = [_key(r.text) if r.text is not None and r.text.strip() else None for r in records]
         self.futures: list[concurrent.futures.Future] = []
         self.known: dict[bytes, np.ndarray] = {}  # from the dedup cache
-        self.rejects: list[dict] = []
 
 
 class BulkJob:
@@ -205,18 +206,15 @@ class BulkJob:
     def _submit(self, pool, chunk: _Chunk) -> None:
         """Its distinct texts, not known already, as requests of about `batch_tokens` estimated tokens."""
         wanted: dict[bytes, str] = {}
-        for record in chunk.records:
-            if record.text is None or not record.text.strip():
-                continue
-            key = _key(record.text)
-            if key in wanted or key in chunk.known:
+        for record, key in zip(chunk.records, chunk.keys):
+            if key is None or key in wanted or key in chunk.known:
                 continue
             vector = self.recent.get(key)
             if vector is not None:
                 chunk.known[key] = vector
             else:
                 wanted[key] = record.text
-        with_text = sum(1 for record in chunk.records if record.text and record.text.strip())
+        with_text = sum(key is not None for key in chunk.keys)
         self.summary.duplicates += with_text - len(wanted)  # records whose vector is not asked for again
         images = self.options.images
         limit_items = max(1, min(self.model.max_items, IMAGES_PER_REQUEST) if images else self.model.max_items)
@@ -266,9 +264,8 @@ class BulkJob:
             if key not in chunk.known:
                 self.recent.put(key, vector)
         ids, rows, rejects = [], [], []
-        for record in chunk.records:
-            key = _key(record.text) if record.text else None
-            if record.text is None or not record.text.strip():
+        for record, key in zip(chunk.records, chunk.keys):
+            if key is None:
                 rejects.append(self._reject(record, 400, f"no text in the field {self.options.text_field!r}"))
             elif key in refused:
                 rejects.append(self._reject(record, *refused[key]))
@@ -295,9 +292,8 @@ def prepare_output(options: JobOptions, sink: Sink, identity: dict) -> str | Non
             output.mkdir(parents=True)
         elif output.exists():
             os.remove(output)
-        rejects = output.with_name(output.name + ".rejects.jsonl")
-        if rejects.exists():
-            os.remove(rejects)
+        if sink.rejects_path.exists():
+            os.remove(sink.rejects_path)
     finished = output.exists() and not sink.work.exists() and (not output.is_dir() or any(output.iterdir()))
     if finished:
         return "done"

@@ -37,8 +37,9 @@ class Sink:
         self.output = Path(output)
         self.meta = meta  # model, fingerprint, precision, dimension, ...: into the output's metadata
 
-    # the state of a job, kept in `work`
+    # the state of a job, kept in `work`; the records refused, listed in `rejects_path` at the end
     work: Path
+    rejects_path: Path
 
     def identity_problem(self, identity: dict) -> str | None:
         """Why the chunks already here cannot be continued with `identity` (None: they can, or there are none).
@@ -64,12 +65,12 @@ class Sink:
     def finish(self, chunks: int) -> dict:
         raise NotImplementedError
 
-    def rejects_of(self, chunk_rejects: list[list[dict]], path: Path) -> int:
+    def write_rejects(self, chunk_rejects: list[list[dict]]) -> int:
         rows = [row for rejects in chunk_rejects for row in rejects]
         if rows:
-            _atomic_write(path, b"".join(json.dumps(row).encode() + b"\n" for row in rows))
-        elif path.exists():
-            path.unlink()
+            _atomic_write(self.rejects_path, b"".join(json.dumps(row).encode() + b"\n" for row in rows))
+        elif self.rejects_path.exists():
+            self.rejects_path.unlink()
         return len(rows)
 
 
@@ -83,6 +84,7 @@ class ParquetSink(Sink):
         super().__init__(output, meta)
         self.pa = require_pyarrow("Parquet output")
         self.work = self.output.with_name(self.output.name + ".parts")
+        self.rejects_path = self.output.with_name(self.output.name + ".rejects.jsonl")
 
     def _part(self, chunk: int) -> Path:
         return self.work / f"part-{chunk:08d}.parquet"
@@ -150,7 +152,7 @@ class ParquetSink(Sink):
             writer = parquet.ParquetWriter(temporary, self._table([], []).schema)
         writer.close()
         _fsync_rename(temporary, self.output)
-        rejected = self.rejects_of(rejects, self.output.with_name(self.output.name + ".rejects.jsonl"))
+        rejected = self.write_rejects(rejects)
         shutil.rmtree(self.work)
         return {"rows": rows, "rejected": rejected}
 
@@ -163,6 +165,7 @@ class NumpySink(Sink):
     def __init__(self, output: str, meta: dict):
         super().__init__(output, meta)
         self.work = self.output / ".parts"
+        self.rejects_path = self.output / "rejects.jsonl"
 
     def _shard(self, chunk: int) -> Path:
         return self.output / f"embeddings-{chunk:08d}.npy"
@@ -190,7 +193,7 @@ class NumpySink(Sink):
         _atomic_write(self.output / "ids.txt", "".join(lines).encode())
         manifest = {**self.meta, "rows": len(lines), "shards": shards}
         _atomic_write(self.output / "manifest.json", json.dumps(manifest, indent=2).encode())
-        rejected = self.rejects_of(rejects, self.output / "rejects.jsonl")
+        rejected = self.write_rejects(rejects)
         shutil.rmtree(self.work)
         return {"rows": len(lines), "rejected": rejected}
 

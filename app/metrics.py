@@ -10,7 +10,6 @@ registry is used.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +22,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .engine.results import EngineObserver
 from .process_metrics import refresh_memory
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -64,9 +64,9 @@ QUEUE_DEPTH = Gauge(
 )
 
 
-class MetricsObserver:
-    """Receives the engine's batch and queue events (duck-typed: no torch import here). Its trace hooks do
-    nothing: tracing.TracingObserver is the one that traces."""
+class MetricsObserver(EngineObserver):
+    """Receives the engine's batch and queue events (engine/results.py imports no torch). Its trace hooks
+    are the base's no-ops: tracing.TracingObserver is the one that traces."""
 
     def batch(self, model: str, size: int, tokens: int, seconds: float, links: tuple = ()) -> None:
         BATCH_SIZE.labels(model).observe(size)
@@ -79,15 +79,6 @@ class MetricsObserver:
         for result, count in (("hit", hits), ("miss", misses), ("error", errors)):
             if count:
                 CACHE_LOOKUPS.labels(model, tier, result).inc(count)
-
-    def trace_context(self):
-        return None
-
-    def stage(self, name: str, **attributes):
-        return nullcontext()
-
-    def interval(self, name: str, started: float, finished: float, **attributes) -> None:
-        pass
 
 
 def observe_embedding(model: str, items: int, tokens: int, timings, modality: str = "text") -> None:

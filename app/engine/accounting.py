@@ -70,12 +70,11 @@ class Accounting:
         """Called after each forward pass with its rows, real tokens and seconds, and (from the batcher) the
         span contexts of the requests it carried; `links`: those of an unbatched pass's one request."""
         measure = self.measure(name, kind)
-        default_links = links
 
-        def on_batch(size: int, tokens: int, seconds: float, links: tuple = ()) -> None:
+        def on_batch(size: int, tokens: int, seconds: float, carried: tuple = ()) -> None:
             self.stats.add(size, tokens, seconds)
             self.model_stats[name].add(size, tokens, seconds)
-            self.observer.batch(name, size, tokens, seconds, links or default_links)
+            self.observer.batch(name, size, tokens, seconds, carried or links)
             measure(size, tokens, seconds)
 
         return on_batch

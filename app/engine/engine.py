@@ -66,7 +66,7 @@ class Engine:
         self.fingerprints = dict(fingerprints or {})  # by model: its content's hash (/info's model_sha)
         salts = {
             name: model_salt(fingerprint, family=models[name].family, dtype=str(dtype))
-            for name, fingerprint in (fingerprints or {}).items()
+            for name, fingerprint in self.fingerprints.items()
         }
         self.batchers: dict = {}  # (model, kind of row) -> Batcher, filled by each worker's start
         self.accounting = Accounting(models, observer or EngineObserver(), self.batchers)

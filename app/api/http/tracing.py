@@ -1,5 +1,5 @@
 """The request's span (app/tracing.py), opened before the view and closed after the answer is sent; and
-the web layer's own stages (parsing, validating the body) as its children. Registered only when tracing is
+the web layer's own stage (parsing the body) as its child. Registered only when tracing is
 on: without it nothing here runs."""
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Deployment: the Dockerfiles (checked statically: no Docker engine here), the image's
+"""Deployment: the Dockerfiles (checked statically here; scripts/check-images builds and runs them), the image's
 install steps replayed in a fresh virtual environment, and real Nginx in front of two
 real instances under ab and wrk load while instances die and restart."""
 
 from __future__ import annotations
 
 import collections
+import fnmatch
 import os
 import re
 import shlex
@@ -86,6 +87,51 @@ def test_dockerfile_copies_only_what_exists_and_matches_the_service(flavour):
     users = [args for kind, args in steps if kind == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert settings.worker_class == "gevent" and settings.enable_batching
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern that matches a path, or a folder above it, decides."""
+    ignored = False
+    parts = path.split("/")
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if pattern.startswith("**/"):
+            candidates = [part for part in parts]
+            pattern = pattern[3:]
+        if any(fnmatch.fnmatchcase(candidate, pattern) for candidate in candidates):
+            ignored = not negated
+    return ignored
+
+
+@pytest.mark.parametrize("flavour", ["cpu", "gpu"])
+def test_build_context_and_pip_secrets(flavour):
+    """The build context keeps what the Dockerfile copies and nothing heavy; every step that runs pip can be
+    handed pip's configuration as a secret (scripts/check-images builds the images for real)."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    steps = instructions(DOCKERFILES[flavour])
+    for kind, args in steps:
+        if kind == "COPY" and "--from=" not in args:
+            *sources, _ = shlex.split(args)
+            for source in sources:
+                files = (
+                    [source]
+                    if (ROOT / source).is_file()
+                    else [str(f.relative_to(ROOT)) for f in (ROOT / source).rglob("*.py")]
+                )
+                assert files and not any(dockerignored(f, patterns) for f in files), source
+    for heavy in (".venv-test/bin/python", ".git/HEAD", "tests/test_deploy.py", "app/__pycache__/x.pyc"):
+        assert dockerignored(heavy, patterns), heavy
+    for kind, args in steps:
+        if kind == "RUN" and "pip " in args:
+            assert "--mount=type=secret,id=pip.conf,target=/etc/pip.conf" in args, args
+            assert "--mount=type=secret,id=pip-ca.crt" in args, args
+    assert re.search(r"^ARG TORCH_INDEX=https://download\.pytorch\.org/whl/", DOCKERFILES[flavour].read_text(), re.M)
 
 
 def test_cpu_image_uses_cpu_wheels_and_the_cpu_profile():

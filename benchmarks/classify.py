@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from rerank import corpus
-from serving import ROOT, free_port, gunicorn_command, post_json, run_clients, running, service_env
+from serving import ROOT, figure, free_port, gunicorn_command, post_json, run_clients, running, service_env
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -65,11 +65,13 @@ def in_process(model_path: Path, texts: list[str], dtype: str, rounds: int) -> d
     return {"texts_per_s": rounds * len(texts) / seconds, "scores": scores}
 
 
-def over_http(model_path: Path, texts: list[str], dtype: str, requests: int, concurrency: int) -> dict:
+def over_http(
+    model_path: Path, texts: list[str], dtype: str, requests: int, concurrency: int, runtime: str = "auto"
+) -> dict:
     port = free_port()
     # 100 inputs of a BERT-base-sized model in float32 are ~40 s of a 2-core CPU worker: over the token budget
     # a 30 s REQUEST_TIMEOUT gives (docs/performance.md#per-request-budgets). Throughput is what is measured.
-    env = service_env(str(model_path), port, "", DTYPE=dtype, REQUEST_TIMEOUT="120")
+    env = service_env(str(model_path), port, "", DTYPE=dtype, REQUEST_TIMEOUT="120", RUNTIME=runtime)
     body = json.dumps({"inputs": [[text] for text in texts]}).encode()
     result: dict = {}
     with running("service", gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=600):
@@ -107,6 +109,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=100, help="texts per request")
     parser.add_argument("--requests", type=int, default=8, help="requests per measurement")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--runtime", action="append", choices=["auto", "eager", "compile"], help="the service's RUNTIME; repeatable"
+    )
+    parser.add_argument("--no-reference", action="store_true", help="the service only (no in-process rate)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -115,30 +121,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-classify-") as scratch:
         model_path = args.model_path or build_classifier(Path(scratch) / "bert-base-classifier")
         for dtype in args.dtype or ["float32"]:
-            print(f"{dtype}: in-process pipeline", file=sys.stderr, flush=True)
-            bare = in_process(model_path, texts, dtype, max(2, args.requests // 2))
-            print(f"{dtype}: the service, c={args.concurrency}", file=sys.stderr, flush=True)
-            served = over_http(model_path, texts, dtype, args.requests, args.concurrency)
-            difference = max(abs(a[label] - b[label]) for a, b in zip(bare["scores"], served["scores"]) for label in a)
-            rows.append(
-                {
-                    "dtype": dtype,
-                    "in_process_texts_per_s": bare["texts_per_s"],
-                    "service_texts_per_s": served["texts_per_s"],
-                    "ratio": served["texts_per_s"] / bare["texts_per_s"],
-                    "max_score_difference": difference,
-                }
-            )
+            bare = None
+            if not args.no_reference:
+                print(f"{dtype}: in-process pipeline", file=sys.stderr, flush=True)
+                bare = in_process(model_path, texts, dtype, max(2, args.requests // 2))
+            for runtime in args.runtime or ["auto"]:
+                print(f"{dtype}: the service, RUNTIME={runtime}, c={args.concurrency}", file=sys.stderr, flush=True)
+                served = over_http(model_path, texts, dtype, args.requests, args.concurrency, runtime)
+                row = {"dtype": dtype, "runtime": runtime, "service_texts_per_s": served["texts_per_s"]}
+                if bare is not None:
+                    row["in_process_texts_per_s"] = bare["texts_per_s"]
+                    row["ratio"] = served["texts_per_s"] / bare["texts_per_s"]
+                    row["max_score_difference"] = max(
+                        abs(a[label] - b[label]) for a, b in zip(bare["scores"], served["scores"]) for label in a
+                    )
+                rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"{args.texts} texts per request, {os.cpu_count()} cores; service at c={args.concurrency}\n")
-    print("| dtype | pipeline texts/s | service texts/s | service / in-process | max score difference |")
-    print("|---|---|---|---|---|")
+    print("| dtype | RUNTIME | pipeline texts/s | service texts/s | service / in-process | max score difference |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['dtype']} | {row['in_process_texts_per_s']:.0f} | {row['service_texts_per_s']:.0f} | "
-            f"{row['ratio']:.2f} | {row['max_score_difference']:.1e} |"
+            f"| {row['dtype']} | {row['runtime']} | {figure(row, 'in_process_texts_per_s', '.1f')} | "
+            f"{row['service_texts_per_s']:.1f} | {figure(row, 'ratio', '.2f')} | "
+            f"{figure(row, 'max_score_difference', '.1e')} |"
         )
 
 

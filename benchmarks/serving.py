@@ -60,6 +60,11 @@ def gunicorn_command() -> list[str]:
     return [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
 
 
+def figure(row: dict, key: str, spec: str) -> str:
+    """A table cell: the row's value in `spec`, or "-" where this run did not measure it."""
+    return format(row[key], spec) if key in row else "-"
+
+
 def service_env(model_path: str, port: int, config: str, **settings: str) -> dict:
     """This project's environment for one run: the model, the port, quiet logs, then `config`'s overrides."""
     env = {

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from rerank import corpus
-from serving import ROOT, free_port, gunicorn_command, post_json, run_clients, running, service_env
+from serving import ROOT, figure, free_port, gunicorn_command, post_json, run_clients, running, service_env
 
 
 def build_splade(directory: Path, texts: list[str]) -> Path:
@@ -74,13 +74,15 @@ def in_process(model_path: Path, texts: list[str], dtype: str, rounds: int) -> d
     return {"texts_per_s": rounds * len(texts) / seconds, "vectors": vectors.float().numpy()}
 
 
-def over_http(model_path: Path, texts: list[str], dtype: str, requests: int, concurrency: int) -> dict:
+def over_http(
+    model_path: Path, texts: list[str], dtype: str, requests: int, concurrency: int, runtime: str = "auto"
+) -> dict:
     import numpy as np
 
     port = free_port()
     # a BERT-base-sized model's 64 texts in float32 are over the token budget a 30 s REQUEST_TIMEOUT gives a
     # 2-core CPU worker (docs/performance.md#per-request-budgets): throughput is what is measured
-    env = service_env(str(model_path), port, "", DTYPE=dtype, REQUEST_TIMEOUT="120")
+    env = service_env(str(model_path), port, "", DTYPE=dtype, REQUEST_TIMEOUT="120", RUNTIME=runtime)
     body = json.dumps({"texts": texts, "output_types": ["sparse"], "is_query": False, "cache": False}).encode()
     with running("service", gunicorn_command(), env, f"http://127.0.0.1:{port}/ready", timeout=600):
         post_json(port, "/embed_text", body)
@@ -135,6 +137,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=64, help="texts per request")
     parser.add_argument("--requests", type=int, default=8, help="requests per measurement")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--runtime", action="append", choices=["auto", "eager", "compile"], help="the service's RUNTIME; repeatable"
+    )
+    parser.add_argument("--no-reference", action="store_true", help="the service only (no in-process rate)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -143,36 +149,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sparse-") as scratch:
         model_path = args.model_path or build_splade(Path(scratch) / "bert-base-splade", texts)
         for dtype in args.dtype or ["float32"]:
-            print(f"{dtype}: in-process SparseEncoder", file=sys.stderr, flush=True)
-            bare = in_process(model_path, texts, dtype, max(2, args.requests // 2))
-            print(f"{dtype}: the service, c={args.concurrency}", file=sys.stderr, flush=True)
-            served = over_http(model_path, texts, dtype, args.requests, args.concurrency)
-            difference, overlap = compare(bare["vectors"], served["vectors"])
-            rows.append(
-                {
+            bare = None
+            if not args.no_reference:
+                print(f"{dtype}: in-process SparseEncoder", file=sys.stderr, flush=True)
+                bare = in_process(model_path, texts, dtype, max(2, args.requests // 2))
+            for runtime in args.runtime or ["auto"]:
+                print(f"{dtype}: the service, RUNTIME={runtime}, c={args.concurrency}", file=sys.stderr, flush=True)
+                served = over_http(model_path, texts, dtype, args.requests, args.concurrency, runtime)
+                row = {
                     "dtype": dtype,
-                    "in_process_texts_per_s": bare["texts_per_s"],
+                    "runtime": runtime,
                     "service_texts_per_s": served["texts_per_s"],
-                    "ratio": served["texts_per_s"] / bare["texts_per_s"],
                     "weights_per_text": served["nonzero"],
-                    "max_weight_difference": difference,
-                    "top32_overlap": overlap,
                 }
-            )
+                if bare is not None:
+                    difference, overlap = compare(bare["vectors"], served["vectors"])
+                    row["in_process_texts_per_s"] = bare["texts_per_s"]
+                    row["ratio"] = served["texts_per_s"] / bare["texts_per_s"]
+                    row["max_weight_difference"] = difference
+                    row["top32_overlap"] = overlap
+                rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"{args.texts} texts per request, {os.cpu_count()} cores; service at c={args.concurrency}\n")
     print(
-        "| dtype | SparseEncoder texts/s | service texts/s | service / in-process | weights per text "
+        "| dtype | RUNTIME | SparseEncoder texts/s | service texts/s | service / in-process | weights per text "
         "| max weight difference | top-32 ids shared |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['dtype']} | {row['in_process_texts_per_s']:.1f} | {row['service_texts_per_s']:.1f} | "
-            f"{row['ratio']:.2f} | {row['weights_per_text']:.0f} | {row['max_weight_difference']:.1e} | "
-            f"{row['top32_overlap']:.0%} |"
+            f"| {row['dtype']} | {row['runtime']} | {figure(row, 'in_process_texts_per_s', '.1f')} | "
+            f"{row['service_texts_per_s']:.1f} | {figure(row, 'ratio', '.2f')} | {row['weights_per_text']:.0f} | "
+            f"{figure(row, 'max_weight_difference', '.1e')} | {figure(row, 'top32_overlap', '.0%')} |"
         )
 
 

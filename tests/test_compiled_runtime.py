@@ -27,6 +27,7 @@ from .tiny_models import (
     tiny_classifier,
     tiny_cross_encoder,
     tiny_inference_free_splade,
+    tiny_multi_vector,
     tiny_qwen3_embedding,
     tiny_sentence_transformer,
     tiny_vision_model,
@@ -138,6 +139,7 @@ def model_dirs(tmp_path_factory):
         "ce": tiny_cross_encoder(root / "ce", "xlmr"),
         "cls": tiny_classifier(root / "cls", ["negative", "neutral", "positive"]),
         "splade": tiny_inference_free_splade(root / "splade"),
+        "colbert": tiny_multi_vector(root / "colbert"),
         "clip": tiny_vision_model(root / "clip", "clip"),
     }
 
@@ -169,6 +171,7 @@ def test_families_that_compile_do_and_the_rest_say_they_run_eagerly(engines):
         "ce": "compiled",
         "cls": "compiled",
         "splade": "compiled",
+        "colbert": "compiled",
         "clip": "eager",
     }
     assert set(eager.health()["runtime"].values()) == {"eager"}
@@ -252,6 +255,24 @@ def test_sparse_encoder_vectors_equal_sparse_encoder(engines, model_dirs):
         got = fast.embed_texts(model, TEXTS, outputs={"sparse"}, is_query=side == "query", use_cache=False).sparse
         assert_equal_to_reference(got, reference(model_dirs["splade"], TEXTS, side))
     assert isinstance(model.model_document, GuardedModule) and not model.model_document._warned
+
+
+@pytest.mark.slow
+@pytest.mark.compile
+def test_multi_vectors_and_maxsim_equal_multi_vector_encoder(engines, model_dirs):
+    from .test_multi_vector import DOCUMENTS as PASSAGES
+    from .test_multi_vector import QUERIES, assert_same_vectors, reference
+
+    _, fast = engines
+    model = fast.models["colbert"]
+    encoder = reference(model_dirs["colbert"])
+    for is_query, texts, encode in ((True, QUERIES, encoder.encode_query), (False, PASSAGES, encoder.encode_document)):
+        got = fast.embed_texts(model, texts, outputs={"colbert"}, is_query=is_query, use_cache=False).colbert
+        assert_same_vectors(got, encode(texts, convert_to_numpy=True))
+    scores = fast.rerank(model, QUERIES, PASSAGES, use_cache=False).scores
+    expected = encoder.similarity(encoder.encode_query(QUERIES), encoder.encode_document(PASSAGES)).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+    assert isinstance(model.model, GuardedModule) and not model.model._warned
 
 
 @pytest.mark.slow

@@ -48,15 +48,17 @@ def edited(source, target, *, config=None, modules=None, files=()):
     return target
 
 
-def test_a_multi_vector_encoder_is_refused_by_its_model_type(multi_vector):
-    with pytest.raises(ModelLoadError, match="model_type 'MultiVectorEncoder'"):
-        load(multi_vector)
+def test_a_model_type_no_family_implements_is_refused(multi_vector, tmp_path):
+    unknown = edited(multi_vector, tmp_path / "unknown", config={"model_type": "HypotheticalEncoder"})
+    with pytest.raises(ModelLoadError, match="model_type 'HypotheticalEncoder'"):
+        load(unknown)
 
 
-def test_pylates_colbert_model_type_is_refused(multi_vector, tmp_path):
-    pylate = edited(multi_vector, tmp_path / "pylate", config={"model_type": "ColBERT", "query_length": 32})
-    with pytest.raises(ModelLoadError, match="model_type 'ColBERT'"):
-        load(pylate)
+def test_multi_vector_encoders_load_as_what_they_are(multi_vector, tmp_path):
+    """sentence-transformers' own save and PyLate's model type: the multi-vector family (tests/test_multi_vector.py)."""
+    for path in (multi_vector, edited(multi_vector, tmp_path / "pylate", config={"model_type": "ColBERT"})):
+        engine = engine_for(Settings.from_env({"MODEL_PATH": str(path), "DTYPE": "float32", "WARMUP": "false"}))
+        assert engine.resolve(None).family == "multi-vector"
 
 
 def test_a_token_level_dense_without_pooling_is_refused(multi_vector, tmp_path):
@@ -94,7 +96,8 @@ def test_transformers_native_retrieval_models_are_refused(tmp_path, architecture
         load(plain)
 
 
-def test_a_stanford_colbert_checkpoint_is_refused(tmp_path):
+def test_a_stanford_colbert_metadata_without_its_architecture_is_refused(tmp_path):
+    """Without HF_ColBERT, sentence-transformers would add a random projection: never served."""
     plain = tiny_bert(tmp_path / "stanford")
     (plain / "artifact.metadata").write_text(json.dumps({"dim": 128, "query_maxlen": 32}))
     with pytest.raises(ModelLoadError, match="Stanford ColBERT"):
@@ -111,6 +114,7 @@ def test_the_served_kinds_still_load(tmp_path):
 
 
 @pytest.mark.slow
-def test_gunicorn_stops_at_start_naming_the_model_type(multi_vector):
-    output = run_gunicorn_expecting_failure({"MODEL_PATH": str(multi_vector), "DTYPE": "float32"})
-    assert "MultiVectorEncoder" in output and "config error" in output
+def test_gunicorn_stops_at_start_naming_the_model_type(multi_vector, tmp_path):
+    unknown = edited(multi_vector, tmp_path / "unknown", config={"model_type": "HypotheticalEncoder"})
+    output = run_gunicorn_expecting_failure({"MODEL_PATH": str(unknown), "DTYPE": "float32"})
+    assert "HypotheticalEncoder" in output and "config error" in output

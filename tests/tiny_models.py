@@ -587,3 +587,116 @@ def tiny_inference_free_splade(directory: Path, *, seed: int = 0) -> Path:
     )
     SparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu").save(str(directory))
     return directory
+
+
+def tiny_multi_vector(
+    directory: Path,
+    *,
+    query_length: int = 16,
+    document_length: int = 24,
+    attend: bool = False,
+    similarity: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """A ColBERT saved by sentence-transformers' MultiVectorEncoder: a Transformer with query expansion (mask
+    tokens to `query_length`, attended or not) and a document length, a token-level Dense to 16, the
+    MultiVectorMask (punctuation skip-list on documents) and a token-level Normalize; [Q]/[D] prompts."""
+    import string
+
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+
+    base = tiny_bert(directory.parent / f"{directory.name}-base", seed=seed)
+    torch.manual_seed(seed)
+    expansion = {"strategy": "fixed", "attend": attend, "length": query_length}
+    modules = [
+        Transformer(str(base), query_expansion=expansion, document_length=document_length),
+        Dense(32, 16, bias=False, module_input_name="token_embeddings"),
+        MultiVectorMask(skiplist_words=list(string.punctuation)),
+        Normalize(module_input_name="token_embeddings"),
+    ]
+    encoder = MultiVectorEncoder(modules=modules, prompts={"query": "[Q] ", "document": "[D] "}, device="cpu")
+    if similarity is not None:
+        encoder.similarity_fn_name = similarity
+    encoder.save(str(directory))
+    return directory
+
+
+def tiny_pylate_colbert(directory: Path, *, seed: int = 0) -> Path:
+    """A ColBERT as PyLate 1.x-3.x saves it: `model_type: ColBERT` with its prefixes ([Q] and [D] added to the
+    tokenizer), query and document lengths and expansion flags at the top of config_sentence_transformers.json;
+    modules.json lists only the Transformer and `pylate.models.Dense.Dense` (PyLate applied the skip-list and
+    the normalisation in code)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    tokenizer.add_tokens(["[Q] ", "[D] "])
+    model = BertModel(tiny_bert_config(tokenizer)).eval()
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "1_Dense").mkdir()
+    save_file({"linear.weight": torch.randn(16, 32) / 6}, str(directory / "1_Dense/model.safetensors"))
+    dense = {
+        "in_features": 32,
+        "out_features": 16,
+        "bias": False,
+        "activation_function": "torch.nn.modules.linear.Identity",
+    }
+    (directory / "1_Dense/config.json").write_text(json.dumps(dense))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+    ]
+    (directory / "modules.json").write_text(json.dumps(modules))
+    config = {
+        "model_type": "ColBERT",
+        "query_prefix": "[Q] ",
+        "document_prefix": "[D] ",
+        "query_length": 12,
+        "document_length": 20,
+        "attend_to_expansion_tokens": False,
+        "skiplist_words": list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+        "prompts": {},
+        "default_prompt_name": None,
+        "similarity_fn_name": "MaxSim",
+    }
+    (directory / "config_sentence_transformers.json").write_text(json.dumps(config))
+    return directory
+
+
+def tiny_stanford_colbert(directory: Path, *, seed: int = 0) -> Path:
+    """A Stanford ColBERT checkpoint (colbert-ir/colbertv2.0's layout): `architectures: ["HF_ColBERT"]`, the
+    encoder's weights under `bert.` beside the projection's `linear.weight`, and artifact.metadata with the
+    [unused0]/[unused1] markers, the query and document lengths and the punctuation mask."""
+    import json
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    config = tiny_bert_config(tokenizer)
+    config.architectures = ["HF_ColBERT"]
+    model = BertModel(config).eval()
+    weights = {f"bert.{name}": tensor.contiguous() for name, tensor in model.state_dict().items()}
+    weights["linear.weight"] = torch.randn(16, 32) / 6
+    directory.mkdir(parents=True)
+    save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    metadata = {
+        "query_token_id": "[unused0]",
+        "doc_token_id": "[unused1]",
+        "query_maxlen": 12,
+        "doc_maxlen": 20,
+        "mask_punctuation": True,
+        "attend_to_mask_tokens": False,
+        "similarity": "cosine",
+    }
+    (directory / "artifact.metadata").write_text(json.dumps(metadata))
+    return directory

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .capabilities import (
     CLASSIFY,
+    COLBERT,
     EMBED_IMAGE,
     EMBED_INTERLEAVED,
     EMBED_TEXT,
@@ -35,7 +36,7 @@ def check_text(model, request) -> None:
     """An embedding request for texts: the dense vector where it asks for one, and every other output it
     names. A sparse encoder takes texts but gives no dense vector."""
     outputs = request.outputs
-    if "dense" in outputs or not is_sparse_encoder(model):
+    if "dense" in outputs or not (is_sparse_encoder(model) or is_multi_vector(model)):
         require(model, "text", request.field)
     check_outputs(model, outputs, request.outputs_field)
 
@@ -49,6 +50,14 @@ def require(model, modality: str, field: str) -> None:
             f"the model {model.name!r} is a sparse encoder: it gives each text a sparse vector of (token id, "
             "weight) pairs and no dense vector; send it to /embed_sparse, or to /embed_text with "
             'output_types ["sparse"]',
+            param="model",
+            code="unsupported_task",
+        )
+    if modality == "text" and is_multi_vector(model):
+        raise Unsupported(
+            f"the model {model.name!r} is a multi-vector (late-interaction) model: it gives each text one vector "
+            'per token and no single vector; send it to /embed_text with output_types ["colbert"] (is_query '
+            "for queries), or let it score by MaxSim on /rerank, /v1/rerank, /v2/rerank or /similarity",
             param="model",
             code="unsupported_task",
         )
@@ -75,7 +84,17 @@ def require(model, modality: str, field: str) -> None:
 
 
 def is_reranker(model) -> bool:
-    return RERANK in model.capabilities and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
+    """It scores pairs and embeds nothing (a late-interaction model scores by embedding: not one)."""
+    return (
+        RERANK in model.capabilities
+        and COLBERT not in model.capabilities
+        and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
+    )
+
+
+def is_multi_vector(model) -> bool:
+    """It embeds texts as one vector per token only, and scores by MaxSim."""
+    return COLBERT in model.capabilities and EMBED_TEXT not in model.capabilities
 
 
 def is_sparse_encoder(model) -> bool:

@@ -13,8 +13,9 @@ from pathlib import Path
 from .layout import json_object, model_config
 
 # config_sentence_transformers.json's model types that a family here implements (SentenceTransformer: the
-# dense families; SparseEncoder: sparse_encoder.py; CrossEncoder: the rerankers and classifiers).
-SERVED_MODEL_TYPES = ("SentenceTransformer", "SparseEncoder", "CrossEncoder")
+# dense families; SparseEncoder: sparse_encoder.py; CrossEncoder: the rerankers and classifiers;
+# MultiVectorEncoder and PyLate's ColBERT: multi_vector.py).
+SERVED_MODEL_TYPES = ("SentenceTransformer", "SparseEncoder", "CrossEncoder", "MultiVectorEncoder", "ColBERT")
 
 
 def unserved(path: Path) -> str | None:
@@ -23,16 +24,18 @@ def unserved(path: Path) -> str | None:
     if model_type is not None and model_type not in SERVED_MODEL_TYPES:
         return (
             f"config_sentence_transformers.json says model_type {model_type!r}, which this service does not serve "
-            f"(it serves {', '.join(SERVED_MODEL_TYPES)}); multi-vector (late-interaction) models are not served yet"
+            f"(it serves {', '.join(SERVED_MODEL_TYPES)})"
         )
-    if (path / "artifact.metadata").is_file():
+    architectures = model_config(path).get("architectures") or []
+    if (path / "artifact.metadata").is_file() and "HF_ColBERT" not in architectures:
         return (
-            "a Stanford ColBERT checkpoint (artifact.metadata): a multi-vector model, which this service does not serve"
+            "artifact.metadata says a Stanford ColBERT checkpoint, but config.json's architectures do not say "
+            "HF_ColBERT, where its projection is read from"
         )
-    for architecture in model_config(path).get("architectures") or []:
+    for architecture in architectures:
         if str(architecture).endswith("ForRetrieval"):
             return (
-                f"architectures says {architecture}: a multi-vector (late-interaction) retrieval model, which this "
-                "service does not serve"
+                f"architectures says {architecture}: a visual-document (page image) retrieval model, which this "
+                "service does not serve yet; text late-interaction models (ColBERT) it does"
             )
     return None

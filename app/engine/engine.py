@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from . import checks, classification, status
+from . import checks, classification, late_interaction, status
 from .accounting import Accounting
 from .cache import TieredCache, model_fingerprint, model_salt
 from .calibration import Calibrations
@@ -230,6 +230,8 @@ class Engine:
         """Every query against every document: one pair row each, batched like any other row."""
         request = request_of(ScoreRequest, request, fields)
         checks.require_rerank(model)
+        if getattr(model, "late_interaction", False):
+            return late_interaction.rerank(self, model, queries, documents, request)
         self.execution.check_capacity(model, "pair")
         started = time.perf_counter()
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 DIRECTIONS = ("right", "left")
 # prompt names that say which side a text is on
 PROMPT_SIDES = {"query": "query", "document": "document", "passage": "document", "corpus": "document"}
+# a side's own prompt, the first of these a model has (as encode_query and encode_document look them up)
+SIDE_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
 
 def check_direction(direction: str) -> None:

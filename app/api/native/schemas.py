@@ -41,7 +41,9 @@ class EmbedTextRequest(RequestBody):
     dimensions: Dimensions | None = None
     encoding_format: EncodingFormat = "float"
     output_type: OutputType | None = Field(
-        default=None, description="One output: dense (default), sparse or colbert (BGE-M3-style models)."
+        default=None,
+        description="One output: dense (default), sparse or colbert (BGE-M3-style models; late-interaction models "
+        "have only colbert).",
     )
     output_types: list[OutputType] | None = Field(
         default=None, min_length=1, description="Several outputs, computed in one forward pass."
@@ -195,8 +197,9 @@ class EmbedTextResponse(BaseModel):
     sparse: list[SparseVector] | None = None
     colbert: list[list[list[float]]] | list[str] | None = Field(
         default=None,
-        description="Per input, a vector per token after the first, at colbert_precision (binary: bytes, "
-        "dimension / 8 per vector); with base64, one string per input of its matrix's little-endian bytes.",
+        description="Per input, a vector per token (after the first for BGE-M3; those its mask keeps for a "
+        "late-interaction model), at colbert_precision (binary: bytes, dimension / 8 per vector); with base64, "
+        "one string per input of its matrix's little-endian bytes.",
     )
     colbert_dimension: int | None = None
     colbert_precision: str | None = None

@@ -53,7 +53,7 @@ def similarity():
     if req.images and outputs != ["dense"]:
         raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
     model = service.pick(req.model, EMBED_IMAGE if req.images else None)
-    if service.is_reranker(model):
+    if service.is_reranker(model) or service.scores_late(model):
         return _reranker_matrix(model, req)
     if req.images:
         service.check(model, EMBED_IMAGE, "images")
@@ -98,27 +98,32 @@ def similarity():
 
 
 def _reranker_matrix(model, req: SimilarityRequest):
-    """A reranker scores every text (as a query) against every document: the relevance matrix."""
-    if req.images or not req.documents:
+    """A reranker scores every text (as a query) against every document: the relevance matrix. A late-interaction
+    model does too, by MaxSim, and scores texts (as queries) against themselves (as documents) when no
+    documents are given."""
+    late = service.scores_late(model)
+    documents = req.documents or (req.texts if late else None)
+    if req.images or not documents:
         raise InvalidRequest(
             f"the model {model.name!r} is a reranker: send texts (queries) and documents",
             param="documents" if not req.images else "images",
             code="unsupported_task",
         )
-    if req.output_types:
-        raise InvalidRequest("a reranker has one score per pair; output_types does not apply", param="output_types")
+    if req.output_types and not (late and req.output_types == ["colbert"]):
+        what = "scores by MaxSim (output_types colbert)" if late else "has one score per pair"
+        raise InvalidRequest(f"the model {model.name!r} {what}; output_types does not apply", param="output_types")
     settings = context.settings()
     service.check_sizes(req.texts, "texts")
-    service.check_sizes(req.documents, "documents")
-    pairs = len(req.texts) * len(req.documents)
+    service.check_sizes(documents, "documents")
+    pairs = len(req.texts) * len(documents)
     if pairs > settings.max_batch_items:
         raise InvalidRequest(
-            f"{len(req.texts)} texts x {len(req.documents)} documents are {pairs} pairs to score; "
+            f"{len(req.texts)} texts x {len(documents)} documents are {pairs} pairs to score; "
             f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
             param="documents",
             code="too_many_items",
         )
-    characters = len(req.documents) * sum(map(len, req.texts)) + len(req.texts) * sum(map(len, req.documents))
+    characters = len(documents) * sum(map(len, req.texts)) + len(req.texts) * sum(map(len, documents))
     if characters > settings.max_request_chars:
         raise PayloadTooLarge(
             f"every text paired with every document makes {characters} characters to score; at "
@@ -126,7 +131,7 @@ def _reranker_matrix(model, req: SimilarityRequest):
             param="documents",
             code="request_too_large",
         )
-    result = service.score_pairs(model, req.texts, req.documents, ScoreRequest(use_cache=req.cache)).result
+    result = service.score_pairs(model, req.texts, documents, ScoreRequest(use_cache=req.cache)).result
     matrix = result.scores
     return json_response(
         {

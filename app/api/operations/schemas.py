@@ -13,8 +13,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     family: str = Field(
-        description="How the model is run: sentence-transformers, bge-m3, sparse-encoder, decoder, dual-encoder, "
-        "gme, cross-encoder, classifier, llm-reranker."
+        description="How the model is run: sentence-transformers, bge-m3, sparse-encoder, multi-vector, decoder, "
+        "dual-encoder, gme, cross-encoder, classifier, llm-reranker."
     )
     capabilities: list[str] = Field(
         description="What the model does: embed:text, embed:image, embed:interleaved, sparse, colbert, tokens, "

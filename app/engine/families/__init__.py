@@ -14,6 +14,7 @@ from .cross_encoder import CrossEncoderModel
 from .decoder_embedder import DecoderEmbedder
 from .dual_encoder import DualEncoderModel
 from .llm_reranker import LLMReranker
+from .multi_vector import MultiVectorModel
 from .sentence_transformer import SentenceTransformerModel
 from .sparse_encoder import SparseEncoderModel
 from .vlm_embedder import VLMEmbedder
@@ -25,6 +26,7 @@ FAMILIES: tuple[type[ServedModel], ...] = (
     SequenceClassifier,
     CrossEncoderModel,
     SparseEncoderModel,
+    MultiVectorModel,
     BGEM3Model,
     DecoderEmbedder,
     SentenceTransformerModel,

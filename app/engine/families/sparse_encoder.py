@@ -25,7 +25,7 @@ import torch
 from ..capabilities import SPARSE
 from ..layout import ModelLayout, json_list, json_object, model_config, module_kind
 from ..outputs import BatchOutput
-from ..requests import DEFAULT_EMBED, EmbedRequest
+from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import Prepared, TextRow, pad_right
 from ..text_inputs import TextInputs
 from .base import TextFamily
@@ -33,7 +33,6 @@ from .base import TextFamily
 # Module types (the last part of modules.json's "type") that make a directory a sparse encoder.
 SPARSE_MODULES = frozenset({"SpladePooling", "MLMTransformer", "SparseStaticEmbedding", "SparseAutoEncoder"})
 TRANSFORMERS = frozenset({"Transformer", "MLMTransformer"})
-SIDE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus")}
 # A pass's logits ([rows, width, vocabulary]) are computed in slices of about this many bytes: a whole pass
 # of 16k tokens over a 30k vocabulary would hold 2 GB in float32.
 LOGITS_BYTES = 256 << 20
@@ -136,7 +135,7 @@ class SparseEncoderModel(TextFamily):
         side = request.side
         if request.prompt is None and request.prompt_name is None and side is not None:
             prompts = route.text.layout.prompts
-            name = next((name for name in SIDE_PROMPTS[side] if name in prompts), None)
+            name = next((name for name in SIDE_PROMPT_NAMES[side] if name in prompts), None)
             if name is not None:
                 return prompts[name]
         return route.text.resolve_prompt(request.prompt, request.prompt_name)

@@ -1,0 +1,45 @@
+"""Scoring by late interaction: a multi-vector model reranks (and fills a similarity matrix) by embedding the
+queries as queries and the documents as documents, then scoring every pair with the model's own MaxSim.
+Each side is an ordinary embedding request, batched and cached like any: a document scored against many
+queries is computed once."""
+
+from __future__ import annotations
+
+from .capabilities import COLBERT
+from .errors import InvalidInput
+from .requests import EmbedRequest, ScoreRequest
+from .results import Scores, Timings
+
+
+def rerank(engine, model, queries: list[str], documents: list[str], request: ScoreRequest) -> Scores:
+    if request.instruction:
+        raise InvalidInput(
+            f"the model {model.name!r} scores by late interaction and takes no instruction", param="instruction"
+        )
+
+    def embed(texts: list[str], is_query: bool, field: str, max_tokens: int | None):
+        side = EmbedRequest(
+            field=field,
+            truncate=request.truncate,
+            truncation_direction=request.truncation_direction,
+            max_tokens=max_tokens,
+            is_query=is_query,
+            outputs=frozenset({COLBERT}),
+            use_cache=request.use_cache,
+        )
+        return engine.embed_texts(model, texts, side)
+
+    asked = embed(queries, True, "query", None)
+    answered = embed(documents, False, request.field, request.max_document_tokens)
+    caches = {asked.cache, answered.cache}
+    return Scores(
+        scores=model.maxsim(asked.colbert, answered.colbert),
+        prompt_tokens=asked.prompt_tokens + answered.prompt_tokens,
+        timings=Timings(
+            tokenize=asked.timings.tokenize + answered.timings.tokenize,
+            queue=asked.timings.queue + answered.timings.queue,
+            inference=asked.timings.inference + answered.timings.inference,
+        ),
+        model=model.name,
+        cache=caches.pop() if len(caches) == 1 else "partial",
+    )

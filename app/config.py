@@ -123,6 +123,11 @@ class Settings:
     max_image_bytes: int = setting("MAX_IMAGE_BYTES", 10 * 1024 * 1024, "integer", minimum=1)
     max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 40_000_000, "integer", minimum=1)
     max_images_per_request: int = setting("MAX_IMAGES_PER_REQUEST", 64, "integer", minimum=1)
+    # PDFs in image inputs (/embed_image): pages per document (0: refused), the rendering's resolution, and the
+    # pixels one rendered page may hold, all checked before anything is rendered
+    max_pdf_pages: int = setting("MAX_PDF_PAGES", 32, "integer", minimum=0)
+    pdf_dpi: int = setting("PDF_DPI", 144, "integer", minimum=18)
+    max_pdf_page_pixels: int = setting("MAX_PDF_PAGE_PIXELS", 12_000_000, "integer", minimum=1)
     image_formats: tuple[str, ...] = setting("IMAGE_FORMATS", DEFAULT_IMAGE_FORMATS, "choices", allowed=IMAGE_FORMATS)
     image_url_fetch: bool = setting("IMAGE_URL_FETCH", False, "boolean")
     allowed_image_hosts: tuple[str, ...] = setting(

@@ -122,10 +122,11 @@ def refuse_foreign_token_ids(settings, field: str) -> None:
         )
 
 
-def embed_images(model, images: list[bytes], request: EmbedRequest) -> Served:
+def embed_images(model, images: list[bytes], request: EmbedRequest, *, documents: bool = False) -> Served:
     """Encoded images (already gathered from the body or its files) -> vectors, under this app's image limits.
-    `model` is resolved by the caller: a text-only model must refuse before any file is read or URL fetched."""
-    return _embed_inputs(model, [None] * len(images), images, request, "image")
+    `model` is resolved by the caller: a text-only model must refuse before any file is read or URL fetched.
+    `documents`: PDFs are taken, a vector per page (the result's `sources` say which); else they are 400s."""
+    return _embed_inputs(model, [None] * len(images), images, request, "image", documents)
 
 
 def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:
@@ -156,8 +157,10 @@ def embed_fused(name: str | None, texts: list[str], images: list[str], request: 
     return _embed_inputs(model, texts, gather(images, request.field), request, "image")
 
 
-def _embed_inputs(model, texts: list, images: list, request: EmbedRequest, modality: str) -> Served:
-    limits = ImageLimits.from_settings(context.settings())
+def _embed_inputs(
+    model, texts: list, images: list, request: EmbedRequest, modality: str, documents: bool = False
+) -> Served:
+    limits = ImageLimits.from_settings(context.settings(), documents=documents)
     result = context.engine().embed_inputs(model, texts, images, limits, request)
     record_embedding(result, len(texts), modality)
     return Served(model, result)

@@ -90,6 +90,7 @@ class Execution:
             tokens=results.tokens,
             model=model.name,
             cache=cached,
+            sources=prepared.sources,
         )
 
     def execute(self, model, kind: str, prepared: Prepared, tokenize_seconds: float, request):
@@ -160,18 +161,34 @@ class Execution:
 
 
 def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest, budget) -> Prepared:
-    rows = []
+    """One row per input, or per page of an input that is a document (`sources` then says which input and page
+    each row is); pages are rendered one at a time, each prepared before the next."""
+    rows, sources = [], []
     for index, (text, data) in enumerate(zip(texts, images)):
         param = f"{request.field}[{index}]"
         if data is None:
             rows.extend(model.prepare_texts([text], request).rows)
+            sources.append((index, None))
             continue
-        image = decoder.decode(data, param)
-        row = (
-            model.prepare_image(image, param, request)
-            if text is None
-            else model.prepare_fused(text, image, param, request)
-        )
-        budget.add(row, param)
-        rows.append(row)
-    return Prepared(rows=rows)
+        pages = decoder.pages(data, param)
+        if pages is None:
+            rows.append(_image_row(model, text, decoder.decode(data, param), param, request, budget))
+            sources.append((index, None))
+            continue
+        try:
+            for number in range(len(pages)):
+                page = f"{param} page {number + 1}"
+                rows.append(_image_row(model, text, pages.render(number), page, request, budget))
+                sources.append((index, number + 1))
+        finally:
+            pages.close()
+    documents = any(page is not None for _, page in sources)
+    return Prepared(rows=rows, sources=sources if documents else None)
+
+
+def _image_row(model, text, image, param: str, request: EmbedRequest, budget):
+    row = (
+        model.prepare_image(image, param, request) if text is None else model.prepare_fused(text, image, param, request)
+    )
+    budget.add(row, param)
+    return row

@@ -123,3 +123,16 @@ class ImageDecoder(Protocol):
     calls it off the event loop; what counts as a safe image (bytes, pixels, formats) is the caller's."""
 
     def decode(self, data: bytes, param: str) -> Image.Image: ...
+
+    def pages(self, data: bytes, param: str) -> Pages | None:
+        """A document's pages (each embedded as an image), or None when `data` is one image."""
+
+
+class Pages(Protocol):
+    """A document's pages, already checked against the caller's limits; each rendered when asked for."""
+
+    def __len__(self) -> int: ...
+
+    def render(self, index: int) -> Image.Image: ...
+
+    def close(self) -> None: ...

@@ -27,6 +27,8 @@ class Embeddings:
     tokens: list[np.ndarray] | None = None  # per input: [tokens, hidden], before pooling
     model: str = ""
     cache: str | None = None  # hit, partial or miss; None: the cache was not asked
+    # per vector, (input index, page from 1): set where an input was a document embedded page by page
+    sources: list[tuple[int, int | None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,8 @@ class Prepared:
 
     rows: list
     outputs: frozenset[str] = DENSE
+    # which input (and page, from 1) each row is, where an input was a document of several pages
+    sources: list[tuple[int, int | None]] | None = None
 
     @property
     def token_count(self) -> int:

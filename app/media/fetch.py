@@ -145,7 +145,7 @@ class ImageFetcher:
                 "GET",
                 target,
                 headers={
-                    "Accept": "image/*",
+                    "Accept": "image/*, application/pdf",
                     "Accept-Encoding": "identity",
                     "User-Agent": "embedding-service/1 (image fetch)",
                 },

@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
+from .pdf import PdfPages, is_pdf
 
 _DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.IGNORECASE
@@ -40,18 +41,48 @@ class ImageLimits:
     max_bytes: int = Settings.max_image_bytes
     max_pixels: int = Settings.max_image_pixels
     formats: frozenset[str] = frozenset(Settings.image_formats)
+    # PDFs (pdf.py): pages per document, the rendering's resolution, a rendered page's pixels; None: a route
+    # that answers one vector per input takes no documents
+    max_pdf_pages: int | None = None
+    pdf_dpi: int = Settings.pdf_dpi
+    max_pdf_page_pixels: int = Settings.max_pdf_page_pixels
 
     @classmethod
-    def from_settings(cls, settings) -> ImageLimits:
+    def from_settings(cls, settings, *, documents: bool = False) -> ImageLimits:
         return cls(
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
             formats=frozenset(settings.image_formats),
+            max_pdf_pages=settings.max_pdf_pages if documents else None,
+            pdf_dpi=settings.pdf_dpi,
+            max_pdf_page_pixels=settings.max_pdf_page_pixels,
         )
 
     def decode(self, data: bytes, param: str) -> Image.Image:
         """The engine's ImageDecoder: it decodes images off the event loop, under these limits."""
         return decode_image(data, self, param)
+
+    def pages(self, data: bytes, param: str) -> PdfPages | None:
+        """The engine's ImageDecoder, for an input that is a document: its pages, checked against the limits and
+        rendered one at a time (off the event loop); None for an image."""
+        if not isinstance(data, bytes) or not is_pdf(data):
+            return None
+        if len(data) > self.max_bytes:
+            raise image_too_large(param, self.max_bytes)
+        if self.max_pdf_pages is None:
+            raise InvalidRequest(
+                f"{param} is a PDF: PDFs are embedded page by page by POST /embed_image, whose answer says which "
+                "page each vector is; this route answers one vector per input",
+                param=param,
+                code="pdf_not_accepted",
+            )
+        return PdfPages(
+            data,
+            max_pages=self.max_pdf_pages,
+            dpi=self.pdf_dpi,
+            max_page_pixels=self.max_pdf_page_pixels,
+            param=param,
+        )
 
 
 @dataclass(frozen=True)
@@ -74,8 +105,10 @@ def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
         if not match or not match.group("b64"):
             raise InvalidRequest(f"{param} is a data URI that is not base64 (data:image/...;base64,...)", param=param)
         mime = (match.group("mime") or "").lower()
-        if not mime.startswith("image/"):
-            raise InvalidRequest(f"{param} is a data URI of type {mime or 'none'!r}, not an image", param=param)
+        if not mime.startswith("image/") and mime != "application/pdf":
+            raise InvalidRequest(
+                f"{param} is a data URI of type {mime or 'none'!r}, not an image or a PDF", param=param
+            )
         payload = value[match.end() :]
     else:
         payload = value

@@ -1,4 +1,4 @@
-"""`POST /embed_image`: images as JSON strings or multipart file uploads -> vectors."""
+"""`POST /embed_image`: images (and PDFs, a vector per page) as JSON strings or multipart file uploads -> vectors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ bp = Blueprint("images", __name__)
 
 @bp.post("/embed_image")
 @operation(
-    summary="Embed images (JSON strings or multipart files)",
+    summary="Embed images, and PDFs page by page (JSON strings or multipart files)",
     request=EmbedImageRequest,
     multipart=ImageOptions,
     response=EmbedImageResponse,
@@ -46,14 +46,15 @@ def embed_image():
         dimensions=options.dimensions,
         use_cache=options.cache,
     )
-    served = service.embed_images(model, images, request)
+    served = service.embed_images(model, images, request, documents=True)
     vectors = service.quantize(served, options.precision, request)
-    return json_response(
-        {
-            "model": model.name,
-            "embeddings": encode_rows(vectors, options.encoding_format),
-            "dimension": int(served.result.vectors.shape[1]),
-            "precision": options.precision,
-            "usage": usage(served.result.prompt_tokens),
-        }
-    )
+    body = {
+        "model": model.name,
+        "embeddings": encode_rows(vectors, options.encoding_format),
+        "dimension": int(served.result.vectors.shape[1]),
+        "precision": options.precision,
+        "usage": usage(served.result.prompt_tokens),
+    }
+    if served.result.sources is not None:  # a PDF among the inputs: a vector per page
+        body["pages"] = [{"input": index, "page": page} for index, page in served.result.sources]
+    return json_response(body)

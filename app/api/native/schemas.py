@@ -130,7 +130,8 @@ class EmbedImageRequest(ImageOptions):
     """The JSON `POST /embed_image` body (or multipart/form-data with image files and these fields)."""
 
     images: Texts = Field(
-        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on."
+        description="Base64, `data:image/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on; a PDF "
+        "(`data:application/pdf;base64,`, its base64, or its URL) is embedded page by page."
     )
 
     @field_validator("images", mode="before")
@@ -209,6 +210,11 @@ class EmbedTextResponse(BaseModel):
     usage: Usage
 
 
+class PageSource(BaseModel):
+    input: int
+    page: int | None
+
+
 class EmbedImageResponse(BaseModel):
     model: str
     embeddings: list[list[float]] | list[list[int]] | list[str] = Field(
@@ -216,6 +222,11 @@ class EmbedImageResponse(BaseModel):
     )
     dimension: int
     precision: str
+    pages: list[PageSource] | None = Field(
+        default=None,
+        description="Present when an input was a PDF: per vector, which input it is and which page of it (from 1; "
+        "null for an input that was an image).",
+    )
     usage: Usage = Field(description="prompt_tokens counts the image patches the vision tower attended over.")
 
 

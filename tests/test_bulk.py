@@ -424,6 +424,12 @@ def test_images_by_path_are_embedded_as_embed_image_does_and_unreadable_ones_rej
     (pictures / "broken.png").write_bytes(b"not a png at all")
     rows.insert(4, {"doc_id": "broken", "text": "pictures/broken.png"})
     rows.insert(9, {"doc_id": "missing", "text": "pictures/missing.png"})
+    # the server embeds a PDF page by page; a record is one vector, so a PDF is the record's rejection, never a
+    # row of vectors shifted against its records
+    from .test_pdf import make_pdf
+
+    (pictures / "paper.pdf").write_bytes(make_pdf(2))
+    rows.insert(11, {"doc_id": "paper", "text": "pictures/paper.pdf"})
     path = write_input(tmp_path / "in.jsonl", rows)
     with GunicornProcess({"MODEL_PATH": str(model), "DTYPE": "float32", "LOG_REQUESTS": "false"}, workers=1) as clip:
         args = [path, tmp_path / "out.parquet", "--url", clip.url, "--images", "--id-field", "doc_id", "--json"]
@@ -431,10 +437,10 @@ def test_images_by_path_are_embedded_as_embed_image_does_and_unreadable_ones_rej
         good = [row for row in rows if row["doc_id"].startswith("img-")]
         encoded = [base64.b64encode((tmp_path / row["text"]).read_bytes()).decode() for row in good]
         answer = requests.post(clip.url + "/embed_image", json={"images": encoded}, timeout=60).json()
-    assert (summary["embedded"], summary["rejected"]) == (12, 2)
+    assert (summary["embedded"], summary["rejected"]) == (12, 3)
     ids, vectors, _ = read_output(tmp_path / "out.parquet")
     assert ids == [row["doc_id"] for row in good]
     assert np.allclose(vectors, np.asarray(answer["embeddings"], dtype=np.float32), atol=1e-5)
     rejects = [json.loads(line) for line in (tmp_path / "out.parquet.rejects.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["status"]) for r in rejects] == [("broken", 400), ("missing", 400)]
-    assert "cannot read" in rejects[1]["error"]
+    assert [(r["id"], r["status"]) for r in rejects] == [("broken", 400), ("missing", 400), ("paper", 422)]
+    assert "cannot read" in rejects[1]["error"] and "PDF" in rejects[2]["error"]

@@ -98,6 +98,10 @@ class RemoteEmbedder:
             body["precision"] = self.precision
         url = self.urls[next(self._turn) % len(self.urls)]
         answer = self._call("POST", url + route, json=body).json()
+        if answer.get("pages") is not None:
+            # the server embedded a PDF page by page: more vectors than records. Refused whole, the request is
+            # split until the PDF's record stands alone in the rejects file.
+            raise Refused(422, "a PDF: the server embeds it page by page, and a bulk job writes one vector per record")
         return self._rows(answer), int(answer.get("usage", {}).get("prompt_tokens", 0))
 
     def _rows(self, answer: dict) -> list:

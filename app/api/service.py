@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..engine.capabilities import CLASSIFY, COLBERT, EMBED_INTERLEAVED, EMBED_TEXT, OUTPUT_TYPES, RERANK, TOKENS
+from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, OUTPUT_TYPES, RERANK, TOKENS
 from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest
 from ..media.images import ImageLimits
@@ -59,7 +59,7 @@ def is_reranker(model) -> bool:
 
 def scores_late(model) -> bool:
     """It scores a query against documents by late interaction (MaxSim over its per-token vectors)."""
-    return COLBERT in model.capabilities and RERANK in model.capabilities
+    return context.engine().scores_late(model)
 
 
 def is_classifier(model) -> bool:

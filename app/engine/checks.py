@@ -87,9 +87,14 @@ def is_reranker(model) -> bool:
     """It scores pairs and embeds nothing (a late-interaction model scores by embedding: not one)."""
     return (
         RERANK in model.capabilities
-        and COLBERT not in model.capabilities
+        and not scores_late(model)
         and not any(c in model.capabilities for c in MODALITY_CAPABILITY.values())
     )
+
+
+def scores_late(model) -> bool:
+    """It reranks by late interaction: its per-token vectors of a query and of each document, scored by MaxSim."""
+    return COLBERT in model.capabilities and RERANK in model.capabilities
 
 
 def is_multi_vector(model) -> bool:

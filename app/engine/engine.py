@@ -143,6 +143,7 @@ class Engine:
 
     check = staticmethod(checks.check)
     is_reranker = staticmethod(checks.is_reranker)
+    scores_late = staticmethod(checks.scores_late)
 
     def describe_models(self) -> list[dict]:
         return [model.describe() for model in self.models.values()]
@@ -230,7 +231,7 @@ class Engine:
         """Every query against every document: one pair row each, batched like any other row."""
         request = request_of(ScoreRequest, request, fields)
         checks.require_rerank(model)
-        if getattr(model, "late_interaction", False):
+        if checks.scores_late(model):
             return late_interaction.rerank(self, model, queries, documents, request)
         self.execution.check_capacity(model, "pair")
         started = time.perf_counter()

@@ -65,7 +65,7 @@ class ImageLimits:
     def pages(self, data: bytes, param: str) -> PdfPages | None:
         """The engine's ImageDecoder, for an input that is a document: its pages, checked against the limits and
         rendered one at a time (off the event loop); None for an image."""
-        if not isinstance(data, bytes) or not is_pdf(data):
+        if not is_pdf(data):
             return None
         if len(data) > self.max_bytes:
             raise image_too_large(param, self.max_bytes)

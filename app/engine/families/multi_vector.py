@@ -58,7 +58,6 @@ class MultiVectorModel(ServedModel):
     capabilities = frozenset({COLBERT, RERANK})
     kinds = ("text",)
     compile_targets = ("model",)
-    late_interaction = True
 
     def __init__(self, name: str, dtype: torch.dtype, encoder, transformer, head: list):
         super().__init__(name, dtype)
@@ -204,9 +203,11 @@ class MultiVectorModel(ServedModel):
 
     def maxsim(self, queries: list[np.ndarray], documents: list[np.ndarray]) -> np.ndarray:
         """[queries, documents] scores by the model's own late-interaction function (maxsim or meanmaxsim)."""
-        as_tensors = [torch.from_numpy(np.asarray(matrix, dtype=np.float32)) for matrix in queries]
-        scores = self.encoder.similarity(as_tensors, [torch.from_numpy(np.asarray(m, np.float32)) for m in documents])
-        return scores.float().cpu().numpy()
+
+        def tensors(matrices: list[np.ndarray]) -> list[torch.Tensor]:
+            return [torch.from_numpy(np.asarray(matrix, dtype=np.float32)) for matrix in matrices]
+
+        return self.encoder.similarity(tensors(queries), tensors(documents)).float().cpu().numpy()
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         short = [

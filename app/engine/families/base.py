@@ -36,6 +36,18 @@ def preprocess_image(processor, image, param: str):
         ) from None
 
 
+def sentence_transformers_model(kind: str, path: Path, dtype: torch.dtype):
+    """sentence-transformers' `kind` (SparseEncoder, MultiVectorEncoder) loaded from `path` in its final dtype, for
+    inference, and its module stack: the families that run its modules read the directory through it."""
+    import sentence_transformers  # seconds of imports, paid only where such a model is served
+
+    model = getattr(sentence_transformers, kind)(
+        str(path), device="cpu", local_files_only=True, model_kwargs={"dtype": dtype}
+    )
+    model.eval().requires_grad_(False)
+    return model, list(model.children())
+
+
 class ServedModel:
     """A loaded model of some family, as the engine serves it; `family` names which."""
 

@@ -29,7 +29,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import Prepared, TextRow
 from ..text_inputs import WARMUP_TOKENS
-from .base import ServedModel
+from .base import ServedModel, sentence_transformers_model
 
 MODEL_TYPES = ("MultiVectorEncoder", "ColBERT")  # ColBERT: PyLate's saves
 # The modules after the encoder that this family runs as sentence-transformers does.
@@ -79,11 +79,7 @@ class MultiVectorModel(ServedModel):
 
     @classmethod
     def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> MultiVectorModel:
-        from sentence_transformers import MultiVectorEncoder  # seconds of imports, paid only where one is served
-
-        encoder = MultiVectorEncoder(str(path), device="cpu", local_files_only=True, model_kwargs={"dtype": dtype})
-        encoder.eval().requires_grad_(False)
-        stack = list(encoder.children())
+        encoder, stack = sentence_transformers_model("MultiVectorEncoder", path, dtype)
         kinds = [type(module).__name__ for module in stack]
         transformer = stack[0]
         if (

@@ -28,7 +28,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import Prepared, TextRow, pad_right
 from ..text_inputs import TextInputs
-from .base import TextFamily
+from .base import TextFamily, sentence_transformers_model
 
 # Module types (the last part of modules.json's "type") that make a directory a sparse encoder.
 SPARSE_MODULES = frozenset({"SpladePooling", "MLMTransformer", "SparseStaticEmbedding", "SparseAutoEncoder"})
@@ -96,11 +96,7 @@ class SparseEncoderModel(TextFamily):
 
     @classmethod
     def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> SparseEncoderModel:
-        from sentence_transformers import SparseEncoder  # seconds of imports, paid only where one is served
-
-        encoder = SparseEncoder(str(path), device="cpu", local_files_only=True, model_kwargs={"dtype": dtype})
-        encoder.eval().requires_grad_(False)
-        stack = list(encoder.children())
+        encoder, stack = sentence_transformers_model("SparseEncoder", path, dtype)
         router = stack[0] if len(stack) == 1 and type(stack[0]).__name__ == "Router" else None
         stacks = {key: list(modules) for key, modules in router.sub_modules.items()} if router else {"": stack}
         prompts = ModelLayout(

@@ -1,9 +1,12 @@
 """A real gunicorn (preload, 2 gevent workers) serving a ColBERT model (sentence-transformers' MultiVectorEncoder
-save) beside a dense model: /embed_text's multi-vectors on every worker equal MultiVectorEncoder's; the cohere
-client and TEI's /rerank body rerank by MaxSim, equal to its `similarity`; the OpenAI SDK gets a 400 that
-says what the model does; bad bodies are 4xx and the workers keep serving."""
+save) and a ColQwen2 beside a dense model: /embed_text's multi-vectors on every worker equal MultiVectorEncoder's;
+a PDF uploaded to /embed_image gives a multi-vector per page on every worker, and /similarity scores queries
+against its pages; the cohere client and TEI's /rerank body rerank by MaxSim, equal to its `similarity`; the
+OpenAI SDK gets a 400 that says what the model does; bad bodies are 4xx and the workers keep serving."""
 
 from __future__ import annotations
+
+import base64
 
 import numpy as np
 import pytest
@@ -11,7 +14,8 @@ import requests
 
 from .gunicorn_process import GunicornProcess
 from .test_multi_vector import DOCUMENTS, QUERIES, assert_same_vectors, reference
-from .tiny_models import models_setting, tiny_multi_vector, tiny_sentence_transformer
+from .test_pdf import make_pdf, renderings
+from .tiny_models import models_setting, tiny_colqwen2, tiny_multi_vector, tiny_sentence_transformer
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +23,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def directories(tmp_path_factory):
     root = tmp_path_factory.mktemp("served-multi-vector")
-    return {"dense": tiny_sentence_transformer(root / "dense"), "colbert": tiny_multi_vector(root / "colbert")}
+    return {
+        "dense": tiny_sentence_transformer(root / "dense"),
+        "colbert": tiny_multi_vector(root / "colbert"),
+        "colqwen2": tiny_colqwen2(root / "colqwen2"),
+    }
 
 
 @pytest.fixture(scope="module")
 def server(directories, tmp_path_factory):
     log = tmp_path_factory.mktemp("gunicorn-multi-vector") / "server.log"
-    env = {"DTYPE": "float32", "MODELS": models_setting(directories)}
+    env = {"DTYPE": "float32", "MODELS": models_setting(directories), "PDF_DPI": "72"}
     with GunicornProcess(env, workers=2, log_path=log) as proc:
         yield proc
 
@@ -42,6 +50,29 @@ def test_multi_vectors_on_every_worker(server, encoder):
         answer = session.post(server.url + "/embed_text", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         assert_same_vectors([np.array(m) for m in answer.json()["colbert"]], expected)
+
+
+def test_pdf_pages_as_multi_vectors_on_every_worker(server, directories):
+    import io
+
+    from PIL import Image
+
+    pdf = make_pdf(2)
+    pages = [Image.open(io.BytesIO(png)) for png in renderings(pdf)]  # renderings() draws at 72 dpi too
+    encoder = reference(directories["colqwen2"])
+    expected = encoder.encode_document(pages, convert_to_numpy=True)
+    form = {"model": "colqwen2", "output_type": "colbert", "cache": "false"}
+    for session in server.pinned_sessions(2).values():
+        files = {"images": ("paper.pdf", pdf, "application/pdf")}
+        answer = session.post(server.url + "/embed_image", data=form, files=files, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert [entry["page"] for entry in answer.json()["pages"]] == [1, 2]
+        assert_same_vectors([np.array(m) for m in answer.json()["colbert"]], expected)
+    body = {"texts": QUERIES, "images": [base64.b64encode(pdf).decode()], "model": "colqwen2"}
+    answer = requests.post(server.url + "/similarity", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    scores = encoder.similarity(encoder.encode_query(QUERIES), encoder.encode_document(pages)).numpy()
+    np.testing.assert_allclose(np.array(answer.json()["similarity_matrix"]), scores, atol=1e-4)
 
 
 def test_cohere_client_reranks_by_maxsim(server, encoder):
@@ -77,6 +108,11 @@ def test_bad_bodies_are_4xx_and_the_workers_keep_serving(server):
         ("/embed_text", {"texts": DOCUMENTS, "model": "colbert", "output_types": ["colbert"], "truncate": False}),
         ("/v1/rerank", {"query": "q", "documents": [], "model": "colbert"}),
         ("/similarity", {"texts": ["q"], "documents": ["d"], "model": "colbert", "output_types": ["sparse"]}),
+        ("/embed_image", {"images": ["bm90IGFuIGltYWdl"], "model": "colqwen2", "output_type": "colbert"}),
+        (
+            "/embed_image",
+            {"images": [base64.b64encode(make_pdf(1)[:300]).decode()], "model": "colqwen2", "output_type": "colbert"},
+        ),
     ]:
         answer = requests.post(server.url + path, json=body, timeout=30)
         assert 400 <= answer.status_code < 500, (path, answer.text)

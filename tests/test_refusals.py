@@ -88,7 +88,8 @@ def test_a_dense_before_pooling_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("architecture", ["ColQwen2ForRetrieval", "ColPaliForRetrieval"])
-def test_transformers_native_retrieval_models_are_refused(tmp_path, architecture):
+def test_a_retrieval_architecture_that_is_not_one_is_refused(tmp_path, architecture):
+    """Served as a visual retriever (test_visual_retriever.py) only where it loads as one."""
     plain = tiny_bert(tmp_path / "plain")
     config = json.loads((plain / "config.json").read_text())
     (plain / "config.json").write_text(json.dumps({**config, "architectures": [architecture]}))

@@ -3,6 +3,7 @@ sentence-transformers saves them, so tests load them through the real loading co
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -699,4 +700,133 @@ def tiny_stanford_colbert(directory: Path, *, seed: int = 0) -> Path:
         "similarity": "cosine",
     }
     (directory / "artifact.metadata").write_text(json.dumps(metadata))
+    return directory
+
+
+def _hub_processor_layout(directory: Path) -> None:
+    """transformers 5 nests the image processor in processor_config.json; checkpoints on the hub keep it in
+    preprocessor_config.json beside a processor_config.json of the processor's own settings."""
+    config = json.loads((directory / "processor_config.json").read_text())
+    images = {**config.pop("image_processor"), "processor_class": config["processor_class"]}
+    (directory / "preprocessor_config.json").write_text(json.dumps(images, indent=2))
+    (directory / "processor_config.json").write_text(json.dumps(config, indent=2))
+
+
+def tiny_colpali(directory: Path, *, seed: int = 0, image_size: int = 32, patch: int = 8) -> Path:
+    """A 2-layer ColPaliForRetrieval (PaliGemma: a SigLIP vision tower, a Gemma decoder) with its processor, as
+    transformers saves it: a byte-level BPE trained here with Gemma's special tokens, fixed-size page images."""
+    from transformers import ColPaliConfig, ColPaliForRetrieval, ColPaliProcessor, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(DECODER_CORPUS, specials, 400),
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        additional_special_tokens=["<image>"],
+        padding_side="right",
+        model_max_length=2048,
+    )
+    tokens = (image_size // patch) ** 2
+    images = _image_processor(
+        "SiglipImageProcessor", size={"height": image_size, "width": image_size}, image_seq_length=tokens
+    )
+    processor = ColPaliProcessor(image_processor=images, tokenizer=tokenizer)
+    text = dict(
+        model_type="gemma",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch,
+        projection_dim=32,
+    )
+    config = ColPaliConfig(
+        vlm_config=dict(
+            model_type="paligemma",
+            text_config=text,
+            vision_config=vision,
+            image_token_index=processor.image_token_id,
+            projection_dim=32,
+            hidden_size=32,
+            vocab_size=len(tokenizer),
+        ),
+        embedding_dim=16,
+    )
+    model = ColPaliForRetrieval(config).eval()
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def tiny_colqwen2(directory: Path, *, seed: int = 0) -> Path:
+    """A 2-layer ColQwen2ForRetrieval (a Qwen2-VL with 4-pixel patches) with its processor in the hub's layout
+    (preprocessor_config.json beside processor_config.json), Qwen's tokenizer padding on the left."""
+    from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(GME_CORPUS, QWEN_VL_SPECIALS, 500),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=QWEN_VL_SPECIALS[1:],
+        padding_side="left",
+        model_max_length=32768,
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}
+    vlm = dict(
+        model_type="qwen2_vl",
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+            pad_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            bos_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=32,
+            num_heads=4,
+            mlp_ratio=2,
+            patch_size=4,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_channels=3,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    model = ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=16)).eval()
+    _sharpen(model, 2.0)
+    images = _image_processor(
+        "Qwen2VLImageProcessor", patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8, max_pixels=64 * 64
+    )
+    model.save_pretrained(directory)
+    ColQwen2Processor(image_processor=images, tokenizer=tokenizer).save_pretrained(directory)
+    _hub_processor_layout(directory)
     return directory

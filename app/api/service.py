@@ -199,6 +199,15 @@ def score_pairs(model, queries: list[str], documents: list[str], request: ScoreR
     return Served(model, result)
 
 
+def score_images(model, queries: list[str], images: list[bytes], request: ScoreRequest) -> Served:
+    """Every text query against every image (a PDF: each page) by a visual late-interaction model; the caller
+    checks the sizes."""
+    limits = ImageLimits.from_settings(context.settings(), documents=True)
+    result = context.engine().rerank_images(model, queries, images, limits, request)
+    record_embedding(result, len(queries) * result.scores.shape[1], "pair")
+    return Served(model, result)
+
+
 def classify(name: str | None, inputs: list, request: ScoreRequest) -> Served:
     """Texts and (text, text pair) tuples -> every label's score; a pair counts as its two texts together."""
     sizes = [item if isinstance(item, str) else item[0] + item[1] for item in inputs]

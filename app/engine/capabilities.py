@@ -9,6 +9,8 @@ EMBED_IMAGE = "embed:image"
 EMBED_INTERLEAVED = "embed:interleaved"
 SPARSE = "sparse"
 COLBERT = "colbert"
+# Per-patch vectors of a page image, and no single vector (visual late-interaction models: ColPali, ColQwen2).
+COLBERT_IMAGE = "colbert:image"
 RERANK = "rerank"
 # Every label's score for a text or a pair of texts (sequence classifiers; a cross-encoder's one score).
 CLASSIFY = "classify"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .capabilities import (
     CLASSIFY,
     COLBERT,
+    COLBERT_IMAGE,
     EMBED_IMAGE,
     EMBED_INTERLEAVED,
     EMBED_TEXT,
@@ -24,6 +25,8 @@ def check(model, capability: str, field: str = "input") -> None:
         require(model, "text" if capability == EMBED_TEXT else "image", field)
     elif capability == EMBED_INTERLEAVED:  # an image at least: whether it takes both together is the call's
         require(model, "image", field)
+    elif capability == COLBERT_IMAGE:
+        require_multi_vector_images(model, field)
     elif capability == RERANK:
         require_rerank(model)
     elif capability == CLASSIFY:
@@ -53,11 +56,14 @@ def require(model, modality: str, field: str) -> None:
             param="model",
             code="unsupported_task",
         )
-    if modality == "text" and is_multi_vector(model):
+    if is_multi_vector(model) and (modality == "text" or COLBERT_IMAGE in model.capabilities):
+        pages = COLBERT_IMAGE in model.capabilities
         raise Unsupported(
-            f"the model {model.name!r} is a multi-vector (late-interaction) model: it gives each text one vector "
-            'per token and no single vector; send it to /embed_text with output_types ["colbert"] (is_query '
-            "for queries), or let it score by MaxSim on /rerank, /v1/rerank, /v2/rerank or /similarity",
+            f"the model {model.name!r} is a multi-vector (late-interaction) model: it gives each "
+            f"{'text and page image' if pages else 'text'} one vector per "
+            f"{'token or patch' if pages else 'token'} and no single vector; send it to /embed_text"
+            f'{" or /embed_image" if pages else ""} with output_types ["colbert"] (is_query for queries), or let '
+            "it score by MaxSim on /rerank, /v1/rerank, /v2/rerank or /similarity",
             param="model",
             code="unsupported_task",
         )
@@ -81,6 +87,20 @@ def require(model, modality: str, field: str) -> None:
         f"it embeds {' and '.join(embeds)} only" if embeds else f"it does {', '.join(sorted(model.capabilities))} only"
     )
     raise Unsupported(f"the model {model.name!r} has no {part}: {does}", param=field, code="unsupported_modality")
+
+
+def require_multi_vector_images(model, field: str) -> None:
+    """A 400 unless the model gives a page image per-patch vectors (visual late-interaction models)."""
+    if COLBERT_IMAGE in model.capabilities:
+        return
+    if EMBED_IMAGE in model.capabilities:
+        raise Unsupported(
+            f"the model {model.name!r} gives an image one vector, not one per patch; ask it for output_types "
+            '["dense"], or name a visual late-interaction model (ColPali, ColQwen2)',
+            param="output_types",
+            code="unsupported_output",
+        )
+    require(model, "image", field)
 
 
 def is_reranker(model) -> bool:
@@ -166,13 +186,18 @@ def check_dimensions(model, dimensions: int | None) -> None:
         )
 
 
-def check_inputs(model, texts: list, images: list, field: str) -> str:
+def check_inputs(model, texts: list, images: list, request) -> str:
     """Texts, images, or (vision-language embedders) both in one input: what the model takes, in one kind of
-    pass. Returns the modality the rows are batched as."""
+    pass, with the outputs the request asks. Returns the modality the rows are batched as."""
+    field = request.field
     if any(image is not None for image in images):
-        require(model, "image", field)
+        if "dense" in request.outputs:
+            require(model, "image", field)
+        else:
+            require_multi_vector_images(model, field)
+            check_outputs(model, request.outputs, request.outputs_field)
     if any(text is not None for text in texts):
-        require(model, "text", field)
+        check_text(model, request)
     if (
         any(text is not None and image is not None for text, image in zip(texts, images))
         and EMBED_INTERLEAVED not in model.capabilities

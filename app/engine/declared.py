@@ -14,7 +14,7 @@ from .layout import json_object, model_config
 
 # config_sentence_transformers.json's model types that a family here implements (SentenceTransformer: the
 # dense families; SparseEncoder: sparse_encoder.py; CrossEncoder: the rerankers and classifiers;
-# MultiVectorEncoder and PyLate's ColBERT: multi_vector.py).
+# MultiVectorEncoder and PyLate's ColBERT: multi_vector.py and visual_retriever.py).
 SERVED_MODEL_TYPES = ("SentenceTransformer", "SparseEncoder", "CrossEncoder", "MultiVectorEncoder", "ColBERT")
 
 
@@ -32,10 +32,4 @@ def unserved(path: Path) -> str | None:
             "artifact.metadata says a Stanford ColBERT checkpoint, but config.json's architectures do not say "
             "HF_ColBERT, where its projection is read from"
         )
-    for architecture in architectures:
-        if str(architecture).endswith("ForRetrieval"):
-            return (
-                f"architectures says {architecture}: a visual-document (page image) retrieval model, which this "
-                "service does not serve yet; text late-interaction models (ColBERT) it does"
-            )
     return None

@@ -209,7 +209,7 @@ class Engine:
     def embed_inputs(self, model, texts: list, images: list, decoder: ImageDecoder, request=None, **fields):
         """One vector per input: a text, an image, or (vision-language embedders) a text and an image together."""
         request = request_of(EmbedRequest, request, {"field": "images", **fields} if request is None else fields)
-        modality = checks.check_inputs(model, texts, images, request.field)
+        modality = checks.check_inputs(model, texts, images, request)
         checks.check_dimensions(model, request.dimensions)
         self.execution.check_capacity(model, modality)
         started = time.perf_counter()
@@ -222,6 +222,14 @@ class Engine:
         return self.calibrator.quantize(model, vectors, precision, dimensions, normalize, offload)
 
     # ----------------------------------------------------------------- scoring
+    def rerank_images(
+        self, model, queries: list[str], images: list[bytes], decoder: ImageDecoder, request=None, **fields
+    ):
+        """Every text query against every image (a PDF: each of its pages) by a visual late-interaction model."""
+        request = request_of(ScoreRequest, request, {"field": "images", **fields} if request is None else fields)
+        checks.require_multi_vector_images(model, request.field)
+        return late_interaction.rerank_images(self, model, queries, images, decoder, request)
+
     def classify(self, model, inputs: list, request=None, **fields) -> Classes:
         """Texts or (text, text pair) tuples -> every label's score, [inputs, labels] (classification.py)."""
         request = request_of(ScoreRequest, request, {"field": "inputs", **fields} if request is None else fields)

@@ -183,7 +183,7 @@ def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, requ
         finally:
             pages.close()
     documents = any(page is not None for _, page in sources)
-    return Prepared(rows=rows, sources=sources if documents else None)
+    return Prepared(rows=rows, outputs=request.outputs, sources=sources if documents else None)
 
 
 def _image_row(model, text, image, param: str, request: EmbedRequest, budget):

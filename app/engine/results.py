@@ -40,6 +40,8 @@ class Scores:
     timings: Timings = Timings()
     model: str = ""
     cache: str | None = None
+    # which input (and page, from 1) each document column is, where a document was a PDF of several pages
+    sources: list[tuple[int, int | None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,19 @@ class ImageRow:
         return tuple(sorted((name, array.shape[1:]) for name, array in self.arrays.items()))
 
 
+@dataclass(frozen=True, eq=False)
+class FeatureRow:
+    """One input as the model's own processor prepared it, without padding or a batch axis: its token arrays
+    (ids, masks) along axis 0, and for an image its pixel arrays too; `route` is the side that reads it. Its
+    cost is its tokens, image tokens included."""
+
+    arrays: dict[str, np.ndarray]
+    route: str = ""
+
+    def __len__(self) -> int:
+        return int(self.arrays["input_ids"].shape[0])
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A request's rows, and the outputs it wants computed for them."""

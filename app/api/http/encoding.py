@@ -44,6 +44,16 @@ def encode_matrices(matrices: list[np.ndarray], encoding_format: str, precision:
     return [m.astype(np.float32) if m.dtype.kind == "f" else m for m in converted]
 
 
+def multi_vector_fields(matrices: list[np.ndarray], encoding_format: str, precision: str) -> dict:
+    """An answer's per-input multi-vectors (ColBERT's tokens, a page's patches) with what it takes to read them."""
+    return {
+        "colbert": encode_matrices(matrices, encoding_format, precision),
+        "colbert_dimension": int(matrices[0].shape[1]) if matrices else 0,
+        "colbert_precision": precision,
+        "colbert_shapes": [list(matrix.shape) for matrix in matrices],
+    }
+
+
 def encode_sparse(sparse: list, token_strings=None) -> list[dict]:
     out = []
     for ids, values in sparse:

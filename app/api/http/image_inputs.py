@@ -121,6 +121,11 @@ def form_options(allowed: set[str]) -> dict:
             if not value.strip().isdigit():
                 raise InvalidRequest("dimensions: must be a positive integer", param=name)
             options[name] = int(value)
+        elif name == "colbert_pool_factor":
+            try:
+                options[name] = float(value)
+            except ValueError:
+                raise InvalidRequest("colbert_pool_factor: must be a number", param=name) from None
         else:
             options[name] = value
     return options

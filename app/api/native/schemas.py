@@ -23,7 +23,22 @@ from ..http.fields import (
 )
 
 
-class EmbedTextRequest(RequestBody):
+class MultiVectorOptions(RequestBody):
+    """How per-token (ColBERT) and per-patch (ColPali) vectors are sent."""
+
+    colbert_pool_factor: Annotated[float, Field(ge=1, le=64)] | None = Field(
+        default=None,
+        description="Shrink each input's ColBERT vectors to about 1 / this many by clustering them (PyLate's "
+        "token pooling: Ward clustering, cluster means); 2 halves a document's index size.",
+    )
+    colbert_precision: Literal["float32", "float16", "binary"] = Field(
+        default="float32",
+        description="How each ColBERT vector is sent: float32, float16 (half the bytes), or binary (its signs "
+        "packed 8 to a byte, numpy's packbits order: a 32nd of float32's bytes); with base64, the matrix's bytes.",
+    )
+
+
+class EmbedTextRequest(MultiVectorOptions):
     """The native `POST /embed_text` body."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -49,16 +64,6 @@ class EmbedTextRequest(RequestBody):
         default=None, min_length=1, description="Several outputs, computed in one forward pass."
     )
     return_tokens: bool = Field(default=False, description="Add each sparse weight's token string.")
-    colbert_pool_factor: Annotated[float, Field(ge=1, le=64)] | None = Field(
-        default=None,
-        description="Shrink each input's ColBERT vectors to about 1 / this many by clustering them (PyLate's "
-        "token pooling: Ward clustering, cluster means); 2 halves a document's index size.",
-    )
-    colbert_precision: Literal["float32", "float16", "binary"] = Field(
-        default="float32",
-        description="How each ColBERT vector is sent: float32, float16 (half the bytes), or binary (its signs "
-        "packed 8 to a byte, numpy's packbits order: a 32nd of float32's bytes); with base64, the matrix's bytes.",
-    )
     sparse_top_k: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Keep each sparse vector's largest weights, this many at most."
     )
@@ -104,10 +109,16 @@ class EmbedTextRequest(RequestBody):
         return [self.output_type or "dense"]
 
 
-class ImageOptions(RequestBody):
+class ImageOptions(MultiVectorOptions):
     """What `/embed_image` takes besides the images (also its multipart form fields)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    output_type: Literal["dense", "colbert"] = Field(
+        default="dense",
+        description="dense: a vector per image (or page); colbert: a vector per patch, from a visual "
+        "late-interaction model (ColPali, ColQwen2), sent as /embed_text sends ColBERT vectors.",
+    )
 
     model: str | None = None
     normalize: bool = Field(default=True, description="L2-normalise each vector.")
@@ -184,7 +195,21 @@ class SparseVector(BaseModel):
     tokens: list[str] | None = Field(default=None, description="With return_tokens.")
 
 
-class EmbedTextResponse(BaseModel):
+class MultiVectors(BaseModel):
+    colbert: list[list[list[float]]] | list[str] | None = Field(
+        default=None,
+        description="Per input, a vector per token (after the first for BGE-M3; those its mask keeps for a "
+        "late-interaction model; per patch and prompt token for a page image), at colbert_precision (binary: "
+        "bytes, dimension / 8 per vector); with base64, one string per input of its matrix's little-endian bytes.",
+    )
+    colbert_dimension: int | None = None
+    colbert_precision: str | None = None
+    colbert_shapes: list[list[int]] | None = Field(
+        default=None, description="Per input, [tokens, colbert_dimension]: how to reshape its base64 bytes."
+    )
+
+
+class EmbedTextResponse(MultiVectors):
     model: str
     embeddings: list[list[float]] | list[list[int]] | list[str] | None = Field(
         default=None,
@@ -196,17 +221,6 @@ class EmbedTextResponse(BaseModel):
     )
     precision: str | None = None
     sparse: list[SparseVector] | None = None
-    colbert: list[list[list[float]]] | list[str] | None = Field(
-        default=None,
-        description="Per input, a vector per token (after the first for BGE-M3; those its mask keeps for a "
-        "late-interaction model), at colbert_precision (binary: bytes, dimension / 8 per vector); with base64, "
-        "one string per input of its matrix's little-endian bytes.",
-    )
-    colbert_dimension: int | None = None
-    colbert_precision: str | None = None
-    colbert_shapes: list[list[int]] | None = Field(
-        default=None, description="Per input, [tokens, colbert_dimension]: how to reshape its base64 bytes."
-    )
     usage: Usage
 
 
@@ -215,17 +229,19 @@ class PageSource(BaseModel):
     page: int | None
 
 
-class EmbedImageResponse(BaseModel):
+class EmbedImageResponse(MultiVectors):
     model: str
-    embeddings: list[list[float]] | list[list[int]] | list[str] = Field(
-        description="Per image its vector: floats, integers at another precision, or base64 of its buffer."
+    embeddings: list[list[float]] | list[list[int]] | list[str] | None = Field(
+        default=None,
+        description="Per image its vector (output_type dense): floats, integers at another precision, or base64 "
+        "of its buffer.",
     )
-    dimension: int
-    precision: str
+    dimension: int | None = None
+    precision: str | None = None
     pages: list[PageSource] | None = Field(
         default=None,
-        description="Present when an input was a PDF: per vector, which input it is and which page of it (from 1; "
-        "null for an input that was an image).",
+        description="Present when an input was a PDF: per vector (or multi-vector), which input it is and which "
+        "page of it (from 1; null for an input that was an image).",
     )
     usage: Usage = Field(description="prompt_tokens counts the image patches the vision tower attended over.")
 
@@ -236,5 +252,10 @@ class SimilarityResponse(BaseModel):
     shape: list[int] = Field(description="[rows, columns]: [texts, images], or [n, n] for one kind.")
     scores: dict[str, list[list[float]]] | None = Field(
         default=None, description="With output_types: a matrix per output type, and `hybrid` for several."
+    )
+    pages: list[PageSource] | None = Field(
+        default=None,
+        description="A visual late-interaction model given a PDF among the images: per column, which input and "
+        "page it is.",
     )
     usage: Usage

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint
 
-from ...engine.capabilities import EMBED_IMAGE
+from ...engine.capabilities import COLBERT_IMAGE, EMBED_IMAGE
 from ...engine.requests import EmbedRequest, ScoreRequest
 from ...errors import InvalidRequest, PayloadTooLarge
 from .. import service
@@ -49,10 +49,12 @@ def similarity():
         raise InvalidRequest("send texts, images, or both", param="texts")
     if req.images and req.documents:
         raise InvalidRequest("give images or documents as the columns, not both", param="documents")
+    model = service.pick(req.model, EMBED_IMAGE if req.images else None)
+    if req.images and service.scores_late(model):
+        return _late_image_matrix(model, req)
     outputs = list(dict.fromkeys(req.output_types or ["dense"]))
     if req.images and outputs != ["dense"]:
         raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
-    model = service.pick(req.model, EMBED_IMAGE if req.images else None)
     if service.is_reranker(model) or service.scores_late(model):
         return _reranker_matrix(model, req)
     if req.images:
@@ -115,14 +117,7 @@ def _reranker_matrix(model, req: SimilarityRequest):
     settings = context.settings()
     service.check_sizes(req.texts, "texts")
     service.check_sizes(documents, "documents")
-    pairs = len(req.texts) * len(documents)
-    if pairs > settings.max_batch_items:
-        raise InvalidRequest(
-            f"{len(req.texts)} texts x {len(documents)} documents are {pairs} pairs to score; "
-            f"at most {settings.max_batch_items} are allowed per request (MAX_BATCH_ITEMS)",
-            param="documents",
-            code="too_many_items",
-        )
+    _check_pairs(len(req.texts), len(documents), "documents")
     characters = len(documents) * sum(map(len, req.texts)) + len(req.texts) * sum(map(len, documents))
     if characters > settings.max_request_chars:
         raise PayloadTooLarge(
@@ -141,6 +136,49 @@ def _reranker_matrix(model, req: SimilarityRequest):
             "usage": usage(result.prompt_tokens),
         }
     )
+
+
+def _late_image_matrix(model, req: SimilarityRequest):
+    """A visual late-interaction model scores every text (a query) against every image (a page: a PDF gives a
+    column per page, which `pages` names) by MaxSim."""
+    service.check(model, COLBERT_IMAGE, "images")
+    if not req.texts:
+        raise InvalidRequest(
+            f"the model {model.name!r} scores text queries against page images: send texts and images",
+            param="texts",
+            code="unsupported_task",
+        )
+    if req.output_types and req.output_types != ["colbert"]:
+        raise InvalidRequest(
+            f"the model {model.name!r} scores by MaxSim (output_types colbert); output_types does not apply",
+            param="output_types",
+        )
+    service.check_sizes(req.texts, "texts")
+    images = gather(req.images, "images")
+    _check_pairs(len(req.texts), len(images), "images")
+    result = service.score_images(model, req.texts, images, ScoreRequest(field="images", use_cache=req.cache)).result
+    matrix = result.scores
+    _check_pairs(*matrix.shape, "images")  # a PDF's pages are columns: counted again once rendered
+    body = {
+        "model": model.name,
+        "similarity_matrix": matrix,
+        "shape": [int(matrix.shape[0]), int(matrix.shape[1])],
+        "usage": usage(result.prompt_tokens),
+    }
+    if result.sources is not None:
+        body["pages"] = [{"input": index, "page": page} for index, page in result.sources]
+    return json_response(body)
+
+
+def _check_pairs(rows: int, columns: int, field: str) -> None:
+    limit = context.settings().max_batch_items
+    if rows * columns > limit:
+        raise InvalidRequest(
+            f"{rows} texts x {columns} {field} are {rows * columns} pairs to score; at most {limit} are allowed "
+            "per request (MAX_BATCH_ITEMS)",
+            param=field,
+            code="too_many_items",
+        )
 
 
 def _score(output: str, rows, columns) -> np.ndarray:

@@ -7,7 +7,7 @@ from flask import Blueprint
 
 from ...engine.requests import EmbedRequest
 from .. import service
-from ..http.encoding import encode_matrices, encode_rows, encode_sparse, json_response, usage
+from ..http.encoding import encode_rows, encode_sparse, json_response, multi_vector_fields, usage
 from ..http.parsing import parse_json
 from ..http.spec import operation
 from .schemas import EmbedTextRequest, EmbedTextResponse
@@ -59,9 +59,6 @@ def embed_text_body(req: EmbedTextRequest) -> dict:
     if "sparse" in outputs:
         body["sparse"] = encode_sparse(result.sparse, served.model.token_strings if req.return_tokens else None)
     if "colbert" in outputs:
-        body["colbert"] = encode_matrices(result.colbert, req.encoding_format, req.colbert_precision)
-        body["colbert_dimension"] = int(result.colbert[0].shape[1])
-        body["colbert_precision"] = req.colbert_precision
-        body["colbert_shapes"] = [list(matrix.shape) for matrix in result.colbert]
+        body.update(multi_vector_fields(result.colbert, req.encoding_format, req.colbert_precision))
     body["usage"] = usage(result.prompt_tokens)
     return body

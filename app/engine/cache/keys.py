@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rows import ImageRow, MultimodalRow, PairRow, TextRow
+from ..rows import FeatureRow, ImageRow, MultimodalRow, PairRow, TextRow
 
 _CHUNK = 1 << 20
 # Other runtimes' exports that hub repositories ship beside the torch weights (sentence-transformers' onnx/ and
@@ -69,6 +69,8 @@ def row_key(row, output: str) -> bytes | None:
         body = b"M" + _ids(row.ids) + (_arrays(row.image) if row.image is not None else b"")
     elif isinstance(row, ImageRow):
         body = b"I" + _arrays(row.arrays)
+    elif isinstance(row, FeatureRow):
+        body = b"F" + row.route.encode() + b"\0" + _arrays(row.arrays)
     else:
         return None
     return hashlib.sha256(output.encode() + b"\0" + body).digest()[:20]

@@ -17,6 +17,7 @@ from .llm_reranker import LLMReranker
 from .multi_vector import MultiVectorModel
 from .sentence_transformer import SentenceTransformerModel
 from .sparse_encoder import SparseEncoderModel
+from .visual_retriever import VisualRetrieverModel
 from .vlm_embedder import VLMEmbedder
 
 FAMILIES: tuple[type[ServedModel], ...] = (
@@ -26,6 +27,7 @@ FAMILIES: tuple[type[ServedModel], ...] = (
     SequenceClassifier,
     CrossEncoderModel,
     SparseEncoderModel,
+    VisualRetrieverModel,
     MultiVectorModel,
     BGEM3Model,
     DecoderEmbedder,

@@ -1,0 +1,219 @@
+"""Visual-document retrievers (ColPali, ColQwen2, ColModernVBert): a page image becomes one vector per patch
+(and per prompt token), a text query one vector per token, scored by MaxSim; a PDF is searched by its pages'
+pictures, without OCR.
+
+These are transformers' `*ForRetrieval` models, loaded as sentence-transformers' `MultiVectorEncoder` loads
+them: its `Transformer` (the model's own processor, which bakes in the query prefix, the query augmentation
+tokens and the visual prompt; the model's forward, which projects, L2-normalises and zeroes padding), then a
+`MultiVectorMask`. A row is the processor's output for one input, unpadded (`FeatureRow`); a pass pads rows
+as that processor pads a batch (token arrays on the tokenizer's side; pixel arrays of different sizes with
+zeros after, which ColQwen2's forward unpads by its image grid) and runs sentence-transformers' modules on
+them, so the engine keeps batching across requests, preload and the cache.
+
+The processors have no document form for text: a text is rendered as a query whichever side it is on (as
+sentence-transformers does), and images are documents unless the request says is_query. The compiled runtime
+leaves these models eager: a vision tower over page grids of many sizes would compile a graph per size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..capabilities import COLBERT, COLBERT_IMAGE, RERANK
+from ..errors import InvalidInput
+from ..layout import model_config
+from ..outputs import BatchOutput
+from ..requests import DEFAULT_EMBED, EmbedRequest
+from ..rows import FeatureRow, Prepared
+from .base import sentence_transformers_model
+from .multi_vector import MultiVectorModel
+
+# A processor's outputs that are per-token (padded as the tokenizer pads); every other array is per-image.
+TOKEN_ARRAYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def retrieval_architecture(path: Path) -> str | None:
+    """config.json's `*ForRetrieval` architecture, if it names one."""
+    return next(
+        (str(n) for n in model_config(path).get("architectures") or [] if str(n).endswith("ForRetrieval")), None
+    )
+
+
+class VisualRetrieverModel(MultiVectorModel):
+    family = "visual-multi-vector"
+    capabilities = frozenset({COLBERT, COLBERT_IMAGE, RERANK})
+    kinds = ("text", "image")
+    compile_targets = ()
+
+    def __init__(self, name: str, dtype: torch.dtype, encoder, transformer, head: list):
+        super().__init__(name, dtype, encoder, transformer, head)
+        self.processor = transformer.processor
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.padding_side = self.tokenizer.padding_side
+        self.architecture = type(transformer.model).__name__
+        self.max_length = _max_positions(transformer.model.config, self.tokenizer)
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return retrieval_architecture(path) is not None
+
+    @classmethod
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> VisualRetrieverModel:
+        try:
+            encoder, stack = sentence_transformers_model("MultiVectorEncoder", path, dtype)
+        except (ValueError, AttributeError, KeyError, OSError) as exc:
+            raise ValueError(
+                f"{path}: config.json's architectures say {retrieval_architecture(path)}, a visual-document "
+                f"retriever, but sentence-transformers cannot load it as one: {exc}"
+            ) from exc
+        kinds = [type(module).__name__ for module in stack]
+        transformer = stack[0]
+        if (
+            kinds[0] != "Transformer"
+            or getattr(transformer, "transformer_task", None) != "retrieval"
+            or not {"text", "image"} <= set(transformer.modalities)
+            or kinds[1:] != ["MultiVectorMask"]
+        ):
+            raise ValueError(
+                f"{path}: the retrieval model loads as {' -> '.join(kinds)}; this service serves visual retrievers "
+                "as sentence-transformers loads them (a retrieval Transformer taking text and images, then a "
+                "MultiVectorMask)"
+            )
+        return cls(name, dtype, encoder, transformer, stack[1:])
+
+    def kind_of(self, modality: str) -> str:
+        return modality
+
+    def limit(self, side: str, max_tokens: int | None = None) -> int:
+        return min(self.max_length, max_tokens) if max_tokens else self.max_length
+
+    # ------------------------------------------------------------ preparation
+    def prepare_texts(self, texts: list[str], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        self.refuse_instruction(request.instruction)
+        side = request.side or "query"  # the processors render every text as a query
+        features = self.encoder.preprocess(texts, prompt=self._prompt(side, request) or None, task="query")
+        rows = _split(features, side)
+        limit = self.limit(side, request.max_tokens)
+        for index, row in enumerate(rows):
+            if len(row) > limit:
+                # The augmentation tokens close a query: cutting its end would cut them, so it is refused.
+                raise InvalidInput(
+                    f"{request.field}[{index}] is {len(row)} tokens as this model's processor renders a query, "
+                    f"over the limit of {limit}; shorten it",
+                    param=f"{request.field}[{index}]",
+                    code="input_too_long",
+                )
+        return Prepared(rows=rows, outputs=request.outputs)
+
+    def prepare_image(self, image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
+        self.refuse_instruction(request.instruction)
+        side = "query" if request.is_query else "document"
+        try:
+            features = self.encoder.preprocess([image], task=side)
+        except Exception as exc:  # noqa: BLE001 - the processor's errors are about this image
+            raise InvalidInput(
+                f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
+            ) from None
+        return _split(features, side)[0]
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, kind: str, rows: list[FeatureRow], outputs: frozenset[str]) -> BatchOutput:
+        vectors: list = [None] * len(rows)
+        groups: dict[str, list[int]] = {}
+        for position, row in enumerate(rows):
+            groups.setdefault(row.route, []).append(position)
+        for side, positions in groups.items():
+            features = {
+                name: torch.from_numpy(array).to(self.device)
+                for name, array in self._collate([rows[i] for i in positions]).items()
+            }
+            if "pixel_values" in features:
+                features["modality"] = "image"
+            else:
+                features["modality"] = "text"
+            features = self.transformer(features)
+            for module in self.head:
+                features = module(features, **({"task": side} if "task" in module.forward_kwargs else {}))
+            embeddings = features["token_embeddings"].float()
+            masks = features["attention_mask"].bool()
+            for index, position in enumerate(positions):
+                vectors[position] = embeddings[index][masks[index]].cpu().numpy()
+        return BatchOutput(multivector=vectors)
+
+    def _collate(self, rows: list[FeatureRow]) -> dict[str, np.ndarray]:
+        """Rows -> a batch, padded as the processor pads one: token arrays on the tokenizer's side (ids with
+        the pad id), other arrays stacked, zero-padded at their end where their sizes differ."""
+        batch = {}
+        for name in rows[0].arrays:
+            arrays = [row.arrays[name] for row in rows]
+            if name in TOKEN_ARRAYS:
+                fill = self.pad_id if name == "input_ids" else 0
+                batch[name] = _padded(arrays, fill, left=self.padding_side == "left")
+            else:
+                batch[name] = _padded(arrays, 0, left=False)
+        return batch
+
+    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        from PIL import Image
+
+        query = EmbedRequest(is_query=True, outputs=frozenset({COLBERT}))
+        page = self.prepare_image(Image.new("RGB", (48, 64), (250, 250, 250)), "warm-up")
+        return [
+            ("text", self.prepare_texts(["warm-up"], query)),
+            ("image", Prepared(rows=[page], outputs=frozenset({COLBERT}))),
+        ]
+
+    # -------------------------------------------------------------- lifecycle
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.transformer, *self.head]
+
+    def summary(self) -> str:
+        return (
+            f"text+image ({self.architecture}): dim={self.dimension} per token or patch, max_tokens={self.max_length} "
+            f"similarity={self.similarity_name} dtype={self.dtype}"
+        )
+
+    def describe(self) -> dict:
+        card = super().describe()
+        for key in ("query_tokens", "document_tokens"):
+            card.pop(key)
+        return {**card, "modality": "text+image", "modalities": ["text", "image"], "architecture": self.architecture}
+
+
+def _split(features: dict, side: str) -> list[FeatureRow]:
+    """The processor's padded batch -> a row per input: its attended positions of each token array, and its
+    slice of every other array."""
+    input_ids = features["input_ids"]
+    attended = features["attention_mask"].bool().numpy()
+    rows = []
+    for index in range(len(input_ids)):
+        arrays = {}
+        for name, value in features.items():
+            if not isinstance(value, torch.Tensor):
+                continue  # the modality, a prompt's length: sentence-transformers' bookkeeping
+            array = value[index].numpy()
+            arrays[name] = array[attended[index]] if name in TOKEN_ARRAYS else array
+        rows.append(FeatureRow(arrays, route=side))
+    return rows
+
+
+def _padded(arrays: list[np.ndarray], fill, *, left: bool) -> np.ndarray:
+    longest = max(array.shape[0] for array in arrays)
+    out = np.full((len(arrays), longest, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
+    for index, array in enumerate(arrays):
+        if left:
+            out[index, longest - array.shape[0] :] = array
+        else:
+            out[index, : array.shape[0]] = array
+    return out
+
+
+def _max_positions(config, tokenizer) -> int:
+    """The text positions the language model has, or the tokenizer's limit where it sets a smaller one."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    positions = getattr(text, "max_position_embeddings", None) or 1 << 30
+    declared = tokenizer.model_max_length
+    return int(min(positions, declared)) if declared and declared < 1 << 30 else int(positions)

@@ -775,9 +775,12 @@ def tiny_colpali(directory: Path, *, seed: int = 0, image_size: int = 32, patch:
     return directory
 
 
-def tiny_colqwen2(directory: Path, *, seed: int = 0) -> Path:
+def tiny_colqwen2(
+    directory: Path, *, seed: int = 0, width: int = 32, layers: int = 2, patch: int = 4, max_pixels: int = 64 * 64
+) -> Path:
     """A 2-layer ColQwen2ForRetrieval (a Qwen2-VL with 4-pixel patches) with its processor in the hub's layout
-    (preprocessor_config.json beside processor_config.json), Qwen's tokenizer padding on the left."""
+    (preprocessor_config.json beside processor_config.json), Qwen's tokenizer padding on the left. The
+    benchmarks build a bigger one (width, layers, the real 14-pixel patches and page sizes)."""
     from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor, PreTrainedTokenizerFast
 
     torch.manual_seed(seed)
@@ -794,24 +797,25 @@ def tiny_colqwen2(directory: Path, *, seed: int = 0) -> Path:
         model_type="qwen2_vl",
         text_config=dict(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=4096,
-            rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+            # temporal, height, width rotary sections over half a head, split as Qwen2-VL's [16, 24, 24] of 64
+            rope_scaling={"type": "mrope", "mrope_section": _mrope_sections(width // 4)},
             pad_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             bos_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=2,
-            embed_dim=32,
-            hidden_size=32,
+            depth=layers,
+            embed_dim=width,
+            hidden_size=width,
             num_heads=4,
             mlp_ratio=2,
-            patch_size=4,
+            patch_size=patch,
             spatial_merge_size=2,
             temporal_patch_size=2,
             in_channels=3,
@@ -824,9 +828,20 @@ def tiny_colqwen2(directory: Path, *, seed: int = 0) -> Path:
     model = ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=16)).eval()
     _sharpen(model, 2.0)
     images = _image_processor(
-        "Qwen2VLImageProcessor", patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8, max_pixels=64 * 64
+        "Qwen2VLImageProcessor",
+        patch_size=patch,
+        merge_size=2,
+        temporal_patch_size=2,
+        min_pixels=4 * patch * patch,
+        max_pixels=max_pixels,
     )
     model.save_pretrained(directory)
     ColQwen2Processor(image_processor=images, tokenizer=tokenizer).save_pretrained(directory)
     _hub_processor_layout(directory)
     return directory
+
+
+def _mrope_sections(head_dim: int) -> list[int]:
+    half = head_dim // 2
+    temporal = half // 4
+    return [temporal, (half - temporal) // 2, half - temporal - (half - temporal) // 2]

@@ -1,7 +1,7 @@
 """Visual-document late interaction (#27): tiny ColPali (transformers' save layout) and ColQwen2 (the hub's
 layout, variable page grids) load through the real code and equal `MultiVectorEncoder.encode_query` /
 `encode_document` in float32 (the same number of vectors, each cosine >= 0.9999; bfloat16 >= 0.999), with
-MaxSim scores within 1e-4 of its `similarity`; pages go in as images and as PDFs by /embed_image (a
+MaxSim scores within 1e-4 of its `similarity`; pages go in as images and as PDFs (JSON, multipart, URL) by /embed_image (a
 multi-vector per page, equal to embedding that page's rendering) and are scored against text queries by
 /similarity; the rerank routes score text documents as sentence-transformers does; and what these models do
 not do is a 400 that says what they do."""
@@ -23,7 +23,7 @@ from app.media.images import ImageLimits
 
 from .engines import started_engine
 from .test_multi_vector import assert_same_vectors, reference
-from .test_pdf import DPI, make_pdf, png_of, renderings
+from .test_pdf import DPI, make_pdf, pdf_server, png_of, renderings  # noqa: F401 - pdf_server: a fixture
 from .tiny_models import models_setting, tiny_colpali, tiny_colqwen2, tiny_vision_model
 
 QUERIES = ["Which page shows a red square?", "late interaction over page patches", "hi"]
@@ -62,7 +62,8 @@ def directories(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings(directories):
-    return Settings.from_env({"DTYPE": "float32", "MODELS": models_setting(directories), "PDF_DPI": str(DPI)})
+    env = {"DTYPE": "float32", "MODELS": models_setting(directories), "PDF_DPI": str(DPI), "IMAGE_URL_FETCH": "true"}
+    return Settings.from_env({**env, "ALLOWED_IMAGE_NETWORKS": "127.0.0.1"})
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +181,21 @@ def test_embed_image_sends_a_multi_vector_per_page(client, references, name):
     for packed, shape, matrix in zip(data["colbert"], data["colbert_shapes"], matrices):
         half = np.frombuffer(base64.b64decode(packed), dtype="<f2").reshape(shape)
         np.testing.assert_allclose(half, matrix, atol=2e-3)
+
+
+def test_a_pdf_by_url(client, references, pdf_server):  # noqa: F811 - the fixture imported above
+    """The allow-listed URL path: test_pdf's server holds its own three-page PDF."""
+    from .test_pdf import PDF as SERVED
+
+    encoder = references["colpali"]
+    expected = encoder.encode_document(
+        [Image.open(io.BytesIO(png)) for png in renderings(SERVED)], convert_to_numpy=True
+    )
+    body = {"images": [pdf_server + "/paper.pdf"], "model": "colpali", "output_type": "colbert"}
+    answer = client.post("/embed_image", json=body)
+    assert answer.status_code == 200, answer.get_json()
+    assert [entry["page"] for entry in answer.get_json()["pages"]] == [1, 2, 3]
+    assert_same_vectors([np.array(m) for m in answer.get_json()["colbert"]], expected)
 
 
 def test_multipart_pdf_binary_and_pooled(client, references):

@@ -98,10 +98,9 @@ def bulk(args) -> int:
             encode=encode,
             restart=args.restart,
         )
-        if args.local and args.images:
-            raise InputError("--images runs against a server (--url); --local embeds texts only for now")
+        images_from = _directory_of(args.input) if args.images else None
         if args.local:
-            embedder = LocalEmbedder(args.local, args.precision, encode, args.output_type)
+            embedder = LocalEmbedder(args.local, args.precision, encode, args.output_type, images_from)
         else:
             embedder = RemoteEmbedder(
                 args.url,
@@ -109,12 +108,14 @@ def bulk(args) -> int:
                 args.precision,
                 encode,
                 args.output_type,
-                images_from=_directory_of(args.input) if args.images else None,
+                images_from=images_from,
                 retries=args.retries,
                 patience=args.patience,
             )
         model = embedder.describe()
         meta = {"model": model.name, "model_fingerprint": model.fingerprint, "output_type": args.output_type}
+        if args.images:
+            meta["images"] = True
         if args.output_type == "dense":
             meta["precision"] = args.precision
         meta.update({key: value for key, value in encode.items() if key != "cache"})

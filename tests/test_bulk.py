@@ -405,11 +405,14 @@ def test_colbert_output_of_bge_m3_is_its_embed_text_colbert(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.extended
-def test_images_by_path_are_embedded_as_embed_image_does_and_unreadable_ones_rejected(tmp_path):
+def test_images_and_pdfs_by_path_are_embedded_as_embed_image_does_and_unreadable_ones_rejected(tmp_path):
+    """A PDF's record gives a row per page (its id on each, the page in the `page` column); the same job in
+    this process (--local, NumPy shards with pages.txt) writes the same rows."""
     import base64
 
     from PIL import Image
 
+    from .test_pdf import make_pdf
     from .tiny_models import tiny_vision_model
 
     model = tiny_vision_model(tmp_path / "clip", "clip")
@@ -424,23 +427,62 @@ def test_images_by_path_are_embedded_as_embed_image_does_and_unreadable_ones_rej
     (pictures / "broken.png").write_bytes(b"not a png at all")
     rows.insert(4, {"doc_id": "broken", "text": "pictures/broken.png"})
     rows.insert(9, {"doc_id": "missing", "text": "pictures/missing.png"})
-    # the server embeds a PDF page by page; a record is one vector, so a PDF is the record's rejection, never a
-    # row of vectors shifted against its records
-    from .test_pdf import make_pdf
-
     (pictures / "paper.pdf").write_bytes(make_pdf(2))
     rows.insert(11, {"doc_id": "paper", "text": "pictures/paper.pdf"})
     path = write_input(tmp_path / "in.jsonl", rows)
-    with GunicornProcess({"MODEL_PATH": str(model), "DTYPE": "float32", "LOG_REQUESTS": "false"}, workers=1) as clip:
+    good = [row for row in rows if row["doc_id"] not in ("broken", "missing")]
+    env = {"MODEL_PATH": str(model), "DTYPE": "float32", "LOG_REQUESTS": "false", "PDF_DPI": "72"}
+    with GunicornProcess(env, workers=1) as clip:
         args = [path, tmp_path / "out.parquet", "--url", clip.url, "--images", "--id-field", "doc_id", "--json"]
         summary = json.loads(bulk(*args).stdout)
-        good = [row for row in rows if row["doc_id"].startswith("img-")]
         encoded = [base64.b64encode((tmp_path / row["text"]).read_bytes()).decode() for row in good]
         answer = requests.post(clip.url + "/embed_image", json={"images": encoded}, timeout=60).json()
-    assert (summary["embedded"], summary["rejected"]) == (12, 3)
-    ids, vectors, _ = read_output(tmp_path / "out.parquet")
-    assert ids == [row["doc_id"] for row in good]
+    assert (summary["embedded"], summary["rejected"]) == (14, 2)  # rows: 12 images and 2 pages
+    expected_ids = [good[entry["input"]]["doc_id"] for entry in answer["pages"]]
+    expected_pages = [entry["page"] for entry in answer["pages"]]
+    assert expected_pages.count(None) == 12 and [p for p in expected_pages if p] == [1, 2]
+    ids, vectors, meta = read_output(tmp_path / "out.parquet")
+    assert ids == expected_ids and meta["images"] == "True"
+    assert pq.read_table(tmp_path / "out.parquet").column("page").to_pylist() == expected_pages
     assert np.allclose(vectors, np.asarray(answer["embeddings"], dtype=np.float32), atol=1e-5)
     rejects = [json.loads(line) for line in (tmp_path / "out.parquet.rejects.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["status"]) for r in rejects] == [("broken", 400), ("missing", 400), ("paper", 422)]
-    assert "cannot read" in rejects[1]["error"] and "PDF" in rejects[2]["error"]
+    assert [(r["id"], r["status"]) for r in rejects] == [("broken", 400), ("missing", 400)]
+    assert "cannot read" in rejects[1]["error"]
+    # the same job in this process
+    local_env = {**os.environ, **env}
+    bulk(path, tmp_path / "local", "--local", model, "--images", "--id-field", "doc_id", "--quiet", env=local_env)
+    ids, vectors, _ = read_output(tmp_path / "local")
+    assert ids == expected_ids
+    pages = [int(line) if line else None for line in (tmp_path / "local" / "pages.txt").read_text().splitlines()]
+    assert pages == expected_pages
+    assert np.allclose(vectors, np.asarray(answer["embeddings"], dtype=np.float32), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_pages_of_a_visual_retriever_as_multi_vectors_in_this_process(tmp_path):
+    """--local --images --output-type colbert with a ColQwen2: a multi-vector per page, as /embed_image's."""
+    import base64
+
+    from app import create_app
+    from app.config import Settings
+
+    from .test_pdf import make_pdf
+    from .tiny_models import tiny_colqwen2
+
+    model = tiny_colqwen2(tmp_path / "colqwen2")
+    (tmp_path / "paper.pdf").write_bytes(make_pdf(2))
+    path = write_input(tmp_path / "in.txt", [{"text": "paper.pdf"}, {"text": "https://example.com/a.png"}])
+    env = {**os.environ, "DTYPE": "float32", "PDF_DPI": "72"}
+    args = ["--local", model, "--images", "--output-type", "colbert", "--json"]
+    summary = json.loads(bulk(path, tmp_path / "out.parquet", *args, env=env).stdout)
+    assert (summary["embedded"], summary["rejected"]) == (2, 1)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column("id").to_pylist() == ["0", "0"] and table.column("page").to_pylist() == [1, 2]
+    client = create_app(
+        Settings.from_env({"MODEL_PATH": str(model), "DTYPE": "float32", "PDF_DPI": "72"})
+    ).test_client()
+    pdf = base64.b64encode((tmp_path / "paper.pdf").read_bytes()).decode()
+    expected = client.post("/embed_image", json={"images": [pdf], "output_type": "colbert"}).get_json()["colbert"]
+    for matrix, want in zip(table.column("colbert").to_pylist(), expected):
+        assert np.allclose(matrix, want, atol=1e-5)

@@ -1,10 +1,10 @@
 """Visual-document late interaction (#27): tiny ColPali (transformers' save layout) and ColQwen2 (the hub's
 layout, variable page grids) load through the real code and equal `MultiVectorEncoder.encode_query` /
 `encode_document` in float32 (the same number of vectors, each cosine >= 0.9999; bfloat16 >= 0.999), with
-MaxSim scores within 1e-4 of its `similarity`; pages go in as images and as PDFs (JSON, multipart, URL) by /embed_image (a
-multi-vector per page, equal to embedding that page's rendering) and are scored against text queries by
-/similarity; the rerank routes score text documents as sentence-transformers does; and what these models do
-not do is a 400 that says what they do."""
+MaxSim scores within 1e-4 of its `similarity`; pages go in as images and as PDFs (JSON, multipart, URL) by
+/embed_image (a multi-vector per page, equal to embedding that page's rendering) and are scored against text
+queries by /similarity; the rerank routes score text documents as sentence-transformers does; and what these
+models do not do is a 400 that says what they do."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What a bulk job embeds with: running instances over HTTP (remote.py), or the engine in this process
 (`LocalEmbedder`: the same families, batching and precisions, for one machine without a server). Both
-answer `describe()` and `embed(texts) -> (vectors, tokens)`, and raise `Refused` for records the model
-will not take and `JobFailed` when the job cannot go on."""
+answer `describe()` and `embed(texts) -> (vectors, tokens)` (a vector, or `Pages` for a PDF, per input),
+and raise `Refused` for records the model will not take and `JobFailed` when the job cannot go on."""
 
 from __future__ import annotations
 
@@ -29,6 +29,31 @@ class JobFailed(Exception):
 
 
 @dataclass(frozen=True)
+class Pages:
+    """A PDF embedded page by page: each page's number (from 1) and its row (vector, or multi-vector)."""
+
+    numbers: list[int]
+    rows: list
+
+
+def by_input(rows: list, sources: list | None, inputs: int) -> list:
+    """An answer's rows in input order, a PDF's pages gathered into one `Pages` (`sources`: per row, which
+    input it is and which page of it, None for an image)."""
+    if sources is None:
+        return rows
+    gathered: list = [None] * inputs
+    for row, (index, page) in zip(rows, sources):
+        if page is None:
+            gathered[index] = row
+        else:
+            if gathered[index] is None:
+                gathered[index] = Pages([], [])
+            gathered[index].numbers.append(page)
+            gathered[index].rows.append(row)
+    return gathered
+
+
+@dataclass(frozen=True)
 class ServedModel:
     name: str
     fingerprint: str
@@ -42,7 +67,9 @@ class LocalEmbedder:
     runtime from the same settings, read from the environment), with the batcher merging the job's
     concurrent requests into passes."""
 
-    def __init__(self, model_path: str, precision: str, encode: dict, output_type: str = "dense"):
+    def __init__(
+        self, model_path: str, precision: str, encode: dict, output_type: str = "dense", images_from: str | None = None
+    ):
         from ..config import Settings
         from ..engine.requests import EmbedRequest
         from ..runtime import load_engine
@@ -59,8 +86,10 @@ class LocalEmbedder:
         self.model = next(iter(self.engine.models.values()))
         self.precision = precision
         self.output_type = output_type
+        # not None: the inputs are image (or PDF) paths, relative to this directory
+        self.images_from = images_from
         self.request = EmbedRequest(  # the same for every batch of the job
-            field="texts",
+            field="images" if images_from is not None else "texts",
             normalize=encode.get("normalize", True),
             dimensions=encode.get("dimensions"),
             prompt_name=encode.get("prompt_name"),
@@ -84,25 +113,50 @@ class LocalEmbedder:
         result = self._embedded(texts)
         if self.output_type == "sparse":
             rows = [(np.asarray(i, np.int32), np.asarray(w, np.float32)) for i, w in result.sparse]
-            return rows, result.prompt_tokens
-        if self.output_type == "colbert":
-            return [np.asarray(m, np.float32) for m in result.colbert], result.prompt_tokens
-        request = self.request
-        precision = "float32" if self.precision == "float16" else self.precision
-        vectors = self.engine.quantize(
-            self.model, result.vectors, precision, dimensions=request.dimensions, normalize=request.normalize
-        )
-        return list(vectors.astype(np.float16) if self.precision == "float16" else vectors), result.prompt_tokens
+        elif self.output_type == "colbert":
+            rows = [np.asarray(m, np.float32) for m in result.colbert]
+        else:
+            request = self.request
+            precision = "float32" if self.precision == "float16" else self.precision
+            vectors = self.engine.quantize(
+                self.model, result.vectors, precision, dimensions=request.dimensions, normalize=request.normalize
+            )
+            rows = list(vectors.astype(np.float16) if self.precision == "float16" else vectors)
+        return by_input(rows, result.sources, len(texts)), result.prompt_tokens
 
     def _embedded(self, texts: list[str]):
         from ..engine.errors import EngineError, InvalidInput, Overloaded, TooLarge
+        from ..errors import ServiceError
 
+        if self.images_from is not None:
+            from ..media.images import ImageLimits
+
+            images = [read_image(reference, self.images_from) for reference in texts]
+            limits = ImageLimits.from_settings(self.settings, documents=True)
         while True:
             try:
+                if self.images_from is not None:
+                    return self.engine.embed_images(self.model, images, limits, self.request)
                 return self.engine.embed_texts(self.model, texts, self.request)
             except Overloaded:  # more of the job's threads than its queue holds: wait a turn
                 time.sleep(0.05)
             except InvalidInput as exc:
                 raise Refused(413 if isinstance(exc, TooLarge) else 400, str(exc)) from None
+            except ServiceError as exc:  # the image decoder's (app.media) refusals of an image or PDF
+                if exc.status >= 500:
+                    raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
+                raise Refused(exc.status, str(exc)) from None
             except EngineError as exc:
                 raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def read_image(reference: str, directory: str) -> bytes:
+    """An image (or PDF) file's bytes, its path relative to `directory`; one that cannot be read is the
+    record's fault. In this process there is no server to fetch a URL: that is the record's fault too."""
+    if reference.startswith(("http://", "https://", "data:")):
+        raise Refused(400, f"{reference[:80]}: --local reads image files; a URL needs a server (--url)")
+    try:
+        with open(os.path.join(directory, reference), "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise Refused(400, f"{reference}: cannot read the image: {exc.strerror or exc}") from None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedders import JobFailed, Refused
+from .embedders import JobFailed, Pages, Refused
 from .progress import Progress
 from .records import Record, count_records, read_records
 from .sinks import Sink
@@ -128,7 +128,10 @@ class _Deduplicated:
 
 
 def _nbytes(row) -> int:
-    """A dense vector's bytes, or a sparse one's (its ids and weights), with what holding it costs."""
+    """A dense vector's bytes, a sparse one's (its ids and weights) or a PDF's pages', with what holding it
+    costs."""
+    if isinstance(row, Pages):
+        return sum(_nbytes(page) for page in row.rows)
     arrays = row if isinstance(row, tuple) else (row,)
     return sum(array.nbytes for array in arrays) + 64
 
@@ -263,16 +266,22 @@ class BulkJob:
         for key, vector in vectors_by_key.items():
             if key not in chunk.known:
                 self.recent.put(key, vector)
-        ids, rows, rejects = [], [], []
+        ids, rows, pages, rejects = [], [], [], []
         for record, key in zip(chunk.records, chunk.keys):
             if key is None:
                 rejects.append(self._reject(record, 400, f"no text in the field {self.options.text_field!r}"))
             elif key in refused:
                 rejects.append(self._reject(record, *refused[key]))
+            elif isinstance(vectors_by_key[key], Pages):  # a PDF: a row per page, each with the record's id
+                document = vectors_by_key[key]
+                ids.extend([record.id] * len(document.rows))
+                rows.extend(document.rows)
+                pages.extend(document.numbers)
             else:
                 ids.append(record.id)
                 rows.append(vectors_by_key[key])
-        self.sink.write_chunk(chunk.index, ids, rows, rejects)
+                pages.append(None)
+        self.sink.write_chunk(chunk.index, ids, rows, rejects, pages if self.options.images else None)
         self.progress.advance(len(chunk.records), len(rejects))
 
     @staticmethod

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import random
 import threading
 import time
@@ -20,7 +19,7 @@ import time
 import numpy as np
 import requests
 
-from .embedders import DTYPES, JobFailed, Refused, ServedModel
+from .embedders import DTYPES, JobFailed, Refused, ServedModel, by_input, read_image
 
 RETRY_STATUSES = (429, 503)
 RECORD_STATUSES = (400, 413, 422)  # what the records themselves can cause
@@ -86,23 +85,22 @@ class RemoteEmbedder:
         order; and the tokens the server counted."""
         body = {"texts": texts, "encoding_format": "base64", **self.encode}
         route = "/embed_text"
-        if self.images_from is not None:
-            body = {key: value for key, value in body.items() if key in IMAGE_OPTIONS}
-            body["images"] = [_image(reference, self.images_from) for reference in texts]
-            route = "/embed_image"
         if self.model:
             body["model"] = self.model
         if self.output_type != "dense":
             body["output_types"] = [self.output_type]
         elif self.precision not in ("float32", "float16"):
             body["precision"] = self.precision
+        if self.images_from is not None:
+            body = {key: value for key, value in body.items() if key in IMAGE_OPTIONS}
+            body["images"] = [_image(reference, self.images_from) for reference in texts]
+            body["output_type"] = self.output_type
+            route = "/embed_image"
         url = self.urls[next(self._turn) % len(self.urls)]
         answer = self._call("POST", url + route, json=body).json()
-        if answer.get("pages") is not None:
-            # the server embedded a PDF page by page: more vectors than records. Refused whole, the request is
-            # split until the PDF's record stands alone in the rejects file.
-            raise Refused(422, "a PDF: the server embeds it page by page, and a bulk job writes one vector per record")
-        return self._rows(answer), int(answer.get("usage", {}).get("prompt_tokens", 0))
+        pages = answer.get("pages")  # a PDF among the inputs: a row per page, gathered per input
+        sources = None if pages is None else [(entry["input"], entry["page"]) for entry in pages]
+        return by_input(self._rows(answer), sources, len(texts)), int(answer.get("usage", {}).get("prompt_tokens", 0))
 
     def _rows(self, answer: dict) -> list:
         if self.output_type == "sparse":
@@ -158,7 +156,7 @@ class RemoteEmbedder:
 
 
 # what /embed_image takes besides the images
-IMAGE_OPTIONS = ("encoding_format", "normalize", "dimensions", "is_query", "cache")
+IMAGE_OPTIONS = ("model", "encoding_format", "normalize", "dimensions", "is_query", "cache", "precision")
 
 
 def _image(reference: str, directory: str) -> str:
@@ -166,12 +164,7 @@ def _image(reference: str, directory: str) -> str:
     a file's bytes in base64. A file that cannot be read is the record's fault."""
     if reference.startswith(("http://", "https://", "data:")):
         return reference
-    path = os.path.join(directory, reference)
-    try:
-        with open(path, "rb") as handle:
-            return base64.b64encode(handle.read()).decode("ascii")
-    except OSError as exc:
-        raise Refused(400, f"{reference}: cannot read the image: {exc.strerror or exc}") from None
+    return base64.b64encode(read_image(reference, directory)).decode("ascii")
 
 
 def _backoff(failures: int) -> float:

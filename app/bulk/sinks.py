@@ -58,8 +58,11 @@ class Sink:
     def done_chunks(self) -> set[int]:
         raise NotImplementedError
 
-    def write_chunk(self, chunk: int, ids: list[str], rows: list, rejects: list[dict]) -> None:
-        """`rows`: a vector per id, or (token ids, weights) for sparse output."""
+    def write_chunk(
+        self, chunk: int, ids: list[str], rows: list, rejects: list[dict], pages: list | None = None
+    ) -> None:
+        """`rows`: a vector per id, or (token ids, weights) for sparse output. `pages`: with image inputs, each
+        row's page of its PDF (from 1), None for an image; a PDF's record has a row per page."""
         raise NotImplementedError
 
     def finish(self, chunks: int) -> dict:
@@ -77,8 +80,9 @@ class Sink:
 class ParquetSink(Sink):
     """OUTPUT.parquet: columns `id` (string) and `embedding` (a fixed-size list of the precision's type),
     or for sparse output `indices` (int32 token ids) and `values` (float32 weights), lists of each row's
-    own length; the model, its fingerprint and the options in the file's key-value metadata. While the job
-    runs, one file a chunk in OUTPUT.parquet.parts/."""
+    own length; with image inputs, `page` after the id (a PDF's page, from 1; null for an image); the
+    model, its fingerprint and the options in the file's key-value metadata. While the job runs, one file a
+    chunk in OUTPUT.parquet.parts/."""
 
     def __init__(self, output: str, meta: dict):
         super().__init__(output, meta)
@@ -100,7 +104,13 @@ class ParquetSink(Sink):
             metadata[f"{METADATA_PREFIX}rejects"] = json.dumps(rejects)
         return metadata
 
-    def _table(self, ids: list[str], rows: list, rejects: list[dict] | None = None):
+    def _table(self, ids: list[str], rows: list, rejects: list[dict] | None = None, pages: list | None = None):
+        table = self._columns(ids, rows)
+        if self.meta.get("images"):
+            table = table.add_column(1, "page", self.pa.array(pages or [None] * len(ids), type=self.pa.int32()))
+        return table.replace_schema_metadata(self._metadata(rejects))
+
+    def _columns(self, ids: list[str], rows: list):
         pa = self.pa
         if self.meta.get("output_type") == "sparse":  # list columns: each row has its own length
             table = pa.table(
@@ -110,26 +120,26 @@ class ParquetSink(Sink):
                     "values": pa.array([row[1] for row in rows], type=pa.list_(pa.float32())),
                 }
             )
-            return table.replace_schema_metadata(self._metadata(rejects))
+            return table
         if self.meta.get("output_type") == "colbert":  # a matrix a row: one vector per token
             width = rows[0].shape[1] if rows else 1
             flat = np.concatenate([m.reshape(-1) for m in rows]) if rows else np.empty(0, np.float32)
             tokens = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), width)
             offsets = np.concatenate([[0], np.cumsum([len(m) for m in rows])]).astype(np.int32)
             column = pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), tokens)
-            table = pa.table({"id": pa.array(ids, type=pa.string()), "colbert": column})
-            return table.replace_schema_metadata(self._metadata(rejects))
+            return pa.table({"id": pa.array(ids, type=pa.string()), "colbert": column})
         vectors = np.stack(rows) if len(rows) else np.empty((0, 1), np.float32)
         width = max(1, vectors.shape[1])  # a chunk whose every record was rejected has no width of its own
         flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=pa.from_numpy_dtype(vectors.dtype))
         column = pa.FixedSizeListArray.from_arrays(flat, width)
-        table = pa.table({"id": pa.array(ids, type=pa.string()), "embedding": column})
-        return table.replace_schema_metadata(self._metadata(rejects))
+        return pa.table({"id": pa.array(ids, type=pa.string()), "embedding": column})
 
-    def write_chunk(self, chunk: int, ids: list[str], rows: list, rejects: list[dict]) -> None:
+    def write_chunk(
+        self, chunk: int, ids: list[str], rows: list, rejects: list[dict], pages: list | None = None
+    ) -> None:
         part = self._part(chunk)
         temporary = part.with_suffix(".tmp")
-        self.pa.parquet.write_table(self._table(ids, rows, rejects), temporary)
+        self.pa.parquet.write_table(self._table(ids, rows, rejects, pages), temporary)
         _fsync_rename(temporary, part)
 
     def finish(self, chunks: int) -> dict:
@@ -173,10 +183,13 @@ class NumpySink(Sink):
     def done_chunks(self) -> set[int]:
         return {int(p.stem.split("-")[1]) for p in self.output.glob("embeddings-*.npy")}
 
-    def write_chunk(self, chunk: int, ids: list[str], rows: list, rejects: list[dict]) -> None:
+    def write_chunk(
+        self, chunk: int, ids: list[str], rows: list, rejects: list[dict], pages: list | None = None
+    ) -> None:
         vectors = np.stack(rows) if rows else np.empty((0, 1), np.float32)
         # the ids first: the shard's rename is what says the chunk is done
-        _atomic_write(self.work / f"chunk-{chunk:08d}.json", json.dumps({"ids": ids, "rejects": rejects}).encode())
+        stored = {"ids": ids, "rejects": rejects, "pages": pages}
+        _atomic_write(self.work / f"chunk-{chunk:08d}.json", json.dumps(stored).encode())
         shard = self._shard(chunk)
         temporary = shard.with_suffix(".tmp")
         with open(temporary, "wb") as handle:
@@ -184,13 +197,16 @@ class NumpySink(Sink):
         _fsync_rename(temporary, shard)
 
     def finish(self, chunks: int) -> dict:
-        lines, rejects, shards = [], [], []
+        lines, pages, rejects, shards = [], [], [], []
         for chunk in range(chunks):
             stored = json.loads((self.work / f"chunk-{chunk:08d}.json").read_text())
             lines.extend(f"{ident}\n" for ident in stored["ids"])
+            pages.extend("\n" if page is None else f"{page}\n" for page in stored.get("pages") or [])
             rejects.append(stored["rejects"])
             shards.append({"file": self._shard(chunk).name, "rows": len(stored["ids"])})
         _atomic_write(self.output / "ids.txt", "".join(lines).encode())
+        if self.meta.get("images"):  # a line a row, as ids.txt: its page of a PDF, empty for an image
+            _atomic_write(self.output / "pages.txt", "".join(pages).encode())
         manifest = {**self.meta, "rows": len(lines), "shards": shards}
         _atomic_write(self.output / "manifest.json", json.dumps(manifest, indent=2).encode())
         rejected = self.write_rejects(rejects)

@@ -129,6 +129,13 @@ class Settings:
     pdf_dpi: int = setting("PDF_DPI", 144, "integer", minimum=18)
     max_pdf_page_pixels: int = setting("MAX_PDF_PAGE_PIXELS", 12_000_000, "integer", minimum=1)
     image_formats: tuple[str, ...] = setting("IMAGE_FORMATS", DEFAULT_IMAGE_FORMATS, "choices", allowed=IMAGE_FORMATS)
+    # Audio inputs (/embed_audio, modality "audio"): checked against the header before decoding, and the
+    # duration again while decoding (app/media/audio.py)
+    max_audio_bytes: int = setting("MAX_AUDIO_BYTES", 10 * 1024 * 1024, "integer", minimum=1)
+    max_audio_seconds: float = setting("MAX_AUDIO_SECONDS", 600.0, "decimal", minimum=0.001)
+    max_audio_channels: int = setting("MAX_AUDIO_CHANNELS", 8, "integer", minimum=1)
+    max_audio_sample_rate: int = setting("MAX_AUDIO_SAMPLE_RATE", 192_000, "integer", minimum=1)
+    max_audio_per_request: int = setting("MAX_AUDIO_PER_REQUEST", 32, "integer", minimum=1)
     image_url_fetch: bool = setting("IMAGE_URL_FETCH", False, "boolean")
     allowed_image_hosts: tuple[str, ...] = setting(
         "ALLOWED_IMAGE_HOSTS",

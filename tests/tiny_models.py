@@ -845,3 +845,57 @@ def _mrope_sections(head_dim: int) -> list[int]:
     half = head_dim // 2
     temporal = half // 4
     return [temporal, (half - temporal) // 2, half - temporal - (half - temporal) // 2]
+
+
+def tiny_clap(directory: Path, *, seed: int = 0, sampling_rate: int = 8000, seconds: int = 2) -> Path:
+    """A 2-layer ClapModel (a RoBERTa-style text tower, an HTSAT audio tower on a 32 x 32 spectrogram) with its
+    processor as LAION's unfused checkpoints ship it (`rand_trunc`, `repeatpad`), at `sampling_rate` and a
+    window of `seconds`; the default model's tokenizer stands in for CLAP's RoBERTa one."""
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
+    # about 60 spectrogram frames a window: the tower takes 64 (a 32 x 32 spectrogram of 16 mels, 2 rows deep)
+    hop = sampling_rate * seconds // 60
+    features = ClapFeatureExtractor(
+        feature_size=16,
+        sampling_rate=sampling_rate,
+        hop_length=hop,
+        max_length_s=seconds,
+        fft_window_size=4 * hop,
+        nb_max_samples=sampling_rate * seconds,
+        truncation="rand_trunc",
+        padding="repeatpad",
+        frequency_max=sampling_rate // 2,
+    )
+    config = ClapConfig(
+        text_config=dict(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=130,
+            projection_dim=16,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        audio_config=dict(
+            spec_size=32,
+            num_mel_bins=16,
+            window_size=4,
+            patch_size=4,
+            patch_stride=(4, 4),
+            hidden_size=32,
+            depths=[1, 1],
+            num_attention_heads=[2, 2],
+            patch_embeds_hidden_size=16,
+            projection_dim=16,
+            enable_fusion=False,
+        ),
+        projection_dim=16,
+    )
+    model = ClapModel(config).eval()
+    _sharpen(model, 2.0)
+    model.save_pretrained(directory)
+    ClapProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(directory)
+    return directory

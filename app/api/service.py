@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, OUTPUT_TYPES, RERANK, TOKENS
 from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest
+from ..media.audio import AudioLimits
 from ..media.images import ImageLimits
 from .http import context
 from .http.image_inputs import gather
@@ -127,6 +128,15 @@ def embed_images(model, images: list[bytes], request: EmbedRequest, *, documents
     `model` is resolved by the caller: a text-only model must refuse before any file is read or URL fetched.
     `documents`: PDFs are taken, a vector per page (the result's `sources` say which); else they are 400s."""
     return _embed_inputs(model, [None] * len(images), images, request, "image", documents)
+
+
+def embed_audio(model, clips: list[bytes], request: EmbedRequest) -> Served:
+    """Encoded audio clips (already gathered from the body or its files) -> vectors, under this app's audio
+    limits. `model` is resolved by the caller, before any file is read or URL fetched."""
+    limits = AudioLimits.from_settings(context.settings())
+    result = context.engine().embed_audio(model, clips, limits, request)
+    record_embedding(result, len(clips), "audio")
+    return Served(model, result)
 
 
 def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:

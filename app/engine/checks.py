@@ -21,8 +21,9 @@ from .errors import InvalidInput, Unsupported
 
 def check(model, capability: str, field: str = "input") -> None:
     """The caller's 4xx unless `model` can do `capability`."""
-    if capability in (EMBED_TEXT, EMBED_IMAGE):
-        require(model, "text" if capability == EMBED_TEXT else "image", field)
+    modality = next((name for name, needed in MODALITY_CAPABILITY.items() if needed == capability), None)
+    if modality is not None:
+        require(model, modality, field)
     elif capability == EMBED_INTERLEAVED:  # an image at least: whether it takes both together is the call's
         require(model, "image", field)
     elif capability == COLBERT_IMAGE:

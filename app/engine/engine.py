@@ -35,7 +35,7 @@ from .execution import Execution
 from .families import ServedModel
 from .lifecycle import Lifecycle
 from .loader import load_model
-from .requests import EmbedRequest, ImageDecoder, ScoreRequest, request_of
+from .requests import AudioDecoder, EmbedRequest, ImageDecoder, ScoreRequest, request_of
 from .results import Classes, Embeddings, EngineObserver, Scores
 from .rows import Prepared
 
@@ -215,6 +215,16 @@ class Engine:
         started = time.perf_counter()
         prepared = self.execution.prepare_inputs(model, texts, images, decoder, request)
         return self.execution.embed(model, modality, prepared, request, time.perf_counter() - started)
+
+    def embed_audio(self, model, clips: list[bytes], decoder: AudioDecoder, request=None, **fields) -> Embeddings:
+        """Encoded audio files (already fetched) -> vectors; a bad clip is a 4xx naming its index."""
+        request = request_of(EmbedRequest, request, {"field": "audio", **fields} if request is None else fields)
+        checks.require(model, "audio", request.field)
+        checks.check_dimensions(model, request.dimensions)
+        self.execution.check_capacity(model, "audio")
+        started = time.perf_counter()
+        prepared = self.execution.prepare_audio(model, clips, decoder, request)
+        return self.execution.embed(model, "audio", prepared, request, time.perf_counter() - started)
 
     def quantize(self, model, vectors: np.ndarray, precision: str, *, dimensions=None, normalize=True) -> np.ndarray:
         """`vectors` (post-processed with `dimensions` and `normalize`) at `precision`."""

@@ -150,6 +150,11 @@ class Execution:
             )
         return results, started
 
+    def prepare_audio(self, model, clips: list[bytes], decoder, request: EmbedRequest) -> Prepared:
+        """Audio clips -> a row each, off the event loop (decoding and resampling are CPU work in C)."""
+        with self.accounting.observer.stage("preprocess", inputs=len(clips)):
+            return self.offload(prepare_audio, model, clips, decoder, request)
+
     def prepare_inputs(self, model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest):
         """Texts, images or both per input -> one row each, off the event loop (decoding and resizing are CPU
         work that PIL and numpy do without the GIL); inputs with images are counted against their budget as
@@ -158,6 +163,17 @@ class Execution:
             return self.offload(
                 prepare_inputs, model, texts, images, decoder, request, ImageTokens(self.budgets, request.field)
             )
+
+
+def prepare_audio(model, clips: list[bytes], decoder, request: EmbedRequest) -> Prepared:
+    """A row per clip: decoded (mono, at the model's rate, no more than the model hears) and prepared one at a
+    time, so a request holds one clip's samples beside the rows already made."""
+    rows = []
+    for index, data in enumerate(clips):
+        param = f"{request.field}[{index}]"
+        waveform = decoder.decode(data, param, model.sampling_rate, model.audio_window)
+        rows.append(model.prepare_audio(waveform, param, request))
+    return Prepared(rows=rows, outputs=request.outputs)
 
 
 def prepare_inputs(model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest, budget) -> Prepared:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from .errors import InvalidInput
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 DIRECTIONS = ("right", "left")
@@ -126,6 +127,13 @@ class ImageDecoder(Protocol):
 
     def pages(self, data: bytes, param: str) -> Pages | None:
         """A document's pages (each embedded as an image), or None when `data` is one image."""
+
+
+class AudioDecoder(Protocol):
+    """Turns an encoded audio file into a mono waveform at `rate` (its first `window` seconds at most), or raises
+    the caller's error naming `param`; called off the event loop, under the caller's limits."""
+
+    def decode(self, data: bytes, param: str, rate: int, window: float | None = None) -> np.ndarray: ...
 
 
 class Pages(Protocol):

@@ -24,6 +24,7 @@ _OFFSET_POSITION_MODELS = {
     "data2vec-text",
     "ernie_m",
     "luke",
+    "clap_text_model",  # CLAP's text tower is a RoBERTa
 }
 
 # Warm-up runs a row this long at most: decoder embedders accept 32k-token inputs,

@@ -96,12 +96,16 @@ class ImageFetcher:
         max_bytes: int = Settings.max_image_bytes,
         max_redirects: int = MAX_REDIRECTS,
         resolve: Callable | None = None,
+        accept: str = "image/*, application/pdf",
+        too_large: Callable[[str, int], Exception] = image_too_large,
     ):
         self.allowed_hosts = allowed_hosts
         self.policy = AddressPolicy(allowed_networks)
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
+        self.accept = accept
+        self.too_large = too_large  # the caller's 413, naming its own limit
         # Looked up per call by default: under gevent the module is patched after this object exists.
         self.resolve = resolve
 
@@ -145,7 +149,7 @@ class ImageFetcher:
                 "GET",
                 target,
                 headers={
-                    "Accept": "image/*, application/pdf",
+                    "Accept": self.accept,
                     "Accept-Encoding": "identity",
                     "User-Agent": "embedding-service/1 (image fetch)",
                 },
@@ -173,7 +177,7 @@ class ImageFetcher:
     def _read(self, response: http.client.HTTPResponse, sock: socket.socket, param: str, deadline: float) -> bytes:
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise image_too_large(param, self.max_bytes)
+            raise self.too_large(param, self.max_bytes)
         chunks, size = [], 0
         while True:
             # read1 returns after one receive, so the deadline bounds a slow drip too.
@@ -183,7 +187,7 @@ class ImageFetcher:
                 return b"".join(chunks)
             size += len(chunk)
             if size > self.max_bytes:
-                raise image_too_large(param, self.max_bytes)
+                raise self.too_large(param, self.max_bytes)
             chunks.append(chunk)
 
     def _connect(self, address, timeout=None, source_address=None):

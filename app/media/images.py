@@ -30,7 +30,7 @@ from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
 from .pdf import PdfPages, is_pdf
 
-_DATA_URI = re.compile(
+DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.IGNORECASE
 )
 
@@ -101,7 +101,7 @@ def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
     if lowered.startswith(("http://", "https://")):
         return ImageSource(kind="url", url=value)
     if lowered.startswith("data:"):
-        match = _DATA_URI.match(value)
+        match = DATA_URI.match(value)
         if not match or not match.group("b64"):
             raise InvalidRequest(f"{param} is a data URI that is not base64 (data:image/...;base64,...)", param=param)
         mime = (match.group("mime") or "").lower()

@@ -151,6 +151,43 @@ class EmbedImageRequest(ImageOptions):
         return image_list(value, "images")
 
 
+class AudioOptions(RequestBody):
+    """What `/embed_audio` takes besides the clips (also its multipart form fields)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str | None = None
+    normalize: bool = Field(default=True, description="L2-normalise each vector.")
+    dimensions: Dimensions | None = None
+    encoding_format: EncodingFormat = "float"
+    cache: CacheOption = True
+    precision: Precision = "float32"
+
+
+class EmbedAudioRequest(AudioOptions):
+    """The JSON `POST /embed_audio` body (or multipart/form-data with audio files and these fields)."""
+
+    audio: Texts = Field(
+        description="Base64, `data:audio/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on (its allow-list "
+        "applies); WAV, FLAC, OGG Vorbis or Opus, MP3, AIFF."
+    )
+
+    @field_validator("audio", mode="before")
+    @classmethod
+    def _normalise_audio(cls, value):
+        return image_list(value, "audio")
+
+
+class EmbedAudioResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]] | list[list[int]] | list[str] = Field(
+        description="Per clip its vector: floats, integers at another precision, or base64 of its buffer."
+    )
+    dimension: int
+    precision: str
+    usage: Usage = Field(description="prompt_tokens counts the spectrogram patches the audio tower attended over.")
+
+
 class SimilarityRequest(RequestBody):
     """`POST /similarity`: texts x images, or texts x texts (images x images) when only one kind is given."""
 
@@ -158,6 +195,9 @@ class SimilarityRequest(RequestBody):
 
     texts: Texts | None = None
     images: Texts | None = None
+    audio: Texts | None = Field(
+        default=None, description="Audio clips for the columns (text-audio models): texts x audio."
+    )
     documents: Texts | None = Field(
         default=None, description="Texts for the columns: texts x documents (queries x passages)."
     )
@@ -187,6 +227,11 @@ class SimilarityRequest(RequestBody):
     @classmethod
     def _normalise_images(cls, value):
         return None if value is None else image_list(value, "images")
+
+    @field_validator("audio", mode="before")
+    @classmethod
+    def _normalise_audio(cls, value):
+        return None if value is None else image_list(value, "audio")
 
 
 class SparseVector(BaseModel):

@@ -1,4 +1,5 @@
-"""`POST /similarity`: score matrices between texts and images, texts and documents, or one kind and itself.
+"""`POST /similarity`: score matrices between texts and images (or audio), texts and documents, or one kind and
+itself.
 
 Dense scores are cosines. For BGE-M3-style models, `output_types` adds the
 lexical matching score of sparse weights and ColBERT's late-interaction
@@ -11,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint
 
-from ...engine.capabilities import COLBERT_IMAGE, EMBED_IMAGE
+from ...engine.capabilities import COLBERT_IMAGE, EMBED_AUDIO, EMBED_IMAGE
 from ...engine.requests import EmbedRequest, ScoreRequest
 from ...errors import InvalidRequest, PayloadTooLarge
 from .. import service
 from ..http import context
+from ..http.audio_inputs import gather_audio
 from ..http.encoding import json_response, usage
 from ..http.image_inputs import gather
 from ..http.parsing import parse_object, validate
@@ -45,20 +47,24 @@ def similarity():
     if "inputs" in body:  # text-embeddings-inference's body: {"inputs": {"source_sentence", "sentences"}}
         return tei.similarity(body)
     req = validate(SimilarityRequest, body)
-    if not req.texts and not req.images:
-        raise InvalidRequest("send texts, images, or both", param="texts")
-    if req.images and req.documents:
-        raise InvalidRequest("give images or documents as the columns, not both", param="documents")
-    model = service.pick(req.model, EMBED_IMAGE if req.images else None)
+    if not req.texts and not req.images and not req.audio:
+        raise InvalidRequest("send texts, images, audio, or texts and one of the others", param="texts")
+    if sum(bool(columns) for columns in (req.images, req.audio, req.documents)) > 1:
+        raise InvalidRequest("give one kind of columns: images, audio or documents", param="documents")
+    model = service.pick(req.model, EMBED_IMAGE if req.images else EMBED_AUDIO if req.audio else None)
     if req.images and service.scores_late(model):
         return _late_image_matrix(model, req)
     outputs = list(dict.fromkeys(req.output_types or ["dense"]))
-    if req.images and outputs != ["dense"]:
-        raise InvalidRequest("images have dense vectors only; output_types applies to texts", param="output_types")
+    if (req.images or req.audio) and outputs != ["dense"]:
+        raise InvalidRequest(
+            "images and audio have dense vectors only; output_types applies to texts", param="output_types"
+        )
     if service.is_reranker(model) or service.scores_late(model):
         return _reranker_matrix(model, req)
     if req.images:
         service.check(model, EMBED_IMAGE, "images")
+    if req.audio:
+        service.check(model, EMBED_AUDIO, "audio")
     for output in outputs:
         if output != "dense":
             service.check(model, output, "output_types")
@@ -75,6 +81,9 @@ def similarity():
     if req.images:
         request = EmbedRequest(field="images", use_cache=req.cache)
         sides.append(service.embed_images(model, gather(req.images, "images"), request).result)
+    if req.audio:
+        request = EmbedRequest(field="audio", use_cache=req.cache)
+        sides.append(service.embed_audio(model, gather_audio(req.audio, "audio"), request).result)
     rows, columns = sides[0], sides[-1]
     scores = {output: _score(output, rows, columns) for output in outputs}
     if len(outputs) > 1:
@@ -105,7 +114,7 @@ def _reranker_matrix(model, req: SimilarityRequest):
     documents are given."""
     late = service.scores_late(model)
     documents = req.documents or (req.texts if late else None)
-    if req.images or not documents:
+    if req.images or req.audio or not documents:
         raise InvalidRequest(
             f"the model {model.name!r} is a reranker: send texts (queries) and documents",
             param="documents" if not req.images else "images",

@@ -1,5 +1,5 @@
 """OpenAI's `POST /v1/embeddings`: texts, this model's token ids, vLLM's multimodal items and chats, and
-images with Infinity's `"modality": "image"`."""
+images and audio with Infinity's `"modality": "image"` / `"audio"`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import uuid
 
 from flask import Blueprint
 
-from ...engine.capabilities import EMBED_IMAGE, EMBED_INTERLEAVED
+from ...engine.capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_INTERLEAVED
 from ...engine.requests import EmbedRequest
 from ...errors import InvalidRequest
 from .. import service
+from ..http.audio_inputs import gather_audio
 from ..http.encoding import encode_rows, json_response, usage
 from ..http.image_inputs import gather
 from ..http.parsing import parse_json
@@ -52,6 +53,14 @@ def create_embeddings():
             )
         service.check(model, EMBED_IMAGE, "input")  # a text-only model says so before anything is fetched
         served = service.embed_images(model, gather(inputs, "input"), request)
+    elif req.modality == "audio":
+        model = service.pick(req.model, EMBED_AUDIO)
+        if not isinstance(inputs[0], str):
+            raise InvalidRequest(
+                "with modality 'audio', input must be audio URLs, data: URIs or base64 strings", param="input"
+            )
+        service.check(model, EMBED_AUDIO, "input")  # a model without an audio tower says so before any fetch
+        served = service.embed_audio(model, gather_audio(inputs, "input"), request)
     elif multimodal:
         served = service.embed_items(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
     elif isinstance(inputs[0], str):

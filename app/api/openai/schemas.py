@@ -91,8 +91,10 @@ class OpenAIEmbeddingRequest(RequestBody):
     encoding_format: EncodingFormat = "float"
     dimensions: Dimensions | None = None
     user: str | None = None
-    modality: Literal["text", "image"] = Field(
-        default="text", description="Infinity's extension: 'image' makes `input` images (URLs, data URIs, base64)."
+    modality: Literal["text", "image", "audio"] = Field(
+        default="text",
+        description="Infinity's extension: 'image' makes `input` images, 'audio' audio clips (URLs, data URIs, "
+        "base64).",
     )
     truncation_direction: TruncationDirection = "right"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import Lane, ServedModel
 from .bge_m3 import BGEM3Model
+from .clap import ClapModel
 from .classifier import SequenceClassifier
 from .cross_encoder import CrossEncoderModel
 from .decoder_embedder import DecoderEmbedder
@@ -23,6 +24,7 @@ from .vlm_embedder import VLMEmbedder
 FAMILIES: tuple[type[ServedModel], ...] = (
     VLMEmbedder,
     DualEncoderModel,
+    ClapModel,
     LLMReranker,
     SequenceClassifier,
     CrossEncoderModel,

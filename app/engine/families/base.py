@@ -94,6 +94,14 @@ class ServedModel:
         """One decoded picture -> one row; `param` names it in errors (`images[2]`)."""
         raise InvalidInput(f"the model {self.name!r} does not take images", param=param)
 
+    # Audio families: the rate their decoder resamples to, and the seconds of a clip the model hears (None: all)
+    sampling_rate: int = 16_000
+    audio_window: float | None = None
+
+    def prepare_audio(self, waveform, param: str, request: EmbedRequest = DEFAULT_EMBED):
+        """One decoded clip (mono float32 at `sampling_rate`) -> one row."""
+        raise InvalidInput(f"the model {self.name!r} does not take audio", param=param)
+
     def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED):
         raise InvalidInput(f"the model {self.name!r} cannot embed a text and an image together", param=param)
 

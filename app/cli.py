@@ -29,10 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--output-format", choices=OUTPUT_FORMATS, help="default: parquet for *.parquet, else numpy")
     bulk.add_argument("--text-field", default="text", help="the field or column with the text (default: text)")
     bulk.add_argument("--id-field", help="the field or column with each record's id (default: its position)")
-    bulk.add_argument(
+    media = bulk.add_mutually_exclusive_group()
+    media.add_argument(
         "--images",
         action="store_true",
-        help="the text field (or each line) holds an image's path, relative to INPUT's directory, or URL",
+        help="the text field (or each line) holds an image's (or PDF's) path, relative to INPUT's directory, or URL",
+    )
+    media.add_argument(
+        "--audio",
+        action="store_true",
+        help="the text field (or each line) holds an audio clip's path, relative to INPUT's directory, or URL",
     )
     bulk.add_argument("--model", help="which served model (default: the server's first)")
     bulk.add_argument("--precision", choices=sorted(STORED), default="float32", help="how vectors are stored")
@@ -91,16 +97,16 @@ def bulk(args) -> int:
             id_field=args.id_field,
             precision=args.precision,
             output_type=args.output_type,
-            images=args.images,
+            media="image" if args.images else "audio" if args.audio else None,
             chunk_size=args.chunk_size,
             batch_tokens=args.batch_tokens,
             concurrency=args.concurrency,
             encode=encode,
             restart=args.restart,
         )
-        images_from = _directory_of(args.input) if args.images else None
+        media_from = _directory_of(args.input) if options.media else None
         if args.local:
-            embedder = LocalEmbedder(args.local, args.precision, encode, args.output_type, images_from)
+            embedder = LocalEmbedder(args.local, args.precision, encode, args.output_type, options.media, media_from)
         else:
             embedder = RemoteEmbedder(
                 args.url,
@@ -108,14 +114,15 @@ def bulk(args) -> int:
                 args.precision,
                 encode,
                 args.output_type,
-                images_from=images_from,
+                media=options.media,
+                media_from=media_from,
                 retries=args.retries,
                 patience=args.patience,
             )
         model = embedder.describe()
         meta = {"model": model.name, "model_fingerprint": model.fingerprint, "output_type": args.output_type}
-        if args.images:
-            meta["images"] = True
+        if options.media:
+            meta["images" if options.media == "image" else "audio"] = True
         if args.output_type == "dense":
             meta["precision"] = args.precision
         meta.update({key: value for key, value in encode.items() if key != "cache"})

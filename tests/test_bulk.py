@@ -486,3 +486,43 @@ def test_pages_of_a_visual_retriever_as_multi_vectors_in_this_process(tmp_path):
     expected = client.post("/embed_image", json={"images": [pdf], "output_type": "colbert"}).get_json()["colbert"]
     for matrix, want in zip(table.column("colbert").to_pylist(), expected):
         assert np.allclose(matrix, want, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_audio_by_path_through_a_server_and_in_this_process(tmp_path):
+    """--audio: clips by path to /embed_audio (and in this process), equal to /embed_audio's own answer; a file
+    that is not audio is the record's rejection."""
+    import base64
+
+    from .test_audio import CLIPS, encoded
+    from .tiny_models import tiny_clap
+
+    model = tiny_clap(tmp_path / "clap")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rows = []
+    for index, clip in enumerate(CLIPS * 2):
+        (clips / f"{index}.wav").write_bytes(encoded(clip, fmt="WAV", subtype="PCM_16"))
+        rows.append({"doc_id": f"clip-{index}", "text": f"clips/{index}.wav"})
+    (clips / "noise.bin").write_bytes(b"not audio at all" * 40)
+    rows.insert(2, {"doc_id": "noise", "text": "clips/noise.bin"})
+    path = write_input(tmp_path / "in.jsonl", rows)
+    good = [row for row in rows if row["doc_id"] != "noise"]
+    env = {"MODEL_PATH": str(model), "DTYPE": "float32", "LOG_REQUESTS": "false"}
+    with GunicornProcess(env, workers=1) as clap:
+        args = [path, tmp_path / "out.parquet", "--url", clap.url, "--audio", "--id-field", "doc_id", "--json"]
+        summary = json.loads(bulk(*args).stdout)
+        encoded_clips = [base64.b64encode((tmp_path / row["text"]).read_bytes()).decode() for row in good]
+        expected = requests.post(clap.url + "/embed_audio", json={"audio": encoded_clips}, timeout=60).json()
+    assert (summary["embedded"], summary["rejected"]) == (6, 1)
+    ids, vectors, meta = read_output(tmp_path / "out.parquet")
+    assert ids == [row["doc_id"] for row in good] and meta["audio"] == "True"
+    assert np.allclose(vectors, np.asarray(expected["embeddings"], dtype=np.float32), atol=1e-5)
+    rejects = [json.loads(line) for line in (tmp_path / "out.parquet.rejects.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["status"]) for r in rejects] == [("noise", 400)]
+    local_env = {**os.environ, **env}
+    bulk(path, tmp_path / "local", "--local", model, "--audio", "--id-field", "doc_id", "--quiet", env=local_env)
+    ids, vectors, _ = read_output(tmp_path / "local")
+    assert ids == [row["doc_id"] for row in good]
+    assert np.allclose(vectors, np.asarray(expected["embeddings"], dtype=np.float32), atol=1e-5)

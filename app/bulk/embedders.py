@@ -68,7 +68,13 @@ class LocalEmbedder:
     concurrent requests into passes."""
 
     def __init__(
-        self, model_path: str, precision: str, encode: dict, output_type: str = "dense", images_from: str | None = None
+        self,
+        model_path: str,
+        precision: str,
+        encode: dict,
+        output_type: str = "dense",
+        media: str | None = None,
+        media_from: str | None = None,
     ):
         from ..config import Settings
         from ..engine.requests import EmbedRequest
@@ -86,10 +92,11 @@ class LocalEmbedder:
         self.model = next(iter(self.engine.models.values()))
         self.precision = precision
         self.output_type = output_type
-        # not None: the inputs are image (or PDF) paths, relative to this directory
-        self.images_from = images_from
+        # "image" or "audio": the inputs are such files' paths, relative to `media_from`
+        self.media = media
+        self.media_from = media_from
         self.request = EmbedRequest(  # the same for every batch of the job
-            field="images" if images_from is not None else "texts",
+            field={"image": "images", "audio": "audio"}.get(media, "texts"),
             normalize=encode.get("normalize", True),
             dimensions=encode.get("dimensions"),
             prompt_name=encode.get("prompt_name"),
@@ -128,15 +135,20 @@ class LocalEmbedder:
         from ..engine.errors import EngineError, InvalidInput, Overloaded, TooLarge
         from ..errors import ServiceError
 
-        if self.images_from is not None:
+        if self.media is not None:
+            from ..media.audio import AudioLimits
             from ..media.images import ImageLimits
 
-            images = [read_image(reference, self.images_from) for reference in texts]
-            limits = ImageLimits.from_settings(self.settings, documents=True)
+            files = [read_file(reference, self.media_from) for reference in texts]
         while True:
             try:
-                if self.images_from is not None:
-                    return self.engine.embed_images(self.model, images, limits, self.request)
+                if self.media == "image":
+                    limits = ImageLimits.from_settings(self.settings, documents=True)
+                    return self.engine.embed_images(self.model, files, limits, self.request)
+                if self.media == "audio":
+                    return self.engine.embed_audio(
+                        self.model, files, AudioLimits.from_settings(self.settings), self.request
+                    )
                 return self.engine.embed_texts(self.model, texts, self.request)
             except Overloaded:  # more of the job's threads than its queue holds: wait a turn
                 time.sleep(0.05)
@@ -150,13 +162,13 @@ class LocalEmbedder:
                 raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def read_image(reference: str, directory: str) -> bytes:
-    """An image (or PDF) file's bytes, its path relative to `directory`; one that cannot be read is the
-    record's fault. In this process there is no server to fetch a URL: that is the record's fault too."""
+def read_file(reference: str, directory: str) -> bytes:
+    """An image, PDF or clip's bytes, its path relative to `directory`; one that cannot be read is the record's
+    fault. In this process there is no server to fetch a URL: that is the record's fault too."""
     if reference.startswith(("http://", "https://", "data:")):
-        raise Refused(400, f"{reference[:80]}: --local reads image files; a URL needs a server (--url)")
+        raise Refused(400, f"{reference[:80]}: --local reads files; a URL needs a server (--url)")
     try:
         with open(os.path.join(directory, reference), "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise Refused(400, f"{reference}: cannot read the image: {exc.strerror or exc}") from None
+        raise Refused(400, f"{reference}: cannot read the file: {exc.strerror or exc}") from None

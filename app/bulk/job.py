@@ -42,7 +42,8 @@ class JobOptions:
     id_field: str | None = None
     precision: str = "float32"
     output_type: str = "dense"  # sparse: token ids and weights (SPLADE, BGE-M3); colbert: a vector per token
-    images: bool = False  # the text field holds image paths or URLs (image and vision-language models)
+    # "image" or "audio": the text field holds such files' paths or URLs (image, vision-language, audio models)
+    media: str | None = None
     chunk_size: int = 4096
     batch_tokens: int = 8192  # estimated tokens per request
     concurrency: int | None = None  # None: what the embedder suggests (the servers' workers)
@@ -67,10 +68,12 @@ class Summary:
         return dict(self.__dict__)
 
 
-# What an image costs a request, in estimated tokens (a ViT-B/32 makes 50, larger towers and VLMs hundreds)
+# What an image or a clip costs a request, in estimated tokens (a ViT-B/32 makes 50, larger towers and VLMs
+# hundreds, CLAP's audio tower 4096 patches of a fixed spectrogram)
 IMAGE_TOKENS = 256
-# The service's MAX_IMAGES_PER_REQUEST default: more images in one request is a 413 the job would split anyway
-IMAGES_PER_REQUEST = 64
+# The service's MAX_IMAGES_PER_REQUEST and MAX_AUDIO_PER_REQUEST defaults: more in one request is a 4xx the job
+# would split anyway
+FILES_PER_REQUEST = {"image": 64, "audio": 32}
 
 
 def estimate_tokens(text: str) -> int:
@@ -88,7 +91,8 @@ def job_identity(options: JobOptions, model) -> dict:
         "chunk_size": options.chunk_size,
         "precision": options.precision,
         "output_type": options.output_type,
-        "images": options.images,
+        "images": options.media == "image",
+        **({"audio": True} if options.media == "audio" else {}),
         "output_format": options.output_format,
         "model": model.name,
         "model_fingerprint": model.fingerprint,
@@ -219,13 +223,13 @@ class BulkJob:
                 wanted[key] = record.text
         with_text = sum(key is not None for key in chunk.keys)
         self.summary.duplicates += with_text - len(wanted)  # records whose vector is not asked for again
-        images = self.options.images
-        limit_items = max(1, min(self.model.max_items, IMAGES_PER_REQUEST) if images else self.model.max_items)
+        media = self.options.media
+        limit_items = max(1, min(self.model.max_items, FILES_PER_REQUEST[media]) if media else self.model.max_items)
         batch: list[tuple[bytes, str]] = []
         tokens = 0
         # shortest first: a request's texts are of about one length, so the server pads them little
         costs = {
-            key: IMAGE_TOKENS if images else min(estimate_tokens(text), self.model.max_input_tokens)
+            key: IMAGE_TOKENS if media else min(estimate_tokens(text), self.model.max_input_tokens)
             for key, text in wanted.items()
         }
         for key, text in sorted(wanted.items(), key=lambda item: costs[item[0]]):
@@ -281,7 +285,7 @@ class BulkJob:
                 ids.append(record.id)
                 rows.append(vectors_by_key[key])
                 pages.append(None)
-        self.sink.write_chunk(chunk.index, ids, rows, rejects, pages if self.options.images else None)
+        self.sink.write_chunk(chunk.index, ids, rows, rejects, pages if self.options.media == "image" else None)
         self.progress.advance(len(chunk.records), len(rejects))
 
     @staticmethod

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import requests
 
-from .embedders import DTYPES, JobFailed, Refused, ServedModel, by_input, read_image
+from .embedders import DTYPES, JobFailed, Refused, ServedModel, by_input, read_file
 
 RETRY_STATUSES = (429, 503)
 RECORD_STATUSES = (400, 413, 422)  # what the records themselves can cause
@@ -33,7 +33,8 @@ class RemoteEmbedder:
         precision: str,
         encode: dict,
         output_type: str = "dense",
-        images_from: str | None = None,
+        media: str | None = None,
+        media_from: str | None = None,
         retries: int = 8,
         patience: float = 600.0,
         timeout: float = 300.0,
@@ -44,8 +45,10 @@ class RemoteEmbedder:
         self.precision = precision
         self.encode = encode
         self.output_type = output_type
-        # not None: the inputs are image paths (relative to this directory) or URLs, sent to /embed_image
-        self.images_from = images_from
+        # "image" or "audio": the inputs are such files' paths (relative to `media_from`) or URLs, sent to
+        # /embed_image or /embed_audio
+        self.media = media
+        self.media_from = media_from
         self.retries = retries
         self.patience = patience
         self.timeout = timeout
@@ -91,11 +94,15 @@ class RemoteEmbedder:
             body["output_types"] = [self.output_type]
         elif self.precision not in ("float32", "float16"):
             body["precision"] = self.precision
-        if self.images_from is not None:
-            body = {key: value for key, value in body.items() if key in IMAGE_OPTIONS}
-            body["images"] = [_image(reference, self.images_from) for reference in texts]
+        if self.media == "image":
+            body = {key: value for key, value in body.items() if key in FILE_OPTIONS}
+            body["images"] = [_file(reference, self.media_from) for reference in texts]
             body["output_type"] = self.output_type
             route = "/embed_image"
+        elif self.media == "audio":
+            body = {key: value for key, value in body.items() if key in FILE_OPTIONS and key != "is_query"}
+            body["audio"] = [_file(reference, self.media_from) for reference in texts]
+            route = "/embed_audio"
         url = self.urls[next(self._turn) % len(self.urls)]
         answer = self._call("POST", url + route, json=body).json()
         pages = answer.get("pages")  # a PDF among the inputs: a row per page, gathered per input
@@ -155,16 +162,16 @@ class RemoteEmbedder:
         return following + url[len(base) :]
 
 
-# what /embed_image takes besides the images
-IMAGE_OPTIONS = ("model", "encoding_format", "normalize", "dimensions", "is_query", "cache", "precision")
+# what /embed_image and /embed_audio take besides the files
+FILE_OPTIONS = ("model", "encoding_format", "normalize", "dimensions", "is_query", "cache", "precision")
 
 
-def _image(reference: str, directory: str) -> str:
-    """An image as /embed_image takes it: a URL as it is (the server fetches it, with IMAGE_URL_FETCH on),
-    a file's bytes in base64. A file that cannot be read is the record's fault."""
+def _file(reference: str, directory: str) -> str:
+    """An image or clip as /embed_image and /embed_audio take it: a URL as it is (the server fetches it, with
+    IMAGE_URL_FETCH on), a file's bytes in base64. A file that cannot be read is the record's fault."""
     if reference.startswith(("http://", "https://", "data:")):
         return reference
-    return base64.b64encode(read_image(reference, directory)).decode("ascii")
+    return base64.b64encode(read_file(reference, directory)).decode("ascii")
 
 
 def _backoff(failures: int) -> float:

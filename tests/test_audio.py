@@ -259,3 +259,5 @@ def test_what_a_model_does_not_hear_is_a_400(client):
     assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "unsupported_modality"
     cards = {card["id"]: card for card in client.get("/v1/models").get_json()["data"]}
     assert cards["clap"]["modalities"] == ["text", "audio"] and cards["clap"]["sampling_rate"] == RATE
+    assert client.get("/health").get_json()["modalities"] == {"clap": ["text", "audio"], "text": ["text"]}
+    assert client.get("/info?model=clap").get_json()["modalities"] == ["text", "audio"]

@@ -16,6 +16,8 @@ from .device import dtype_name
 def health(engine) -> dict:
     return {
         "models": list(engine.models),
+        # what each model takes: text, image, audio (a load balancer's routing by input kind reads this)
+        "modalities": {name: model.describe().get("modalities", ["text"]) for name, model in engine.models.items()},
         "device": engine.device,
         "dtype": dtype_name(engine.dtype),
         "ready": engine.ready,

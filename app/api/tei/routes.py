@@ -320,6 +320,8 @@ def info():
             "tokenization_workers": 1,
             # not TEI's: the gunicorn workers behind this address, which a bulk job sizes its concurrency by
             "workers": settings.resolved_workers(),
+            # not TEI's: what the model takes (text, image, audio)
+            "modalities": card.get("modalities", ["text"]),
             "version": __version__,
             "sha": None,
             "docker_label": None,

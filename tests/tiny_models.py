@@ -899,3 +899,17 @@ def tiny_clap(directory: Path, *, seed: int = 0, sampling_rate: int = 8000, seco
     model.save_pretrained(directory)
     ClapProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+def tiny_st6_multimodal(directory: Path, kind: str = "clip", *, normalize: bool = False, prompts=None) -> Path:
+    """A tiny CLIP or SigLIP as sentence-transformers 6 saves it: one `Transformer` module whose modality config
+    maps text and image to the model's get_*_features (and a `Normalize` after it, with `normalize`)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+
+    source = tiny_vision_model(directory.parent / f"{directory.name}-source", kind)
+    modules = [Transformer(str(source))]
+    if normalize:
+        modules.append(Normalize())
+    SentenceTransformer(modules=modules, prompts=prompts or {}, device="cpu").save(str(directory))
+    return directory

@@ -84,8 +84,12 @@ class FeatureRow:
     arrays: dict[str, np.ndarray]
     route: str = ""
 
+    # what an input without token ids (an image or a clip alone) costs: the patches its tower attends over
+    tokens: int = 0
+
     def __len__(self) -> int:
-        return int(self.arrays["input_ids"].shape[0])
+        ids = self.arrays.get("input_ids")
+        return int(ids.shape[0]) if ids is not None else self.tokens
 
 
 @dataclass(frozen=True)

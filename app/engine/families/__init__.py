@@ -16,6 +16,7 @@ from .decoder_embedder import DecoderEmbedder
 from .dual_encoder import DualEncoderModel
 from .llm_reranker import LLMReranker
 from .multi_vector import MultiVectorModel
+from .multimodal import MultimodalModel
 from .sentence_transformer import SentenceTransformerModel
 from .sparse_encoder import SparseEncoderModel
 from .visual_retriever import VisualRetrieverModel
@@ -25,6 +26,7 @@ FAMILIES: tuple[type[ServedModel], ...] = (
     VLMEmbedder,
     DualEncoderModel,
     ClapModel,
+    MultimodalModel,
     LLMReranker,
     SequenceClassifier,
     CrossEncoderModel,

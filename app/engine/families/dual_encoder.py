@@ -28,7 +28,7 @@ from .base import TextFamily, preprocess_image
 # Text towers that pool the last position and were trained on text padded to the
 # full context, so the pooled position is a pad token: pad to it here too, as the
 # model cards tell users to (padding="max_length").
-_FIXED_LENGTH_TEXT = {"siglip", "siglip2"}
+FIXED_LENGTH_TEXT = {"siglip", "siglip2"}
 # The most elongated image a shortest-edge processor is given (see DualEncoderModel._bounded).
 MAX_ASPECT = 8
 
@@ -83,7 +83,7 @@ class DualEncoderModel(TextFamily):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.dimension = _embedding_dimension(model)
-        self.fixed_length = getattr(model.config, "model_type", "") in _FIXED_LENGTH_TEXT
+        self.fixed_length = getattr(model.config, "model_type", "") in FIXED_LENGTH_TEXT
         self._attention_mask = "attention_mask" in getattr(tokenizer, "model_input_names", ["attention_mask"])
         self.patch_size = int(getattr(model.config.vision_config, "patch_size", 16) or 16)
 

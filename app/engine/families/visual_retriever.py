@@ -19,20 +19,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..capabilities import COLBERT, COLBERT_IMAGE, RERANK
 from ..errors import InvalidInput
+from ..feature_batches import collate, split_rows
 from ..layout import model_config
 from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import FeatureRow, Prepared
 from .base import sentence_transformers_model
 from .multi_vector import MultiVectorModel
-
-# A processor's outputs that are per-token (padded as the tokenizer pads); every other array is per-image.
-TOKEN_ARRAYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def retrieval_architecture(path: Path) -> str | None:
@@ -95,7 +92,7 @@ class VisualRetrieverModel(MultiVectorModel):
         self.refuse_instruction(request.instruction)
         side = request.side or "query"  # the processors render every text as a query
         features = self.encoder.preprocess(texts, prompt=self._prompt(side, request) or None, task="query")
-        rows = _split(features, side)
+        rows = split_rows(features, side)
         limit = self.limit(side, request.max_tokens)
         for index, row in enumerate(rows):
             if len(row) > limit:
@@ -117,7 +114,7 @@ class VisualRetrieverModel(MultiVectorModel):
             raise InvalidInput(
                 f"{param} could not be preprocessed for this model: {exc}", param=param, code="invalid_image"
             ) from None
-        return _split(features, side)[0]
+        return split_rows(features, side)[0]
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[FeatureRow], outputs: frozenset[str]) -> BatchOutput:
@@ -128,7 +125,7 @@ class VisualRetrieverModel(MultiVectorModel):
         for side, positions in groups.items():
             features = {
                 name: torch.from_numpy(array).to(self.device)
-                for name, array in self._collate([rows[i] for i in positions]).items()
+                for name, array in collate([rows[i] for i in positions], self.pad_id, self.padding_side).items()
             }
             if "pixel_values" in features:
                 features["modality"] = "image"
@@ -142,19 +139,6 @@ class VisualRetrieverModel(MultiVectorModel):
             for index, position in enumerate(positions):
                 vectors[position] = embeddings[index][masks[index]].cpu().numpy()
         return BatchOutput(multivector=vectors)
-
-    def _collate(self, rows: list[FeatureRow]) -> dict[str, np.ndarray]:
-        """Rows -> a batch, padded as the processor pads one: token arrays on the tokenizer's side (ids with
-        the pad id), other arrays stacked, zero-padded at their end where their sizes differ."""
-        batch = {}
-        for name in rows[0].arrays:
-            arrays = [row.arrays[name] for row in rows]
-            if name in TOKEN_ARRAYS:
-                fill = self.pad_id if name == "input_ids" else 0
-                batch[name] = _padded(arrays, fill, left=self.padding_side == "left")
-            else:
-                batch[name] = _padded(arrays, 0, left=False)
-        return batch
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         from PIL import Image
@@ -181,34 +165,6 @@ class VisualRetrieverModel(MultiVectorModel):
         for key in ("query_tokens", "document_tokens"):
             card.pop(key)
         return {**card, "modality": "text+image", "modalities": ["text", "image"], "architecture": self.architecture}
-
-
-def _split(features: dict, side: str) -> list[FeatureRow]:
-    """The processor's padded batch -> a row per input: its attended positions of each token array, and its
-    slice of every other array."""
-    input_ids = features["input_ids"]
-    attended = features["attention_mask"].bool().numpy()
-    rows = []
-    for index in range(len(input_ids)):
-        arrays = {}
-        for name, value in features.items():
-            if not isinstance(value, torch.Tensor):
-                continue  # the modality, a prompt's length: sentence-transformers' bookkeeping
-            array = value[index].numpy()
-            arrays[name] = array[attended[index]] if name in TOKEN_ARRAYS else array
-        rows.append(FeatureRow(arrays, route=side))
-    return rows
-
-
-def _padded(arrays: list[np.ndarray], fill, *, left: bool) -> np.ndarray:
-    longest = max(array.shape[0] for array in arrays)
-    out = np.full((len(arrays), longest, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
-    for index, array in enumerate(arrays):
-        if left:
-            out[index, longest - array.shape[0] :] = array
-        else:
-            out[index, : array.shape[0]] = array
-    return out
 
 
 def _max_positions(config, tokenizer) -> int:

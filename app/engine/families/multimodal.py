@@ -1,0 +1,232 @@
+"""sentence-transformers 6 multimodal directories: a `Transformer` whose modality config maps each modality it
+takes (text, image, audio) to a method of the model (`get_text_features`, `get_image_features`, ...) that gives
+the vector itself, then whatever modules follow (`Dense`, `Normalize`). This is how sentence-transformers 6
+saves CLIP, SigLIP and the other dual encoders, and how models trained with it ship.
+
+sentence-transformers loads the directory in the master; each input is preprocessed alone by its own
+`preprocess` (the model's processor, with the prompt for texts), off the event loop; each pass pads the rows of
+several requests together as the processor pads a batch (feature_batches.py) and runs sentence-transformers'
+modules on them, so answers equal `SentenceTransformer.encode` while the engine keeps cross-request batching,
+preload and the cache. These models run eager (no compile targets): their work is the model's own methods.
+
+A CLAP directory is served by clap.py even when sentence-transformers saved it: transformers 5's
+`ClapProcessor`, which sentence-transformers calls, cuts every clip to 128 samples (docs/audio.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_TEXT
+from ..errors import InvalidInput
+from ..feature_batches import collate, split_rows
+from ..layout import json_object, module_kind
+from ..outputs import BatchOutput
+from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
+from ..rows import FeatureRow, Prepared
+from .base import ServedModel, sentence_transformers_model
+from .dual_encoder import FIXED_LENGTH_TEXT
+
+SERVED_MODALITIES = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO}
+# What an image or a clip costs when its processor says nothing of tokens
+DEFAULT_MEDIA_TOKENS = 256
+
+
+def declared_modalities(path: Path) -> list[str]:
+    """The modalities a sentence-transformers 6 directory's first module (a Transformer that gives the sentence
+    vector itself) declares; [] for anything else."""
+    modules = _modules(path)
+    if not modules or module_kind(str(modules[0].get("type", ""))) != "Transformer":
+        return []
+    config = json_object(path / str(modules[0].get("path", "")) / "sentence_bert_config.json")
+    declared = config.get("modality_config") or {}
+    if config.get("module_output_name") != "sentence_embedding" or not isinstance(declared, dict):
+        return []
+    return [str(name) for name in declared]
+
+
+def _modules(path: Path) -> list[dict]:
+    import json
+
+    try:
+        listing = json.loads((path / "modules.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return sorted(listing, key=lambda module: module.get("idx", 0)) if isinstance(listing, list) else []
+
+
+class MultimodalModel(ServedModel):
+    family = "sentence-transformers-multimodal"
+
+    def __init__(self, name: str, dtype: torch.dtype, encoder, stack: list):
+        super().__init__(name, dtype)
+        self.encoder = encoder
+        self.stack = stack
+        self.transformer = stack[0]
+        self.modalities = [m for m in self.transformer.modalities if m in SERVED_MODALITIES]
+        self.capabilities = frozenset(SERVED_MODALITIES[m] for m in self.modalities)
+        self.kinds = tuple(self.modalities)
+        processor = self.transformer.processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.padding_side = getattr(self.tokenizer, "padding_side", "right")
+        self.max_length = int(min(self.transformer.max_seq_length or 1 << 30, 1 << 30))
+        self.dimension = int(encoder.get_embedding_dimension())
+        extractor = getattr(processor, "feature_extractor", None)
+        self.sampling_rate = int(getattr(extractor, "sampling_rate", 16_000) or 16_000)
+        self.architecture = type(self.transformer.model).__name__
+        # SigLIP's text tower pools the last position and was trained on text padded to its full context: padded
+        # to it here as its model card says (sentence-transformers pads to the batch's longest, so the same text
+        # embeds differently beside a longer one: cosine 0.91 on a tiny SigLIP)
+        fixed = getattr(self.transformer.model.config, "model_type", "") in FIXED_LENGTH_TEXT
+        self.text_width = self.max_length if fixed else 0
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return any(modality != "text" for modality in declared_modalities(path))
+
+    @classmethod
+    def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> MultimodalModel:
+        encoder, stack = sentence_transformers_model("SentenceTransformer", path, dtype)
+        unknown = [m for m in stack[0].modalities if m not in SERVED_MODALITIES]
+        if unknown:
+            raise ValueError(
+                f"{path}: the model takes {', '.join(map(str, unknown))}, which this service does not serve yet "
+                f"(it serves {', '.join(SERVED_MODALITIES)})"
+            )
+        return cls(name, dtype, encoder, stack)
+
+    def kind_of(self, modality: str) -> str:
+        return modality
+
+    # ------------------------------------------------------------ preparation
+    def prompt_text(self, prompt_name: str | None) -> str:
+        if prompt_name is None:
+            return ""
+        if prompt_name not in self.encoder.prompts:
+            known = ", ".join(sorted(self.encoder.prompts)) or "none"
+            raise InvalidInput(
+                f"the model {self.name!r} has no prompt named {prompt_name!r} (it has: {known})",
+                param="prompt_name",
+                code="unknown_prompt",
+            )
+        return self.encoder.prompts[prompt_name]
+
+    def _prompt(self, request: EmbedRequest) -> str:
+        """As encode, encode_query and encode_document choose one: the request's, its side's, the default."""
+        if request.prompt is not None:
+            return request.prompt
+        if request.prompt_name is not None:
+            return self.prompt_text(request.prompt_name)
+        side = request.side
+        name = next((n for n in SIDE_PROMPT_NAMES.get(side or "", ()) if n in self.encoder.prompts), None)
+        return self.prompt_text(name or self.encoder.default_prompt_name)
+
+    def prepare_texts(self, texts: list[str], request: EmbedRequest = DEFAULT_EMBED) -> Prepared:
+        self.refuse_instruction(request.instruction)
+        if "text" not in self.modalities:
+            raise InvalidInput(f"the model {self.name!r} does not take texts", param=request.field)
+        if request.truncation_direction != "right":
+            raise InvalidInput(
+                f"the model {self.name!r} cuts an over-long text at its end, as sentence-transformers does; "
+                "truncation_direction must be right",
+                param="truncation_direction",
+            )
+        prompt = self._prompt(request)
+        limit = min(self.max_length, request.max_tokens) if request.max_tokens else self.max_length
+        if not request.truncate:
+            lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
+            for index, length in enumerate(lengths):
+                if length > limit:
+                    raise InvalidInput(
+                        f"{request.field}[{index}] has {length} tokens; this model reads at most {limit} (truncate to "
+                        "cut it)",
+                        param=f"{request.field}[{index}]",
+                        code="input_too_long",
+                    )
+        # The limit always: a processor's own default may be longer than the model's positions (sentence-transformers
+        # 6.3 fails on a 100-token text for CLIP, whose processor passes max_length 128 to its tokenizer).
+        features = self.encoder.preprocess(texts, prompt=prompt or None, max_length=limit)
+        return Prepared(rows=split_rows(features), outputs=request.outputs)
+
+    def prepare_image(self, image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
+        self.refuse_instruction(request.instruction)
+        return self._one(image, param, "invalid_image")
+
+    def prepare_audio(self, waveform, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
+        self.refuse_instruction(request.instruction)
+        return self._one({"array": waveform, "sampling_rate": self.sampling_rate}, param, "invalid_audio")
+
+    def _one(self, item, param: str, code: str) -> FeatureRow:
+        try:
+            features = self.encoder.preprocess([item])
+        except Exception as exc:  # noqa: BLE001 - the processor's errors are about this input
+            raise InvalidInput(
+                f"{param} could not be preprocessed for this model: {exc}", param=param, code=code
+            ) from None
+        row = split_rows(features)[0]
+        return FeatureRow(row.arrays, tokens=self._media_tokens(row))
+
+    def _media_tokens(self, row: FeatureRow) -> int:
+        pixels = row.arrays.get("pixel_values")
+        vision = getattr(self.transformer.model.config, "vision_config", None)
+        patch = int(getattr(vision, "patch_size", 0) or 0)
+        if pixels is not None and pixels.ndim == 3 and patch:
+            return max(1, (pixels.shape[1] // patch) * (pixels.shape[2] // patch))
+        return DEFAULT_MEDIA_TOKENS
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, kind: str, rows: list[FeatureRow], outputs: frozenset[str]) -> BatchOutput:
+        features = {}
+        width = self.text_width if kind == "text" else 0
+        for name, array in collate(rows, self.pad_id, self.padding_side, width).items():
+            tensor = torch.from_numpy(array)
+            if tensor.is_floating_point():
+                tensor = tensor.to(self.dtype)
+            features[name] = tensor.to(self.device)
+        features["modality"] = kind
+        for module in self.stack:
+            features = module(features)
+        return BatchOutput(dense=features["sentence_embedding"].float().cpu().numpy())
+
+    def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        import numpy as np
+        from PIL import Image
+
+        inputs = []
+        if "text" in self.modalities:
+            inputs.append(("text", self.prepare_texts(["warm-up"])))
+        if "image" in self.modalities:
+            inputs.append(
+                ("image", Prepared(rows=[self.prepare_image(Image.new("RGB", (64, 48), (127,) * 3), "warm-up")]))
+            )
+        if "audio" in self.modalities:
+            second = np.zeros(self.sampling_rate, dtype=np.float32)
+            inputs.append(("audio", Prepared(rows=[self.prepare_audio(second, "warm-up")])))
+        return inputs
+
+    # -------------------------------------------------------------- lifecycle
+    def modules(self) -> list[torch.nn.Module]:
+        return list(self.stack)
+
+    def summary(self) -> str:
+        return (
+            f"{'+'.join(self.modalities)} ({self.architecture}, sentence-transformers): dim={self.dimension} "
+            f"max_tokens={self.max_length} modules={'+'.join(type(m).__name__ for m in self.stack)} dtype={self.dtype}"
+        )
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "modality": "+".join(self.modalities),
+            "modalities": list(self.modalities),
+            "outputs": ["dense"],
+            "dimension": self.dimension,
+            "max_input_tokens": self.max_length,
+            "pooling": ["model"],
+            "prompts": sorted(self.encoder.prompts),
+            "default_prompt_name": self.encoder.default_prompt_name,
+            "architecture": self.architecture,
+        }

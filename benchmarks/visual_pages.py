@@ -32,6 +32,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from multi_vector import compare
 from serving import ROOT, figure, free_port, gunicorn_command, post_json, run_clients, running, service_env
 
 sys.path.insert(0, str(ROOT))
@@ -145,17 +146,6 @@ def over_http(model_path: Path, pages: list, pdf: bytes, dtype: str, requests: i
                 raise SystemExit(f"{len(failures)} {name} requests failed: {failures[0]}")
             rates[name] = concurrency * per_client * len(pages) / seconds
     return {"rates": rates, "vectors": vectors, "sizes": sizes}
-
-
-def compare(bare: list, served: list) -> tuple[float, bool]:
-    import numpy as np
-
-    if [m.shape for m in bare] != [m.shape for m in served]:
-        return float("nan"), False
-    cosines = [
-        ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() for a, b in zip(bare, served)
-    ]
-    return float(min(cosines)), True
 
 
 def main() -> None:

@@ -9,10 +9,8 @@ MAX_AUDIO_SECONDS, a truncated file, too many channels, too many bytes) are 4xx 
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import struct
-import threading
 
 import numpy as np
 import pytest
@@ -25,8 +23,9 @@ from app.engine.capabilities import EMBED_AUDIO, EMBED_TEXT
 from app.engine.requests import EmbedRequest
 from app.media.audio import AudioLimits, resample
 
-from .engines import started_engine
-from .tiny_models import models_setting, tiny_clap, tiny_sentence_transformer
+from .engines import serving_fixtures
+from .file_server import serving
+from .tiny_models import tiny_clap, tiny_sentence_transformer
 
 RATE = 8000  # the tiny CLAP's; LAION's are 48 kHz
 TEXTS = ["a dog barking", "rain on a tin roof at night", "x"]
@@ -56,20 +55,7 @@ def directories(tmp_path_factory):
     return {"clap": tiny_clap(root / "clap"), "text": tiny_sentence_transformer(root / "text")}
 
 
-@pytest.fixture(scope="module")
-def settings(directories):
-    env = {"DTYPE": "float32", "MODELS": models_setting(directories), "IMAGE_URL_FETCH": "true"}
-    return Settings.from_env({**env, "ALLOWED_IMAGE_NETWORKS": "127.0.0.1"})
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    return started_engine(settings)
-
-
-@pytest.fixture
-def client(settings, engine):
-    return create_app(settings, engine).test_client()
+settings, engine, client = serving_fixtures(IMAGE_URL_FETCH="true", ALLOWED_IMAGE_NETWORKS="127.0.0.1")
 
 
 @pytest.fixture(scope="module")
@@ -163,24 +149,8 @@ def test_a_clip_past_the_window_embeds_as_its_first_window_every_time(engine, re
 
 @pytest.fixture(scope="module")
 def clip_server():
-    files = {"/dog.wav": encoded(CLIPS[1])}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            body = files.get(self.path, b"missing")
-            self.send_response(200 if self.path in files else 404)
-            self.send_header("Content-Type", "audio/wav")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving({"/dog.wav": (encoded(CLIPS[1]), "audio/wav")}) as url:
+        yield url
 
 
 def test_every_input_path_of_embed_audio(client, engine, clip_server):

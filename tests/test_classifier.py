@@ -12,8 +12,8 @@ from app import create_app
 from app.config import Settings
 from app.engine.errors import Unsupported
 
-from .engines import started_engine
-from .tiny_models import models_setting, tiny_classifier, tiny_cross_encoder
+from .engines import serving_fixtures, started_engine
+from .tiny_models import tiny_classifier, tiny_cross_encoder
 
 TEXTS = [
     "I loved every minute of this film.",
@@ -43,19 +43,7 @@ def directories(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def settings(directories):
-    return Settings.from_env({"DTYPE": "float32", "MODELS": models_setting(directories)})
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    return started_engine(settings)
-
-
-@pytest.fixture
-def client(settings, engine):
-    return create_app(settings, engine).test_client()
+settings, engine, client = serving_fixtures()
 
 
 def pipeline_scores(path, inputs, function: str | None = None) -> np.ndarray:

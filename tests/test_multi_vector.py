@@ -13,16 +13,14 @@ import string
 import numpy as np
 import pytest
 
-from app import create_app
 from app.config import Settings
 from app.engine.capabilities import COLBERT
 from app.engine.errors import InvalidInput, Unsupported
 from app.engine.loader import load_model
 from app.engine.requests import EmbedRequest
 
-from .engines import started_engine
+from .engines import serving_fixtures, started_engine
 from .tiny_models import (
-    models_setting,
     tiny_multi_vector,
     tiny_pylate_colbert,
     tiny_sentence_transformer,
@@ -52,19 +50,7 @@ def directories(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def settings(directories):
-    return Settings.from_env({"DTYPE": "float32", "MODELS": models_setting(directories)})
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    return started_engine(settings)
-
-
-@pytest.fixture
-def client(settings, engine):
-    return create_app(settings, engine).test_client()
+settings, engine, client = serving_fixtures()
 
 
 def reference(path, dtype: str = "float32"):

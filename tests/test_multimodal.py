@@ -15,14 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from app import create_app
-from app.config import Settings
 from app.engine.capabilities import EMBED_IMAGE, EMBED_TEXT
 from app.engine.loader import load_model
 from app.engine.requests import EmbedRequest
 
-from .engines import started_engine
-from .tiny_models import models_setting, tiny_st6_multimodal
+from .engines import serving_fixtures
+from .tiny_models import tiny_st6_multimodal
 
 TEXTS = ["a photo of a cat", "two dogs playing in the snow", "x"]
 IMAGES = [
@@ -43,19 +41,7 @@ def directories(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def settings(directories):
-    return Settings.from_env({"DTYPE": "float32", "MODELS": models_setting(directories)})
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    return started_engine(settings)
-
-
-@pytest.fixture
-def client(settings, engine):
-    return create_app(settings, engine).test_client()
+settings, engine, client = serving_fixtures()
 
 
 def reference(path, dtype=torch.float32):

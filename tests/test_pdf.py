@@ -7,7 +7,6 @@ rendered, and over a real gunicorn a bystander keeps being answered while they a
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import threading
 
@@ -21,6 +20,7 @@ from app.errors import InvalidRequest, PayloadTooLarge
 from app.media.images import ImageLimits
 from app.media.pdf import PdfPages, is_pdf
 
+from .file_server import serving
 from .gunicorn_process import GunicornProcess
 from .tiny_models import tiny_vision_model
 
@@ -97,22 +97,8 @@ def pages_embedded(client):
 
 @pytest.fixture(scope="module")
 def pdf_server():
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            body = PDF if self.path == "/paper.pdf" else b"missing"
-            self.send_response(200 if self.path == "/paper.pdf" else 404)
-            self.send_header("Content-Type", "application/pdf")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving({"/paper.pdf": (PDF, "application/pdf")}) as url:
+        yield url
 
 
 def test_the_pages_render_differently():

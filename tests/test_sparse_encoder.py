@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 
-from app import create_app
 from app.config import Settings
 from app.engine.capabilities import SPARSE
 from app.engine.errors import Unsupported
@@ -20,9 +19,8 @@ from app.engine.loader import load_model
 from app.engine.requests import EmbedRequest
 from app.engine.sparse_vectors import prune
 
-from .engines import started_engine
+from .engines import serving_fixtures, started_engine
 from .tiny_models import (
-    models_setting,
     tiny_inference_free_splade,
     tiny_masked_lm,
     tiny_sentence_transformer,
@@ -54,19 +52,7 @@ def directories(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def settings(directories):
-    return Settings.from_env({"DTYPE": "float32", "MODELS": models_setting(directories)})
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    return started_engine(settings)
-
-
-@pytest.fixture
-def client(settings, engine):
-    return create_app(settings, engine).test_client()
+settings, engine, client = serving_fixtures()
 
 
 def reference(path, texts, side: str | None, dtype: str = "float32") -> np.ndarray:

@@ -15,16 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import create_app
 from app.config import Settings
 from app.engine.capabilities import COLBERT, COLBERT_IMAGE, RERANK
 from app.engine.requests import EmbedRequest
 from app.media.images import ImageLimits
 
-from .engines import started_engine
+from .engines import serving_fixtures
 from .test_multi_vector import assert_same_vectors, reference
 from .test_pdf import DPI, make_pdf, pdf_server, png_of, renderings  # noqa: F401 - pdf_server: a fixture
-from .tiny_models import models_setting, tiny_colpali, tiny_colqwen2, tiny_vision_model
+from .tiny_models import tiny_colpali, tiny_colqwen2, tiny_vision_model
 
 QUERIES = ["Which page shows a red square?", "late interaction over page patches", "hi"]
 TEXT_DOCUMENTS = ["a page of figures", "Paris is the capital of France."]
@@ -60,20 +59,9 @@ def directories(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def settings(directories):
-    env = {"DTYPE": "float32", "MODELS": models_setting(directories), "PDF_DPI": str(DPI), "IMAGE_URL_FETCH": "true"}
-    return Settings.from_env({**env, "ALLOWED_IMAGE_NETWORKS": "127.0.0.1"})
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    return started_engine(settings)
-
-
-@pytest.fixture
-def client(settings, engine):
-    return create_app(settings, engine).test_client()
+settings, engine, client = serving_fixtures(
+    PDF_DPI=str(DPI), IMAGE_URL_FETCH="true", ALLOWED_IMAGE_NETWORKS="127.0.0.1"
+)
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,20 @@ def sentence_transformers_model(kind: str, path: Path, dtype: torch.dtype):
     return model, list(model.children())
 
 
+def named_prompt(model_name: str, prompts: dict, prompt_name: str | None) -> str:
+    """A sentence-transformers model's prompt by name ("" for none), or the caller's 400 naming the ones it has."""
+    if prompt_name is None:
+        return ""
+    if prompt_name not in prompts:
+        known = ", ".join(sorted(prompts)) or "none"
+        raise InvalidInput(
+            f"the model {model_name!r} has no prompt named {prompt_name!r} (it has: {known})",
+            param="prompt_name",
+            code="unknown_prompt",
+        )
+    return prompts[prompt_name]
+
+
 class ServedModel:
     """A loaded model of some family, as the engine serves it; `family` names which."""
 

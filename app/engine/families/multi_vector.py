@@ -29,7 +29,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import Prepared, TextRow
 from ..text_inputs import WARMUP_TOKENS
-from .base import ServedModel, sentence_transformers_model
+from .base import ServedModel, named_prompt, sentence_transformers_model
 
 MODEL_TYPES = ("MultiVectorEncoder", "ColBERT")  # ColBERT: PyLate's saves
 # The modules after the encoder that this family runs as sentence-transformers does.
@@ -96,16 +96,7 @@ class MultiVectorModel(ServedModel):
 
     # ------------------------------------------------------------ preparation
     def prompt_text(self, prompt_name: str | None) -> str:
-        if prompt_name is None:
-            return ""
-        if prompt_name not in self.encoder.prompts:
-            known = ", ".join(sorted(self.encoder.prompts)) or "none"
-            raise InvalidInput(
-                f"the model {self.name!r} has no prompt named {prompt_name!r} (it has: {known})",
-                param="prompt_name",
-                code="unknown_prompt",
-            )
-        return self.encoder.prompts[prompt_name]
+        return named_prompt(self.name, self.encoder.prompts, prompt_name)
 
     def _prompt(self, side: str, request: EmbedRequest) -> str:
         """As encode_query and encode_document: the side's own prompt unless the request names one."""

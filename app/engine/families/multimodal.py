@@ -26,7 +26,7 @@ from ..layout import json_object, module_kind
 from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import FeatureRow, Prepared
-from .base import ServedModel, sentence_transformers_model
+from .base import ServedModel, named_prompt, sentence_transformers_model
 from .dual_encoder import FIXED_LENGTH_TEXT
 
 SERVED_MODALITIES = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO}
@@ -103,16 +103,7 @@ class MultimodalModel(ServedModel):
 
     # ------------------------------------------------------------ preparation
     def prompt_text(self, prompt_name: str | None) -> str:
-        if prompt_name is None:
-            return ""
-        if prompt_name not in self.encoder.prompts:
-            known = ", ".join(sorted(self.encoder.prompts)) or "none"
-            raise InvalidInput(
-                f"the model {self.name!r} has no prompt named {prompt_name!r} (it has: {known})",
-                param="prompt_name",
-                code="unknown_prompt",
-            )
-        return self.encoder.prompts[prompt_name]
+        return named_prompt(self.name, self.encoder.prompts, prompt_name)
 
     def _prompt(self, request: EmbedRequest) -> str:
         """As encode, encode_query and encode_document choose one: the request's, its side's, the default."""

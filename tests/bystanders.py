@@ -3,6 +3,7 @@ bystanders got through while it ran (liveness, not wall-clock bounds: a busy mac
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -50,3 +51,27 @@ def one_text(url: str) -> Callable[[], None]:
         assert response.status_code == 200
 
     return send
+
+
+@contextlib.contextmanager
+def answered_throughout(url: str):
+    """One-text /embed_text requests in a loop while the block runs (hostile requests, say); after it, asserts
+    that some were sent and every one was answered 200."""
+    answers: list[int] = []
+    done = threading.Event()
+
+    def loop():
+        with requests.Session() as session:
+            while not done.is_set():
+                answers.append(
+                    session.post(url + "/embed_text", json={"texts": ["still here"]}, timeout=300).status_code
+                )
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        done.set()
+        thread.join(timeout=300)
+    assert answers and set(answers) == {200}, answers[-5:]

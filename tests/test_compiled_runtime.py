@@ -374,11 +374,13 @@ def test_gunicorn_workers_of_several_threads_serve_while_compiling_then_switch(m
 @pytest.mark.compile
 def test_a_worker_stopped_while_compiling_exits_promptly(model_dirs, tmp_path):
     env = {"MODEL_PATH": str(model_dirs["qwen3"]), "RUNTIME": "compile", "DTYPE": "float32", "CPU_THREADS": "2"}
+    # inductor's on-disk caches off: warm from the other tests, they make a compilation short enough to end
+    # before /health is asked, and this test is about stopping one that has not
+    env.update(TORCHINDUCTOR_FX_GRAPH_CACHE="0", TORCHINDUCTOR_AUTOGRAD_CACHE="0")
     with GunicornProcess(env, workers=1, log_path=tmp_path / "log") as server:
         assert requests.get(server.url + "/health", timeout=5).json()["runtime"] == {"qwen3": "compiling"}
-        started = time.monotonic()
         os.killpg(server.proc.pid, signal.SIGTERM)
-        assert server.proc.wait(timeout=60) == 0
-        assert time.monotonic() - started < 30  # not held until the compilation ends
+        assert server.proc.wait(timeout=120) == 0
     lines = (tmp_path / "log").read_text().splitlines()
     assert lines and all(line.startswith("{") for line in lines), lines[-5:]
+    assert not any("compiled in" in line for line in lines), "held until the compilation ended"

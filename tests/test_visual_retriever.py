@@ -291,3 +291,17 @@ def test_listed_with_its_modalities_and_cached_by_side(client, engine):
     np.testing.assert_array_equal(again.colbert[0], first.colbert[0])
     # the query side's mask keeps what the document side's keeps here: the same vectors, computed apart
     np.testing.assert_allclose(as_query.colbert[0], first.colbert[0], atol=1e-5)
+
+
+def test_a_retriever_whose_processor_gives_pages_no_ids_is_refused_at_start(tmp_path):
+    """Rather than a worker whose warm-up and every page request fail (ModelLoadError is a ValueError, which the
+    loader wraps with the model's name)."""
+    import torch
+
+    from app.engine.loader import load_model
+
+    from .tiny_models import tiny_colmodernvbert
+
+    directory = tiny_colmodernvbert(tmp_path / "colmodernvbert")
+    with pytest.raises(ValueError, match="gives a page image no token ids"):
+        load_model(directory, "colmodernvbert", torch.float32)

@@ -913,3 +913,70 @@ def tiny_st6_multimodal(directory: Path, kind: str = "clip", *, normalize: bool 
         modules.append(Normalize())
     SentenceTransformer(modules=modules, prompts=prompts or {}, device="cpu").save(str(directory))
     return directory
+
+
+def tiny_colmodernvbert(directory: Path, *, seed: int = 0) -> Path:
+    """A 2-layer ColModernVBertForRetrieval (ModernBERT and SigLIP) with its processor, Idefics3-style image
+    splitting, as transformers saves it; its processor gives images pixels without token ids."""
+    from transformers import (
+        ColModernVBertConfig,
+        ColModernVBertForRetrieval,
+        ColModernVBertProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    torch.manual_seed(seed)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|begin_of_text|>", "<fake_token_around_image>"]
+    specials += ["<image>", "<end_of_utterance>", "<global-img>"]
+    specials += [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(DECODER_CORPUS, specials, 500),
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        additional_special_tokens=specials[5:],
+        model_max_length=1024,
+    )
+    images = _image_processor(
+        "Idefics3ImageProcessor",
+        size={"longest_edge": 64},
+        max_image_size={"longest_edge": 32},
+        do_image_splitting=True,
+    )
+    processor = ColModernVBertProcessor(image_processor=images, tokenizer=tokenizer, image_seq_len=16)
+    text = dict(
+        model_type="modernbert",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=1024,
+        global_attn_every_n_layers=1,
+        local_attention=8,
+    )
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=4,
+    )
+    config = ColModernVBertConfig(
+        vlm_config=dict(
+            model_type="modernvbert",
+            text_config=text,
+            vision_config=vision,
+            image_token_id=processor.image_token_id,
+            pixel_shuffle_factor=2,
+        ),
+        embedding_dim=16,
+    )
+    ColModernVBertForRetrieval(config).eval().save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

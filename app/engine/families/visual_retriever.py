@@ -79,6 +79,7 @@ class VisualRetrieverModel(MultiVectorModel):
                 "as sentence-transformers loads them (a retrieval Transformer taking text and images, then a "
                 "MultiVectorMask)"
             )
+        _check_pages(encoder, path)
         return cls(name, dtype, encoder, transformer, stack[1:])
 
     def kind_of(self, modality: str) -> str:
@@ -165,6 +166,21 @@ class VisualRetrieverModel(MultiVectorModel):
         for key in ("query_tokens", "document_tokens"):
             card.pop(key)
         return {**card, "modality": "text+image", "modalities": ["text", "image"], "architecture": self.architecture}
+
+
+def _check_pages(encoder, path: Path) -> None:
+    """A page must become token ids (its visual prompt and image tokens) to be scored: a processor that gives an
+    image pixels alone (a tiny ColModernVBert through sentence-transformers 6.3, which fails on it too) would
+    fail every page request, and the warm-up before the worker is ready."""
+    from PIL import Image
+
+    probe = encoder.preprocess([Image.new("RGB", (64, 64), (255, 255, 255))], task="document")
+    if "input_ids" not in probe:
+        given = ", ".join(sorted(key for key in probe if key != "modality"))
+        raise ValueError(
+            f"{path}: the model's processor gives a page image no token ids (only {given}), so sentence-transformers "
+            "cannot embed pages with it; not served"
+        )
 
 
 def _max_positions(config, tokenizer) -> int:

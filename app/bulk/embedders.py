@@ -92,9 +92,18 @@ class LocalEmbedder:
         self.model = next(iter(self.engine.models.values()))
         self.precision = precision
         self.output_type = output_type
-        # "image" or "audio": the inputs are such files' paths, relative to `media_from`
+        # "image" or "audio": the inputs are such files' paths, relative to `media_from`, decoded under the limits
+        # the service's settings give
         self.media = media
         self.media_from = media_from
+        if media == "image":
+            from ..media.images import ImageLimits
+
+            self.decoder = ImageLimits.from_settings(self.settings, documents=True)
+        elif media == "audio":
+            from ..media.audio import AudioLimits
+
+            self.decoder = AudioLimits.from_settings(self.settings)
         self.request = EmbedRequest(  # the same for every batch of the job
             field={"image": "images", "audio": "audio"}.get(media, "texts"),
             normalize=encode.get("normalize", True),
@@ -135,20 +144,13 @@ class LocalEmbedder:
         from ..engine.errors import EngineError, InvalidInput, Overloaded, TooLarge
         from ..errors import ServiceError
 
-        if self.media is not None:
-            from ..media.audio import AudioLimits
-            from ..media.images import ImageLimits
-
-            files = [read_file(reference, self.media_from) for reference in texts]
+        files = [read_file(reference, self.media_from) for reference in texts] if self.media else None
         while True:
             try:
                 if self.media == "image":
-                    limits = ImageLimits.from_settings(self.settings, documents=True)
-                    return self.engine.embed_images(self.model, files, limits, self.request)
+                    return self.engine.embed_images(self.model, files, self.decoder, self.request)
                 if self.media == "audio":
-                    return self.engine.embed_audio(
-                        self.model, files, AudioLimits.from_settings(self.settings), self.request
-                    )
+                    return self.engine.embed_audio(self.model, files, self.decoder, self.request)
                 return self.engine.embed_texts(self.model, texts, self.request)
             except Overloaded:  # more of the job's threads than its queue holds: wait a turn
                 time.sleep(0.05)

@@ -22,7 +22,7 @@ import torch
 from ..capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_TEXT
 from ..errors import InvalidInput
 from ..feature_batches import collate, split_rows
-from ..layout import json_object, module_kind
+from ..layout import json_list, json_object, module_kind
 from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import FeatureRow, Prepared
@@ -37,7 +37,7 @@ DEFAULT_MEDIA_TOKENS = 256
 def declared_modalities(path: Path) -> list[str]:
     """The modalities a sentence-transformers 6 directory's first module (a Transformer that gives the sentence
     vector itself) declares; [] for anything else."""
-    modules = _modules(path)
+    modules = sorted(json_list(path / "modules.json"), key=lambda module: module.get("idx", 0))
     if not modules or module_kind(str(modules[0].get("type", ""))) != "Transformer":
         return []
     config = json_object(path / str(modules[0].get("path", "")) / "sentence_bert_config.json")
@@ -45,16 +45,6 @@ def declared_modalities(path: Path) -> list[str]:
     if config.get("module_output_name") != "sentence_embedding" or not isinstance(declared, dict):
         return []
     return [str(name) for name in declared]
-
-
-def _modules(path: Path) -> list[dict]:
-    import json
-
-    try:
-        listing = json.loads((path / "modules.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return sorted(listing, key=lambda module: module.get("idx", 0)) if isinstance(listing, list) else []
 
 
 class MultimodalModel(ServedModel):

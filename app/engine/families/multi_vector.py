@@ -182,11 +182,16 @@ class MultiVectorModel(ServedModel):
         features["token_embeddings"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
         if expansion.any():
             features["query_expansion_positions"] = torch.from_numpy(expansion).to(self.device)
+        return self._finish(side, features)
+
+    def _finish(self, side: str, features: dict) -> list[np.ndarray]:
+        """sentence-transformers' modules after the encoder, for `side`; then each row's vectors at the positions
+        its mask keeps."""
         for module in self.head:
             features = module(features, **({"task": side} if "task" in module.forward_kwargs else {}))
         embeddings = features["token_embeddings"].float()
         masks = features["attention_mask"].bool()
-        return [embeddings[index][masks[index]].cpu().numpy() for index in range(len(rows))]
+        return [embeddings[index][masks[index]].cpu().numpy() for index in range(len(embeddings))]
 
     def maxsim(self, queries: list[np.ndarray], documents: list[np.ndarray]) -> np.ndarray:
         """[queries, documents] scores by the model's own late-interaction function (maxsim or meanmaxsim)."""

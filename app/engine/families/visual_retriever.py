@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..capabilities import COLBERT, COLBERT_IMAGE, RERANK
 from ..errors import InvalidInput
 from ..feature_batches import collate, split_rows
 from ..layout import model_config
-from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
 from ..rows import FeatureRow, Prepared
 from .base import sentence_transformers_model
@@ -118,28 +118,13 @@ class VisualRetrieverModel(MultiVectorModel):
         return split_rows(features, side)[0]
 
     # ---------------------------------------------------------------- forward
-    def forward(self, kind: str, rows: list[FeatureRow], outputs: frozenset[str]) -> BatchOutput:
-        vectors: list = [None] * len(rows)
-        groups: dict[str, list[int]] = {}
-        for position, row in enumerate(rows):
-            groups.setdefault(row.route, []).append(position)
-        for side, positions in groups.items():
-            features = {
-                name: torch.from_numpy(array).to(self.device)
-                for name, array in collate([rows[i] for i in positions], self.pad_id, self.padding_side).items()
-            }
-            if "pixel_values" in features:
-                features["modality"] = "image"
-            else:
-                features["modality"] = "text"
-            features = self.transformer(features)
-            for module in self.head:
-                features = module(features, **({"task": side} if "task" in module.forward_kwargs else {}))
-            embeddings = features["token_embeddings"].float()
-            masks = features["attention_mask"].bool()
-            for index, position in enumerate(positions):
-                vectors[position] = embeddings[index][masks[index]].cpu().numpy()
-        return BatchOutput(multivector=vectors)
+    def _side(self, side: str, rows: list[FeatureRow]) -> list[np.ndarray]:
+        """The rows of one side, padded as the processor pads them, through sentence-transformers' Transformer (the
+        model's own forward) and the modules after it."""
+        batch = collate(rows, self.pad_id, self.padding_side)
+        features = {name: torch.from_numpy(array).to(self.device) for name, array in batch.items()}
+        features["modality"] = "image" if "pixel_values" in features else "text"
+        return self._finish(side, self.transformer(features))
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         from PIL import Image

@@ -48,6 +48,19 @@ def sentence_transformers_model(kind: str, path: Path, dtype: torch.dtype):
     return model, list(model.children())
 
 
+def refuse_long(tokenizer, texts: list[str], prompt: str, limit: int, field: str, where: str = "") -> None:
+    """truncate=false for a family whose tokenising sentence-transformers does: the first text longer than `limit`
+    tokens (with the prompt) is the caller's 400; `where` qualifies the limit (" on this side")."""
+    lengths = [len(ids) for ids in tokenizer([prompt + text for text in texts])["input_ids"]]
+    for index, length in enumerate(lengths):
+        if length > limit:
+            raise InvalidInput(
+                f"{field}[{index}] has {length} tokens; this model reads at most {limit}{where} (truncate to cut it)",
+                param=f"{field}[{index}]",
+                code="input_too_long",
+            )
+
+
 def named_prompt(model_name: str, prompts: dict, prompt_name: str | None) -> str:
     """A sentence-transformers model's prompt by name ("" for none), or the caller's 400 naming the ones it has."""
     if prompt_name is None:

@@ -29,7 +29,7 @@ from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import Prepared, TextRow
 from ..text_inputs import WARMUP_TOKENS
-from .base import ServedModel, named_prompt, sentence_transformers_model
+from .base import ServedModel, named_prompt, refuse_long, sentence_transformers_model
 
 MODEL_TYPES = ("MultiVectorEncoder", "ColBERT")  # ColBERT: PyLate's saves
 # The modules after the encoder that this family runs as sentence-transformers does.
@@ -129,23 +129,12 @@ class MultiVectorModel(ServedModel):
         prompt = self._prompt(side, request)
         limit = self.limit(side, request.max_tokens)
         if not request.truncate:
-            self._refuse_long(texts, prompt, limit, request.field)
+            refuse_long(self.tokenizer, texts, prompt, limit, request.field, " on this side")
         options = {"task": side}
         if request.max_tokens:
             options["max_length"] = limit
         features = self.encoder.preprocess(texts, prompt=prompt or None, **options)
         return Prepared(rows=_rows(features, side), outputs=request.outputs)
-
-    def _refuse_long(self, texts: list[str], prompt: str, limit: int, field: str) -> None:
-        lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
-        for index, length in enumerate(lengths):
-            if length > limit:
-                raise InvalidInput(
-                    f"{field}[{index}] has {length} tokens; this model reads at most {limit} on this side "
-                    "(truncate to cut it)",
-                    param=f"{field}[{index}]",
-                    code="input_too_long",
-                )
 
     def token_width(self, output: str) -> int:
         return self.dimension

@@ -26,7 +26,7 @@ from ..layout import json_list, json_object, module_kind
 from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, SIDE_PROMPT_NAMES, EmbedRequest
 from ..rows import FeatureRow, Prepared
-from .base import ServedModel, named_prompt, sentence_transformers_model
+from .base import ServedModel, named_prompt, refuse_long, sentence_transformers_model
 from .dual_encoder import FIXED_LENGTH_TEXT
 
 SERVED_MODALITIES = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO}
@@ -118,15 +118,7 @@ class MultimodalModel(ServedModel):
         prompt = self._prompt(request)
         limit = min(self.max_length, request.max_tokens) if request.max_tokens else self.max_length
         if not request.truncate:
-            lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
-            for index, length in enumerate(lengths):
-                if length > limit:
-                    raise InvalidInput(
-                        f"{request.field}[{index}] has {length} tokens; this model reads at most {limit} (truncate to "
-                        "cut it)",
-                        param=f"{request.field}[{index}]",
-                        code="input_too_long",
-                    )
+            refuse_long(self.tokenizer, texts, prompt, limit, request.field)
         # The limit always: a processor's own default may be longer than the model's positions (sentence-transformers
         # 6.3 fails on a 100-token text for CLIP, whose processor passes max_length 128 to its tokenizer).
         features = self.encoder.preprocess(texts, prompt=prompt or None, max_length=limit)

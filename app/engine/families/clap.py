@@ -28,10 +28,10 @@ from ..errors import InvalidInput
 from ..layout import dual_encoder_layout, model_config
 from ..outputs import BatchOutput
 from ..requests import DEFAULT_EMBED, EmbedRequest
-from ..rows import ImageRow, Prepared, TextRow, pad_right, stack_rows
+from ..rows import ImageRow, Prepared, TextRow, pad_right
 from ..text_inputs import TextInputs
 from .base import TextFamily
-from .dual_encoder import _embedding_dimension, _features
+from .dual_encoder import embedding_dimension, features_of, stacked_vectors
 
 
 def is_text_audio_model(path: Path) -> bool:
@@ -60,7 +60,7 @@ class ClapModel(TextFamily):
         self.features = processor.feature_extractor
         self.sampling_rate = int(self.features.sampling_rate)
         self.audio_window = float(self.features.nb_max_samples) / self.sampling_rate
-        self.dimension = _embedding_dimension(model)
+        self.dimension = embedding_dimension(model)
         audio = model.config.audio_config
         self.audio_tokens = max(1, (int(audio.spec_size) // int(audio.patch_size)) ** 2)
 
@@ -114,17 +114,10 @@ class ClapModel(TextFamily):
             "input_ids": torch.from_numpy(input_ids).to(self.device),
             "attention_mask": torch.from_numpy(mask).to(self.device),
         }
-        return _features(self.model.get_text_features(**inputs)).float().cpu().numpy()
+        return features_of(self.model.get_text_features(**inputs)).float().cpu().numpy()
 
     def _audio_vectors(self, rows: list[AudioRow]) -> np.ndarray:
-        out = np.empty((len(rows), self.dimension), dtype=np.float32)
-        for positions, arrays in stack_rows(rows):
-            inputs = {}
-            for name, array in arrays.items():
-                tensor = torch.from_numpy(np.ascontiguousarray(array))
-                inputs[name] = (tensor.to(self.dtype) if tensor.is_floating_point() else tensor).to(self.device)
-            out[positions] = _features(self.model.get_audio_features(**inputs)).float().cpu().numpy()
-        return out
+        return stacked_vectors(rows, self.dimension, self.model.get_audio_features, self.dtype, self.device)
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         second = np.zeros(self.sampling_rate, dtype=np.float32)

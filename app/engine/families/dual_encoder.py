@@ -37,7 +37,7 @@ def is_dual_encoder(model: torch.nn.Module) -> bool:
     return callable(getattr(model, "get_text_features", None)) and callable(getattr(model, "get_image_features", None))
 
 
-def _features(output) -> torch.Tensor:
+def features_of(output) -> torch.Tensor:
     """transformers 5 returns a ModelOutput whose pooler_output is projected; 4.x a tensor."""
     if isinstance(output, torch.Tensor):
         return output
@@ -45,7 +45,7 @@ def _features(output) -> torch.Tensor:
     return pooled if pooled is not None else output[0]
 
 
-def _embedding_dimension(model: torch.nn.Module) -> int:
+def embedding_dimension(model: torch.nn.Module) -> int:
     projection = getattr(model, "text_projection", None)
     if isinstance(projection, torch.nn.Linear):
         return projection.out_features
@@ -68,6 +68,19 @@ def _image_processor(model_dir: Path):
     return AutoImageProcessor.from_pretrained(str(model_dir))
 
 
+def stacked_vectors(rows: list[ImageRow], dimension: int, method, dtype: torch.dtype, device) -> np.ndarray:
+    """Preprocessed rows (an image's, a clip's) grouped by their arrays' shapes, each group through the model's
+    `method` (get_image_features, get_audio_features): a vector per row, in order."""
+    out = np.empty((len(rows), dimension), dtype=np.float32)
+    for positions, arrays in stack_rows(rows):
+        inputs = {}
+        for name, array in arrays.items():
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            inputs[name] = (tensor.to(dtype) if tensor.is_floating_point() else tensor).to(device)
+        out[positions] = features_of(method(**inputs)).float().cpu().numpy()
+    return out
+
+
 class DualEncoderModel(TextFamily):
     family = "dual-encoder"
     capabilities = frozenset({EMBED_TEXT, EMBED_IMAGE})
@@ -82,7 +95,7 @@ class DualEncoderModel(TextFamily):
         self.max_length = self.text.max_length
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self.dimension = _embedding_dimension(model)
+        self.dimension = embedding_dimension(model)
         self.fixed_length = getattr(model.config, "model_type", "") in FIXED_LENGTH_TEXT
         self._attention_mask = "attention_mask" in getattr(tokenizer, "model_input_names", ["attention_mask"])
         self.patch_size = int(getattr(model.config.vision_config, "patch_size", 16) or 16)
@@ -163,20 +176,10 @@ class DualEncoderModel(TextFamily):
         inputs = {"input_ids": torch.from_numpy(input_ids).to(self.device)}
         if self._attention_mask:
             inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
-        return _features(self.model.get_text_features(**inputs)).float().cpu().numpy()
+        return features_of(self.model.get_text_features(**inputs)).float().cpu().numpy()
 
     def _image_vectors(self, rows: list[ImageRow]) -> np.ndarray:
-        out = np.empty((len(rows), self.dimension), dtype=np.float32)
-        for positions, arrays in stack_rows(rows):
-            inputs = {name: self._tensor(array) for name, array in arrays.items()}
-            out[positions] = _features(self.model.get_image_features(**inputs)).float().cpu().numpy()
-        return out
-
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if tensor.is_floating_point():
-            tensor = tensor.to(self.dtype)
-        return tensor.to(self.device)
+        return stacked_vectors(rows, self.dimension, self.model.get_image_features, self.dtype, self.device)
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         image = self.prepare_image(Image.new("RGB", (64, 48), (127, 127, 127)), "warm-up")

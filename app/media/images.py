@@ -87,13 +87,29 @@ class ImageLimits:
 
 @dataclass(frozen=True)
 class ImageSource:
+    """A file a JSON string holds (an image, a PDF or a clip): its bytes, or the URL to fetch them from."""
+
     kind: str  # "bytes" or "url"
     data: bytes = b""
     url: str = ""
 
 
 def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
-    """A JSON string: an http(s) URL, a data URI, or raw base64."""
+    """A JSON string: an http(s) URL, a `data:image/...` (or PDF) URI, or raw base64."""
+    return parse_media_source(
+        value,
+        param,
+        max_bytes=limits.max_bytes,
+        accepts=lambda mime: mime.startswith("image/") or mime == "application/pdf",
+        example="image",
+        what="an image or a PDF",
+        too_large=image_too_large,
+    )
+
+
+def parse_media_source(value: str, param: str, *, max_bytes: int, accepts, example: str, what: str, too_large):
+    """A JSON string holding a file (an image, a clip): an http(s) URL, a data URI of a type `accepts` takes
+    (`data:{example}/...;base64,`), or raw base64, decoded under `max_bytes` (`too_large` names the limit)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"{param} must be a non-empty string: base64, a data: URI or a URL", param=param)
     value = value.strip()
@@ -103,18 +119,18 @@ def parse_source(value: str, limits: ImageLimits, param: str) -> ImageSource:
     if lowered.startswith("data:"):
         match = DATA_URI.match(value)
         if not match or not match.group("b64"):
-            raise InvalidRequest(f"{param} is a data URI that is not base64 (data:image/...;base64,...)", param=param)
-        mime = (match.group("mime") or "").lower()
-        if not mime.startswith("image/") and mime != "application/pdf":
             raise InvalidRequest(
-                f"{param} is a data URI of type {mime or 'none'!r}, not an image or a PDF", param=param
+                f"{param} is a data URI that is not base64 (data:{example}/...;base64,...)", param=param
             )
+        mime = (match.group("mime") or "").lower()
+        if not accepts(mime):
+            raise InvalidRequest(f"{param} is a data URI of type {mime or 'none'!r}, not {what}", param=param)
         payload = value[match.end() :]
     else:
         payload = value
-    # base64 is 4 characters per 3 bytes: refuse an over-size image before decoding it.
-    if len(payload) * 3 // 4 > limits.max_bytes + 3:
-        raise image_too_large(param, limits.max_bytes)
+    # base64 is 4 characters per 3 bytes: refuse an over-size file before decoding it.
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise too_large(param, max_bytes)
     try:
         data = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):

@@ -7,16 +7,12 @@ happens in the engine, off the event loop (app/media/audio.py).
 
 from __future__ import annotations
 
-import base64
-import binascii
-
-from flask import request
-
 from ...errors import InvalidRequest
 from ...media.audio import audio_too_large
 from ...media.fetch import ImageFetcher
-from ...media.images import DATA_URI
+from ...media.images import parse_media_source
 from . import context
+from .image_inputs import read_uploads
 
 
 def check_audio_count(count: int, field: str) -> None:
@@ -36,29 +32,16 @@ def gather_audio(values: list[str], field: str) -> list[bytes]:
     clips = []
     for index, value in enumerate(values):
         param = f"{field}[{index}]"
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidRequest(f"{param} must be a non-empty string: base64, a data: URI or a URL", param=param)
-        value = value.strip()
-        if value[:8].lower().startswith(("http://", "https://")):
-            clips.append(_fetch(value, param))
-            continue
-        payload = value
-        if value[:5].lower() == "data:":
-            match = DATA_URI.match(value)
-            if not match or not match.group("b64"):
-                raise InvalidRequest(
-                    f"{param} is a data URI that is not base64 (data:audio/...;base64,...)", param=param
-                )
-            mime = (match.group("mime") or "").lower()
-            if not mime.startswith("audio/") and mime not in ("application/ogg", "video/ogg"):
-                raise InvalidRequest(f"{param} is a data URI of type {mime or 'none'!r}, not audio", param=param)
-            payload = value[match.end() :]
-        if len(payload) * 3 // 4 > settings.max_audio_bytes + 3:
-            raise audio_too_large(param, settings.max_audio_bytes)
-        try:
-            clips.append(base64.b64decode("".join(payload.split()), validate=True))
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(f"{param} is neither a URL nor valid base64", param=param) from None
+        source = parse_media_source(
+            value,
+            param,
+            max_bytes=settings.max_audio_bytes,
+            accepts=lambda mime: mime.startswith("audio/") or mime in ("application/ogg", "video/ogg"),
+            example="audio",
+            what="audio",
+            too_large=audio_too_large,
+        )
+        clips.append(_fetch(source.url, param) if source.kind == "url" else source.data)
     return clips
 
 
@@ -84,17 +67,12 @@ def _fetch(url: str, param: str) -> bytes:
 
 def audio_uploads(field: str = "audio") -> list[bytes]:
     """Every file of a multipart/form-data request, in order, whatever its field name."""
-    settings = context.settings()
-    files = [upload for _, upload in request.files.items(multi=True)]
-    if not files:
-        raise InvalidRequest(
-            "the multipart request has no files; send each clip as a file part (curl -F audio=@dog.wav)", param=field
-        )
-    check_audio_count(len(files), field)
-    clips = []
-    for index, upload in enumerate(files):
-        data = upload.stream.read(settings.max_audio_bytes + 1)
-        if len(data) > settings.max_audio_bytes:
-            raise audio_too_large(f"{field}[{index}]", settings.max_audio_bytes)
-        clips.append(data)
-    return clips
+    max_bytes = context.settings().max_audio_bytes
+    return read_uploads(
+        field,
+        max_bytes=max_bytes,
+        check_count=lambda count: check_audio_count(count, field),
+        too_large=lambda param, _filename: audio_too_large(param, max_bytes),
+        what="clip",
+        example="audio=@dog.wav",
+    )

@@ -84,23 +84,39 @@ def is_multipart() -> bool:
 def uploads(field: str = "images") -> list[bytes]:
     """Every file of a multipart/form-data request, in order, whatever its field name."""
     settings = context.settings()
+
+    def too_large(param: str, filename: str | None) -> PayloadTooLarge:
+        name = f" ({filename})" if filename else ""
+        return PayloadTooLarge(
+            f"{param}{name} is larger than {settings.max_image_bytes} bytes (MAX_IMAGE_BYTES)", param=param
+        )
+
+    return read_uploads(
+        field,
+        max_bytes=settings.max_image_bytes,
+        check_count=lambda count: check_image_count(count, settings, field),
+        too_large=too_large,
+        what="image",
+        example="image=@cat.jpg",
+    )
+
+
+def read_uploads(field: str, *, max_bytes: int, check_count, too_large, what: str, example: str) -> list[bytes]:
+    """A multipart request's files (images, clips), in order, each read to at most `max_bytes` + 1 bytes: one over
+    is `too_large(param, filename)`; no file at all, or more than `check_count` allows, the caller's 4xx."""
     files = [upload for _, upload in request.files.items(multi=True)]
     if not files:
         raise InvalidRequest(
-            "the multipart request has no files; send each image as a file part (curl -F image=@cat.jpg)", param=field
+            f"the multipart request has no files; send each {what} as a file part (curl -F {example})", param=field
         )
-    check_image_count(len(files), settings, field)
-    images = []
+    check_count(len(files))
+    contents = []
     for index, upload in enumerate(files):
-        data = upload.stream.read(settings.max_image_bytes + 1)
-        if len(data) > settings.max_image_bytes:
-            name = f" ({upload.filename})" if upload.filename else ""
-            raise PayloadTooLarge(
-                f"{field}[{index}]{name} is larger than {settings.max_image_bytes} bytes (MAX_IMAGE_BYTES)",
-                param=f"{field}[{index}]",
-            )
-        images.append(data)
-    return images
+        data = upload.stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise too_large(f"{field}[{index}]", upload.filename)
+        contents.append(data)
+    return contents
 
 
 def form_options(allowed: set[str]) -> dict:

@@ -429,42 +429,45 @@ GME_CORPUS = (
 )
 
 
-def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
-    """A 2-layer Qwen2-VL in GME's layout (Qwen2VLForConditionalGeneration, its processor): a byte-level BPE
-    trained here with Qwen's chat and vision tokens, and a vision tower with 4-pixel patches."""
-    from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def _qwen_vl_tokenizer(padding_side: str = "right"):
+    """A byte-level BPE trained here with Qwen's chat and vision tokens (Qwen2-VL's cannot be fetched)."""
+    from transformers import PreTrainedTokenizerFast
 
-    torch.manual_seed(seed)
-    backend = byte_level_bpe(GME_CORPUS, QWEN_VL_SPECIALS, 500)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
+    return PreTrainedTokenizerFast(
+        tokenizer_object=byte_level_bpe(GME_CORPUS, QWEN_VL_SPECIALS, 500),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=QWEN_VL_SPECIALS[1:],
+        padding_side=padding_side,
         model_max_length=32768,
     )
+
+
+def _qwen2_vl_config(tokenizer, *, width: int = 32, layers: int = 2, patch: int = 4) -> dict:
+    """A Qwen2-VL of `layers` layers `width` wide (text and vision towers), `patch`-pixel patches merged 2 x 2."""
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}
-    config = Qwen2VLConfig(
+    return dict(
         text_config=dict(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=4096,
-            rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+            # temporal, height, width rotary sections over half a head, split as Qwen2-VL's [16, 24, 24] of 64
+            rope_scaling={"type": "mrope", "mrope_section": _mrope_sections(width // 4)},
             pad_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             bos_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=2,
-            embed_dim=32,
-            hidden_size=32,
+            depth=layers,
+            embed_dim=width,
+            hidden_size=width,
             num_heads=4,
             mlp_ratio=2,
-            patch_size=4,
+            patch_size=patch,
             spatial_merge_size=2,
             temporal_patch_size=2,
             in_channels=3,
@@ -473,8 +476,17 @@ def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
     )
+
+
+def tiny_qwen2_vl(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer Qwen2-VL in GME's layout (Qwen2VLForConditionalGeneration, its processor): a byte-level BPE
+    trained here with Qwen's chat and vision tokens, and a vision tower with 4-pixel patches."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    tokenizer = _qwen_vl_tokenizer()
+    config = Qwen2VLConfig(**_qwen2_vl_config(tokenizer), tie_word_embeddings=True)
     model = Qwen2VLForConditionalGeneration(config).eval()
     _sharpen(model, 2.0)
     model.save_pretrained(directory)
@@ -748,14 +760,7 @@ def tiny_colpali(directory: Path, *, seed: int = 0, image_size: int = 32, patch:
         eos_token_id=tokenizer.eos_token_id,
     )
     vision = dict(
-        model_type="siglip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=image_size,
-        patch_size=patch,
-        projection_dim=32,
+        model_type="siglip_vision_model", **_VISION, image_size=image_size, patch_size=patch, projection_dim=32
     )
     config = ColPaliConfig(
         vlm_config=dict(
@@ -781,50 +786,11 @@ def tiny_colqwen2(
     """A 2-layer ColQwen2ForRetrieval (a Qwen2-VL with 4-pixel patches) with its processor in the hub's layout
     (preprocessor_config.json beside processor_config.json), Qwen's tokenizer padding on the left. The
     benchmarks build a bigger one (width, layers, the real 14-pixel patches and page sizes)."""
-    from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor, PreTrainedTokenizerFast
+    from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor
 
     torch.manual_seed(seed)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=byte_level_bpe(GME_CORPUS, QWEN_VL_SPECIALS, 500),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=QWEN_VL_SPECIALS[1:],
-        padding_side="left",
-        model_max_length=32768,
-    )
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}
-    vlm = dict(
-        model_type="qwen2_vl",
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=width,
-            intermediate_size=2 * width,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            # temporal, height, width rotary sections over half a head, split as Qwen2-VL's [16, 24, 24] of 64
-            rope_scaling={"type": "mrope", "mrope_section": _mrope_sections(width // 4)},
-            pad_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            bos_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(
-            depth=layers,
-            embed_dim=width,
-            hidden_size=width,
-            num_heads=4,
-            mlp_ratio=2,
-            patch_size=patch,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            in_channels=3,
-        ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
+    tokenizer = _qwen_vl_tokenizer(padding_side="left")
+    vlm = {"model_type": "qwen2_vl", **_qwen2_vl_config(tokenizer, width=width, layers=layers, patch=patch)}
     model = ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=16)).eval()
     _sharpen(model, 2.0)
     images = _image_processor(
@@ -958,15 +924,7 @@ def tiny_colmodernvbert(directory: Path, *, seed: int = 0) -> Path:
         global_attn_every_n_layers=1,
         local_attention=8,
     )
-    vision = dict(
-        model_type="siglip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=4,
-    )
+    vision = dict(model_type="siglip_vision_model", **_VISION, image_size=32, patch_size=4)
     config = ColModernVBertConfig(
         vlm_config=dict(
             model_type="modernvbert",

@@ -136,6 +136,13 @@ class Settings:
     max_audio_channels: int = setting("MAX_AUDIO_CHANNELS", 8, "integer", minimum=1)
     max_audio_sample_rate: int = setting("MAX_AUDIO_SAMPLE_RATE", 192_000, "integer", minimum=1)
     max_audio_per_request: int = setting("MAX_AUDIO_PER_REQUEST", 32, "integer", minimum=1)
+    # Video inputs (/embed_video, modality "video"): checked against the container before anything is decoded,
+    # counted from the packets before a frame is, and only the model's sampled frames decoded (app/media/video.py)
+    max_video_bytes: int = setting("MAX_VIDEO_BYTES", 16 * 1024 * 1024, "integer", minimum=1)
+    max_video_seconds: float = setting("MAX_VIDEO_SECONDS", 600.0, "decimal", minimum=0.001)
+    max_video_pixels: int = setting("MAX_VIDEO_PIXELS", 1920 * 1080, "integer", minimum=1)
+    max_video_frames: int = setting("MAX_VIDEO_FRAMES", 64, "integer", minimum=1)
+    max_video_per_request: int = setting("MAX_VIDEO_PER_REQUEST", 4, "integer", minimum=1)
     image_url_fetch: bool = setting("IMAGE_URL_FETCH", False, "boolean")
     allowed_image_hosts: tuple[str, ...] = setting(
         "ALLOWED_IMAGE_HOSTS",

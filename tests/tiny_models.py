@@ -938,3 +938,122 @@ def tiny_colmodernvbert(directory: Path, *, seed: int = 0) -> Path:
     ColModernVBertForRetrieval(config).eval().save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+# EmbeddingGemma 2's media tokens: an image's (begin, soft token, end), an audio clip's, and a video frame's soft
+# token (its frames reuse the image's begin and end)
+GEMMA_MEDIA = {
+    "boi_token": "<|image>",
+    "image_token": "<|image|>",
+    "eoi_token": "<image|>",
+    "boa_token": "<|audio>",
+    "audio_token": "<|audio|>",
+    "eoa_token": "<audio|>",
+}
+
+
+def tiny_embedding_gemma2(directory: Path, *, seed: int = 0, max_frames: int = 8) -> Path:
+    """A 2-layer EmbeddingGemma 2 (text, vision and audio towers; the vision tower reads video frames too) with
+    its processor (Gemma 4's image processor and audio feature extractor, its own video processor sampling 1
+    frame a second up to `max_frames`) and a tokenizer trained here with Gemma's special and media tokens, as
+    google/embeddinggemma-2 ships: the model and processor files at the top, sentence-transformers 6's modules
+    (Transformer at the root, 1_Pooling mean, 2_Normalize) beside them. Needs torchvision (its video
+    processor)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from tokenizers import processors
+    from transformers import (
+        EmbeddingGemma2Config,
+        EmbeddingGemma2Model,
+        EmbeddingGemma2Processor,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.embedding_gemma2.video_processing_embedding_gemma2 import EmbeddingGemma2VideoProcessor
+    from transformers.models.gemma4 import Gemma4AudioFeatureExtractor
+    from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
+
+    backend = byte_level_bpe(DECODER_CORPUS, GEMMA_SPECIALS + [*GEMMA_MEDIA.values(), "<|video|>"], 400)
+    bos, eos = backend.token_to_id("<bos>"), backend.token_to_id("<eos>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", pair="<bos> $A <eos> $B <eos>", special_tokens=[("<bos>", bos), ("<eos>", eos)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        extra_special_tokens=GEMMA_MEDIA,
+        padding_side="right",
+        model_max_length=8192,
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in [*GEMMA_MEDIA.values(), "<|video|>"]}
+    config = EmbeddingGemma2Config(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            global_head_dim=16,
+            sliding_window=8,
+            sliding_window_pattern=2,
+            hidden_size_per_layer_input=8,
+            embedding_dim=24,
+            max_position_embeddings=8192,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
+            bos_token_id=bos,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            patch_size=4,
+            pooling_kernel_size=2,
+            position_embedding_size=64,
+        ),
+        # the audio tower's first convolution has as many channels as the 128 mel bins (its projection's size)
+        audio_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            subsampling_conv_channels=[128, 4],
+            conv_kernel_size=3,
+            attention_chunk_size=4,
+            attention_context_left=5,
+            output_proj_dims=32,
+        ),
+        boi_token_id=ids["<|image>"],
+        eoi_token_id=ids["<image|>"],
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        boa_token_id=ids["<|audio>"],
+        eoa_token_index=ids["<audio|>"],
+        audio_token_id=ids["<|audio|>"],
+    )
+    torch.manual_seed(seed)
+    source = directory.parent / f"{directory.name}-source"
+    EmbeddingGemma2Model(config).eval().save_pretrained(source)
+    # 70 soft tokens an image or frame (the fewest the processors take), 4-pixel patches pooled 2 x 2
+    vision = dict(patch_size=4, max_soft_tokens=70, pooling_kernel_size=2)
+    EmbeddingGemma2Processor(
+        feature_extractor=Gemma4AudioFeatureExtractor(),
+        image_processor=Gemma4ImageProcessorPil(**vision),
+        tokenizer=tokenizer,
+        video_processor=EmbeddingGemma2VideoProcessor(**vision, max_frames=max_frames),
+        image_seq_length=70,
+        audio_seq_length=64,
+    ).save_pretrained(source)
+    transformer = Transformer(str(source))
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(directory))
+    return directory

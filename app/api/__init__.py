@@ -15,8 +15,8 @@ from .http.error_handlers import init_error_handlers
 from .http.image_inputs import make_fetcher
 from .http.observability import init_observability
 from .http.tracing import init_tracing
-from .native import audio as audio_routes
 from .native import images as image_routes
+from .native import media as media_routes
 from .native import similarity
 from .native import texts as embeddings
 from .ollama import routes as ollama
@@ -40,7 +40,7 @@ def init_api(app: Flask, settings: Settings, engine, tracing=None) -> None:
     app.register_blueprint(openai.bp)
     app.register_blueprint(embeddings.bp)
     app.register_blueprint(image_routes.bp)
-    app.register_blueprint(audio_routes.bp)
+    app.register_blueprint(media_routes.bp)
     app.register_blueprint(similarity.bp)
     app.register_blueprint(rerank.bp)
     app.register_blueprint(classify.bp)

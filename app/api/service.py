@@ -17,6 +17,7 @@ from ..engine.requests import EmbedRequest, ScoreRequest
 from ..errors import InvalidRequest
 from ..media.audio import AudioLimits
 from ..media.images import ImageLimits
+from ..media.video import VideoLimits
 from .http import context
 from .http.image_inputs import gather
 from .http.observability import record_embedding
@@ -136,6 +137,15 @@ def embed_audio(model, clips: list[bytes], request: EmbedRequest) -> Served:
     limits = AudioLimits.from_settings(context.settings())
     result = context.engine().embed_audio(model, clips, limits, request)
     record_embedding(result, len(clips), "audio")
+    return Served(model, result)
+
+
+def embed_videos(model, videos: list[bytes], request: EmbedRequest) -> Served:
+    """Encoded videos (already gathered from the body or its files) -> vectors, under this app's video limits.
+    `model` is resolved by the caller, before any file is read or URL fetched."""
+    limits = VideoLimits.from_settings(context.settings())
+    result = context.engine().embed_videos(model, videos, limits, request)
+    record_embedding(result, len(videos), "video")
     return Served(model, result)
 
 

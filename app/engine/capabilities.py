@@ -6,6 +6,7 @@ from __future__ import annotations
 EMBED_TEXT = "embed:text"
 EMBED_IMAGE = "embed:image"
 EMBED_AUDIO = "embed:audio"
+EMBED_VIDEO = "embed:video"
 # a text and an image together in one vector (vision-language embedders such as GME)
 EMBED_INTERLEAVED = "embed:interleaved"
 SPARSE = "sparse"
@@ -26,4 +27,4 @@ DENSE = frozenset({"dense"})
 HEAD_FILES = {"sparse": "sparse_linear.pt", "colbert": "colbert_linear.pt"}
 
 # The modality a kind of row embeds -> the capability it needs.
-MODALITY_CAPABILITY = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO}
+MODALITY_CAPABILITY = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO, "video": EMBED_VIDEO}

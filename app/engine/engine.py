@@ -35,7 +35,7 @@ from .execution import Execution
 from .families import ServedModel
 from .lifecycle import Lifecycle
 from .loader import load_model
-from .requests import AudioDecoder, EmbedRequest, ImageDecoder, ScoreRequest, request_of
+from .requests import AudioDecoder, EmbedRequest, ImageDecoder, ScoreRequest, VideoDecoder, request_of
 from .results import Classes, Embeddings, EngineObserver, Scores
 from .rows import Prepared
 
@@ -218,13 +218,21 @@ class Engine:
 
     def embed_audio(self, model, clips: list[bytes], decoder: AudioDecoder, request=None, **fields) -> Embeddings:
         """Encoded audio files (already fetched) -> vectors; a bad clip is a 4xx naming its index."""
-        request = request_of(EmbedRequest, request, {"field": "audio", **fields} if request is None else fields)
-        checks.require(model, "audio", request.field)
+        return self._embed_media(model, "audio", clips, decoder, request, fields)
+
+    def embed_videos(self, model, videos: list[bytes], decoder: VideoDecoder, request=None, **fields) -> Embeddings:
+        """Encoded video files (already fetched) -> vectors, from the frames the model samples; a bad video is a
+        4xx naming its index."""
+        return self._embed_media(model, "video", videos, decoder, request, fields)
+
+    def _embed_media(self, model, kind: str, items: list[bytes], decoder, request, fields) -> Embeddings:
+        request = request_of(EmbedRequest, request, {"field": kind, **fields} if request is None else fields)
+        checks.require(model, kind, request.field)
         checks.check_dimensions(model, request.dimensions)
-        self.execution.check_capacity(model, "audio")
+        self.execution.check_capacity(model, kind)
         started = time.perf_counter()
-        prepared = self.execution.prepare_audio(model, clips, decoder, request)
-        return self.execution.embed(model, "audio", prepared, request, time.perf_counter() - started)
+        prepared = self.execution.prepare_media(model, kind, items, decoder, request)
+        return self.execution.embed(model, kind, prepared, request, time.perf_counter() - started)
 
     def quantize(self, model, vectors: np.ndarray, precision: str, *, dimensions=None, normalize=True) -> np.ndarray:
         """`vectors` (post-processed with `dimensions` and `normalize`) at `precision`."""

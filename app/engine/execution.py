@@ -150,10 +150,11 @@ class Execution:
             )
         return results, started
 
-    def prepare_audio(self, model, clips: list[bytes], decoder, request: EmbedRequest) -> Prepared:
-        """Audio clips -> a row each, off the event loop (decoding and resampling are CPU work in C)."""
-        with self.accounting.observer.stage("preprocess", inputs=len(clips)):
-            return self.offload(prepare_audio, model, clips, decoder, request)
+    def prepare_media(self, model, kind: str, items: list[bytes], decoder, request: EmbedRequest) -> Prepared:
+        """Audio clips or videos -> a row each, off the event loop (decoding, resampling and frame conversion are
+        CPU work in C)."""
+        with self.accounting.observer.stage("preprocess", inputs=len(items)):
+            return self.offload(prepare_media, model, kind, items, decoder, request)
 
     def prepare_inputs(self, model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest):
         """Texts, images or both per input -> one row each, off the event loop (decoding and resizing are CPU
@@ -165,14 +166,18 @@ class Execution:
             )
 
 
-def prepare_audio(model, clips: list[bytes], decoder, request: EmbedRequest) -> Prepared:
-    """A row per clip: decoded (mono, at the model's rate, no more than the model hears) and prepared one at a
-    time, so a request holds one clip's samples beside the rows already made."""
+def prepare_media(model, kind: str, items: list[bytes], decoder, request: EmbedRequest) -> Prepared:
+    """A row per clip or video: decoded (a clip mono at the model's rate and no longer than it hears; a video's
+    frames as the model samples them) and prepared one at a time, so a request holds one input's samples or
+    frames beside the rows already made."""
     rows = []
-    for index, data in enumerate(clips):
+    for index, data in enumerate(items):
         param = f"{request.field}[{index}]"
-        waveform = decoder.decode(data, param, model.sampling_rate, model.audio_window)
-        rows.append(model.prepare_audio(waveform, param, request))
+        if kind == "audio":
+            waveform = decoder.decode(data, param, model.sampling_rate, model.audio_window)
+            rows.append(model.prepare_audio(waveform, param, request))
+        else:
+            rows.append(model.prepare_video(decoder.decode(data, param, model.video_frames), param, request))
     return Prepared(rows=rows, outputs=request.outputs)
 
 

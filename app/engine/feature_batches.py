@@ -4,7 +4,9 @@ A processor pads a batch of inputs together; the engine batches inputs of differ
 features are kept unpadded in a `FeatureRow` (its attended positions of the token arrays, its slice of every
 other array) and a pass pads its rows as the processor pads a batch: token arrays on the tokenizer's side (ids
 with the pad id), other arrays stacked, zero-padded at their end where their sizes differ (ColQwen2's patches,
-which its forward unpads by its image grid).
+which its forward unpads by its image grid). A video's frames are the exception: processors give every video's
+frames along one axis (EmbeddingGemma 2's `pixel_values_videos`, with `num_frames_per_video` to split them), so
+a row keeps its video's frames whole and a pass concatenates them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from .rows import FeatureRow
 
 # A processor's per-token outputs (padded as the tokenizer pads); every other array is per input.
 TOKEN_ARRAYS = ("input_ids", "attention_mask", "token_type_ids")
+# Arrays that hold every input's frames along their first axis rather than a row per input.
+FRAME_ARRAYS = ("pixel_values_videos", "video_position_ids")
 
 
 def split_rows(features: dict, route: str = "") -> list[FeatureRow]:
@@ -28,6 +32,11 @@ def split_rows(features: dict, route: str = "") -> list[FeatureRow]:
         for name, value in features.items():
             if not isinstance(value, torch.Tensor):
                 continue  # the modality, a prompt's length: sentence-transformers' bookkeeping
+            if name in FRAME_ARRAYS:
+                if len(first) != 1:
+                    raise ValueError(f"{name} holds several inputs' frames: preprocess one video at a time")
+                arrays[name] = value.numpy()
+                continue
             array = value[index].numpy()
             arrays[name] = array[attended[index]] if name in TOKEN_ARRAYS and attended is not None else array
         rows.append(FeatureRow(arrays, route=route))
@@ -43,6 +52,8 @@ def collate(rows: list[FeatureRow], pad_id: int, padding_side: str, width: int =
         if name in TOKEN_ARRAYS:
             fill = pad_id if name == "input_ids" else 0
             batch[name] = padded(arrays, fill, left=padding_side == "left", width=width)
+        elif name in FRAME_ARRAYS:
+            batch[name] = np.concatenate(arrays)
         else:
             batch[name] = padded(arrays, 0, left=False)
     return batch

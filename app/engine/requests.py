@@ -136,6 +136,15 @@ class AudioDecoder(Protocol):
     def decode(self, data: bytes, param: str, rate: int, window: float | None = None) -> np.ndarray: ...
 
 
+class VideoDecoder(Protocol):
+    """Turns an encoded video file into the frames `sample` picks (given the stream's `total_frames`, `fps`,
+    `duration`, `width` and `height`, it returns frame indices): a result with `frames` ((n, 3, height, width)
+    uint8 RGB), `indices` and that `info`; or raises the caller's error naming `param`. Called off the event
+    loop, under the caller's limits."""
+
+    def decode(self, data: bytes, param: str, sample): ...
+
+
 class Pages(Protocol):
     """A document's pages, already checked against the caller's limits; each rendered when asked for."""
 

@@ -151,8 +151,8 @@ class EmbedImageRequest(ImageOptions):
         return image_list(value, "images")
 
 
-class AudioOptions(RequestBody):
-    """What `/embed_audio` takes besides the clips (also its multipart form fields)."""
+class MediaOptions(RequestBody):
+    """What `/embed_audio` and `/embed_video` take besides the files (also their multipart form fields)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -164,7 +164,7 @@ class AudioOptions(RequestBody):
     precision: Precision = "float32"
 
 
-class EmbedAudioRequest(AudioOptions):
+class EmbedAudioRequest(MediaOptions):
     """The JSON `POST /embed_audio` body (or multipart/form-data with audio files and these fields)."""
 
     audio: Texts = Field(
@@ -178,26 +178,43 @@ class EmbedAudioRequest(AudioOptions):
         return image_list(value, "audio")
 
 
-class EmbedAudioResponse(BaseModel):
+class EmbedVideoRequest(MediaOptions):
+    """The JSON `POST /embed_video` body (or multipart/form-data with video files and these fields)."""
+
+    videos: Texts = Field(
+        description="Base64, `data:video/...;base64,` URIs, or http(s) URLs when IMAGE_URL_FETCH is on (its allow-list "
+        "applies); MP4/MOV or WebM/Matroska. The model's own frame sampling picks the frames read."
+    )
+
+    @field_validator("videos", mode="before")
+    @classmethod
+    def _normalise_videos(cls, value):
+        return image_list(value, "videos")
+
+
+class EmbedMediaResponse(BaseModel):
     model: str
     embeddings: list[list[float]] | list[list[int]] | list[str] = Field(
-        description="Per clip its vector: floats, integers at another precision, or base64 of its buffer."
+        description="Per clip or video its vector: floats, integers at another precision, or base64 of its buffer."
     )
     dimension: int
     precision: str
-    usage: Usage = Field(description="prompt_tokens counts the spectrogram patches the audio tower attended over.")
+    usage: Usage = Field(
+        description="prompt_tokens counts what the model attended over: a clip's spectrogram patches or soft tokens, "
+        "a video's frame patches."
+    )
 
 
 class SimilarityRequest(RequestBody):
-    """`POST /similarity`: texts x images, or texts x texts (images x images) when only one kind is given."""
+    """`POST /similarity`: the rows' kind x the columns' kind (texts, images, audio, videos, documents: two of
+    them, in that order), or one kind x itself."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     texts: Texts | None = None
     images: Texts | None = None
-    audio: Texts | None = Field(
-        default=None, description="Audio clips for the columns (text-audio models): texts x audio."
-    )
+    audio: Texts | None = Field(default=None, description="Audio clips (models that take audio).")
+    videos: Texts | None = Field(default=None, description="Videos (models that take video).")
     documents: Texts | None = Field(
         default=None, description="Texts for the columns: texts x documents (queries x passages)."
     )
@@ -232,6 +249,11 @@ class SimilarityRequest(RequestBody):
     @classmethod
     def _normalise_audio(cls, value):
         return None if value is None else image_list(value, "audio")
+
+    @field_validator("videos", mode="before")
+    @classmethod
+    def _normalise_videos(cls, value):
+        return None if value is None else image_list(value, "videos")
 
 
 class SparseVector(BaseModel):

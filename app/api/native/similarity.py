@@ -1,5 +1,5 @@
-"""`POST /similarity`: score matrices between texts and images (or audio), texts and documents, or one kind and
-itself.
+"""`POST /similarity`: score matrices between any two kinds of input (texts, images, audio, videos; texts and
+documents), or one kind and itself.
 
 Dense scores are cosines. For BGE-M3-style models, `output_types` adds the
 lexical matching score of sparse weights and ColBERT's late-interaction
@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint
 
-from ...engine.capabilities import COLBERT_IMAGE, EMBED_AUDIO, EMBED_IMAGE
+from ...engine.capabilities import COLBERT_IMAGE, EMBED_AUDIO, EMBED_IMAGE, EMBED_VIDEO
 from ...engine.requests import EmbedRequest, ScoreRequest
 from ...errors import InvalidRequest, PayloadTooLarge
 from .. import service
 from ..http import context
-from ..http.audio_inputs import gather_audio
 from ..http.encoding import json_response, usage
 from ..http.image_inputs import gather
+from ..http.media_inputs import gather_audio, gather_videos
 from ..http.parsing import parse_object, validate
 from ..http.spec import operation
 from ..tei import routes as tei
@@ -30,6 +30,9 @@ bp = Blueprint("similarity", __name__)
 
 # BGE-M3's defaults for combining its three scores.
 DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+# The kinds of input a matrix's rows or columns may be, in the order rows are taken; the media ones need these.
+KINDS = ("texts", "images", "audio", "videos", "documents")
+MEDIA = {"images": EMBED_IMAGE, "audio": EMBED_AUDIO, "videos": EMBED_VIDEO}
 
 
 @bp.post("/similarity")
@@ -47,43 +50,45 @@ def similarity():
     if "inputs" in body:  # text-embeddings-inference's body: {"inputs": {"source_sentence", "sentences"}}
         return tei.similarity(body)
     req = validate(SimilarityRequest, body)
-    if not req.texts and not req.images and not req.audio:
-        raise InvalidRequest("send texts, images, audio, or texts and one of the others", param="texts")
-    if sum(bool(columns) for columns in (req.images, req.audio, req.documents)) > 1:
-        raise InvalidRequest("give one kind of columns: images, audio or documents", param="documents")
-    model = service.pick(req.model, EMBED_IMAGE if req.images else EMBED_AUDIO if req.audio else None)
+    kinds = [kind for kind in KINDS if getattr(req, kind)]
+    if not kinds:
+        raise InvalidRequest("send texts, images, audio or videos: one kind, or two (rows and columns)", param="texts")
+    if len(kinds) > 2:
+        raise InvalidRequest(
+            f"give at most two kinds of input, the rows and the columns; got {', '.join(kinds)}", param=kinds[-1]
+        )
+    media = [kind for kind in kinds if kind in MEDIA]
+    model = service.pick(req.model, MEDIA[media[0]] if media else None)
+    for kind in media:
+        if kind != "images":
+            service.check(model, MEDIA[kind], kind)
     if req.images and service.scores_late(model):
         return _late_image_matrix(model, req)
     outputs = list(dict.fromkeys(req.output_types or ["dense"]))
-    if (req.images or req.audio) and outputs != ["dense"]:
+    if media and outputs != ["dense"]:
         raise InvalidRequest(
-            "images and audio have dense vectors only; output_types applies to texts", param="output_types"
+            "images, audio and videos have dense vectors only; output_types applies to texts", param="output_types"
         )
     if service.is_reranker(model) or service.scores_late(model):
         return _reranker_matrix(model, req)
     if req.images:
         service.check(model, EMBED_IMAGE, "images")
-    if req.audio:
-        service.check(model, EMBED_AUDIO, "audio")
     for output in outputs:
         if output != "dense":
             service.check(model, output, "output_types")
 
-    def embed_texts(texts: list[str], field: str):
-        request = EmbedRequest(field=field, outputs=frozenset(outputs), use_cache=req.cache)
-        return service.embed_texts(model, texts, request).result
+    def embed(kind: str):
+        request = EmbedRequest(field=kind, outputs=frozenset(outputs), use_cache=req.cache)
+        values = getattr(req, kind)
+        if kind == "images":
+            return service.embed_images(model, gather(values, kind), request).result
+        if kind == "audio":
+            return service.embed_audio(model, gather_audio(values, kind), request).result
+        if kind == "videos":
+            return service.embed_videos(model, gather_videos(values, kind), request).result
+        return service.embed_texts(model, values, request).result
 
-    sides = []
-    if req.texts:
-        sides.append(embed_texts(req.texts, "texts"))
-    if req.documents:
-        sides.append(embed_texts(req.documents, "documents"))
-    if req.images:
-        request = EmbedRequest(field="images", use_cache=req.cache)
-        sides.append(service.embed_images(model, gather(req.images, "images"), request).result)
-    if req.audio:
-        request = EmbedRequest(field="audio", use_cache=req.cache)
-        sides.append(service.embed_audio(model, gather_audio(req.audio, "audio"), request).result)
+    sides = [embed(kind) for kind in kinds]
     rows, columns = sides[0], sides[-1]
     scores = {output: _score(output, rows, columns) for output in outputs}
     if len(outputs) > 1:
@@ -114,7 +119,7 @@ def _reranker_matrix(model, req: SimilarityRequest):
     documents are given."""
     late = service.scores_late(model)
     documents = req.documents or (req.texts if late else None)
-    if req.images or req.audio or not documents:
+    if req.images or req.audio or req.videos or not documents:
         raise InvalidRequest(
             f"the model {model.name!r} is a reranker: send texts (queries) and documents",
             param="documents" if not req.images else "images",

@@ -1,5 +1,5 @@
 """OpenAI's `POST /v1/embeddings`: texts, this model's token ids, vLLM's multimodal items and chats, and
-images and audio with Infinity's `"modality": "image"` / `"audio"`."""
+images and audio with Infinity's `"modality": "image"` / `"audio"`, and videos with `"modality": "video"`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import uuid
 
 from flask import Blueprint
 
-from ...engine.capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_INTERLEAVED
+from ...engine.capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_VIDEO
 from ...engine.requests import EmbedRequest
 from ...errors import InvalidRequest
 from .. import service
-from ..http.audio_inputs import gather_audio
 from ..http.encoding import encode_rows, json_response, usage
 from ..http.image_inputs import gather
+from ..http.media_inputs import gather_audio, gather_videos
 from ..http.parsing import parse_json
 from ..http.spec import operation
 from .multimodal import Item
@@ -61,6 +61,14 @@ def create_embeddings():
             )
         service.check(model, EMBED_AUDIO, "input")  # a model without an audio tower says so before any fetch
         served = service.embed_audio(model, gather_audio(inputs, "input"), request)
+    elif req.modality == "video":
+        model = service.pick(req.model, EMBED_VIDEO)
+        if not isinstance(inputs[0], str):
+            raise InvalidRequest(
+                "with modality 'video', input must be video URLs, data: URIs or base64 strings", param="input"
+            )
+        service.check(model, EMBED_VIDEO, "input")  # a model that takes no video says so before any fetch
+        served = service.embed_videos(model, gather_videos(inputs, "input"), request)
     elif multimodal:
         served = service.embed_items(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
     elif isinstance(inputs[0], str):

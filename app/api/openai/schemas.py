@@ -91,10 +91,10 @@ class OpenAIEmbeddingRequest(RequestBody):
     encoding_format: EncodingFormat = "float"
     dimensions: Dimensions | None = None
     user: str | None = None
-    modality: Literal["text", "image", "audio"] = Field(
+    modality: Literal["text", "image", "audio", "video"] = Field(
         default="text",
         description="Infinity's extension: 'image' makes `input` images, 'audio' audio clips (URLs, data URIs, "
-        "base64).",
+        "base64); 'video' (not Infinity's) videos.",
     )
     truncation_direction: TruncationDirection = "right"
 

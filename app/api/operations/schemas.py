@@ -57,7 +57,7 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
     version: str
     models: list[str]
-    modalities: dict[str, list[str]] = Field(description="Per model, what it takes: text, image, audio.")
+    modalities: dict[str, list[str]] = Field(description="Per model, what it takes: text, image, audio, video.")
     device: str
     dtype: str
     ready: bool

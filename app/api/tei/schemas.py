@@ -205,7 +205,9 @@ class TEIInfo(BaseModel):
     sha: str | None
     docker_label: str | None
     workers: int = Field(description="Not TEI's: the gunicorn workers behind this address.")
-    modalities: list[str] = Field(default=["text"], description="Not TEI's: what the model takes (text, image, audio).")
+    modalities: list[str] = Field(
+        default=["text"], description="Not TEI's: what the model takes (text, image, audio, video)."
+    )
 
 
 class TEIError(BaseModel):

@@ -129,6 +129,15 @@ class ServedModel:
         """One decoded clip (mono float32 at `sampling_rate`) -> one row."""
         raise InvalidInput(f"the model {self.name!r} does not take audio", param=param)
 
+    def video_frames(self, info) -> list[int]:
+        """Which frames of a video (its frame count, rate, duration and size in `info`) the model reads: its
+        video processor's sampling, so that only those are decoded."""
+        raise InvalidInput(f"the model {self.name!r} does not take video")
+
+    def prepare_video(self, video, param: str, request: EmbedRequest = DEFAULT_EMBED):
+        """One video's sampled frames (`frames`, `indices`, `info`) -> one row."""
+        raise InvalidInput(f"the model {self.name!r} does not take video", param=param)
+
     def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED):
         raise InvalidInput(f"the model {self.name!r} cannot embed a text and an image together", param=param)
 

@@ -35,8 +35,10 @@ from .dual_encoder import embedding_dimension, features_of, stacked_vectors
 
 
 def is_text_audio_model(path: Path) -> bool:
+    """A text tower and an audio tower, each projected into one space (CLAP's `projection_dim`): not a model whose
+    audio tower feeds its text model's tokens (EmbeddingGemma 2), which the multimodal family serves."""
     config = model_config(path)
-    return "text_config" in config and "audio_config" in config
+    return "text_config" in config and "audio_config" in config and "projection_dim" in config
 
 
 class AudioRow(ImageRow):

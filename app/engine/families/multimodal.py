@@ -1,7 +1,10 @@
 """sentence-transformers 6 multimodal directories: a `Transformer` whose modality config maps each modality it
-takes (text, image, audio) to a method of the model (`get_text_features`, `get_image_features`, ...) that gives
-the vector itself, then whatever modules follow (`Dense`, `Normalize`). This is how sentence-transformers 6
-saves CLIP, SigLIP and the other dual encoders, and how models trained with it ship.
+takes (text, image, audio, video) to a method of the model, then whatever modules follow. Two shapes ship:
+
+- the method gives the vector itself (`get_text_features`, `get_image_features`, ...), then `Dense`/`Normalize`:
+  how sentence-transformers 6 saves CLIP, SigLIP and the other dual encoders;
+- the method gives token embeddings (the model's `forward`, the processor having put each image's, clip's or
+  frame's soft tokens among the text's), then `Pooling` and `Normalize`: EmbeddingGemma 2, one space for all four.
 
 sentence-transformers loads the directory in the master; each input is preprocessed alone by its own
 `preprocess` (the model's processor, with the prompt for texts), off the event loop; each pass pads the rows of
@@ -16,10 +19,12 @@ A CLAP directory is served by clap.py even when sentence-transformers saved it: 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 
-from ..capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_TEXT
+from ..capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_TEXT, EMBED_VIDEO
 from ..errors import InvalidInput
 from ..feature_batches import collate, split_rows
 from ..layout import json_list, json_object, module_kind
@@ -29,20 +34,26 @@ from ..rows import FeatureRow, Prepared
 from .base import ServedModel, named_prompt, refuse_long, sentence_transformers_model
 from .dual_encoder import FIXED_LENGTH_TEXT
 
-SERVED_MODALITIES = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO}
+SERVED_MODALITIES = {"text": EMBED_TEXT, "image": EMBED_IMAGE, "audio": EMBED_AUDIO, "video": EMBED_VIDEO}
+# What the first module may give: the sentence vector itself, or token vectors that a later Pooling module pools
+MODULE_OUTPUTS = ("sentence_embedding", "token_embeddings")
 # What an image or a clip costs when its processor says nothing of tokens
 DEFAULT_MEDIA_TOKENS = 256
 
 
 def declared_modalities(path: Path) -> list[str]:
     """The modalities a sentence-transformers 6 directory's first module (a Transformer that gives the sentence
-    vector itself) declares; [] for anything else."""
+    vector itself, or token vectors a Pooling module after it pools) declares; [] for anything else."""
     modules = sorted(json_list(path / "modules.json"), key=lambda module: module.get("idx", 0))
     if not modules or module_kind(str(modules[0].get("type", ""))) != "Transformer":
         return []
     config = json_object(path / str(modules[0].get("path", "")) / "sentence_bert_config.json")
     declared = config.get("modality_config") or {}
-    if config.get("module_output_name") != "sentence_embedding" or not isinstance(declared, dict):
+    output = config.get("module_output_name")
+    if output not in MODULE_OUTPUTS or not isinstance(declared, dict):
+        return []
+    pooled = any(module_kind(str(module.get("type", ""))) == "Pooling" for module in modules[1:])
+    if output == "token_embeddings" and not pooled:
         return []
     return [str(name) for name in declared]
 
@@ -63,7 +74,8 @@ class MultimodalModel(ServedModel):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.padding_side = getattr(self.tokenizer, "padding_side", "right")
         self.max_length = int(min(self.transformer.max_seq_length or 1 << 30, 1 << 30))
-        self.dimension = int(encoder.get_embedding_dimension())
+        # the served modalities a model declares besides these (sentence-transformers' "message"), not served yet
+        self.unserved = [str(m) for m in self.transformer.modalities if m not in SERVED_MODALITIES]
         extractor = getattr(processor, "feature_extractor", None)
         self.sampling_rate = int(getattr(extractor, "sampling_rate", 16_000) or 16_000)
         self.architecture = type(self.transformer.model).__name__
@@ -72,6 +84,10 @@ class MultimodalModel(ServedModel):
         # embeds differently beside a longer one: cosine 0.91 on a tiny SigLIP)
         fixed = getattr(self.transformer.model.config, "model_type", "") in FIXED_LENGTH_TEXT
         self.text_width = self.max_length if fixed else 0
+        # What the stack gives, from a pass rather than the modules' sizes: a Pooling module reports the hidden
+        # size, which EmbeddingGemma 2's projection changes
+        kind, prepared = self.warmup_inputs()[0]
+        self.dimension = int(self.forward(kind, prepared.rows, prepared.outputs).dense.shape[1])
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -79,12 +95,21 @@ class MultimodalModel(ServedModel):
 
     @classmethod
     def load(cls, path: Path, name: str, dtype: torch.dtype, options=None) -> MultimodalModel:
-        encoder, stack = sentence_transformers_model("SentenceTransformer", path, dtype)
-        unknown = [m for m in stack[0].modalities if m not in SERVED_MODALITIES]
-        if unknown:
+        try:
+            encoder, stack = sentence_transformers_model("SentenceTransformer", path, dtype)
+        except ImportError as exc:
+            if "torchvision" not in str(exc).lower():
+                raise
+            # A processor with a video processor (EmbeddingGemma 2's) does not load without torchvision, whatever
+            # modality is asked for
             raise ValueError(
-                f"{path}: the model takes {', '.join(map(str, unknown))}, which this service does not serve yet "
-                f"(it serves {', '.join(SERVED_MODALITIES)})"
+                f"{path}: its processor needs torchvision (the `video` extra: pip install 'embedding-service[video]', "
+                f"with the torchvision release built for this torch; docs/video.md): {exc}"
+            ) from None
+        if not any(m in SERVED_MODALITIES for m in stack[0].modalities):
+            raise ValueError(
+                f"{path}: the model takes {', '.join(map(str, stack[0].modalities))}; this service serves "
+                f"{', '.join(SERVED_MODALITIES)}"
             )
         return cls(name, dtype, encoder, stack)
 
@@ -132,23 +157,86 @@ class MultimodalModel(ServedModel):
         self.refuse_instruction(request.instruction)
         return self._one({"array": waveform, "sampling_rate": self.sampling_rate}, param, "invalid_audio")
 
-    def _one(self, item, param: str, code: str) -> FeatureRow:
+    def video_frames(self, info) -> list[int]:
+        """The frames the model's video processor samples (as its preprocess does for an array video with this
+        metadata), so that only they are decoded."""
+        from transformers.video_utils import VideoMetadata
+
+        processor = self.transformer.processor.video_processor
+        kwargs = processor._merge_and_standardize_kwargs(**self._video_kwargs())
+        for name in ("input_data_format", "do_convert_rgb", "device", "video_metadata"):
+            kwargs.pop(name, None)
+        if not kwargs.pop("do_sample_frames", False):
+            return list(range(info.total_frames))
+        metadata = VideoMetadata(
+            total_num_frames=info.total_frames,
+            fps=info.fps,
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+        )
+        return sorted(int(index) for index in processor.sample_frames(metadata=metadata, **kwargs))
+
+    def _video_kwargs(self) -> dict:
+        configured = getattr(self.transformer, "processing_kwargs", None) or {}
+        return {**configured.get("common", {}), **configured.get("video", {})}
+
+    def prepare_video(self, video, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
+        """The sampled frames, with the metadata of the video they came from (the processor's timestamps read
+        it), preprocessed without sampling again."""
+        from transformers.video_utils import VideoMetadata
+
+        self.refuse_instruction(request.instruction)
+        info = video.info
+        metadata = VideoMetadata(
+            total_num_frames=info.total_frames,
+            fps=info.fps,
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+            frames_indices=list(video.indices),
+        )
+        item = {"array": video.frames, "video_metadata": metadata}
+        kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
+        return self._one(item, param, "invalid_video", processing_kwargs=kwargs)
+
+    def _one(self, item, param: str, code: str, processing_kwargs: dict | None = None) -> FeatureRow:
+        # An image's, clip's or frame's soft tokens are all placeholders the model fills: cutting the ids would
+        # leave features without their slots, so a media input is never cut, and one too long is the caller's 400
+        processing = {**(processing_kwargs or {}), "text": {"truncation": False}}
         try:
-            features = self.encoder.preprocess([item])
+            features = self.transformer.preprocess([item], processing_kwargs=processing)
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this input
             raise InvalidInput(
                 f"{param} could not be preprocessed for this model: {exc}", param=param, code=code
             ) from None
         row = split_rows(features)[0]
+        ids = row.arrays.get("input_ids")
+        if ids is not None and len(ids) > self.max_length:
+            raise InvalidInput(
+                f"{param} takes {len(ids)} tokens (the model's tokens for each of its images, frames or audio "
+                f"frames); this model reads at most {self.max_length}",
+                param=param,
+                code="input_too_long",
+            )
         return FeatureRow(row.arrays, tokens=self._media_tokens(row))
 
     def _media_tokens(self, row: FeatureRow) -> int:
+        """What a row costs the planner: its token ids (soft tokens included) or the patches its vision tower
+        attends over, whichever is more."""
+        ids = row.arrays.get("input_ids")
+        tokens = len(ids) if ids is not None else 0
         pixels = row.arrays.get("pixel_values")
         vision = getattr(self.transformer.model.config, "vision_config", None)
         patch = int(getattr(vision, "patch_size", 0) or 0)
-        if pixels is not None and pixels.ndim == 3 and patch:
-            return max(1, (pixels.shape[1] // patch) * (pixels.shape[2] // patch))
-        return DEFAULT_MEDIA_TOKENS
+        if pixels is not None and pixels.ndim == 3 and patch:  # channels x height x width
+            tokens = max(tokens, (pixels.shape[1] // patch) * (pixels.shape[2] // patch))
+        elif pixels is not None and pixels.ndim == 2:  # patches x patch pixels
+            tokens = max(tokens, pixels.shape[0])
+        frames = row.arrays.get("pixel_values_videos")
+        if frames is not None and frames.ndim >= 2:  # every frame's patches
+            tokens = max(tokens, int(np.prod(frames.shape[:-1])))
+        return tokens or DEFAULT_MEDIA_TOKENS
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[FeatureRow], outputs: frozenset[str]) -> BatchOutput:
@@ -165,7 +253,6 @@ class MultimodalModel(ServedModel):
         return BatchOutput(dense=features["sentence_embedding"].float().cpu().numpy())
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
-        import numpy as np
         from PIL import Image
 
         inputs = []
@@ -178,6 +265,8 @@ class MultimodalModel(ServedModel):
         if "audio" in self.modalities:
             second = np.zeros(self.sampling_rate, dtype=np.float32)
             inputs.append(("audio", Prepared(rows=[self.prepare_audio(second, "warm-up")])))
+        if "video" in self.modalities:
+            inputs.append(("video", Prepared(rows=[self.prepare_video(still_video(), "warm-up")])))
         return inputs
 
     # -------------------------------------------------------------- lifecycle
@@ -195,6 +284,7 @@ class MultimodalModel(ServedModel):
             **super().describe(),
             "modality": "+".join(self.modalities),
             "modalities": list(self.modalities),
+            **({"modalities_not_served": self.unserved} if self.unserved else {}),
             "outputs": ["dense"],
             "dimension": self.dimension,
             "max_input_tokens": self.max_length,
@@ -203,3 +293,10 @@ class MultimodalModel(ServedModel):
             "default_prompt_name": self.encoder.default_prompt_name,
             "architecture": self.architecture,
         }
+
+
+def still_video(frames: int = 2, fps: float = 1.0):
+    """A short grey video, as a decoder gives one: its frames, their indices and the stream's info."""
+    info = SimpleNamespace(total_frames=frames, fps=fps, duration=frames / fps, width=64, height=48)
+    pixels = np.full((frames, 3, info.height, info.width), 127, dtype=np.uint8)
+    return SimpleNamespace(frames=pixels, indices=tuple(range(frames)), info=info)

@@ -160,6 +160,16 @@ def test_gpu_image_matches_cuda_and_torch_builds():
     assert settings.device == "cuda" and settings.resolved_workers() <= 2 and settings.max_batch_size >= 64
 
 
+def test_images_install_the_torchvision_built_for_their_torch():
+    """Video models' processors need torchvision, and a torchvision imports only beside the torch release it was
+    built for: torchvision 0.N goes with torch 2.(N - 15) (0.24 with 2.9, 0.29 with 2.14)."""
+    for path in DOCKERFILES.values():
+        args = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for k, a in instructions(path) if k == "ARG"), re.M))
+        minor = int(args["TORCH_VERSION"].split(".")[1])
+        assert args["TORCHVISION_VERSION"] == f"0.{minor + 15}.0", path
+        assert '${TORCHVISION_VERSION:+"torchvision==${TORCHVISION_VERSION}"}' in path.read_text()
+
+
 def test_every_setting_is_in_the_readme_table():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in setting_names() if f"| `{name}` |" not in readme]

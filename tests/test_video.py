@@ -29,6 +29,7 @@ from .engines import serving_fixtures
 from .file_server import serving
 from .test_audio import encoded as encoded_clip
 from .test_audio import tone
+from .test_multimodal import cosines, png
 from .tiny_models import tiny_embedding_gemma2, tiny_sentence_transformer
 from .videos import decode_all, encode_video, needs_torchvision
 
@@ -75,17 +76,6 @@ def whole(data: bytes) -> dict:
         total_num_frames=len(pictures), fps=fps, duration=len(pictures) / fps, width=width, height=height
     )
     return {"array": pictures, "video_metadata": metadata}
-
-
-def cosines(a, b) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def b64(data: bytes) -> str:

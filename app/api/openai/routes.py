@@ -22,6 +22,13 @@ from .schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
 
 bp = Blueprint("openai", __name__)
 
+# Infinity's `modality` (and `video`, this service's): what `input` then holds, and how it is gathered and embedded
+MEDIA = {
+    "image": (EMBED_IMAGE, gather, service.embed_images),
+    "audio": (EMBED_AUDIO, gather_audio, service.embed_audio),
+    "video": (EMBED_VIDEO, gather_videos, service.embed_videos),
+}
+
 
 @bp.post("/v1/embeddings")
 @bp.post("/embeddings", endpoint="infinity_embeddings")  # Infinity's path; its clients take the base URL alone
@@ -45,30 +52,16 @@ def create_embeddings():
         truncation_direction=req.truncation_direction,
         use_cache=req.cache,
     )
-    if req.modality == "image":
-        model = service.pick(req.model, EMBED_IMAGE)
+    if req.modality in MEDIA:
+        capability, gather_files, embed = MEDIA[req.modality]
+        model = service.pick(req.model, capability)
         if not isinstance(inputs[0], str):
             raise InvalidRequest(
-                "with modality 'image', input must be image URLs, data: URIs or base64 strings", param="input"
+                f"with modality {req.modality!r}, input must be {req.modality} URLs, data: URIs or base64 strings",
+                param="input",
             )
-        service.check(model, EMBED_IMAGE, "input")  # a text-only model says so before anything is fetched
-        served = service.embed_images(model, gather(inputs, "input"), request)
-    elif req.modality == "audio":
-        model = service.pick(req.model, EMBED_AUDIO)
-        if not isinstance(inputs[0], str):
-            raise InvalidRequest(
-                "with modality 'audio', input must be audio URLs, data: URIs or base64 strings", param="input"
-            )
-        service.check(model, EMBED_AUDIO, "input")  # a model without an audio tower says so before any fetch
-        served = service.embed_audio(model, gather_audio(inputs, "input"), request)
-    elif req.modality == "video":
-        model = service.pick(req.model, EMBED_VIDEO)
-        if not isinstance(inputs[0], str):
-            raise InvalidRequest(
-                "with modality 'video', input must be video URLs, data: URIs or base64 strings", param="input"
-            )
-        service.check(model, EMBED_VIDEO, "input")  # a model that takes no video says so before any fetch
-        served = service.embed_videos(model, gather_videos(inputs, "input"), request)
+        service.check(model, capability, "input")  # a model that does not take them says so before any fetch
+        served = embed(model, gather_files(inputs, "input"), request)
     elif multimodal:
         served = service.embed_items(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
     elif isinstance(inputs[0], str):

@@ -160,22 +160,14 @@ class MultimodalModel(ServedModel):
     def video_frames(self, info) -> list[int]:
         """The frames the model's video processor samples (as its preprocess does for an array video with this
         metadata), so that only they are decoded."""
-        from transformers.video_utils import VideoMetadata
-
         processor = self.transformer.processor.video_processor
+        # the processor's own defaults merged with the directory's, as its preprocess merges them before sampling
         kwargs = processor._merge_and_standardize_kwargs(**self._video_kwargs())
         for name in ("input_data_format", "do_convert_rgb", "device", "video_metadata"):
             kwargs.pop(name, None)
         if not kwargs.pop("do_sample_frames", False):
             return list(range(info.total_frames))
-        metadata = VideoMetadata(
-            total_num_frames=info.total_frames,
-            fps=info.fps,
-            duration=info.duration,
-            width=info.width,
-            height=info.height,
-        )
-        return sorted(int(index) for index in processor.sample_frames(metadata=metadata, **kwargs))
+        return sorted(int(index) for index in processor.sample_frames(metadata=video_metadata(info), **kwargs))
 
     def _video_kwargs(self) -> dict:
         configured = getattr(self.transformer, "processing_kwargs", None) or {}
@@ -184,19 +176,8 @@ class MultimodalModel(ServedModel):
     def prepare_video(self, video, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
         """The sampled frames, with the metadata of the video they came from (the processor's timestamps read
         it), preprocessed without sampling again."""
-        from transformers.video_utils import VideoMetadata
-
         self.refuse_instruction(request.instruction)
-        info = video.info
-        metadata = VideoMetadata(
-            total_num_frames=info.total_frames,
-            fps=info.fps,
-            duration=info.duration,
-            width=info.width,
-            height=info.height,
-            frames_indices=list(video.indices),
-        )
-        item = {"array": video.frames, "video_metadata": metadata}
+        item = {"array": video.frames, "video_metadata": video_metadata(video.info, video.indices)}
         kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
         return self._one(item, param, "invalid_video", processing_kwargs=kwargs)
 
@@ -293,6 +274,20 @@ class MultimodalModel(ServedModel):
             "default_prompt_name": self.encoder.default_prompt_name,
             "architecture": self.architecture,
         }
+
+
+def video_metadata(info, indices=None):
+    """transformers' VideoMetadata of a decoded stream's info (and the frames taken from it, when given)."""
+    from transformers.video_utils import VideoMetadata
+
+    return VideoMetadata(
+        total_num_frames=info.total_frames,
+        fps=info.fps,
+        duration=info.duration,
+        width=info.width,
+        height=info.height,
+        frames_indices=None if indices is None else list(indices),
+    )
 
 
 def still_video(frames: int = 2, fps: float = 1.0):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.engine.capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_TEXT, EMBED_VIDEO
+from app.engine.capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, EMBED_VIDEO
 from app.engine.errors import InvalidInput
 from app.engine.loader import load_model
 from app.engine.requests import EmbedRequest
@@ -53,17 +53,25 @@ VIDEOS = [
 @pytest.fixture(scope="module")
 def directories(tmp_path_factory):
     root = tmp_path_factory.mktemp("video")
-    return {"gemma": tiny_embedding_gemma2(root / "gemma"), "text": tiny_sentence_transformer(root / "text")}
+    return {
+        "gemma": tiny_embedding_gemma2(root / "gemma"),
+        "gemma-plain": tiny_embedding_gemma2(root / "gemma-plain", chat=False),
+        "text": tiny_sentence_transformer(root / "text"),
+    }
 
 
 settings, engine, client = serving_fixtures(IMAGE_URL_FETCH="true", ALLOWED_IMAGE_NETWORKS="127.0.0.1")
 
 
-@pytest.fixture(scope="module")
-def reference(directories):
+def st_model(path):
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(directories["gemma"]), device="cpu")
+    return SentenceTransformer(str(path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reference(directories):
+    return st_model(directories["gemma"])
 
 
 def whole(data: bytes) -> dict:
@@ -82,15 +90,20 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def videos(engine, items: list[bytes], **fields):
+def videos(engine, items: list[bytes], name: str = "gemma", **fields):
     request = EmbedRequest(field="videos", use_cache=False, **fields)
-    return engine.embed_videos(engine.models["gemma"], items, VideoLimits(), request).vectors
+    return engine.embed_videos(engine.models[name], items, VideoLimits(), request).vectors
 
 
-def test_every_modality_equals_sentence_transformers(engine, reference):
-    model = engine.models["gemma"]
+@pytest.mark.parametrize("name", ["gemma", "gemma-plain"])
+def test_every_modality_equals_sentence_transformers(engine, directories, name):
+    """With a chat template sentence-transformers turns every input into a message first; without, each
+    modality goes to the processor alone: both equal."""
+    reference = st_model(directories[name])
+    model = engine.models[name]
     assert model.family == "sentence-transformers-multimodal"
-    assert model.capabilities == {EMBED_TEXT, EMBED_IMAGE, EMBED_AUDIO, EMBED_VIDEO}
+    mixes = {EMBED_INTERLEAVED} if name == "gemma" else set()
+    assert model.capabilities == {EMBED_TEXT, EMBED_IMAGE, EMBED_AUDIO, EMBED_VIDEO, *mixes}
     assert model.dimension == 24  # the model's projection, not the Pooling module's hidden size (32)
     got = engine.embed_texts(model, TEXTS, use_cache=False).vectors
     assert cosines(got, reference.encode(TEXTS)).min() >= 0.9999
@@ -104,7 +117,29 @@ def test_every_modality_equals_sentence_transformers(engine, reference):
     expected = reference.encode([{"array": clip, "sampling_rate": RATE} for clip in CLIPS])
     assert cosines(got, expected).min() >= 0.9999
     expected = reference.encode([whole(video) for video in VIDEOS])
-    assert cosines(videos(engine, VIDEOS), expected).min() >= 0.9999
+    assert cosines(videos(engine, VIDEOS, name), expected).min() >= 0.9999
+
+
+def test_a_text_and_an_image_in_one_input(client, engine, reference):
+    """sentence-transformers' `{"text", "image"}` input (its message modality): vLLM's content parts on
+    /v1/embeddings, one vector each; an image alone beside them is the image's own."""
+    pairs = [(TEXTS[0], IMAGES[0]), (TEXTS[1], IMAGES[1])]
+    expected = np.stack([reference.encode([{"text": text, "image": image}])[0] for text, image in pairs])
+    image_part = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(png(IMAGES[2]))}}
+    inputs = [
+        [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": b64(png(image))}}]
+        for text, image in pairs
+    ] + [[image_part]]
+    answer = client.post("/v1/embeddings", json={"input": inputs, "model": "gemma", "cache": False})
+    assert answer.status_code == 200, answer.get_json()
+    got = np.array([row["embedding"] for row in answer.get_json()["data"]])
+    assert cosines(got[:2], expected).min() >= 0.9999
+    assert cosines(got[2:], reference.encode([IMAGES[2]])).min() >= 0.9999
+    answer = client.post("/v1/embeddings", json={"input": inputs[:1], "model": "gemma-plain"})
+    assert (
+        answer.status_code == 400
+        and "cannot embed a text and an image together" in answer.get_json()["error"]["message"]
+    )
 
 
 def engine_decoder():

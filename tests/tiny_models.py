@@ -953,10 +953,21 @@ GEMMA_MEDIA = {
 }
 
 
-def tiny_embedding_gemma2(directory: Path, *, seed: int = 0, max_frames: int = 8) -> Path:
+# A chat template that writes each part of a message in order, a media part as its placeholder (the processor
+# expands it): what lets sentence-transformers take several modalities in one input (its message modality)
+GEMMA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% elif part['type'] == 'image' %}<|image|>"
+    "{% elif part['type'] == 'audio' %}<|audio|>{% elif part['type'] == 'video' %}<|video|>{% endif %}"
+    "{% endfor %}{% endfor %}"
+)
+
+
+def tiny_embedding_gemma2(directory: Path, *, seed: int = 0, max_frames: int = 8, chat: bool = True) -> Path:
     """A 2-layer EmbeddingGemma 2 (text, vision and audio towers; the vision tower reads video frames too) with
     its processor (Gemma 4's image processor and audio feature extractor, its own video processor sampling 1
-    frame a second up to `max_frames`) and a tokenizer trained here with Gemma's special and media tokens, as
+    frame a second up to `max_frames`; with `chat`, a chat template, so that sentence-transformers takes mixed
+    inputs and messages) and a tokenizer trained here with Gemma's special and media tokens, as
     google/embeddinggemma-2 ships: the model and processor files at the top, sentence-transformers 6's modules
     (Transformer at the root, 1_Pooling mean, 2_Normalize) beside them. Needs torchvision (its video
     processor)."""
@@ -1052,6 +1063,7 @@ def tiny_embedding_gemma2(directory: Path, *, seed: int = 0, max_frames: int = 8
         video_processor=EmbeddingGemma2VideoProcessor(**vision, max_frames=max_frames),
         image_seq_length=70,
         audio_seq_length=64,
+        chat_template=GEMMA_CHAT_TEMPLATE if chat else None,
     ).save_pretrained(source)
     transformer = Transformer(str(source))
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()]

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ..capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_TEXT, EMBED_VIDEO
+from ..capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_TEXT, EMBED_VIDEO
 from ..errors import InvalidInput
 from ..feature_batches import collate, split_rows
 from ..layout import json_list, json_object, module_kind
@@ -67,7 +67,12 @@ class MultimodalModel(ServedModel):
         self.stack = stack
         self.transformer = stack[0]
         self.modalities = [m for m in self.transformer.modalities if m in SERVED_MODALITIES]
-        self.capabilities = frozenset(SERVED_MODALITIES[m] for m in self.modalities)
+        # sentence-transformers' message modality (a chat template in the processor) takes several modalities in
+        # one input: a text and an image together, as vision-language embedders do
+        self.mixes = "message" in self.transformer.modalities and "image" in self.modalities
+        self.capabilities = frozenset(SERVED_MODALITIES[m] for m in self.modalities) | (
+            {EMBED_INTERLEAVED} if self.mixes else set()
+        )
         self.kinds = tuple(self.modalities)
         processor = self.transformer.processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -75,7 +80,7 @@ class MultimodalModel(ServedModel):
         self.padding_side = getattr(self.tokenizer, "padding_side", "right")
         self.max_length = int(min(self.transformer.max_seq_length or 1 << 30, 1 << 30))
         # the served modalities a model declares besides these (sentence-transformers' "message"), not served yet
-        self.unserved = [str(m) for m in self.transformer.modalities if m not in SERVED_MODALITIES]
+        self.unserved = [str(m) for m in self.transformer.modalities if m not in SERVED_MODALITIES and m != "message"]
         extractor = getattr(processor, "feature_extractor", None)
         self.sampling_rate = int(getattr(extractor, "sampling_rate", 16_000) or 16_000)
         self.architecture = type(self.transformer.model).__name__
@@ -147,7 +152,7 @@ class MultimodalModel(ServedModel):
         # The limit always: a processor's own default may be longer than the model's positions (sentence-transformers
         # 6.3 fails on a 100-token text for CLIP, whose processor passes max_length 128 to its tokenizer).
         features = self.encoder.preprocess(texts, prompt=prompt or None, max_length=limit)
-        return Prepared(rows=split_rows(features), outputs=request.outputs)
+        return Prepared(rows=modality_rows(features), outputs=request.outputs)
 
     def prepare_image(self, image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
         self.refuse_instruction(request.instruction)
@@ -156,6 +161,15 @@ class MultimodalModel(ServedModel):
     def prepare_audio(self, waveform, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
         self.refuse_instruction(request.instruction)
         return self._one({"array": waveform, "sampling_rate": self.sampling_rate}, param, "invalid_audio")
+
+    def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
+        """A text and an image in one input, as sentence-transformers takes `{"text": ..., "image": ...}` (its
+        message modality, through the processor's chat template), with the request's prompt."""
+        if not self.mixes:
+            return super().prepare_fused(text, image, param, request)
+        self.refuse_instruction(request.instruction)
+        item = {"image": image} if text is None else {"text": text, "image": image}
+        return self._one(item, param, "invalid_image", prompt=self._prompt(request))
 
     def video_frames(self, info) -> list[int]:
         """The frames the model's video processor samples (as its preprocess does for an array video with this
@@ -181,17 +195,17 @@ class MultimodalModel(ServedModel):
         kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
         return self._one(item, param, "invalid_video", processing_kwargs=kwargs)
 
-    def _one(self, item, param: str, code: str, processing_kwargs: dict | None = None) -> FeatureRow:
+    def _one(self, item, param: str, code: str, processing_kwargs: dict | None = None, prompt: str = "") -> FeatureRow:
         # An image's, clip's or frame's soft tokens are all placeholders the model fills: cutting the ids would
         # leave features without their slots, so a media input is never cut, and one too long is the caller's 400
         processing = {**(processing_kwargs or {}), "text": {"truncation": False}}
         try:
-            features = self.transformer.preprocess([item], processing_kwargs=processing)
+            features = self.transformer.preprocess([item], prompt=prompt or None, processing_kwargs=processing)
         except Exception as exc:  # noqa: BLE001 - the processor's errors are about this input
             raise InvalidInput(
                 f"{param} could not be preprocessed for this model: {exc}", param=param, code=code
             ) from None
-        row = split_rows(features)[0]
+        row = modality_rows(features)[0]
         ids = row.arrays.get("input_ids")
         if ids is not None and len(ids) > self.max_length:
             raise InvalidInput(
@@ -200,7 +214,7 @@ class MultimodalModel(ServedModel):
                 param=param,
                 code="input_too_long",
             )
-        return FeatureRow(row.arrays, tokens=self._media_tokens(row))
+        return FeatureRow(row.arrays, tokens=self._media_tokens(row), route=row.route)
 
     def _media_tokens(self, row: FeatureRow) -> int:
         """What a row costs the planner: its token ids (soft tokens included) or the patches its vision tower
@@ -221,6 +235,23 @@ class MultimodalModel(ServedModel):
 
     # ---------------------------------------------------------------- forward
     def forward(self, kind: str, rows: list[FeatureRow], outputs: frozenset[str]) -> BatchOutput:
+        """Rows of one modality as sentence-transformers' preprocess named it (`message` where the processor's chat
+        template took the input) run together: the Transformer picks its method by it."""
+        groups: dict[tuple, list[int]] = {}
+        for position, row in enumerate(rows):
+            groups.setdefault((row.route or kind, tuple(sorted(row.arrays))), []).append(position)
+        passes = [
+            (positions, self._pass(kind, modality, [rows[p] for p in positions]))
+            for (modality, _), positions in groups.items()
+        ]
+        if len(passes) == 1:
+            return BatchOutput(dense=passes[0][1])
+        dense = np.empty((len(rows), passes[0][1].shape[1]), dtype=np.float32)
+        for positions, vectors in passes:
+            dense[positions] = vectors
+        return BatchOutput(dense=dense)
+
+    def _pass(self, kind: str, modality: str, rows: list[FeatureRow]) -> np.ndarray:
         features = {}
         width = self.text_width if kind == "text" else 0
         for name, array in collate(rows, self.pad_id, self.padding_side, width).items():
@@ -228,10 +259,10 @@ class MultimodalModel(ServedModel):
             if tensor.is_floating_point():
                 tensor = tensor.to(self.dtype)
             features[name] = tensor.to(self.device)
-        features["modality"] = kind
+        features["modality"] = modality
         for module in self.stack:
             features = module(features)
-        return BatchOutput(dense=features["sentence_embedding"].float().cpu().numpy())
+        return features["sentence_embedding"].float().cpu().numpy()
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
         from PIL import Image
@@ -274,6 +305,11 @@ class MultimodalModel(ServedModel):
             "default_prompt_name": self.encoder.default_prompt_name,
             "architecture": self.architecture,
         }
+
+
+def modality_rows(features: dict) -> list[FeatureRow]:
+    """A row per input, each carrying the modality sentence-transformers' preprocess gave them (as its route)."""
+    return split_rows(features, route=str(features.get("modality") or ""))
 
 
 def video_metadata(info, indices=None):

@@ -122,7 +122,7 @@ def test_every_modality_equals_sentence_transformers(engine, directories, name):
 
 def test_a_text_and_an_image_in_one_input(client, engine, reference):
     """sentence-transformers' `{"text", "image"}` input (its message modality): vLLM's content parts on
-    /v1/embeddings, one vector each; an image alone beside them is the image's own."""
+    /v1/embeddings and Cohere's on /v2/embed, one vector each; an image alone beside them is the image's own."""
     pairs = [(TEXTS[0], IMAGES[0]), (TEXTS[1], IMAGES[1])]
     expected = np.stack([reference.encode([{"text": text, "image": image}])[0] for text, image in pairs])
     image_part = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(png(IMAGES[2]))}}
@@ -135,6 +135,12 @@ def test_a_text_and_an_image_in_one_input(client, engine, reference):
     got = np.array([row["embedding"] for row in answer.get_json()["data"]])
     assert cosines(got[:2], expected).min() >= 0.9999
     assert cosines(got[2:], reference.encode([IMAGES[2]])).min() >= 0.9999
+    # Cohere's v2 content parts are the same items
+    body = {"model": "gemma", "input_type": "search_document", "embedding_types": ["float"]}
+    body["inputs"] = [{"content": parts} for parts in inputs[:2]]
+    answer = client.post("/v2/embed", json=body)
+    assert answer.status_code == 200, answer.get_json()
+    assert cosines(answer.get_json()["embeddings"]["float"], expected).min() >= 0.9999
     answer = client.post("/v1/embeddings", json={"input": inputs[:1], "model": "gemma-plain"})
     assert (
         answer.status_code == 400

@@ -154,6 +154,17 @@ def engine_decoder():
     return ImageLimits()
 
 
+def test_a_clip_is_decoded_as_far_as_the_model_hears(engine, reference):
+    """EmbeddingGemma 2's feature extractor keeps a clip's first 30 s: no more is decoded, and the vector is the
+    whole clip's."""
+    model = engine.models["gemma"]
+    assert model.audio_window == 30.0
+    long = tone(40.0, rate=RATE, seed=9)
+    assert len(AudioLimits().decode(encoded_clip(long, RATE), "audio[0]", RATE, model.audio_window)) == 30 * RATE
+    got = engine.embed_audio(model, [encoded_clip(long, RATE)], AudioLimits(), EmbedRequest(field="audio")).vectors
+    assert cosines(got, reference.encode([{"array": long, "sampling_rate": RATE}])).min() >= 0.9999
+
+
 def test_videos_in_one_pass_equal_each_alone(engine):
     together = videos(engine, VIDEOS)
     alone = np.concatenate([videos(engine, [video]) for video in VIDEOS])
@@ -219,6 +230,7 @@ def test_what_takes_video_is_said(client):
     assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "unsupported_modality"
     cards = {card["id"]: card for card in client.get("/v1/models").get_json()["data"]}
     assert cards["gemma"]["modalities"] == ["text", "image", "audio", "video"]
+    assert (cards["gemma"]["sampling_rate"], cards["gemma"]["max_audio_seconds"]) == (RATE, 30.0)
     assert client.get("/health").get_json()["modalities"]["gemma"] == ["text", "image", "audio", "video"]
     assert client.get("/info?model=gemma").get_json()["modalities"] == ["text", "image", "audio", "video"]
 

@@ -83,6 +83,7 @@ class MultimodalModel(ServedModel):
         self.unserved = [str(m) for m in self.transformer.modalities if m not in SERVED_MODALITIES and m != "message"]
         extractor = getattr(processor, "feature_extractor", None)
         self.sampling_rate = int(getattr(extractor, "sampling_rate", 16_000) or 16_000)
+        self.audio_window = heard_seconds(extractor, self.sampling_rate)
         self.architecture = type(self.transformer.model).__name__
         # SigLIP's text tower pools the last position and was trained on text padded to its full context: padded
         # to it here as its model card says (sentence-transformers pads to the batch's longest, so the same text
@@ -291,12 +292,22 @@ class MultimodalModel(ServedModel):
             f"max_tokens={self.max_length} modules={'+'.join(type(m).__name__ for m in self.stack)} dtype={self.dtype}"
         )
 
+    def _audio_card(self) -> dict:
+        if "audio" not in self.modalities:
+            return {}
+        return {"sampling_rate": self.sampling_rate, "max_audio_seconds": self.audio_window}
+
     def describe(self) -> dict:
         return {
             **super().describe(),
             "modality": "+".join(self.modalities),
             "modalities": list(self.modalities),
             **({"modalities_not_served": self.unserved} if self.unserved else {}),
+            **(
+                {"sampling_rate": self.sampling_rate, "max_audio_seconds": self.audio_window}
+                if "audio" in self.modalities
+                else {}
+            ),
             "outputs": ["dense"],
             "dimension": self.dimension,
             "max_input_tokens": self.max_length,
@@ -305,6 +316,24 @@ class MultimodalModel(ServedModel):
             "default_prompt_name": self.encoder.default_prompt_name,
             "architecture": self.architecture,
         }
+
+
+def heard_seconds(extractor, rate: int) -> float | None:
+    """How much of a clip the feature extractor keeps (None: all), so that no more is decoded: its window
+    (CLAP's `nb_max_samples`, Whisper's `n_samples`), or the length it truncates to when called as
+    sentence-transformers calls it (EmbeddingGemma 2's: max_length 480,000 samples, truncation on, 30 s)."""
+    import inspect
+
+    if extractor is None:
+        return None
+    for name in ("nb_max_samples", "n_samples"):
+        if getattr(extractor, name, None):
+            return float(getattr(extractor, name)) / rate
+    parameters = inspect.signature(extractor.__call__).parameters
+    length, truncation = parameters.get("max_length"), parameters.get("truncation")
+    if length is None or not isinstance(length.default, int) or truncation is None or truncation.default is not True:
+        return None
+    return length.default / rate
 
 
 def modality_rows(features: dict) -> list[FeatureRow]:

@@ -165,6 +165,38 @@ def test_a_clip_is_decoded_as_far_as_the_model_hears(engine, reference):
     assert cosines(got, reference.encode([{"array": long, "sampling_rate": RATE}])).min() >= 0.9999
 
 
+def test_a_text_with_a_clip_or_a_video_in_one_input(client, reference):
+    """Content parts of several modalities (vLLM's audio_url and video_url, OpenAI's input_audio), one vector
+    each, equal to sentence-transformers' `{"text", "audio"}` / `{"text", "video"}` inputs (the whole video
+    decoded there, its sampled frames here); a bad part names its input."""
+    clip = encoded_clip(CLIPS[0], RATE)
+    items = [
+        ({"text": TEXTS[0], "video": whole(VIDEOS[0])}, [{"type": "video_url", "video_url": {"url": b64(VIDEOS[0])}}]),
+        (
+            {"text": TEXTS[1], "audio": {"array": CLIPS[0], "sampling_rate": RATE}},
+            [{"type": "input_audio", "input_audio": {"data": b64(clip), "format": "wav"}}],
+        ),
+        (
+            {"text": TEXTS[2], "audio": {"array": CLIPS[0], "sampling_rate": RATE}, "video": whole(VIDEOS[2])},
+            [
+                {"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64," + b64(clip)}},
+                {"type": "video_url", "video_url": {"url": "data:video/webm;base64," + b64(VIDEOS[2])}},
+            ],
+        ),
+    ]
+    expected = np.stack([reference.encode([item])[0] for item, _ in items])
+    inputs = [[{"type": "text", "text": item["text"]}, *parts] for item, parts in items]
+    answer = client.post("/v1/embeddings", json={"input": inputs, "model": "gemma", "cache": False})
+    assert answer.status_code == 200, answer.get_json()
+    got = np.array([row["embedding"] for row in answer.get_json()["data"]])
+    assert cosines(got, expected).min() >= 0.9999
+    cut = [{"type": "text", "text": "x"}, {"type": "video_url", "video_url": {"url": b64(VIDEOS[1][:900])}}]
+    answer = client.post("/v1/embeddings", json={"input": [inputs[1], cut], "model": "gemma"})
+    assert answer.status_code == 400 and answer.get_json()["error"]["param"] == "input[1]", answer.get_json()
+    answer = client.post("/v1/embeddings", json={"input": inputs[:1], "model": "gemma-plain"})
+    assert answer.status_code == 400 and "several modalities in one input" in answer.get_json()["error"]["message"]
+
+
 def test_videos_in_one_pass_equal_each_alone(engine):
     together = videos(engine, VIDEOS)
     alone = np.concatenate([videos(engine, [video]) for video in VIDEOS])

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, OUTPUT_TYPES, RERANK, TOKENS
-from ..engine.requests import EmbedRequest, ScoreRequest
+from ..engine.requests import EmbedRequest, MediaDecoders, MixedInput, ScoreRequest
 from ..errors import InvalidRequest
 from ..media.audio import AudioLimits
 from ..media.images import ImageLimits
 from ..media.video import VideoLimits
 from .http import context
 from .http.image_inputs import gather
+from .http.media_inputs import AUDIO, VIDEO, gather_media
 from .http.observability import record_embedding
 from .http.parsing import check_count, check_items
 
@@ -149,10 +150,7 @@ def embed_videos(model, videos: list[bytes], request: EmbedRequest) -> Served:
     return Served(model, result)
 
 
-def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:
-    """(text, image) items -> one vector each (vision-language embedders embed both together)."""
-    settings = context.settings()
-    field = request.field
+def check_item_texts(items: list[Item], settings, field: str) -> None:
     check_count(len(items), settings, field)
     for index, item in enumerate(items):
         if item.text is not None and len(item.text) > settings.max_input_chars:
@@ -162,12 +160,53 @@ def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:
                 param=f"{field}[{index}]",
                 code="input_too_long",
             )
+
+
+def embed_items(model, items: list[Item], request: EmbedRequest) -> Served:
+    """(text, image) items -> one vector each (vision-language embedders embed both together)."""
+    settings = context.settings()
+    field = request.field
+    check_item_texts(items, settings, field)
     with_images = [index for index, item in enumerate(items) if item.image is not None]
     fetched = gather([items[index].image for index in with_images], field, with_images) if with_images else []
     images: list = [None] * len(items)
     for index, data in zip(with_images, fetched):
         images[index] = data
     return _embed_inputs(model, [item.text for item in items], images, request, "image" if with_images else "text")
+
+
+def embed_mixed(model, items: list[Item], request: EmbedRequest) -> Served:
+    """Items of several modalities each (a text with a clip or a video, say) -> one vector each, every medium
+    gathered under its own route's limits."""
+    settings = context.settings()
+    field = request.field
+    check_item_texts(items, settings, field)
+    fetched = {}
+    for medium, gather_files in (
+        ("image", gather),
+        ("audio", lambda values, field, positions: gather_media(values, field, AUDIO, positions)),
+        ("video", lambda values, field, positions: gather_media(values, field, VIDEO, positions)),
+    ):
+        positions = [index for index, item in enumerate(items) if getattr(item, medium) is not None]
+        values = gather_files([getattr(items[index], medium) for index in positions], field, positions)
+        fetched[medium] = dict(zip(positions, values)) if positions else {}
+    inputs = [
+        MixedInput(
+            text=item.text,
+            image=fetched["image"].get(index),
+            audio=fetched["audio"].get(index),
+            video=fetched["video"].get(index),
+        )
+        for index, item in enumerate(items)
+    ]
+    decoders = MediaDecoders(
+        image=ImageLimits.from_settings(settings),
+        audio=AudioLimits.from_settings(settings),
+        video=VideoLimits.from_settings(settings),
+    )
+    result = context.engine().embed_mixed(model, inputs, decoders, request)
+    record_embedding(result, len(items), "mixed")
+    return Served(model, result)
 
 
 def embed_fused(name: str | None, texts: list[str], images: list[str], request: EmbedRequest) -> Served:

@@ -187,6 +187,19 @@ def check_dimensions(model, dimensions: int | None) -> None:
         )
 
 
+def check_mixed(model, inputs: list, field: str) -> None:
+    """Inputs of several modalities each: a model that takes them together, and every medium they hold."""
+    if EMBED_INTERLEAVED not in model.capabilities:
+        raise Unsupported(
+            f"the model {model.name!r} cannot embed several modalities in one input; it does "
+            f"{', '.join(sorted(model.capabilities))}",
+            param=field,
+            code="unsupported_modality",
+        )
+    for medium in sorted({medium for item in inputs for medium in item.media()}):
+        require(model, medium, field)
+
+
 def check_inputs(model, texts: list, images: list, request) -> str:
     """Texts, images, or (vision-language embedders) both in one input: what the model takes, in one kind of
     pass, with the outputs the request asks. Returns the modality the rows are batched as."""

@@ -35,7 +35,16 @@ from .execution import Execution
 from .families import ServedModel
 from .lifecycle import Lifecycle
 from .loader import load_model
-from .requests import AudioDecoder, EmbedRequest, ImageDecoder, ScoreRequest, VideoDecoder, request_of
+from .requests import (
+    AudioDecoder,
+    EmbedRequest,
+    ImageDecoder,
+    MediaDecoders,
+    MixedInput,
+    ScoreRequest,
+    VideoDecoder,
+    request_of,
+)
 from .results import Classes, Embeddings, EngineObserver, Scores
 from .rows import Prepared
 
@@ -224,6 +233,17 @@ class Engine:
         """Encoded video files (already fetched) -> vectors, from the frames the model samples; a bad video is a
         4xx naming its index."""
         return self._embed_media(model, "video", videos, decoder, request, fields)
+
+    def embed_mixed(self, model, inputs: list[MixedInput], decoders: MediaDecoders, request=None, **fields):
+        """Inputs of several modalities each (a text with a video, a clip with an image) -> one vector each, for a
+        model that takes them together (sentence-transformers' message modality)."""
+        request = request_of(EmbedRequest, request, {"field": "input", **fields} if request is None else fields)
+        checks.check_mixed(model, inputs, request.field)
+        checks.check_dimensions(model, request.dimensions)
+        self.execution.check_capacity(model, "message")
+        started = time.perf_counter()
+        prepared = self.execution.prepare_mixed(model, inputs, decoders, request)
+        return self.execution.embed(model, "message", prepared, request, time.perf_counter() - started)
 
     def _embed_media(self, model, kind: str, items: list[bytes], decoder, request, fields) -> Embeddings:
         request = request_of(EmbedRequest, request, {"field": kind, **fields} if request is None else fields)

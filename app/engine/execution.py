@@ -156,6 +156,11 @@ class Execution:
         with self.accounting.observer.stage("preprocess", inputs=len(items)):
             return self.offload(prepare_media, model, kind, items, decoder, request)
 
+    def prepare_mixed(self, model, inputs: list, decoders, request: EmbedRequest) -> Prepared:
+        """Inputs of several modalities -> a row each, off the event loop, one input decoded at a time."""
+        with self.accounting.observer.stage("preprocess", inputs=len(inputs)):
+            return self.offload(prepare_mixed, model, inputs, decoders, request)
+
     def prepare_inputs(self, model, texts: list, images: list, decoder: ImageDecoder, request: EmbedRequest):
         """Texts, images or both per input -> one row each, off the event loop (decoding and resizing are CPU
         work that PIL and numpy do without the GIL); inputs with images are counted against their budget as
@@ -178,6 +183,23 @@ def prepare_media(model, kind: str, items: list[bytes], decoder, request: EmbedR
             rows.append(model.prepare_audio(waveform, param, request))
         else:
             rows.append(model.prepare_video(decoder.decode(data, param, model.video_frames), param, request))
+    return Prepared(rows=rows, outputs=request.outputs)
+
+
+def prepare_mixed(model, inputs: list, decoders, request: EmbedRequest) -> Prepared:
+    """A row per input: each medium decoded as its own route decodes it (an image whole, a clip as far as the
+    model hears, a video's sampled frames), then the input prepared, before the next is decoded."""
+    rows = []
+    for index, item in enumerate(inputs):
+        param = f"{request.field}[{index}]"
+        parts = {"text": item.text} if item.text is not None else {}
+        if item.image is not None:
+            parts["image"] = decoders.image.decode(item.image, param)
+        if item.audio is not None:
+            parts["audio"] = decoders.audio.decode(item.audio, param, model.sampling_rate, model.audio_window)
+        if item.video is not None:
+            parts["video"] = decoders.video.decode(item.video, param, model.video_frames)
+        rows.append(model.prepare_mixed(parts, param, request))
     return Prepared(rows=rows, outputs=request.outputs)
 
 

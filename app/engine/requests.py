@@ -119,6 +119,29 @@ def request_of(cls, request, fields: dict):
     return request
 
 
+@dataclass(frozen=True)
+class MixedInput:
+    """One input of several modalities (a text and a video, a clip and an image): its text, and each medium's
+    encoded file, already fetched."""
+
+    text: str | None = None
+    image: bytes | None = None
+    audio: bytes | None = None
+    video: bytes | None = None
+
+    def media(self) -> list[str]:
+        return [name for name in ("image", "audio", "video") if getattr(self, name) is not None]
+
+
+@dataclass(frozen=True)
+class MediaDecoders:
+    """The caller's decoders, under its limits, for the media a mixed request holds."""
+
+    image: ImageDecoder
+    audio: AudioDecoder
+    video: VideoDecoder
+
+
 class ImageDecoder(Protocol):
     """Turns an encoded image file into a picture, or raises the caller's error naming `param`. The engine
     calls it off the event loop; what counts as a safe image (bytes, pixels, formats) is the caller's."""

@@ -68,12 +68,13 @@ def check_count(count: int, field: str, kind: MediaKind) -> None:
         )
 
 
-def gather_media(values: list[str], field: str, kind: MediaKind) -> list[bytes]:
-    """JSON strings -> bytes; URLs fetched here, one after another (I/O, cooperative under gevent)."""
+def gather_media(values: list[str], field: str, kind: MediaKind, positions: list[int] | None = None) -> list[bytes]:
+    """JSON strings -> bytes; URLs fetched here, one after another (I/O, cooperative under gevent). `positions`
+    are the values' indices in the request, for the errors that name them."""
     check_count(len(values), field, kind)
     max_bytes = getattr(context.settings(), kind.bytes_setting)
     items = []
-    for index, value in enumerate(values):
+    for index, value in zip(positions or range(len(values)), values):
         param = f"{field}[{index}]"
         source = parse_media_source(
             value,

@@ -1,12 +1,15 @@
-"""vLLM's multimodal embedding inputs -> (text, image) items.
+"""vLLM's multimodal embedding inputs -> (text, image, clip, video) items.
 
 `/v1/embeddings` takes, besides strings and token ids, inputs made of content
 parts as vLLM's pooling server does: `input` items that are lists of parts,
 or a whole chat in `messages` (one input). A part is `{"type": "text",
-"text": ...}` or `{"type": "image_url", "image_url": {"url": ...}}` (the url
-a data: URI, base64, or an http(s) URL under the image fetch rules). Text
-parts join with a newline; an input has at most one image. A system message's
-text is the instruction for vision-language embedders (GME).
+"text": ...}`, `{"type": "image_url", "image_url": {"url": ...}}` (the url
+a data: URI, base64, or an http(s) URL under the image fetch rules),
+`{"type": "audio_url", "audio_url": {"url": ...}}` or OpenAI's
+`{"type": "input_audio", "input_audio": {"data": <base64>, "format": ...}}`,
+or `{"type": "video_url", "video_url": {"url": ...}}`. Text parts join with a
+newline; an input has at most one image, one clip and one video. A system
+message's text is the instruction for vision-language embedders (GME).
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from ...errors import InvalidRequest
 @dataclass(frozen=True)
 class Item:
     text: str | None
-    image: str | None  # the image string as sent: data: URI, base64 or URL
+    image: str | None  # each medium's string as sent: data: URI, base64 or URL
+    audio: str | None = None
+    video: str | None = None
+
+    def has_audio_or_video(self) -> bool:
+        return self.audio is not None or self.video is not None
+
+
+# A content part's type (also the key of its URL object) -> the medium
+MEDIA_PARTS = {"image_url": "image", "audio_url": "audio", "video_url": "video"}
 
 
 def is_parts(value) -> bool:
@@ -27,7 +39,7 @@ def is_parts(value) -> bool:
 
 
 def parts_item(parts: list, param: str) -> Item:
-    texts, images = [], []
+    texts, media = [], {"image": [], "audio": [], "video": []}
     for position, part in enumerate(parts):
         where = f"{param}[{position}]"
         kind = part.get("type")
@@ -36,23 +48,32 @@ def parts_item(parts: list, param: str) -> Item:
             if not isinstance(text, str):
                 raise InvalidRequest(f"{where}.text must be a string", param=where)
             texts.append(text)
-        elif kind == "image_url":
-            url = part.get("image_url")
+        elif kind in MEDIA_PARTS:
+            medium, key = MEDIA_PARTS[kind], kind
+            url = part.get(key)
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str) or not url.strip():
-                raise InvalidRequest(f"{where}.image_url.url must be a non-empty string", param=where)
-            images.append(url)
+                raise InvalidRequest(f"{where}.{key}.url must be a non-empty string", param=where)
+            media[medium].append(url)
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            data = audio.get("data") if isinstance(audio, dict) else None
+            if not isinstance(data, str) or not data.strip():
+                raise InvalidRequest(f"{where}.input_audio.data must be base64 audio", param=where)
+            media["audio"].append(data)
         else:
             raise InvalidRequest(
-                f'{where}: content parts are {{"type": "text"}} or {{"type": "image_url"}}, got type {kind!r}',
+                f"{where}: content parts are text, image_url, audio_url, input_audio or video_url, got type {kind!r}",
                 param=where,
             )
-    if len(images) > 1:
-        raise InvalidRequest(f"{param} has {len(images)} images; an input embeds at most one", param=param)
+    for medium, values in media.items():
+        if len(values) > 1:
+            raise InvalidRequest(f"{param} has {len(values)} {medium} parts; an input embeds at most one", param=param)
     text = "\n".join(texts) if texts else None
-    if not text and not images:
-        raise InvalidRequest(f"{param} has neither text nor an image", param=param)
-    return Item(text=text or None, image=images[0] if images else None)
+    if not text and not any(media.values()):
+        raise InvalidRequest(f"{param} has neither text nor an image, clip or video", param=param)
+    first = {medium: values[0] if values else None for medium, values in media.items()}
+    return Item(text=text or None, **first)
 
 
 def input_items(values: list, field: str = "input") -> list[Item]:

@@ -62,6 +62,8 @@ def create_embeddings():
             )
         service.check(model, capability, "input")  # a model that does not take them says so before any fetch
         served = embed(model, gather_files(inputs, "input"), request)
+    elif multimodal and any(item.has_audio_or_video() for item in inputs):
+        served = service.embed_mixed(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
     elif multimodal:
         served = service.embed_items(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
     elif isinstance(inputs[0], str):

@@ -138,6 +138,10 @@ class ServedModel:
         """One video's sampled frames (`frames`, `indices`, `info`) -> one row."""
         raise InvalidInput(f"the model {self.name!r} does not take video", param=param)
 
+    def prepare_mixed(self, parts: dict, param: str, request: EmbedRequest = DEFAULT_EMBED):
+        """One input of several modalities (`parts`: "text", and each medium decoded) -> one row."""
+        raise InvalidInput(f"the model {self.name!r} cannot embed several modalities in one input", param=param)
+
     def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED):
         raise InvalidInput(f"the model {self.name!r} cannot embed a text and an image together", param=param)
 

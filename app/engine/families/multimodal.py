@@ -73,7 +73,7 @@ class MultimodalModel(ServedModel):
         self.capabilities = frozenset(SERVED_MODALITIES[m] for m in self.modalities) | (
             {EMBED_INTERLEAVED} if self.mixes else set()
         )
-        self.kinds = tuple(self.modalities)
+        self.kinds = tuple(self.modalities) + (("message",) if self.mixes else ())
         processor = self.transformer.processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -166,11 +166,25 @@ class MultimodalModel(ServedModel):
     def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
         """A text and an image in one input, as sentence-transformers takes `{"text": ..., "image": ...}` (its
         message modality, through the processor's chat template), with the request's prompt."""
+        return self.prepare_mixed(
+            {"text": text, "image": image} if text is not None else {"image": image}, param, request
+        )
+
+    def prepare_mixed(self, parts: dict, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
+        """Several modalities in one input (`parts`: a text, an image, a decoded clip, a decoded video), as
+        sentence-transformers takes `{"text": ..., "video": ...}` (its message modality), with the request's
+        prompt."""
         if not self.mixes:
-            return super().prepare_fused(text, image, param, request)
+            return super().prepare_mixed(parts, param, request)
         self.refuse_instruction(request.instruction)
-        item = {"image": image} if text is None else {"text": text, "image": image}
-        return self._one(item, param, "invalid_image", prompt=self._prompt(request))
+        item, kwargs = dict(parts), {}
+        if "audio" in parts:
+            item["audio"] = {"array": parts["audio"], "sampling_rate": self.sampling_rate}
+        if "video" in parts:
+            video = parts["video"]
+            item["video"] = {"array": video.frames, "video_metadata": video_metadata(video.info, video.indices)}
+            kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
+        return self._one(item, param, "invalid_input", processing_kwargs=kwargs, prompt=self._prompt(request))
 
     def video_frames(self, info) -> list[int]:
         """The frames the model's video processor samples (as its preprocess does for an array video with this

@@ -190,6 +190,13 @@ def test_a_text_with_a_clip_or_a_video_in_one_input(client, reference):
     assert answer.status_code == 200, answer.get_json()
     got = np.array([row["embedding"] for row in answer.get_json()["data"]])
     assert cosines(got, expected).min() >= 0.9999
+    # a chat (vLLM's `messages`: one input) whose system turn is sentence-transformers' prompt
+    chat = [{"role": "system", "content": "Find the matching clip."}, {"role": "user", "content": inputs[0]}]
+    answer = client.post("/v1/embeddings", json={"messages": chat, "model": "gemma", "cache": False})
+    assert answer.status_code == 200, answer.get_json()
+    prompted = reference.encode([items[0][0]], prompt="Find the matching clip.")
+    assert cosines([answer.get_json()["data"][0]["embedding"]], prompted).min() >= 0.9999
+    assert cosines(prompted, expected[:1]).max() < 0.9999  # the prompt is there
     cut = [{"type": "text", "text": "x"}, {"type": "video_url", "video_url": {"url": b64(VIDEOS[1][:900])}}]
     answer = client.post("/v1/embeddings", json={"input": [inputs[1], cut], "model": "gemma"})
     assert answer.status_code == 400 and answer.get_json()["error"]["param"] == "input[1]", answer.get_json()

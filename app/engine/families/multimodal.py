@@ -176,7 +176,9 @@ class MultimodalModel(ServedModel):
         prompt."""
         if not self.mixes:
             return super().prepare_mixed(parts, param, request)
-        self.refuse_instruction(request.instruction)
+        # A chat's system message (the instruction) is sentence-transformers' prompt for a message input: it adds
+        # its prompt to a message as the system turn
+        prompt = request.instruction if request.instruction is not None else self._prompt(request)
         item, kwargs = dict(parts), {}
         if "audio" in parts:
             item["audio"] = {"array": parts["audio"], "sampling_rate": self.sampling_rate}
@@ -184,7 +186,7 @@ class MultimodalModel(ServedModel):
             video = parts["video"]
             item["video"] = {"array": video.frames, "video_metadata": video_metadata(video.info, video.indices)}
             kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
-        return self._one(item, param, "invalid_input", processing_kwargs=kwargs, prompt=self._prompt(request))
+        return self._one(item, param, "invalid_input", processing_kwargs=kwargs, prompt=prompt)
 
     def video_frames(self, info) -> list[int]:
         """The frames the model's video processor samples (as its preprocess does for an array video with this

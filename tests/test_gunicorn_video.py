@@ -1,5 +1,6 @@
 """A real gunicorn (preload, 2 gevent workers) serving a tiny EmbeddingGemma 2: the OpenAI SDK embeds videos
-with `modality: "video"` on every worker, equal to /embed_video's multipart answer; untrusted videos (a WebM
+with `modality: "video"` on every worker, equal to /embed_video's multipart answer; /similarity across two
+kinds, a text with a video in one input, and clips, over HTTP; untrusted videos (a WebM
 declaring ten hours, one longer than MAX_VIDEO_SECONDS, 1,500 frames in 1.5 s, frames over MAX_VIDEO_PIXELS, a
 truncated MP4, noise behind an MP4 signature, an AVI) get their 4xx over and over while a bystander keeps being
 answered and no worker is replaced. Needs torchvision (the model's video processor)."""
@@ -14,6 +15,8 @@ import requests
 
 from .bystanders import answered_throughout
 from .gunicorn_process import GunicornProcess
+from .test_audio import encoded as encoded_clip
+from .test_audio import tone
 from .tiny_models import tiny_embedding_gemma2
 from .videos import declaring_hours, encode_video, needs_torchvision
 
@@ -57,6 +60,33 @@ def test_openai_sdk_embeds_videos_on_every_worker(server):
         np.testing.assert_allclose(np.array([row.embedding for row in answer.data]), expected, atol=1e-5)
         direct = session.post(server.url + "/embed_video", json={"videos": inputs}, timeout=120)
         np.testing.assert_allclose(np.array(direct.json()["embeddings"]), expected, atol=1e-5)
+
+
+def test_every_video_route_over_http(server):
+    """/similarity texts x videos and clips x videos, a text with a video in one input (content parts through the
+    OpenAI SDK), and a clip on /embed_audio: each equal to what the single-kind routes answer."""
+    import openai
+
+    inputs = [base64.b64encode(video).decode() for video in VIDEOS]
+    seen = np.array(
+        requests.post(server.url + "/embed_video", json={"videos": inputs}, timeout=120).json()["embeddings"]
+    )
+    texts = ["waves", "a street"]
+    said = np.array(requests.post(server.url + "/embed_text", json={"texts": texts}, timeout=60).json()["embeddings"])
+    body = {"texts": texts, "videos": inputs}
+    matrix = requests.post(server.url + "/similarity", json=body, timeout=120).json()["similarity_matrix"]
+    np.testing.assert_allclose(np.array(matrix), said @ seen.T, atol=1e-4)
+    clip = base64.b64encode(encoded_clip(tone(1.0, rate=16_000, seed=3), 16_000)).decode()
+    heard = np.array(
+        requests.post(server.url + "/embed_audio", json={"audio": [clip]}, timeout=60).json()["embeddings"]
+    )
+    matrix = requests.post(server.url + "/similarity", json={"audio": [clip], "videos": inputs}, timeout=120).json()
+    np.testing.assert_allclose(np.array(matrix["similarity_matrix"]), heard @ seen.T, atol=1e-4)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    parts = [[{"type": "text", "text": "waves"}, {"type": "video_url", "video_url": {"url": inputs[0]}}]]
+    mixed = client.embeddings.create(model="gemma", input=parts)
+    assert len(mixed.data) == 1 and len(mixed.data[0].embedding) == seen.shape[1]
+    assert abs(float(np.dot(mixed.data[0].embedding, seen[0]))) < 0.9999  # the text is in it
 
 
 def test_hostile_videos_leave_a_bystander_answered(server):

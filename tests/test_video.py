@@ -221,6 +221,13 @@ def test_bfloat16_keeps_the_vectors(directories, reference):
     assert cosines(got, reference.encode([whole(video) for video in VIDEOS])).min() >= 0.999
     got = model.forward("text", model.prepare_texts(TEXTS).rows, frozenset({"dense"})).dense
     assert cosines(got, reference.encode(TEXTS)).min() >= 0.999
+    rows = [model.prepare_image(image, f"images[{i}]") for i, image in enumerate(IMAGES)]
+    got = model.forward("image", rows, frozenset({"dense"})).dense
+    assert cosines(got, np.stack([reference.encode([image])[0] for image in IMAGES])).min() >= 0.999
+    rows = [model.prepare_audio(clip, f"audio[{i}]") for i, clip in enumerate(CLIPS)]
+    got = model.forward("audio", rows, frozenset({"dense"})).dense
+    expected = reference.encode([{"array": clip, "sampling_rate": RATE} for clip in CLIPS])
+    assert cosines(got, expected).min() >= 0.999
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ class MultimodalModel(ServedModel):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.padding_side = getattr(self.tokenizer, "padding_side", "right")
         self.max_length = int(min(self.transformer.max_seq_length or 1 << 30, 1 << 30))
-        # the served modalities a model declares besides these (sentence-transformers' "message"), not served yet
+        # what the model declares that no route takes yet ("message" is taken: several modalities in one input)
         self.unserved = [str(m) for m in self.transformer.modalities if m not in SERVED_MODALITIES and m != "message"]
         extractor = getattr(processor, "feature_extractor", None)
         self.sampling_rate = int(getattr(extractor, "sampling_rate", 16_000) or 16_000)
@@ -110,7 +110,7 @@ class MultimodalModel(ServedModel):
             # modality is asked for
             raise ValueError(
                 f"{path}: its processor needs torchvision (the `video` extra: pip install 'embedding-service[video]', "
-                f"with the torchvision release built for this torch; docs/video.md): {exc}"
+                f"with the torchvision release built for this torch; docs/models.md, Audio and video): {exc}"
             ) from None
         if not any(m in SERVED_MODALITIES for m in stack[0].modalities):
             raise ValueError(
@@ -319,11 +319,7 @@ class MultimodalModel(ServedModel):
             "modality": "+".join(self.modalities),
             "modalities": list(self.modalities),
             **({"modalities_not_served": self.unserved} if self.unserved else {}),
-            **(
-                {"sampling_rate": self.sampling_rate, "max_audio_seconds": self.audio_window}
-                if "audio" in self.modalities
-                else {}
-            ),
+            **self._audio_card(),
             "outputs": ["dense"],
             "dimension": self.dimension,
             "max_input_tokens": self.max_length,

@@ -32,6 +32,9 @@ RUNTIME_ENV = {
     "PATH",
     "DEBIAN_FRONTEND",
     "PYTORCH_NVML_BASED_CUDA_CHECK",
+    # the allocator (the CPU image preloads jemalloc)
+    "LD_PRELOAD",
+    "MALLOC_CONF",
 }
 
 
@@ -142,7 +145,7 @@ def test_cpu_image_uses_cpu_wheels_and_the_cpu_profile():
     assert settings.device == "cpu" and settings.workers == 0 and settings.cpu_threads == 0
     # The default RUNTIME=auto compiles on bf16 CPUs only with a C++ compiler: the image has one unless told not.
     cpu_file = DOCKERFILES["cpu"].read_text()
-    assert "ARG WITH_CXX=true" in cpu_file and "install -y --no-install-recommends g++" in cpu_file
+    assert "ARG WITH_CXX=true" in cpu_file and '[ "$WITH_CXX" = true ] && echo g++' in cpu_file
 
 
 def test_gpu_image_matches_cuda_and_torch_builds():
@@ -158,6 +161,16 @@ def test_gpu_image_matches_cuda_and_torch_builds():
     )
     settings = Settings.from_env({k: v for k, v in env_of(steps).items() if k in setting_names()})
     assert settings.device == "cuda" and settings.resolved_workers() <= 2 and settings.max_batch_size >= 64
+
+
+def test_cpu_image_preloads_jemalloc():
+    """Every process of the CPU image allocates with jemalloc, returning freed pages within a second
+    (benchmarks/lean_workers.py: bfloat16 workers' memory); scripts/check-images checks the running master maps it."""
+    env = env_of(instructions(DOCKERFILES["cpu"]))
+    assert env["LD_PRELOAD"] == "/usr/local/lib/libjemalloc.so.2"
+    assert "background_thread:true" in env["MALLOC_CONF"] and "dirty_decay_ms:1000" in env["MALLOC_CONF"]
+    text = DOCKERFILES["cpu"].read_text()
+    assert "libjemalloc2" in text and "/usr/local/lib/libjemalloc.so.2" in text
 
 
 def test_images_install_the_torchvision_built_for_their_torch():

@@ -13,9 +13,11 @@ video request the default limits accept. Needs torchvision (the model's video pr
    with one WAV a request, `/embed_video` with one MP4 a request (the service decodes both: the clip with
    libsndfile and soxr, the video's sampled frames only, with PyAV): items/s, and the service's vectors
    against the bare model's (smallest cosine).
-3. Memory: the worker's peak resident memory (VmHWM) and private memory before and after a multipart request of
-   4 videos (MAX_VIDEO_PER_REQUEST) of 32 s at 1920 x 1080 (MAX_VIDEO_PIXELS), 1 frame a second: the model
-   samples 32 frames of each (its processor's most), the most frames at the largest size the defaults decode.
+3. Memory: the worker's peak resident memory (VmHWM) and private memory before and after the worst accepted
+   requests, multipart: 32 clips (MAX_AUDIO_PER_REQUEST) of 120 s at 48 kHz stereo (the model hears 30 s of each,
+   resampled to 16 kHz), then 4 videos (MAX_VIDEO_PER_REQUEST) of 32 s at 1920 x 1080 (MAX_VIDEO_PIXELS), 1 frame a
+   second: the model samples 32 frames of each (its processor's most), the most frames at the largest size the
+   defaults decode.
 
 The model is tests/tiny_models.py's EmbeddingGemma 2 (2 layers, 32 wide, the real processors' sampling: 1 frame a
 second up to 32): its forward pass is small, so the service's decoding and overheads weigh more than they would
@@ -146,36 +148,58 @@ def worker_memory(pid: int) -> dict:
     return {"peak_mib": int(status["VmHWM"].split()[0]) / 1024, "private_mib": private / 1024}
 
 
+def worst_clips() -> list[bytes]:
+    """32 clips (MAX_AUDIO_PER_REQUEST) of 120 s at 48 kHz, stereo, FLAC of silence (a few kilobytes each, so
+    32 fit the body limit); the model hears 30 s of each, resampled to 16 kHz: what a worker holds depends on the
+    samples decoded, not on what they sound like."""
+    import numpy as np
+    import soundfile
+
+    quiet = np.zeros((120 * 48_000, 2), dtype=np.int16)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, quiet, 48_000, format="FLAC", subtype="PCM_16")
+    return [buffer.getvalue()] * 32
+
+
+def multipart(field: str, files: list[bytes], mime: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{n}"\r\n'
+        f"Content-Type: {mime}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for n, data in enumerate(files)
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def memory(port: int, server_pid: int) -> dict:
-    """Before and after the worst accepted request, for the worker that served it (a 1-worker server)."""
+    """A worker's memory before and after the worst accepted audio request, then the worst video one (a
+    1-worker server, so the worker that served them is the one read)."""
     import subprocess
 
     children = subprocess.run(["pgrep", "-P", str(server_pid)], capture_output=True, text=True).stdout.split()
     pid = int(children[0])
-    before = worker_memory(pid)
-    videos = worst_videos()
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="videos"; filename="{n}.mp4"\r\n'
-        f"Content-Type: video/mp4\r\n\r\n".encode()
-        + video
-        + b"\r\n"
-        for n, video in enumerate(videos)
-    ]
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    started = time.perf_counter()
-    connection.request("POST", "/embed_video", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    response = connection.getresponse()
-    text = response.read().decode()
-    assert response.status == 200, text[:500]
-    after = worker_memory(pid)
-    return {
-        "request_mb": len(body) / 1e6,
-        "seconds": time.perf_counter() - started,
-        "before": before,
-        "after": after,
-    }
+    measured = {}
+    for kind, route, field, files, mime in (
+        ("audio", "/embed_audio", "audio", worst_clips(), "audio/flac"),
+        ("video", "/embed_video", "videos", worst_videos(), "video/mp4"),
+    ):
+        before = worker_memory(pid)
+        body, content_type = multipart(field, files, mime)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        started = time.perf_counter()
+        connection.request("POST", route, body, {"Content-Type": content_type, "Content-Length": str(len(body))})
+        response = connection.getresponse()
+        text = response.read().decode()
+        assert response.status == 200, text[:500]
+        measured[kind] = {
+            "request_mb": len(body) / 1e6,
+            "seconds": time.perf_counter() - started,
+            "before": before,
+            "after": worker_memory(pid),
+        }
+    return measured
 
 
 def main() -> None:
@@ -223,12 +247,14 @@ def main() -> None:
             f"{row['service'] / row['bare']:.2f}x | {row['service'] / row['bare_decode']:.2f}x | "
             f"{row['min_cosine']:.6f} |"
         )
-    before, after = measured["before"], measured["after"]
-    print(
-        f"\nworst accepted video request ({measured['request_mb']:.1f} MB, 4 x 32 frames of 1920 x 1080, "
-        f"{measured['seconds']:.1f} s): worker peak RSS {before['peak_mib']:.0f} -> {after['peak_mib']:.0f} MiB, "
-        f"private {before['private_mib']:.0f} -> {after['private_mib']:.0f} MiB"
-    )
+    what = {"audio": "32 clips of 120 s at 48 kHz stereo", "video": "4 x 32 frames of 1920 x 1080"}
+    for kind, row in measured.items():
+        before, after = row["before"], row["after"]
+        print(
+            f"worst accepted {kind} request ({row['request_mb']:.1f} MB, {what[kind]}, {row['seconds']:.1f} s): "
+            f"worker peak RSS {before['peak_mib']:.0f} -> {after['peak_mib']:.0f} MiB, "
+            f"private {before['private_mib']:.0f} -> {after['private_mib']:.0f} MiB"
+        )
     print(json.dumps({"rows": rows, "memory": measured}))
 
 

@@ -84,12 +84,13 @@ class FeatureRow:
     arrays: dict[str, np.ndarray]
     route: str = ""
 
-    # what an input without token ids (an image or a clip alone) costs: the patches its tower attends over
+    # what its media cost beyond its token ids: the patches a vision tower attends over, the spectrogram frames an
+    # audio tower reads (more than the soft tokens they become)
     tokens: int = 0
 
     def __len__(self) -> int:
         ids = self.arrays.get("input_ids")
-        return int(ids.shape[0]) if ids is not None else self.tokens
+        return max(int(ids.shape[0]) if ids is not None else 0, self.tokens)
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,8 @@ class MultimodalModel(ServedModel):
         return FeatureRow(row.arrays, tokens=self._media_tokens(row), route=row.route)
 
     def _media_tokens(self, row: FeatureRow) -> int:
-        """What a row costs the planner: its token ids (soft tokens included) or the patches its vision tower
-        attends over, whichever is more."""
+        """What a row costs the planner: its token ids (soft tokens included), the patches its vision tower attends
+        over, or the spectrogram frames its audio tower reads, whichever is more."""
         ids = row.arrays.get("input_ids")
         tokens = len(ids) if ids is not None else 0
         pixels = row.arrays.get("pixel_values")
@@ -248,6 +248,11 @@ class MultimodalModel(ServedModel):
         frames = row.arrays.get("pixel_values_videos")
         if frames is not None and frames.ndim >= 2:  # every frame's patches
             tokens = max(tokens, int(np.prod(frames.shape[:-1])))
+        # an audio tower runs over every spectrogram frame before it pools them into soft tokens (EmbeddingGemma 2:
+        # 100 frames a second, 25 soft tokens), and its first layers' activations grow with the frames
+        spectrogram = row.arrays.get("input_features")
+        if spectrogram is not None and spectrogram.ndim >= 2:
+            tokens = max(tokens, spectrogram.shape[0])
         return tokens or DEFAULT_MEDIA_TOKENS
 
     # ---------------------------------------------------------------- forward

@@ -9,10 +9,21 @@ resolves a model or records a result itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..engine.capabilities import CLASSIFY, EMBED_INTERLEAVED, EMBED_TEXT, OUTPUT_TYPES, RERANK, TOKENS
+from ..engine.capabilities import (
+    CLASSIFY,
+    EMBED_AUDIO,
+    EMBED_IMAGE,
+    EMBED_INTERLEAVED,
+    EMBED_TEXT,
+    EMBED_VIDEO,
+    OUTPUT_TYPES,
+    RERANK,
+    TOKENS,
+)
 from ..engine.requests import EmbedRequest, MediaDecoders, MixedInput, ScoreRequest
 from ..errors import InvalidRequest
 from ..media.audio import AudioLimits
@@ -20,7 +31,7 @@ from ..media.images import ImageLimits
 from ..media.video import VideoLimits
 from .http import context
 from .http.image_inputs import gather
-from .http.media_inputs import AUDIO, VIDEO, gather_media
+from .http.media_inputs import gather_audio, gather_videos
 from .http.observability import record_embedding
 from .http.parsing import check_count, check_items
 
@@ -150,6 +161,23 @@ def embed_videos(model, videos: list[bytes], request: EmbedRequest) -> Served:
     return Served(model, result)
 
 
+@dataclass(frozen=True)
+class Medium:
+    """A medium a request may bring: the capability a model needs for it, how its JSON strings become files
+    (`gather(values, field, positions=None)`), and how its files become vectors (`embed(model, files, request)`)."""
+
+    capability: str
+    gather: Callable
+    embed: Callable
+
+
+MEDIA = {
+    "image": Medium(EMBED_IMAGE, gather, embed_images),
+    "audio": Medium(EMBED_AUDIO, gather_audio, embed_audio),
+    "video": Medium(EMBED_VIDEO, gather_videos, embed_videos),
+}
+
+
 def check_item_texts(items: list[Item], settings, field: str) -> None:
     check_count(len(items), settings, field)
     for index, item in enumerate(items):
@@ -182,14 +210,10 @@ def embed_mixed(model, items: list[Item], request: EmbedRequest) -> Served:
     field = request.field
     check_item_texts(items, settings, field)
     fetched = {}
-    for medium, gather_files in (
-        ("image", gather),
-        ("audio", lambda values, field, positions: gather_media(values, field, AUDIO, positions)),
-        ("video", lambda values, field, positions: gather_media(values, field, VIDEO, positions)),
-    ):
-        positions = [index for index, item in enumerate(items) if getattr(item, medium) is not None]
-        values = gather_files([getattr(items[index], medium) for index in positions], field, positions)
-        fetched[medium] = dict(zip(positions, values)) if positions else {}
+    for name, medium in MEDIA.items():
+        positions = [index for index, item in enumerate(items) if getattr(item, name) is not None]
+        values = medium.gather([getattr(items[index], name) for index in positions], field, positions)
+        fetched[name] = dict(zip(positions, values)) if positions else {}
     inputs = [
         MixedInput(
             text=item.text,

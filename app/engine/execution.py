@@ -175,15 +175,20 @@ def prepare_media(model, kind: str, items: list[bytes], decoder, request: EmbedR
     """A row per clip or video: decoded (a clip mono at the model's rate and no longer than it hears; a video's
     frames as the model samples them) and prepared one at a time, so a request holds one input's samples or
     frames beside the rows already made."""
+    prepare = model.prepare_audio if kind == "audio" else model.prepare_video
     rows = []
     for index, data in enumerate(items):
         param = f"{request.field}[{index}]"
-        if kind == "audio":
-            waveform = decoder.decode(data, param, model.sampling_rate, model.audio_window)
-            rows.append(model.prepare_audio(waveform, param, request))
-        else:
-            rows.append(model.prepare_video(decoder.decode(data, param, model.video_frames), param, request))
+        rows.append(prepare(decode_medium(model, kind, decoder, data, param), param, request))
     return Prepared(rows=rows, outputs=request.outputs)
+
+
+def decode_medium(model, kind: str, decoder, data: bytes, param: str):
+    """One clip or video decoded for `model`: a clip mono at its rate and no longer than it hears, a video's frames
+    as its processor samples them."""
+    if kind == "audio":
+        return decoder.decode(data, param, model.sampling_rate, model.audio_window)
+    return decoder.decode(data, param, model.video_frames)
 
 
 def prepare_mixed(model, inputs: list, decoders, request: EmbedRequest) -> Prepared:
@@ -195,10 +200,9 @@ def prepare_mixed(model, inputs: list, decoders, request: EmbedRequest) -> Prepa
         parts = {"text": item.text} if item.text is not None else {}
         if item.image is not None:
             parts["image"] = decoders.image.decode(item.image, param)
-        if item.audio is not None:
-            parts["audio"] = decoders.audio.decode(item.audio, param, model.sampling_rate, model.audio_window)
-        if item.video is not None:
-            parts["video"] = decoders.video.decode(item.video, param, model.video_frames)
+        for kind in ("audio", "video"):
+            if getattr(item, kind) is not None:
+                parts[kind] = decode_medium(model, kind, getattr(decoders, kind), getattr(item, kind), param)
         rows.append(model.prepare_mixed(parts, param, request))
     return Prepared(rows=rows, outputs=request.outputs)
 

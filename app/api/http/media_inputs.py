@@ -89,12 +89,12 @@ def gather_media(values: list[str], field: str, kind: MediaKind, positions: list
     return items
 
 
-def gather_audio(values: list[str], field: str) -> list[bytes]:
-    return gather_media(values, field, AUDIO)
+def gather_audio(values: list[str], field: str, positions: list[int] | None = None) -> list[bytes]:
+    return gather_media(values, field, AUDIO, positions)
 
 
-def gather_videos(values: list[str], field: str) -> list[bytes]:
-    return gather_media(values, field, VIDEO)
+def gather_videos(values: list[str], field: str, positions: list[int] | None = None) -> list[bytes]:
+    return gather_media(values, field, VIDEO, positions)
 
 
 def _fetch(url: str, param: str, kind: MediaKind) -> bytes:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint
 
-from ...engine.capabilities import COLBERT_IMAGE, EMBED_AUDIO, EMBED_IMAGE, EMBED_VIDEO
+from ...engine.capabilities import COLBERT_IMAGE, EMBED_IMAGE
 from ...engine.requests import EmbedRequest, ScoreRequest
 from ...errors import InvalidRequest, PayloadTooLarge
 from .. import service
 from ..http import context
 from ..http.encoding import json_response, usage
 from ..http.image_inputs import gather
-from ..http.media_inputs import gather_audio, gather_videos
 from ..http.parsing import parse_object, validate
 from ..http.spec import operation
 from ..tei import routes as tei
@@ -32,7 +31,8 @@ bp = Blueprint("similarity", __name__)
 DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
 # The kinds of input a matrix's rows or columns may be, in the order rows are taken; the media ones need these.
 KINDS = ("texts", "images", "audio", "videos", "documents")
-MEDIA = {"images": EMBED_IMAGE, "audio": EMBED_AUDIO, "videos": EMBED_VIDEO}
+# a media kind's field -> the medium (service.MEDIA)
+MEDIA = {"images": "image", "audio": "audio", "videos": "video"}
 
 
 @bp.post("/similarity")
@@ -58,10 +58,10 @@ def similarity():
             f"give at most two kinds of input, the rows and the columns; got {', '.join(kinds)}", param=kinds[-1]
         )
     media = [kind for kind in kinds if kind in MEDIA]
-    model = service.pick(req.model, MEDIA[media[0]] if media else None)
+    model = service.pick(req.model, service.MEDIA[MEDIA[media[0]]].capability if media else None)
     for kind in media:
         if kind != "images":
-            service.check(model, MEDIA[kind], kind)
+            service.check(model, service.MEDIA[MEDIA[kind]].capability, kind)
     if req.images and service.scores_late(model):
         return _late_image_matrix(model, req)
     outputs = list(dict.fromkeys(req.output_types or ["dense"]))
@@ -80,12 +80,9 @@ def similarity():
     def embed(kind: str):
         request = EmbedRequest(field=kind, outputs=frozenset(outputs), use_cache=req.cache)
         values = getattr(req, kind)
-        if kind == "images":
-            return service.embed_images(model, gather(values, kind), request).result
-        if kind == "audio":
-            return service.embed_audio(model, gather_audio(values, kind), request).result
-        if kind == "videos":
-            return service.embed_videos(model, gather_videos(values, kind), request).result
+        if kind in MEDIA:
+            medium = service.MEDIA[MEDIA[kind]]
+            return medium.embed(model, medium.gather(values, kind), request).result
         return service.embed_texts(model, values, request).result
 
     sides = [embed(kind) for kind in kinds]

@@ -8,26 +8,17 @@ import uuid
 
 from flask import Blueprint
 
-from ...engine.capabilities import EMBED_AUDIO, EMBED_IMAGE, EMBED_INTERLEAVED, EMBED_VIDEO
+from ...engine.capabilities import EMBED_INTERLEAVED
 from ...engine.requests import EmbedRequest
 from ...errors import InvalidRequest
 from .. import service
 from ..http.encoding import encode_rows, json_response, usage
-from ..http.image_inputs import gather
-from ..http.media_inputs import gather_audio, gather_videos
 from ..http.parsing import parse_json
 from ..http.spec import operation
 from .multimodal import Item
 from .schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse
 
 bp = Blueprint("openai", __name__)
-
-# Infinity's `modality` (and `video`, this service's): what `input` then holds, and how it is gathered and embedded
-MEDIA = {
-    "image": (EMBED_IMAGE, gather, service.embed_images),
-    "audio": (EMBED_AUDIO, gather_audio, service.embed_audio),
-    "video": (EMBED_VIDEO, gather_videos, service.embed_videos),
-}
 
 
 @bp.post("/v1/embeddings")
@@ -52,16 +43,17 @@ def create_embeddings():
         truncation_direction=req.truncation_direction,
         use_cache=req.cache,
     )
-    if req.modality in MEDIA:
-        capability, gather_files, embed = MEDIA[req.modality]
-        model = service.pick(req.model, capability)
+    # Infinity's `modality` (and `video`, this service's): what `input` then holds
+    if req.modality in service.MEDIA:
+        medium = service.MEDIA[req.modality]
+        model = service.pick(req.model, medium.capability)
         if not isinstance(inputs[0], str):
             raise InvalidRequest(
                 f"with modality {req.modality!r}, input must be {req.modality} URLs, data: URIs or base64 strings",
                 param="input",
             )
-        service.check(model, capability, "input")  # a model that does not take them says so before any fetch
-        served = embed(model, gather_files(inputs, "input"), request)
+        service.check(model, medium.capability, "input")  # a model that does not take them says so before any fetch
+        served = medium.embed(model, medium.gather(inputs, "input"), request)
     elif multimodal and any(item.has_audio_or_video() for item in inputs):
         served = service.embed_mixed(service.pick(req.model, EMBED_INTERLEAVED), inputs, request)
     elif multimodal:

@@ -92,7 +92,7 @@ class MultimodalModel(ServedModel):
         self.text_width = self.max_length if fixed else 0
         # What the stack gives, from a pass rather than the modules' sizes: a Pooling module reports the hidden
         # size, which EmbeddingGemma 2's projection changes
-        kind, prepared = self.warmup_inputs()[0]
+        kind, prepared = next(self._warmup_inputs())  # one input prepared, not every modality's
         self.dimension = int(self.forward(kind, prepared.rows, prepared.outputs).dense.shape[1])
 
     @classmethod
@@ -161,7 +161,7 @@ class MultimodalModel(ServedModel):
 
     def prepare_audio(self, waveform, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
         self.refuse_instruction(request.instruction)
-        return self._one({"array": waveform, "sampling_rate": self.sampling_rate}, param, "invalid_audio")
+        return self._one(self._clip(waveform), param, "invalid_audio")
 
     def prepare_fused(self, text: str | None, image, param: str, request: EmbedRequest = DEFAULT_EMBED) -> FeatureRow:
         """A text and an image in one input, as sentence-transformers takes `{"text": ..., "image": ...}` (its
@@ -181,11 +181,9 @@ class MultimodalModel(ServedModel):
         prompt = request.instruction if request.instruction is not None else self._prompt(request)
         item, kwargs = dict(parts), {}
         if "audio" in parts:
-            item["audio"] = {"array": parts["audio"], "sampling_rate": self.sampling_rate}
+            item["audio"] = self._clip(parts["audio"])
         if "video" in parts:
-            video = parts["video"]
-            item["video"] = {"array": video.frames, "video_metadata": video_metadata(video.info, video.indices)}
-            kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
+            item["video"], kwargs = self._video(parts["video"])
         return self._one(item, param, "invalid_input", processing_kwargs=kwargs, prompt=prompt)
 
     def video_frames(self, info) -> list[int]:
@@ -208,9 +206,17 @@ class MultimodalModel(ServedModel):
         """The sampled frames, with the metadata of the video they came from (the processor's timestamps read
         it), preprocessed without sampling again."""
         self.refuse_instruction(request.instruction)
-        item = {"array": video.frames, "video_metadata": video_metadata(video.info, video.indices)}
-        kwargs = {"video": {**self._video_kwargs(), "do_sample_frames": False}}
+        item, kwargs = self._video(video)
         return self._one(item, param, "invalid_video", processing_kwargs=kwargs)
+
+    def _clip(self, waveform) -> dict:
+        return {"array": waveform, "sampling_rate": self.sampling_rate}
+
+    def _video(self, video) -> tuple[dict, dict]:
+        """A decoded video as sentence-transformers takes one (its frames and the stream's metadata), and the
+        processing kwargs that keep its processor from sampling the already-sampled frames again."""
+        item = {"array": video.frames, "video_metadata": video_metadata(video.info, video.indices)}
+        return item, {"video": {**self._video_kwargs(), "do_sample_frames": False}}
 
     def _one(self, item, param: str, code: str, processing_kwargs: dict | None = None, prompt: str = "") -> FeatureRow:
         # An image's, clip's or frame's soft tokens are all placeholders the model fills: cutting the ids would
@@ -287,21 +293,21 @@ class MultimodalModel(ServedModel):
         return features["sentence_embedding"].float().cpu().numpy()
 
     def warmup_inputs(self) -> list[tuple[str, Prepared]]:
+        return list(self._warmup_inputs())
+
+    def _warmup_inputs(self):
+        """A small input of each modality, prepared as it is reached."""
         from PIL import Image
 
-        inputs = []
         if "text" in self.modalities:
-            inputs.append(("text", self.prepare_texts(["warm-up"])))
+            yield "text", self.prepare_texts(["warm-up"])
         if "image" in self.modalities:
-            inputs.append(
-                ("image", Prepared(rows=[self.prepare_image(Image.new("RGB", (64, 48), (127,) * 3), "warm-up")]))
-            )
+            yield "image", Prepared(rows=[self.prepare_image(Image.new("RGB", (64, 48), (127,) * 3), "warm-up")])
         if "audio" in self.modalities:
             second = np.zeros(self.sampling_rate, dtype=np.float32)
-            inputs.append(("audio", Prepared(rows=[self.prepare_audio(second, "warm-up")])))
+            yield "audio", Prepared(rows=[self.prepare_audio(second, "warm-up")])
         if "video" in self.modalities:
-            inputs.append(("video", Prepared(rows=[self.prepare_video(still_video(), "warm-up")])))
-        return inputs
+            yield "video", Prepared(rows=[self.prepare_video(still_video(), "warm-up")])
 
     # -------------------------------------------------------------- lifecycle
     def modules(self) -> list[torch.nn.Module]:

@@ -67,9 +67,10 @@ logconfig_dict = gunicorn_logconfig(_settings) or {}
 
 # ------------------------------------------------------------------ hooks
 def on_starting(server):
-    from app.gunicorn_errors import install
+    from app import gunicorn_errors, gunicorn_response
 
-    install()  # gunicorn's own 400/414/431 answers in the JSON envelope, not HTML
+    gunicorn_errors.install()  # gunicorn's own 400/414/431 answers in the JSON envelope, not HTML
+    gunicorn_response.install()  # a response's head and body in one write
     if worker_class != "gthread" and _settings.threads > 1:
         server.log.info(
             "WORKER_CLASS=%s: THREADS=%d applies to gthread workers only, not used", worker_class, _settings.threads

@@ -103,6 +103,7 @@ class Settings:
     max_batch_size: int = setting("MAX_BATCH_SIZE", 32, "integer", minimum=1)
     max_batch_tokens: int = setting("MAX_BATCH_TOKENS", 16384, "integer", minimum=1)
     max_wait_ms: float = setting("MAX_WAIT_MS", 0.0, "decimal", minimum=0.0)
+    return_wait: float = setting("RETURN_WAIT", 0.25, "decimal", minimum=0.0)
     max_queue: int = setting("MAX_QUEUE", 256, "integer", minimum=1)
     request_timeout: float = setting("REQUEST_TIMEOUT", 30.0, "decimal", minimum=0.001)
     max_batch_items: int = setting("MAX_BATCH_ITEMS", 2048, "integer", minimum=1)

@@ -269,3 +269,42 @@ def test_overload_is_a_503_in_the_envelope(settings):
         assert running.result(30).status_code == 200 and waiting.result(30).status_code == 200
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert refused.get_json()["error"]["code"] == "overloaded"
+
+
+def a_pass_of_two(pool, batcher, gated, model) -> None:
+    """Passes of one request, then of two: the last pass answered two clients."""
+    first, second = one_running_one_waiting(pool, batcher, gated, model)
+    third = submit_async(pool, batcher, model, ["a third request"])
+    wait_for(lambda: batcher.depth == 2)
+    gated.gate.set()
+    for future in (first, second, third):
+        future.result(30)
+    assert [len(b) for b in gated.batches] == [1, 2]
+
+
+def test_just_after_a_pass_a_partial_batch_waits_for_the_requests_that_pass_answered(model):
+    """Keep-alive clients come back one by one after the pass that answered them: the first waits (a
+    bounded share of that pass's duration, unbounded here) for the others instead of running alone."""
+    batcher, gated, _ = make_batcher(model, max_batch_size=32, return_wait=10**6)
+    with ThreadPoolExecutor(4) as pool:
+        a_pass_of_two(pool, batcher, gated, model)
+        back = submit_async(pool, batcher, model, ["the first client is back"])
+        wait_for(lambda: batcher.depth == 1)
+        assert len(gated.batches) == 2 and not back.done()  # held for the second client
+        again = submit_async(pool, batcher, model, ["and the second"])
+        back.result(30), again.result(30)
+    assert [len(b) for b in gated.batches] == [1, 2, 2]
+
+
+def test_a_lone_client_and_a_request_after_the_hold_are_not_held(model):
+    batcher, gated, _ = make_batcher(model, max_batch_size=32, return_wait=10**6)
+    with ThreadPoolExecutor(2) as pool:
+        for number in range(3):  # every pass carried one request: nothing to wait for
+            submit_async(pool, batcher, model, [f"lone request {number}"]).result(30)
+    assert [len(b) for b in gated.batches] == [1, 1, 1]
+    batcher, gated, _ = make_batcher(model, max_batch_size=32, return_wait=0)
+    with ThreadPoolExecutor(4) as pool:
+        a_pass_of_two(pool, batcher, gated, model)
+        # the last pass answered two clients, but its hold (none here) is over: one request runs alone
+        submit_async(pool, batcher, model, ["after the hold"]).result(30)
+    assert [len(b) for b in gated.batches] == [1, 2, 1]

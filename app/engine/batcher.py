@@ -9,8 +9,9 @@ is split over several batches, and the rows of small requests that arrived
 meanwhile ride in the next one, so nobody waits for a whole 2048-item request
 to finish. There is no fixed collection window by default: whatever is
 queued when the model becomes free forms the next batch (continuous batching,
-as text-embeddings-inference does); `max_wait_ms` > 0 holds a partial batch
-open for late arrivals.
+as text-embeddings-inference does), except just after a pass, when a partial
+batch waits briefly for the requests that pass answered (`return_wait`);
+`max_wait_ms` > 0 holds every partial batch open for late arrivals instead.
 
 The primitives come from `threading` at start time, so under gevent (after
 monkey-patching) the loop is a greenlet and waiting is cooperative, while
@@ -45,6 +46,12 @@ class BatchLimits:
     max_wait: float = 0.0  # seconds
     max_queue: int = 256  # requests waiting
     request_timeout: float = 30.0  # seconds a request may wait before its first row runs
+    # Just after a pass, the requests it answered are usually on their way back (keep-alive clients sending
+    # their next text, an indexer's N workers): the first to return would otherwise run alone and the rest in
+    # the pass after it. So a partial batch waits for as many requests as the last pass carried, at most this
+    # share of that pass's duration after it ended (RETURN_WAIT): a latency cost bounded by the share, and
+    # none for a request arriving later than that or for a lone client (its last pass carried one request).
+    return_wait: float = 0.25
 
 
 @dataclass(eq=False)
@@ -87,6 +94,7 @@ class Batcher:
         self.on_queue = on_queue
         self._jobs: collections.deque[_Job] = collections.deque()
         self._pending_rows = 0
+        self._last_pass = (0, 0.0)  # (requests it carried, when a partial batch stops waiting for them)
         self._cv = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{lane.name}", daemon=True)
         self._thread.start()
@@ -144,13 +152,11 @@ class Batcher:
         with self._cv:
             while not self._jobs:
                 self._cv.wait()
-            if limits.max_wait > 0 and self._pending_rows < limits.max_batch_size:
-                deadline = time.perf_counter() + limits.max_wait
-                while self._pending_rows < limits.max_batch_size:
-                    left = deadline - time.perf_counter()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left)
+            if limits.max_wait > 0:
+                self._hold(time.perf_counter() + limits.max_wait, limits.max_batch_size)
+            else:
+                carried, until = self._last_pass
+                self._hold(until, carried)
             expired = self._expire()
             picks = self._pick()
             self._pending_rows -= len(picks)
@@ -159,6 +165,15 @@ class Batcher:
             job.done.set()
         self.on_queue(depth)
         return picks
+
+    def _hold(self, deadline: float, enough: int) -> None:
+        """Wait until `deadline`, `enough` requests queued or a full batch of rows (caller holds the lock)."""
+        limits = self.limits
+        while len(self._jobs) < enough and self._pending_rows < limits.max_batch_size:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self._cv.wait(left)
 
     def _pick(self) -> list[tuple[_Job, int]]:
         """The next batch's rows, one from each waiting request in turn (caller holds the lock).
@@ -218,8 +233,13 @@ class Batcher:
         plan = plan_batches(
             lengths, self.limits.max_batch_size, self.limits.max_batch_tokens, self.lane.overhead_tokens
         )
+        began = time.perf_counter()
         for start, end in reversed(plan):
             self._run_batch(picks[start:end])
+        ended = time.perf_counter()
+        carried = len({id(job) for job, _ in picks})
+        with self._cv:
+            self._last_pass = (carried, ended + self.limits.return_wait * (ended - began))
 
     def _run_batch(self, picks: list[tuple[_Job, int]]) -> None:
         began = time.perf_counter()

@@ -60,6 +60,7 @@ class EngineConfig:
                 max_batch_size=settings.max_batch_size,
                 max_batch_tokens=settings.max_batch_tokens,
                 max_wait=settings.max_wait_ms / 1000.0,
+                return_wait=settings.return_wait,
                 max_queue=settings.max_queue,
                 request_timeout=settings.request_timeout,
             ),

@@ -47,8 +47,11 @@ def wait_compiled(url: str, workers: int, timeout: float) -> None:
     """Until every worker's /health says no model is still compiling (RUNTIME=compile finishes after /ready)."""
     deadline, latest = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(url + "/health", timeout=5) as response:
-            health = json.load(response)
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=30) as response:
+                health = json.load(response)
+        except TimeoutError:
+            continue  # a worker compiling on busy cores may answer late: the deadline bounds the wait
         latest[health["pid"]] = "compiling" in health.get("runtime", {}).values()
         if len(latest) >= workers and not any(latest.values()):
             return

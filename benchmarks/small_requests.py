@@ -98,23 +98,14 @@ def main() -> None:
     configs = args.config or [""]
     sys.path.insert(0, str(ROOT))
     from app.config import default_model_path
+    from app.engine.device import dtype_name, resolve_dtype
 
     model_path = str(default_model_path())
     texts = build_corpus(CORPUS_FILES, 1000)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
         handle.write("\n".join(texts))
     corpus = Path(handle.name)
-    dtype = (
-        "bfloat16"
-        if "bfloat16"
-        in subprocess.run(
-            [sys.executable, "-c", "from app.engine.device import resolve_dtype; print(resolve_dtype('auto', 'cpu'))"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout
-        else "float32"
-    )
+    dtype = dtype_name(resolve_dtype("auto", "cpu"))
     bare = {threads: bare_model(model_path, texts, dtype, threads, 3.0) for threads in (1, os.cpu_count())}
 
     rounds: dict[str, list[dict]] = {config: [] for config in configs}

@@ -12,6 +12,13 @@ workers' private memory (smaps_rollup: what a worker alone holds) is read; the t
 its most, per worker, and the texts/s the configuration served. A configuration is the settings (or allocator
 variables: `MALLOC_ARENA_MAX`, `LD_PRELOAD` of jemalloc or tcmalloc, `ONEDNN_PRIMITIVE_CACHE_CAPACITY`) it runs
 with, as `KEY=VALUE` words.
+
+`--rounds N` runs the configurations in turn N times (first, second, ..., first, second, ...), so a drift in
+the machine's speed between minutes falls on every configuration alike; the table then gives each one's median
+texts/s, its texts/s in each round, and its median ratio to the first configuration of the same round:
+
+    python benchmarks/lean_workers.py --seconds 150 --rounds 3 --configs "DTYPE=bfloat16" \
+        "DTYPE=bfloat16 LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import http.client
 import json
 import random
+import statistics
 import sys
 import threading
 import time
@@ -86,26 +94,48 @@ def measure(config: str, seconds: float, clients: int, sample: float, model_path
     }
 
 
+def summary(runs: list[dict], firsts: list[dict]) -> dict:
+    """One configuration over the rounds: median texts/s, median ratio to the round's first configuration,
+    and memory as the last round left it (the most: over all rounds)."""
+    return {
+        "config": runs[0]["config"],
+        "texts_per_s": statistics.median(r["texts_per_s"] for r in runs),
+        "rounds": [r["texts_per_s"] for r in runs],
+        "vs_first": statistics.median(r["texts_per_s"] / f["texts_per_s"] for r, f in zip(runs, firsts, strict=True)),
+        "private_last_mib": runs[-1]["private_last_mib"],
+        "private_max_mib": [max(values) for values in zip(*(r["private_max_mib"] for r in runs), strict=False)],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--sample", type=float, default=5.0)
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS))
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all the configurations")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from app.config import default_model_path
 
-    rows = [measure(c, args.seconds, args.clients, args.sample, str(default_model_path())) for c in args.configs]
+    model_path = str(default_model_path())
+    rounds = [
+        [measure(c, args.seconds, args.clients, args.sample, model_path) for c in args.configs]
+        for _ in range(args.rounds)
+    ]
+    rows = [summary([r[i] for r in rounds], [r[0] for r in rounds]) for i in range(len(args.configs))]
     base = rows[0]
-    print("| configuration | texts/s | vs first | worker private MiB, last | most | most vs first |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| configuration | texts/s (median) | each round | vs first, same round (median) "
+        "| worker private MiB, last | most | most vs first |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         most = max(row["private_max_mib"], default=0)
         print(
-            f"| `{row['config']}` | {row['texts_per_s']:.1f} | {row['texts_per_s'] / base['texts_per_s']:.2f}x | "
-            f"{', '.join(f'{v:.0f}' for v in row['private_last_mib'])} | {most:.0f} | "
+            f"| `{row['config']}` | {row['texts_per_s']:.1f} | {', '.join(f'{v:.1f}' for v in row['rounds'])} | "
+            f"{row['vs_first']:.3f}x | {', '.join(f'{v:.0f}' for v in row['private_last_mib'])} | {most:.0f} | "
             f"{most / max(max(base['private_max_mib'], default=1), 1):.2f}x |"
         )
     if args.json:

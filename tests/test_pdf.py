@@ -12,6 +12,7 @@ import io
 import numpy as np
 import pytest
 import requests
+from PIL import Image, PngImagePlugin
 
 from app import create_app
 from app.config import Settings
@@ -104,6 +105,24 @@ def pdf_server():
 def test_the_pages_render_differently():
     pngs = renderings(PDF)
     assert len(pngs) == 3 and len(set(pngs)) == 3 and is_pdf(PDF) and not is_pdf(pngs[0])
+
+
+def test_an_image_whose_metadata_says_pdf_is_an_image(client):
+    """A PDF's header may sit anywhere in its first kilobyte, but a PNG or JPEG carrying "%PDF-" in a text chunk
+    or comment there is still one picture: one vector, not a 400 from the PDF reader."""
+    picture = Image.new("RGB", (32, 24), (200, 30, 60))
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "%PDF-1.7 quoted in a caption")
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    picture.save(png, format="PNG", pnginfo=text)
+    picture.save(jpeg, format="JPEG", comment=b"%PDF-1.4")
+    for data in (png.getvalue(), jpeg.getvalue()):
+        assert b"%PDF-" in data[:1024] and not is_pdf(data)
+        answer = client.post("/embed_image", json={"images": [base64.b64encode(data).decode()]})
+        assert answer.status_code == 200, answer.get_json()
+        assert len(answer.get_json()["embeddings"]) == 1 and "pages" not in answer.get_json()
+    preceded = b"\n" * 100 + PDF  # a PDF whose header comes after leading bytes, as readers accept
+    assert is_pdf(preceded) and PdfPages(preceded, max_pages=8, dpi=72, max_page_pixels=10**8, param="x").count == 3
 
 
 @pytest.mark.parametrize("path", ["data-uri", "base64", "multipart", "url"])

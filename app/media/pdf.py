@@ -26,7 +26,24 @@ _PDFIUM = threading.Lock()
 HEADER_WINDOW = 1024
 
 
+# Image formats' own signatures at byte 0: a picture whose metadata (a PNG text chunk, a JPEG comment) carries
+# "%PDF-" in its first kilobyte is still that picture.
+IMAGE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",  # JPEG
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF, little- and big-endian
+    b"MM\x00*",
+)
+
+
 def is_pdf(data: bytes) -> bool:
+    if data.startswith(b"%PDF-"):
+        return True
+    if data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp":
+        return False
     return b"%PDF-" in data[:HEADER_WINDOW]
 
 

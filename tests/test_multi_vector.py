@@ -147,6 +147,20 @@ def test_requests_it_cannot_serve_exactly_are_400s(engine):
         engine.rerank(model, QUERIES[:1], DOCUMENTS, instruction="judge relevance")
 
 
+def test_truncate_false_tokenises_again_only_the_texts_that_reached_the_limit(engine, monkeypatch):
+    """sentence-transformers tokenises each text once; only a row as long as the limit can have been cut, so only
+    such a text is tokenised a second time, whole, to be refused if it was longer."""
+    model = engine.models["colbert"]
+    tokenizer, again = model.tokenizer, []
+    monkeypatch.setattr(model, "tokenizer", lambda texts, **kw: again.append(list(texts)) or tokenizer(texts, **kw))
+    short = engine.embed_texts(model, DOCUMENTS[::2][:2], outputs={COLBERT}, truncate=False, use_cache=False)
+    assert len(short.colbert) == 2 and again == []
+    with pytest.raises(InvalidInput, match=r"input\[3\] has \d+ tokens.*at most 24"):
+        engine.embed_texts(model, DOCUMENTS, outputs={COLBERT}, truncate=False, use_cache=False)
+    assert len(again) == 1 and again[0][-1].endswith(DOCUMENTS[3])
+    assert not any(text.endswith((DOCUMENTS[0], DOCUMENTS[2])) for text in again[0])
+
+
 def test_native_embed_text_and_similarity(client, engine, directories):
     encoder = reference(directories["colbert"])
     body = {"texts": DOCUMENTS, "model": "colbert", "output_types": ["colbert"], "is_query": False}

@@ -48,11 +48,16 @@ def sentence_transformers_model(kind: str, path: Path, dtype: torch.dtype):
     return model, list(model.children())
 
 
-def refuse_long(tokenizer, texts: list[str], prompt: str, limit: int, field: str, where: str = "") -> None:
+def refuse_long(
+    tokenizer, texts: list[str], prompt: str, limit: int, field: str, where: str = "", indices: list[int] | None = None
+) -> None:
     """truncate=false for a family whose tokenising sentence-transformers does: the first text longer than `limit`
-    tokens (with the prompt) is the caller's 400; `where` qualifies the limit (" on this side")."""
+    tokens (with the prompt) is the caller's 400; `where` qualifies the limit (" on this side"); `indices` are the
+    texts' places in the request, when they are some of its texts."""
+    if not texts:
+        return
     lengths = [len(ids) for ids in tokenizer([prompt + text for text in texts])["input_ids"]]
-    for index, length in enumerate(lengths):
+    for index, length in zip(indices if indices is not None else range(len(texts)), lengths, strict=True):
         if length > limit:
             raise InvalidInput(
                 f"{field}[{index}] has {length} tokens; this model reads at most {limit}{where} (truncate to cut it)",

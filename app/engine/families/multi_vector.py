@@ -128,13 +128,15 @@ class MultiVectorModel(ServedModel):
         side = request.side or "document"  # an index is built of documents: what a side-less call embeds
         prompt = self._prompt(side, request)
         limit = self.limit(side, request.max_tokens)
-        if not request.truncate:
-            refuse_long(self.tokenizer, texts, prompt, limit, request.field, " on this side")
         options = {"task": side}
         if request.max_tokens:
             options["max_length"] = limit
-        features = self.encoder.preprocess(texts, prompt=prompt or None, **options)
-        return Prepared(rows=_rows(features, side), outputs=request.outputs)
+        rows = _rows(self.encoder.preprocess(texts, prompt=prompt or None, **options), side)
+        if not request.truncate:
+            # Only a row that reached the limit can have been cut: the others are tokenised once, not twice.
+            full = [index for index, row in enumerate(rows) if len(row) >= limit]
+            refuse_long(self.tokenizer, [texts[i] for i in full], prompt, limit, request.field, " on this side", full)
+        return Prepared(rows=rows, outputs=request.outputs)
 
     def token_width(self, output: str) -> int:
         return self.dimension

@@ -29,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..config import Settings
 from ..errors import InvalidRequest, PayloadTooLarge
 from .pdf import PdfPages, is_pdf
+from .signatures import image_format
 
 DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.IGNORECASE
@@ -151,7 +152,7 @@ def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
     except Image.DecompressionBombError as exc:  # PIL's own guard, far above ours
         raise InvalidRequest(f"{param} claims too many pixels: {exc}", param=param, code="image_too_large") from None
     except UnidentifiedImageError:
-        detected = _detect_format(data)
+        detected = image_format(data)
         if detected:
             raise InvalidRequest(
                 f"{param} is {detected}; allowed formats: {allowed}", param=param, code="unsupported_image_format"
@@ -178,33 +179,6 @@ def decode_image(data: bytes, limits: ImageLimits, param: str) -> Image.Image:
         raise InvalidRequest(
             f"{param} is a corrupt or truncated {image.format}: {exc}", param=param, code="invalid_image"
         ) from None
-
-
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF8", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"%!PS", "EPS"),
-    (b"\xc5\xd0\xd3\xc6", "EPS"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"8BPS", "PSD"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
-)
-
-
-def _detect_format(data: bytes) -> str | None:
-    """Name a refused format from its magic bytes, for the error message only (nothing is parsed)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypheix", b"ftypmif1"):
-        return "AVIF/HEIF"
-    for magic, name in _SIGNATURES:
-        if data.startswith(magic):
-            return name
-    return None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

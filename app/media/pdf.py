@@ -20,29 +20,19 @@ import threading
 from PIL import Image
 
 from ..errors import InvalidRequest, PayloadTooLarge
+from .signatures import image_format
 
 _PDFIUM = threading.Lock()
 # A PDF's header may follow up to 1024 bytes of anything (ISO 32000-1, 7.5.2); readers look that far.
 HEADER_WINDOW = 1024
 
 
-# Image formats' own signatures at byte 0: a picture whose metadata (a PNG text chunk, a JPEG comment) carries
-# "%PDF-" in its first kilobyte is still that picture.
-IMAGE_SIGNATURES = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",  # JPEG
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",  # TIFF, little- and big-endian
-    b"MM\x00*",
-)
-
-
 def is_pdf(data: bytes) -> bool:
     if data.startswith(b"%PDF-"):
         return True
-    if data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp":
+    # A picture whose metadata (a PNG text chunk, a JPEG comment) quotes "%PDF-" in its first kilobyte is still
+    # that picture; so is anything in an ISO-BMFF box (HEIF, AVIF, MP4).
+    if image_format(data) is not None or data[4:8] == b"ftyp":
         return False
     return b"%PDF-" in data[:HEADER_WINDOW]
 

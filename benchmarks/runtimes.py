@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -241,19 +242,14 @@ def ort_int8_dynamic(model, directory: Path, threads: int, per_channel: bool):
     return ort_session(path, threads)
 
 
-def weight_matmuls(path: Path) -> tuple[list[str], list[str]]:
-    """The graph's MatMul nodes: those with a weight (an initializer) and those between two activations
-    (attention's scores and context)."""
+def activation_matmuls(path: Path) -> list[str]:
+    """The graph's MatMul nodes between two activations (attention's scores and context), not a weight."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     weights = {init.name for init in graph.initializer}
-    constants = {out for node in graph.node if node.op_type == "Constant" for out in node.output}
-    with_weight, between = [], []
-    for node in graph.node:
-        if node.op_type == "MatMul":
-            (with_weight if node.input[1] in weights | constants else between).append(node.name)
-    return with_weight, between
+    weights |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] not in weights]
 
 
 def ort_int8_static(model, directory: Path, threads: int, calibration: list):
@@ -279,7 +275,6 @@ def ort_int8_static(model, directory: Path, threads: int, calibration: list):
     prepared = directory / "prepared.onnx"
     # Symbolic shape inference cannot follow the position ids' Min(512, sequence); ONNX's own can.
     quant_pre_process(str(exported_onnx(model, directory)), str(prepared), skip_symbolic_shape=True)
-    _, between = weight_matmuls(prepared)
     path = directory / "int8-static.onnx"
     quantize_static(
         str(prepared),
@@ -290,7 +285,7 @@ def ort_int8_static(model, directory: Path, threads: int, calibration: list):
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=between,
+        nodes_to_exclude=activation_matmuls(prepared),
         calibrate_method=CalibrationMethod.MinMax,
     )
     return ort_session(path, threads)
@@ -389,7 +384,8 @@ def main() -> None:
     pad_id = tokenizer.pad_token_id or 0
     tokens = sum(map(len, encoded))
 
-    def calibration():
+    @functools.cache
+    def calibration():  # tokenised once, and only when a static int8 runtime is measured
         return calibration_batches(tokenizer, held_out, limit, pad_id)
 
     def fresh():

@@ -12,8 +12,10 @@ over its rounds: texts/s of each load and their ratio (the issue's goal: c8 x 1 
 server's CPU milliseconds per text under each (its workers' user and system time, from /proc: a measure the
 other tenants of a shared machine disturb less than texts/s), the mean rows per forward pass (from /metrics),
 and the p50 at concurrency 1 against the bare model's single-text forward (tokenizer + model + pooling in this
-process, eager, on one thread as a worker has and on every core). The configurations take turns, round after
-round: this machine's speed drifts between minutes by more than the effects measured.
+process, eager, on one thread as a worker has and on every core). A second table splits the CPU per text by
+thread: each worker's event loop (its main thread: HTTP, Flask, tokenizing, the response), its model threads
+(the forward passes) and the load generator itself (benchmark.py, on the same cores). The configurations take
+turns, round after round: this machine's speed drifts between minutes by more than the effects measured.
 
 `PYTHONPATH=benchmarks/two_writes` puts gunicorn's own two writes per response back (the baseline for
 app/gunicorn_response.py); `RETURN_WAIT=0` turns the batcher's wait for returning requests off.
@@ -41,9 +43,32 @@ from throughput import CORPUS_FILES, bare_model, build_corpus  # noqa: E402
 LOADS = [("1 text, c=8", 1, 8), ("16 texts, c=4", 16, 4), ("1 text, c=1", 1, 1)]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(workers: list[int]) -> tuple[float, float]:
+    """CPU seconds so far of the workers' main threads (gevent's event loop) and of all their other threads
+    (the model's forward passes: gevent's thread pool, torch's)."""
+    loop = other = 0.0
+    for pid in workers:
+        for thread in map(int, os.listdir(f"/proc/{pid}/task")):
+            try:
+                used = cpu_seconds(pid, thread)
+            except OSError:  # a thread that ended meanwhile
+                continue
+            if thread == pid:
+                loop += used
+            else:
+                other += used
+    return loop, other
+
+
+def children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def passes(url: str) -> tuple[float, float]:
@@ -70,17 +95,23 @@ def measure(config: str, model_path: str, corpus: Path, args) -> dict:
         drive(url, corpus, 1, 4, args.warmup, 0)  # every worker warm before anything is counted
         for name, items, concurrency in LOADS:
             workers = children(server.pid)
-            cpu = {pid: cpu_seconds(pid) for pid in workers}
+            loop, model = thread_cpu(workers)
             rows, count = passes(url)
+            client = children_cpu()
             began = time.monotonic()
             result = drive(url, corpus, items, concurrency, args.seconds, 0)
             elapsed = time.monotonic() - began
-            used = sum(cpu_seconds(pid) - cpu[pid] for pid in workers)
+            client = children_cpu() - client
+            loop_after, model_after = thread_cpu(workers)
             rows_after, count_after = passes(url)
+            texts = max(result["items_per_s"] * elapsed, 1)
             row[name] = {
                 "texts_per_s": result["items_per_s"],
                 "p50_ms": result["p50_ms"],
-                "cpu_ms_per_text": 1000 * used / max(result["items_per_s"] * elapsed, 1),
+                "cpu_ms_per_text": 1000 * (loop_after - loop + model_after - model) / texts,
+                "loop_ms_per_text": 1000 * (loop_after - loop) / texts,
+                "model_ms_per_text": 1000 * (model_after - model) / texts,
+                "client_ms_per_text": 1000 * client / texts,
                 "rows_per_pass": (rows_after - rows) / max(count_after - count, 1),
             }
     return row
@@ -141,6 +172,24 @@ def main() -> None:
             f"{mean(config, small, 'cpu_ms_per_text'):.2f} | {mean(config, big, 'cpu_ms_per_text'):.2f} | "
             f"{mean(config, small, 'rows_per_pass'):.2f} | {mean(config, big, 'rows_per_pass'):.2f} | "
             f"{p50:.1f} | {p50 / bare[1]['single_p50_ms']:.2f} | {p50 / bare[os.cpu_count()]['single_p50_ms']:.2f} |"
+        )
+    print(
+        "\nCPU ms per text by thread: the workers' event loops, their model threads, and the load generator\n\n"
+        "| configuration | event loop c8 x 1 | c4 x 16 | model c8 x 1 | c4 x 16 | client c8 x 1 | c4 x 16 "
+        "| all c8 x 1 | all c4 x 16 | ratio of all |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for config in configs:
+        if not rounds[config]:
+            continue
+        cells = [
+            mean(config, load, f"{key}_ms_per_text") for key in ("loop", "model", "client") for load in (small, big)
+        ]
+        every = [cells[0] + cells[2] + cells[4], cells[1] + cells[3] + cells[5]]
+        print(
+            f"| `{config or 'defaults'}` | "
+            + " | ".join(f"{cell:.2f}" for cell in cells + every)
+            + f" | {every[1] / every[0]:.2f} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"bare": bare, "rounds": rounds}, indent=2))

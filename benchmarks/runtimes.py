@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """CPU runtimes for a sentence-transformers encoder, measured in one run on this machine: eager torch (float32,
-bfloat16, int8 weights by dynamic quantization), torch.compile (inductor), ONNX Runtime and OpenVINO, and int8
-by each of their quantizers (#30: dynamic, static with calibration, weights only); texts/s at batch 16 and
-batch 1, fidelity against sentence-transformers float32 (the lowest cosine; recall@10: how much of float32's
-top 10 documents for each query each runtime's top 10 finds; and the task itself: the reciprocal rank of each
-query's own document), and what each costs to prepare.
+bfloat16, int8 weights by dynamic quantization), torch.compile (inductor), TorchScript with oneDNN Graph, ONNX
+Runtime and OpenVINO, and int8 by each of their quantizers (#30: dynamic, static with calibration, weights
+only); texts/s at batch 16 and batch 1, fidelity against sentence-transformers float32 (the lowest cosine;
+recall@10: how much of float32's top 10 documents for each query each runtime's top 10 finds; and the task
+itself: the reciprocal rank of each query's own document), and what each costs to prepare.
 
     pip install onnxruntime onnx onnxscript openvino nncf    # the runtimes not in the service's requirements
     python benchmarks/runtimes.py                            # the default model, all cores
@@ -144,6 +144,32 @@ def compiled(model, dtype):
         with torch.inference_mode():
             out = forward(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         return out.last_hidden_state.float().numpy()
+
+    return run
+
+
+def onednn_graph(model, dtype, example):
+    """TorchScript, traced on one batch and frozen, with oneDNN Graph's fusions on (LLGA: a matmul with its bias,
+    scale and add; attention's patterns): PyTorch's one path to oneDNN's graph compiler, which inductor does not
+    use. The traced graph takes any batch shape."""
+    import torch
+
+    class Positional(torch.nn.Module):  # a traced module takes and returns tensors, not keywords and dicts
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids, mask):
+            return self.inner(input_ids=ids, attention_mask=mask, return_dict=False)[0]
+
+    torch.jit.enable_onednn_fusion(True)
+    wrapped = Positional(model.to(dtype)).eval()
+    with torch.no_grad():
+        traced = torch.jit.freeze(torch.jit.trace(wrapped, tuple(map(torch.from_numpy, example)), strict=False))
+
+    def run(ids, mask):
+        with torch.no_grad():
+            return traced(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
 
     return run
 
@@ -401,6 +427,7 @@ def main() -> None:
         ),
         "torch.compile float32": lambda d: compiled(fresh(), torch.float32),
         "torch.compile bfloat16": lambda d: compiled(fresh(), torch.bfloat16),
+        "torchscript bfloat16, oneDNN Graph fusion": lambda d: onednn_graph(fresh(), torch.bfloat16, timed[16][0]),
         "onnxruntime float32": lambda d: ort_session(exported_onnx(fresh(), d), args.threads),
         "onnxruntime float32 fused": lambda d: ort_session(ort_fused(fresh(), d), args.threads),
         "onnxruntime int8 dynamic": lambda d: ort_int8_dynamic(fresh(), d, args.threads, per_channel=False),

@@ -63,6 +63,7 @@ control_socket_disable = True
 loglevel = _settings.log_level
 errorlog = "-"
 logconfig_dict = gunicorn_logconfig(_settings) or {}
+logger_class = "app.gunicorn_logger.Logger"
 
 
 # ------------------------------------------------------------------ hooks

@@ -127,6 +127,39 @@ def test_gunicorn_logs_follow_the_format():
     assert config["loggers"]["gunicorn.access"]["propagate"] is False
 
 
+@pytest.fixture
+def logging_restored():
+    """gunicorn's logger configures the process's logging (dictConfig, handlers): put it back afterwards."""
+    loggers = [logging.getLogger(name) for name in ("", "gunicorn.error", "gunicorn.access")]
+    saved = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def test_gunicorn_builds_no_access_line_that_nothing_writes(monkeypatch, logging_restored):
+    """In JSON mode gunicorn.access is off (the app writes its own line), yet gunicorn counts its access log
+    as enabled and would build every request's line to drop it; with an access log that writes, it still does."""
+    from gunicorn.config import Config
+
+    from app.gunicorn_logger import Logger
+
+    built = []
+    monkeypatch.setattr(Logger, "atoms", lambda self, *args: built.append(args) or {})
+    json_mode = Config()
+    json_mode.set("logconfig_dict", gunicorn_logconfig(Settings.from_env({"LOG_FORMAT": "json"})))
+    logger = Logger(json_mode)
+    assert logger.access_log_enabled  # what gunicorn's own Logger goes by
+    logger.access(None, None, {}, None)
+    assert built == []
+    text_mode = Config()
+    text_mode.set("accesslog", "-")
+    Logger(text_mode).access(None, None, {}, None)
+    assert len(built) == 1
+
+
 def test_metrics_dir_is_wiped_on_start(tmp_path, monkeypatch):
     # setenv first, so monkeypatch restores the variable's absence after prepare_metrics_dir sets it;
     # left set, it would switch the in-process /metrics of later tests to multiprocess mode.

@@ -148,22 +148,30 @@ def compiled(model, dtype):
     return run
 
 
+def positional(model):
+    """`model` taking its inputs by position and returning its last hidden state: what tracing and ONNX export
+    take (tensors in and out, no keywords or output dicts)."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return Positional(model)
+
+
 def onednn_graph(model, dtype, example):
     """TorchScript, traced on one batch and frozen, with oneDNN Graph's fusions on (LLGA: a matmul with its bias,
     scale and add; attention's patterns): PyTorch's one path to oneDNN's graph compiler, which inductor does not
     use. The traced graph takes any batch shape."""
     import torch
 
-    class Positional(torch.nn.Module):  # a traced module takes and returns tensors, not keywords and dicts
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, ids, mask):
-            return self.inner(input_ids=ids, attention_mask=mask, return_dict=False)[0]
-
     torch.jit.enable_onednn_fusion(True)
-    wrapped = Positional(model.to(dtype)).eval()
+    wrapped = positional(model.to(dtype)).eval()
     with torch.no_grad():
         traced = torch.jit.freeze(torch.jit.trace(wrapped, tuple(map(torch.from_numpy, example)), strict=False))
 
@@ -177,18 +185,10 @@ def onednn_graph(model, dtype, example):
 def exported_onnx(model, directory: Path) -> Path:
     import torch
 
-    class Positional(torch.nn.Module):  # the exporter passes inputs by position
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
     path = directory / "model.onnx"
     ids = torch.ones((2, 16), dtype=torch.long)
     torch.onnx.export(
-        Positional(model),
+        positional(model),
         (ids, torch.ones_like(ids)),
         str(path),
         input_names=["input_ids", "attention_mask"],

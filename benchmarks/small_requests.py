@@ -43,9 +43,8 @@ from throughput import CORPUS_FILES, bare_model, build_corpus  # noqa: E402
 LOADS = [("1 text, c=8", 1, 8), ("16 texts, c=4", 16, 4), ("1 text, c=1", 1, 1)]
 
 
-def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int) -> float:
+    fields = Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
